@@ -30,9 +30,10 @@ LAB_TESTS: tuple[DemoTest, ...] = (
     DemoTest("TNF", "3074-2", "Tumor necrosis factor.alpha [Mass/volume] in Serum or Plasma",
              "pg/mL", "pg/mL"),
     DemoTest("INTLK17", "82335-1", "Interleukin 17 [Mass/volume] in Serum or Plasma", "pg/mL", "pg/mL"),
-    DemoTest("TGFB", "82334-4", "Transforming growth factor beta [Mass/volume] in Serum or Plasma",
+    DemoTest("TGFB1", "49853-5",
+             "Transforming growth factor beta 1 [Mass/volume] in Serum or Plasma",
              "pg/mL", "pg/mL"),
-    DemoTest("INTLK1B", "26880-5", "Interleukin 1 beta [Mass/volume] in Serum or Plasma",
+    DemoTest("INTLK1B", "13629-1", "Interleukin 1 beta [Mass/volume] in Serum or Plasma",
              "pg/mL", "pg/mL"),
     DemoTest("INTLK10", "26848-2", "Interleukin 10 [Mass/volume] in Serum or Plasma", "pg/mL", "pg/mL"),
 )
@@ -41,7 +42,7 @@ LAB_TESTS: tuple[DemoTest, ...] = (
 OXYSAT = DemoTest("OXYSAT", "59408-5",
                   "Oxygen saturation in Arterial blood by Pulse oximetry", "%", "%")
 FIO2 = DemoTest("FIO2", "3150-0", "Inhaled oxygen concentration", "%", "%")
-PULSE = DemoTest("PULSE", "8867-4", "Heart rate", "/min", "beats/minute")
+PULSE = DemoTest("HR", "8867-4", "Heart rate", "/min", "beats/minute")
 TEMP = DemoTest("TEMP", "8310-5", "Body temperature", "Cel", "C")
 SYSBP = DemoTest("SYSBP", "8480-6", "Systolic blood pressure", "mm[Hg]", "mmHg")
 DIABP = DemoTest("DIABP", "8462-4", "Diastolic blood pressure", "mm[Hg]", "mmHg")

@@ -1,0 +1,93 @@
+"""The ``fhircdisc`` command line: thin wrappers over the Python API.
+
+Exit codes: 0 done, 1 done but the input had problems (see the report),
+2 could not run (bad arguments or unreadable input).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from fhircdisc import __version__
+from fhircdisc.errors import FhircdiscError
+
+FORMAT_CHOICES = ("xpt", "json", "ndjson", "csv")
+VERSION_CHOICES = ("auto", "R4", "R4B", "R5")
+
+
+def _fail(exc: FhircdiscError) -> None:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fhircdisc")
+def main() -> None:
+    """Convert clinical-trial data between HL7 FHIR and CDISC SDTM."""
+
+
+@main.command("to-sdtm")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Folder for the SDTM datasets, report and provenance.")
+@click.option("--study-id", help="STUDYID; with no ResearchSubject in the input, enrols every "
+              "Patient.")
+@click.option("--site-id", help="SITEID for subjects whose study names no site.")
+@click.option("--subjects", type=click.Path(path_type=Path, dir_okay=False),
+              help="CSV of subjects to enrol: patient_id,SUBJID,SITEID,ARMCD,ARM,RFICDTC.")
+@click.option("--enrol-all", is_flag=True, help="Enrol every Patient, even when the input has "
+              "ResearchSubjects (needs --study-id).")
+@click.option("--format", "formats", multiple=True, type=click.Choice(FORMAT_CHOICES),
+              default=("xpt",), show_default=True, help="Output format; repeat for several.")
+@click.option("--fhir-version", type=click.Choice(VERSION_CHOICES, case_sensitive=False),
+              default="auto", show_default=True)
+@click.option("--terminology", "terminology", multiple=True,
+              type=click.Path(path_type=Path, dir_okay=False),
+              help="Extra terminology rows (CSV, same columns as the built-in tables).")
+@click.option("--creation-datetime", help="Fixed Dataset-JSON creation timestamp "
+              "(for reproducible output).")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+def to_sdtm_command(inputs: tuple[Path, ...], out_dir: Path, study_id: str | None,
+                    site_id: str | None, subjects: Path | None, enrol_all: bool,
+                    formats: tuple[str, ...],
+                    fhir_version: str, terminology: tuple[Path, ...],
+                    creation_datetime: str | None, quiet: bool) -> None:
+    """Convert FHIR Bundles, Bulk Data NDJSON files or folders of them to SDTM."""
+    from fhircdisc.converters.fhir_to_sdtm import to_sdtm
+    from fhircdisc.summary import print_summary, problems
+
+    try:
+        study = to_sdtm(inputs, study_id=study_id, site_id=site_id, subjects=subjects,
+                        fhir_version=fhir_version, terminology=terminology, enrol_all=enrol_all)
+        study.write(out_dir, formats, creation_datetime=creation_datetime)
+    except FhircdiscError as exc:
+        _fail(exc)
+    if not quiet:
+        print_summary(study, Console(), out_dir)
+    sys.exit(1 if problems(study.report) else 0)
+
+
+@main.command("demo")
+@click.argument("out_dir", required=False, default="demo-output", type=click.Path(path_type=Path))
+@click.option("--seed", default=2020, show_default=True, help="Seed of the synthetic trial.")
+@click.option("--format", "formats", multiple=True, type=click.Choice(FORMAT_CHOICES),
+              default=("xpt", "json"), show_default=True)
+@click.option("-q", "--quiet", is_flag=True)
+def demo_command(out_dir: Path, seed: int, formats: tuple[str, ...], quiet: bool) -> None:
+    """Generate the built-in UC-MSC ARDS demo trial as FHIR and convert it to SDTM."""
+    from fhircdisc.examples.demo_run import run_demo
+
+    try:
+        result = run_demo(out_dir, seed=seed, formats=formats)
+    except FhircdiscError as exc:
+        _fail(exc)
+    if not quiet:
+        result.print(Console())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,177 @@
+"""Read FHIR resources from Bundles, Bulk Data NDJSON files and folders of them.
+
+Every resource comes with its origin (file and place: ``entry[3]`` for a Bundle,
+``line 12`` for NDJSON) so that reports and errors can point at it. Input that
+cannot be parsed at all (malformed JSON, not FHIR) raises ``InputError``; a
+single unusable entry (no resource, no resourceType) is yielded as a
+``ReadProblem`` so that the rest still converts and the problem is reported.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from fhircdisc.errors import InputError
+
+FHIR_SUFFIXES = (".json", ".ndjson", ".json.gz", ".ndjson.gz")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a resource came from."""
+
+    file: str
+    location: str
+    full_url: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.file} [{self.location}]"
+
+
+@dataclass(frozen=True)
+class SourceResource:
+    """A resource as read, with its origin."""
+
+    data: dict[str, Any]
+    origin: Origin
+
+    @property
+    def type(self) -> str:
+        return str(self.data["resourceType"])
+
+    @property
+    def id(self) -> str | None:
+        value = self.data.get("id")
+        return str(value) if value is not None else None
+
+    @property
+    def key(self) -> str:
+        """``Type/id`` (or the place in the file when the resource has no id)."""
+        return f"{self.type}/{self.id}" if self.id else f"{self.type}@{self.origin}"
+
+
+@dataclass(frozen=True)
+class ReadProblem:
+    """An entry that could not be taken as a resource."""
+
+    origin: Origin
+    reason_code: str
+    message: str
+    resource_type: str | None = None
+
+
+def expand_sources(sources: Iterable[str | Path]) -> list[Path]:
+    """Files to read: each source file, and every FHIR file under each source folder."""
+    files: list[Path] = []
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file()
+                           and p.name.lower().endswith(FHIR_SUFFIXES) and not p.name.startswith("."))
+            if not found:
+                raise InputError("folder holds no .json or .ndjson files", str(path))
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise InputError("no such file or folder", str(path))
+    return files
+
+
+def _read_text(path: Path) -> bytes:
+    try:
+        if path.name.lower().endswith(".gz"):
+            with gzip.open(path, "rb") as handle:
+                return handle.read()
+        return path.read_bytes()
+    except (OSError, EOFError) as exc:
+        raise InputError(f"cannot read file: {exc}", str(path)) from exc
+
+
+def _is_ndjson(path: Path) -> bool:
+    return path.name.lower().removesuffix(".gz").endswith(".ndjson")
+
+
+def read_file(path: Path) -> Iterator[SourceResource | ReadProblem]:
+    """Resources (and problems) of one file, in file order."""
+    if _is_ndjson(path):
+        yield from _read_ndjson(path)
+    else:
+        yield from _read_json(path)
+
+
+def read_sources(sources: Iterable[str | Path]) -> Iterator[SourceResource | ReadProblem]:
+    """Resources (and problems) of every file of every source, in a stable order."""
+    for path in expand_sources(sources):
+        yield from read_file(path)
+
+
+def _json_error(exc: orjson.JSONDecodeError, text: bytes) -> str:
+    line = text.count(b"\n", 0, exc.pos) + 1
+    column = exc.pos - (text.rfind(b"\n", 0, exc.pos) + 1) + 1
+    return f"line {line}, column {column}"
+
+
+def _read_json(path: Path) -> Iterator[SourceResource | ReadProblem]:
+    text = _read_text(path)
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON: {exc.msg}", str(path), _json_error(exc, text)) from exc
+    if not isinstance(data, dict):
+        raise InputError("not a FHIR resource or Bundle (top level is not a JSON object)",
+                         str(path), "$")
+    if "resourceType" not in data:
+        raise InputError("not a FHIR resource or Bundle: no resourceType", str(path), "$",
+                         hint="a FHIR JSON file starts with {\"resourceType\": ...}")
+    yield from _unpack(data, Origin(str(path), "$"), str(path), "$")
+
+
+def _unpack(data: dict[str, Any], origin: Origin, file: str, json_path: str
+            ) -> Iterator[SourceResource | ReadProblem]:
+    if data.get("resourceType") != "Bundle":
+        yield SourceResource(data, origin)
+        return
+    entries = data.get("entry") or []
+    if not isinstance(entries, list):
+        raise InputError("Bundle.entry is not a list", file, f"{json_path}.entry")
+    for index, entry in enumerate(entries):
+        place = f"{json_path}.entry[{index}]"
+        full_url = entry.get("fullUrl") if isinstance(entry, dict) else None
+        where = Origin(file, place, full_url)
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict):
+            yield ReadProblem(where, "entry-without-resource", "Bundle entry has no resource")
+            continue
+        if not resource.get("resourceType"):
+            yield ReadProblem(where, "missing-resourceType", "resource has no resourceType")
+            continue
+        if resource.get("resourceType") == "Bundle":
+            yield from _unpack(resource, where, file, f"{place}.resource")
+            continue
+        yield SourceResource(resource, where)
+
+
+def _read_ndjson(path: Path) -> Iterator[SourceResource | ReadProblem]:
+    text = _read_text(path)
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            data = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise InputError(f"malformed JSON: {exc.msg}", str(path),
+                             f"line {number}, column {exc.colno}") from exc
+        origin = Origin(str(path), f"line {number}")
+        if not isinstance(data, dict):
+            yield ReadProblem(origin, "not-a-resource", "line is not a JSON object")
+        elif not data.get("resourceType"):
+            yield ReadProblem(origin, "missing-resourceType", "resource has no resourceType")
+        else:
+            yield from _unpack(data, origin, str(path), f"line {number}")

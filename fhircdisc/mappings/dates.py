@@ -1,0 +1,128 @@
+"""FHIR date/dateTime/instant <-> SDTM ISO 8601 character dates.
+
+SDTM --DTC values keep the precision that was recorded (``2020``, ``2020-06``,
+``2020-06-14``, ``2020-06-14T08:00``, ``2020-06-14T08:00:00``). A FHIR dateTime
+with a time carries a UTC offset; SDTM dates are the site's local clock time, so
+the offset is dropped, not converted: ``2020-06-14T08:00:00+03:30`` becomes
+``2020-06-14T08:00:00``. Going back to FHIR, a time without offset gets the
+offset of the study (``+00:00`` unless told otherwise).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+_FHIR_DATETIME = re.compile(
+    r"^(?P<date>\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?)"
+    r"(T(?P<time>([01]\d|2[0-3]):[0-5]\d(:([0-5]\d|60)(\.\d{1,9})?)?)"
+    r"(?P<tz>Z|[+-]((0\d|1[0-3]):[0-5]\d|14:00))?)?$"
+)
+_SDTM_DTC = re.compile(
+    r"^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01])"
+    r"(T([01]\d|2[0-3])(:[0-5]\d(:[0-5]\d(\.\d{1,9})?)?)?)?)?)?$"
+)
+
+
+class DateFormatError(ValueError):
+    """A value that is not an ISO 8601 date or dateTime."""
+
+
+def fhir_to_dtc(value: object) -> str:
+    """Convert a FHIR date/dateTime/instant string to an SDTM --DTC value."""
+    if not isinstance(value, str):
+        raise DateFormatError(f"expected an ISO 8601 date string, got {value!r}")
+    match = _FHIR_DATETIME.match(value.strip())
+    if not match:
+        raise DateFormatError(f"{value!r} is not an ISO 8601 date or dateTime")
+    day = match["date"]
+    _check_calendar(day, value)
+    if match["time"] is None:
+        return day
+    return f"{day}T{match['time']}"
+
+
+def dtc_to_fhir(dtc: str, offset: str = "+00:00") -> str:
+    """Convert an SDTM --DTC value to a FHIR date or dateTime (offset added to times)."""
+    if not is_dtc(dtc):
+        raise DateFormatError(f"{dtc!r} is not an ISO 8601 SDTM date")
+    if "T" not in dtc:
+        return dtc
+    day, time = dtc.split("T", 1)
+    if len(time) == 2:
+        time += ":00:00"
+    elif len(time) == 5:
+        time += ":00"
+    return f"{day}T{time}{offset}"
+
+
+def is_dtc(value: str) -> bool:
+    """Whether ``value`` is a well-formed SDTM ISO 8601 date (complete or partial)."""
+    if not _SDTM_DTC.match(value):
+        return False
+    try:
+        _check_calendar(value.split("T", 1)[0], value)
+    except DateFormatError:
+        return False
+    return True
+
+
+def _check_calendar(day: str, original: str) -> None:
+    if len(day) == 10:
+        try:
+            date.fromisoformat(day)
+        except ValueError as exc:
+            raise DateFormatError(f"{original!r} is not a calendar date") from exc
+
+
+def date_part(dtc: str | None) -> date | None:
+    """The complete calendar date of a --DTC value, or ``None`` when partial or missing."""
+    if not dtc or len(dtc) < 10:
+        return None
+    try:
+        return date.fromisoformat(dtc[:10])
+    except ValueError:
+        return None
+
+
+def study_day(dtc: str | None, rfstdtc: str | None) -> int | None:
+    """SDTM study day: no day 0; the reference start date is day 1."""
+    event, ref = date_part(dtc), date_part(rfstdtc)
+    if event is None or ref is None:
+        return None
+    delta = (event - ref).days
+    return delta + 1 if delta >= 0 else delta
+
+
+def age_in_years(birth: str | None, reference: str | None) -> int | None:
+    """Completed years between a birth date and a reference date.
+
+    A partial birth date gives an age only where every day it could stand for gives
+    the same age; otherwise ``None``.
+    """
+    ref = date_part(reference)
+    if not birth or ref is None:
+        return None
+    candidates = _bounds(birth[:10])
+    if candidates is None:
+        return None
+    ages = {ref.year - b.year - ((ref.month, ref.day) < (b.month, b.day)) for b in candidates}
+    return ages.pop() if len(ages) == 1 else None
+
+
+def _bounds(partial: str) -> tuple[date, date] | None:
+    try:
+        if len(partial) == 10:
+            d = date.fromisoformat(partial)
+            return d, d
+        if len(partial) == 7:
+            year, month = int(partial[:4]), int(partial[5:7])
+            start = date(year, month, 1)
+            end = date(year + (month == 12), month % 12 + 1, 1)
+            return start, date.fromordinal(end.toordinal() - 1)
+        if len(partial) == 4:
+            year = int(partial)
+            return date(year, 1, 1), date(year, 12, 31)
+    except ValueError:
+        return None
+    return None

@@ -1,0 +1,125 @@
+"""Study-level derivations, run once every domain's rows exist.
+
+RFXSTDTC/RFXENDTC (first/last exposure), RFSTDTC/RFENDTC, AGE/AGEU, ARMNRS,
+--DY/--STDY/--ENDY (no day 0), --SEQ per USUBJID in a stable order, AESDTH,
+TS rows from the study parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from fhircdisc.mappings.dates import age_in_years, date_part, study_day
+from fhircdisc.mappings.spec import DomainSpec
+
+HIDDEN = ("_order", "_source", "_file", "_location")
+
+
+def _min_max(rows: list[dict[str, Any]], start: str, end: str
+             ) -> tuple[dict[str, str], dict[str, str]]:
+    first: dict[str, str] = {}
+    last: dict[str, str] = {}
+    for row in rows:
+        subject = row["USUBJID"]
+        for var, store, better in ((start, first, lambda a, b: a < b),
+                                   (end, last, lambda a, b: a > b)):
+            value = row.get(var) or row.get(start)
+            if value and (subject not in store or better(value, store[subject])):
+                store[subject] = value
+    return first, last
+
+
+def derive_dm(dm_rows: list[dict[str, Any]], ex_rows: list[dict[str, Any]]) -> None:
+    """Reference dates, age and arm status on DM rows (in place)."""
+    first, last = _min_max(ex_rows, "EXSTDTC", "EXENDTC")
+    for row in dm_rows:
+        subject = row["_subject"] if "_subject" in row else None
+        usubjid = row["USUBJID"]
+        row["RFXSTDTC"] = first.get(usubjid)
+        row["RFXENDTC"] = last.get(usubjid)
+        period_start = getattr(subject, "period_start", None)
+        period_end = getattr(subject, "period_end", None)
+        row["RFSTDTC"] = row["RFXSTDTC"] or period_start
+        row["RFENDTC"] = period_end or row["RFXENDTC"]
+        age = age_in_years(row.get("BRTHDTC"), row["RFSTDTC"] or row.get("RFICDTC"))
+        row["AGE"] = float(age) if age is not None else None
+        row["AGEU"] = "YEARS" if age is not None else None
+        if not row.get("ARMCD"):
+            row["ARMNRS"] = "NOT ASSIGNED"
+        row.pop("_subject", None)
+
+
+def _study_days(rows: list[dict[str, Any]], reference: dict[str, str | None],
+                pairs: tuple[tuple[str, str], ...]) -> None:
+    for row in rows:
+        ref = reference.get(row.get("USUBJID") or "")
+        for dtc_var, dy_var in pairs:
+            if dy_var in row:
+                day = study_day(row.get(dtc_var), ref)
+                row[dy_var] = float(day) if day is not None else None
+
+
+def _sequence(rows: list[dict[str, Any]], seq_var: str, keys: tuple[str, ...]) -> None:
+    def sort_key(row: dict[str, Any]) -> tuple[Any, ...]:
+        return (row.get("USUBJID") or "", *[(row.get(k) is None, str(row.get(k) or ""))
+                                           for k in keys], row.get("_order", 0),
+                row.get("_location", ""))
+    rows.sort(key=sort_key)
+    counters: dict[str, int] = {}
+    for row in rows:
+        subject = row.get("USUBJID") or ""
+        counters[subject] = counters.get(subject, 0) + 1
+        row[seq_var] = float(counters[subject])
+
+
+def _ts_rows(rows: list[dict[str, Any]], spec: DomainSpec, studyids: list[str]
+             ) -> list[dict[str, Any]]:
+    """Pivot each ResearchStudy's parameter values into TS rows."""
+    out = []
+    for row in rows:
+        studyid = studyids[0] if len(studyids) == 1 else row.get("_studyid")
+        counts: dict[str, int] = {}
+        for parmcd, parm in spec.extra.items():
+            value = row.get(parmcd)
+            if value is None:
+                continue
+            counts[parmcd] = counts.get(parmcd, 0) + 1
+            out.append({"STUDYID": studyid, "DOMAIN": "TS", "TSSEQ": float(counts[parmcd]),
+                        "TSPARMCD": parmcd, "TSPARM": parm, "TSVAL": str(value),
+                        **{k: row[k] for k in HIDDEN if k in row}})
+    return out
+
+
+def derive(rows: dict[str, list[dict[str, Any]]], specs: dict[str, DomainSpec]
+           ) -> dict[str, pd.DataFrame]:
+    """All study-level derivations; returns one DataFrame per non-empty domain."""
+    dm_rows = rows.get("DM", [])
+    for row in dm_rows:
+        row.setdefault("_subject", None)
+    derive_dm(dm_rows, rows.get("EX", []))
+    reference = {row["USUBJID"]: row.get("RFSTDTC") for row in dm_rows}
+    _study_days(dm_rows, reference, (("DMDTC", "DMDY"),))
+    _study_days(rows.get("EX", []), reference, (("EXSTDTC", "EXSTDY"), ("EXENDTC", "EXENDY")))
+    _study_days(rows.get("LB", []), reference, (("LBDTC", "LBDY"),))
+    _study_days(rows.get("VS", []), reference, (("VSDTC", "VSDY"),))
+    _study_days(rows.get("AE", []), reference, (("AESTDTC", "AESTDY"), ("AEENDTC", "AEENDY")))
+    for row in rows.get("AE", []):
+        row["AESDTH"] = "Y" if row.get("AEOUT") == "FATAL" else None
+    for domain in ("EX", "LB", "VS", "AE"):
+        _sequence(rows.get(domain, []), f"{domain}SEQ", specs[domain].seq_keys)
+    dm_rows.sort(key=lambda r: r["USUBJID"])
+    studyids = sorted({r["STUDYID"] for r in dm_rows if r.get("STUDYID")})
+    rows = {**rows, "TS": _ts_rows(rows.get("TS", []), specs["TS"], studyids)}
+    frames = {}
+    for domain in ("DM", "EX", "LB", "VS", "AE", "TS"):
+        domain_rows = rows.get(domain, [])
+        if not domain_rows:
+            continue
+        columns = list(domain_rows[0].keys())
+        frames[domain] = pd.DataFrame.from_records(domain_rows, columns=columns)
+    return frames
+
+
+__all__ = ["HIDDEN", "date_part", "derive"]

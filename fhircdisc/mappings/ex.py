@@ -1,0 +1,39 @@
+"""EX (Exposure) <- MedicationAdministration (R4 and R5 shapes).
+
+The HL7 FHIR-to-CDISC mapping IG has no EX rows; this mapping is ours. The
+administered product is ``medicationCodeableConcept`` or the Medication that
+``medicationReference`` points at (R5: ``medication.concept`` / ``.reference``),
+resolved into the view as ``_medication``.
+"""
+
+from __future__ import annotations
+
+from fhircdisc.mappings.algorithms import check_spec
+from fhircdisc.mappings.spec import DomainSpec, Rule
+
+SPEC = check_spec(DomainSpec(
+    domain="EX",
+    resource_type="MedicationAdministration",
+    description="One record per administration (status completed or in-progress).",
+    seq_keys=("EXSTDTC", "EXTRT"),
+    rules=(
+        Rule("STUDYID", "context", value="studyid"),
+        Rule("DOMAIN", "hardcode", value="EX"),
+        Rule("USUBJID", "context", value="usubjid"),
+        Rule("EXSEQ", "derived"),
+        Rule("EXTRT", "text", ("_medication.code",), required=True,
+             note="medicationCodeableConcept or Medication.code: text, else display"),
+        Rule("EXDOSE", "assign_num", ("dosage.dose.value",)),
+        Rule("EXDOSU", "unit", ("dosage.dose",), table="UNIT"),
+        Rule("EXDOSFRM", "ct", ("_medication.form",), table="DOSFRM"),
+        Rule("EXROUTE", "ct", ("dosage.route",), table="ROUTE"),
+        Rule("VISITNUM", "visit_number", note="encounter/context -> Encounter.identifier"),
+        Rule("VISIT", "text", ("_encounter.type",)),
+        Rule("EXSTDTC", "dtc", ("effectiveDateTime", "effectivePeriod.start",
+                                "occurenceDateTime", "occurencePeriod.start"), required=True),
+        Rule("EXENDTC", "dtc", ("effectivePeriod.end", "effectiveDateTime",
+                                "occurencePeriod.end", "occurenceDateTime")),
+        Rule("EXSTDY", "derived"),
+        Rule("EXENDY", "derived"),
+    ),
+))

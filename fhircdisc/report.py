@@ -1,0 +1,107 @@
+"""The conversion report: what was read, what became rows, and what did not, with reasons.
+
+Counts reconcile per resource type: ``read = mapped + context + unmapped``.
+*mapped* resources produced at least one SDTM row; *context* resources were read
+for what other rows need (ResearchSubject, Encounter, Consent, Medication,
+Organization, Specimen, site-level ResearchStudy); *unmapped* ones are listed
+with a reason. Entries that were not resources at all (a Bundle entry without a
+resource, a resource without resourceType) count under ``(not a resource)``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+NOT_A_RESOURCE = "(not a resource)"
+STATUSES = ("mapped", "context", "unmapped")
+
+
+@dataclass(frozen=True)
+class UnmappedItem:
+    """A resource (or panel component) that did not become an SDTM row."""
+
+    resource_type: str
+    resource: str
+    file: str
+    location: str
+    reason_code: str
+    message: str
+    element: str | None = None
+    system: str | None = None
+    code: str | None = None
+
+
+@dataclass(frozen=True)
+class ValueIssueItem:
+    """A value left empty or kept as written in a row that was otherwise mapped."""
+
+    domain: str
+    resource: str
+    variable: str
+    reason_code: str
+    message: str
+    element: str | None = None
+    system: str | None = None
+    code: str | None = None
+
+
+@dataclass
+class ConversionReport:
+    """Counts, unmapped resources and value issues of one FHIR -> SDTM conversion."""
+
+    fhir_version: str = "R4"
+    sources: list[str] = field(default_factory=list)
+    terminology: list[str] = field(default_factory=list)
+    enrolment: str = ""
+    status: dict[str, str] = field(default_factory=dict)
+    types: dict[str, str] = field(default_factory=dict)
+    read_counts: Counter[str] = field(default_factory=Counter)
+    rows: dict[str, int] = field(default_factory=dict)
+    unmapped: list[UnmappedItem] = field(default_factory=list)
+    value_issues: list[ValueIssueItem] = field(default_factory=list)
+
+    def read(self, resource_type: str, key: str) -> None:
+        self.read_counts[resource_type] += 1
+        self.types[key] = resource_type
+
+    def mark(self, key: str, status: str) -> None:
+        """Record a resource's outcome; ``mapped`` wins over the others."""
+        assert status in STATUSES
+        if self.status.get(key) != "mapped":
+            self.status[key] = status
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        table: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(STATUSES, 0))
+        for key, status in self.status.items():
+            table[self.types[key]][status] += 1
+        result = {}
+        for rtype in sorted(self.read_counts):
+            result[rtype] = {"read": self.read_counts[rtype], **table[rtype]}
+        return result
+
+    def reconciles(self) -> bool:
+        """Whether every resource read has exactly one outcome."""
+        return all(c["read"] == sum(c[s] for s in STATUSES) for c in self.counts().values())
+
+    @property
+    def unmapped_count(self) -> int:
+        return sum(1 for status in self.status.values() if status == "unmapped")
+
+    def reasons(self) -> dict[str, int]:
+        return dict(Counter(item.reason_code for item in self.unmapped).most_common())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fhir_version": self.fhir_version,
+            "sources": self.sources,
+            "terminology": self.terminology,
+            "enrolment": self.enrolment,
+            "resources": self.counts(),
+            "reconciles": self.reconciles(),
+            "rows": dict(sorted(self.rows.items())),
+            "unmapped_reasons": self.reasons(),
+            "unmapped": [asdict(item) for item in self.unmapped],
+            "value_issues": [asdict(item) for item in self.value_issues],
+        }

@@ -1,0 +1,126 @@
+"""A converted study: one DataFrame per SDTM domain, its provenance and its report."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pandas as pd
+
+from fhircdisc.converters.atomic import write_bytes_atomic
+from fhircdisc.errors import OutputError
+from fhircdisc.report import ConversionReport
+from fhircdisc.schemas import sdtmig
+from fhircdisc.schemas.columns import ColumnMeta, DatasetMeta
+
+DOMAIN_ORDER = ("DM", "EX", "AE", "LB", "VS", "TS")
+_HIDDEN = ("_order", "_source", "_file", "_location", "_subject", "_studyid")
+REPORT_NAME = "conversion-report.json"
+PROVENANCE_NAME = "provenance.csv"
+
+
+@dataclass
+class Study:
+    """SDTM datasets of one study (``domains``: name -> DataFrame in SDTMIG column order)."""
+
+    domains: dict[str, pd.DataFrame]
+    report: ConversionReport = field(default_factory=ConversionReport)
+    provenance: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @classmethod
+    def from_frames(cls, frames: dict[str, pd.DataFrame], report: ConversionReport,
+                    provenance: object = None) -> Study:
+        """Build from raw mapped frames: provenance split off, columns put in SDTMIG order,
+        permissible variables that are empty in every row dropped."""
+        domains: dict[str, pd.DataFrame] = {}
+        prov_parts = []
+        for name in sorted(frames, key=lambda n: DOMAIN_ORDER.index(n)
+                           if n in DOMAIN_ORDER else 99):
+            frame = frames[name].reset_index(drop=True)
+            if "_source" in frame:
+                seq = frame[f"{name}SEQ"] if f"{name}SEQ" in frame else None
+                prov_parts.append(pd.DataFrame({
+                    "DOMAIN": name,
+                    "USUBJID": frame["USUBJID"] if "USUBJID" in frame else None,
+                    "SEQ": seq if seq is not None else pd.Series([None] * len(frame)),
+                    "SOURCE": frame["_source"], "FILE": frame["_file"],
+                    "LOCATION": frame["_location"]}))
+            frame = frame.drop(columns=[c for c in _HIDDEN if c in frame])
+            domains[name] = _tidy(name, frame)
+        prov = pd.concat(prov_parts, ignore_index=True) if prov_parts else pd.DataFrame(
+            columns=["DOMAIN", "USUBJID", "SEQ", "SOURCE", "FILE", "LOCATION"])
+        return cls(domains, report, prov)
+
+    def __getitem__(self, domain: str) -> pd.DataFrame:
+        return self.domains[domain]
+
+    def meta(self, domain: str) -> DatasetMeta:
+        """Writer metadata (labels and types from SDTMIG 3.4) for one dataset."""
+        frame = self.domains[domain]
+        base = sdtmig.dataset_meta(domain, list(frame.columns))
+        columns = []
+        for col in base.columns:
+            kind = col.type
+            if sdtmig.variable(domain, col.name) is None:
+                kind = "Num" if pd.api.types.is_numeric_dtype(frame[col.name]) else "Char"
+            columns.append(ColumnMeta(col.name, col.label, kind))
+        return DatasetMeta(base.name, base.label, tuple(columns))
+
+    def write(self, out_dir: str | Path, formats: Iterable[str] = ("xpt",), *,
+              creation_datetime: str | None = None) -> list[Path]:
+        """Write every dataset in each format, the report and the provenance table.
+
+        Everything is written into a temporary folder first and moved into ``out_dir``
+        only when all files succeeded, so a failure leaves no partial output.
+        """
+        from fhircdisc.converters.datasets import write_dataset
+
+        out = Path(out_dir)
+        formats = list(dict.fromkeys(formats))
+        stamp = creation_datetime or datetime.now(UTC).replace(microsecond=0).isoformat()
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create output folder {out}: {exc.strerror}") from exc
+        staging = Path(tempfile.mkdtemp(prefix=".fhircdisc-", dir=out))
+        try:
+            for name, frame in self.domains.items():
+                meta = self.meta(name)
+                for fmt in formats:
+                    write_dataset(frame, staging, meta, fmt, creation_datetime=stamp)
+            write_bytes_atomic(staging / REPORT_NAME, orjson.dumps(
+                self.report.to_dict(), option=orjson.OPT_INDENT_2))
+            self.provenance.to_csv(staging / PROVENANCE_NAME, index=False)
+            written = []
+            for item in sorted(staging.iterdir()):
+                target = out / item.name
+                item.replace(target)
+                written.append(target)
+            return written
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _tidy(domain: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """SDTMIG column order; permissible variables that are empty everywhere dropped."""
+    keep = []
+    for name in frame.columns:
+        spec = sdtmig.variable(domain, name)
+        empty = frame[name].isna().all()
+        if empty and (spec is None or spec.core == "Perm"):
+            continue
+        keep.append(name)
+    ordered = sdtmig.order_columns(domain, keep)
+    frame = frame[ordered].copy()
+    for name in ordered:
+        spec = sdtmig.variable(domain, name)
+        if spec is not None and spec.type == "Num":
+            frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
+        elif spec is not None:
+            frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
+    return frame

@@ -1,0 +1,55 @@
+"""Readable terminal summaries of a conversion (rich tables)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from fhircdisc.report import ConversionReport
+from fhircdisc.study import Study
+
+#: Unmapped reasons that mean the input has a problem (exit code 1), as opposed to
+#: resources that are simply outside what SDTM DM/EX/LB/VS/AE/TS hold.
+PROBLEM_REASONS = frozenset({
+    "missing-subject", "invalid-date", "missing-resourceType", "entry-without-resource",
+    "not-a-resource", "invalid-research-subject", "unknown-code", "missing-element",
+    "unresolved-reference",
+})
+
+
+def problems(report: ConversionReport) -> int:
+    """How many unmapped items are input problems rather than out-of-scope resources."""
+    return sum(1 for item in report.unmapped if item.reason_code in PROBLEM_REASONS)
+
+
+def print_summary(study: Study, console: Console, out_dir: Path | None = None) -> None:
+    """Rows per domain, resources per type, unmapped reasons and where files went."""
+    report = study.report
+    rows = Table(title="SDTM datasets", show_edge=False)
+    rows.add_column("domain")
+    rows.add_column("rows", justify="right")
+    rows.add_column("subjects", justify="right")
+    for name, frame in study.domains.items():
+        subjects = frame["USUBJID"].nunique() if "USUBJID" in frame else 0
+        rows.add_row(name, str(len(frame)), str(subjects) if subjects else "")
+    console.print(rows)
+    resources = Table(title=f"FHIR {report.fhir_version} resources", show_edge=False)
+    for column in ("type", "read", "mapped", "context", "unmapped"):
+        resources.add_column(column, justify="left" if column == "type" else "right")
+    for rtype, counts in report.counts().items():
+        resources.add_row(rtype, *(str(counts[c]) for c in ("read", "mapped", "context",
+                                                             "unmapped")))
+    console.print(resources)
+    if report.unmapped:
+        reasons = ", ".join(f"{code} {n}" for code, n in report.reasons().items())
+        console.print(f"unmapped: {report.unmapped_count} resource(s) ({reasons})")
+    else:
+        console.print("unmapped: 0 — every resource became a row or was used as context")
+    if report.value_issues:
+        console.print(f"value issues: {len(report.value_issues)} (see the report)")
+    if not report.reconciles():
+        console.print("[red]counts do not reconcile: this is a bug, please report it[/red]")
+    if out_dir is not None:
+        console.print(f"written to {out_dir}")

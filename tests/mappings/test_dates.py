@@ -1,0 +1,65 @@
+import datetime as dt
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fhircdisc.mappings.dates import (
+    DateFormatError,
+    age_in_years,
+    dtc_to_fhir,
+    fhir_to_dtc,
+    is_dtc,
+    study_day,
+)
+
+
+@pytest.mark.parametrize(("fhir", "sdtm"), [
+    ("2020", "2020"),
+    ("2020-06", "2020-06"),
+    ("2020-06-14", "2020-06-14"),
+    ("2020-06-14T08:00:00+04:30", "2020-06-14T08:00:00"),
+    ("2020-06-14T08:00:00Z", "2020-06-14T08:00:00"),
+    ("2020-06-14T08:00:00.123-05:00", "2020-06-14T08:00:00.123"),
+])
+def test_fhir_dates_keep_their_precision_and_drop_the_offset(fhir, sdtm):
+    assert fhir_to_dtc(fhir) == sdtm
+
+
+@pytest.mark.parametrize("bad", ["2020-13-01", "2020-02-30", "14/06/2020", "2020-6-1", "", "20200614"])
+def test_non_iso_dates_are_refused(bad):
+    with pytest.raises(DateFormatError):
+        fhir_to_dtc(bad)
+
+
+def test_study_day_has_no_day_zero():
+    assert study_day("2020-04-06", "2020-04-06") == 1
+    assert study_day("2020-04-05", "2020-04-06") == -1
+    assert study_day("2020-04-10T08:00", "2020-04-06") == 5
+    assert study_day("2020-04", "2020-04-06") is None
+
+
+def test_age_from_partial_birth_dates():
+    assert age_in_years("1970-06-15", "2020-06-14") == 49
+    assert age_in_years("1970-06-15", "2020-06-15") == 50
+    assert age_in_years("1970-01", "2020-06-15") == 50      # any day of Jan 1970 gives 50
+    assert age_in_years("1970-06", "2020-06-15") is None    # 49 or 50: not guessed
+    assert age_in_years("1970", "2020-12-31") == 50
+
+
+@given(st.dates(min_value=dt.date(1900, 1, 1), max_value=dt.date(2100, 12, 31)),
+       st.one_of(st.none(), st.times()), st.sampled_from(["Z", "+04:30", "-05:00"]),
+       st.sampled_from([4, 7, 10]))
+def test_round_trip_sdtm_fhir_sdtm(day, time, offset, cut):
+    dtc = day.isoformat()[:cut] if time is None else f"{day.isoformat()}T{time:%H:%M:%S}"
+    assert is_dtc(dtc)
+    assert fhir_to_dtc(dtc_to_fhir(dtc, offset if offset != "Z" else "+00:00")) == dtc
+
+
+@given(st.dates(min_value=dt.date(1950, 1, 1), max_value=dt.date(2050, 1, 1)),
+       st.integers(min_value=-400, max_value=400))
+def test_study_day_matches_calendar_difference(ref, offset):
+    event = ref + dt.timedelta(days=offset)
+    day = study_day(event.isoformat(), ref.isoformat())
+    assert day == (offset + 1 if offset >= 0 else offset)
+    assert day != 0
