@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -87,6 +88,11 @@ class Study:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"cannot create output folder {out}: {exc.strerror}") from exc
+        report = self.report.to_dict()
+        report["sources"] = [_relative(s, out) for s in report["sources"]]
+        provenance = self.provenance.copy()
+        if "FILE" in provenance:
+            provenance["FILE"] = [_relative(f, out) for f in provenance["FILE"]]
         staging = Path(tempfile.mkdtemp(prefix=".fhircdisc-", dir=out))
         try:
             for name, frame in self.domains.items():
@@ -94,8 +100,8 @@ class Study:
                 for fmt in formats:
                     write_dataset(frame, staging, meta, fmt, creation_datetime=stamp)
             write_bytes_atomic(staging / REPORT_NAME, orjson.dumps(
-                self.report.to_dict(), option=orjson.OPT_INDENT_2))
-            self.provenance.to_csv(staging / PROVENANCE_NAME, index=False)
+                report, option=orjson.OPT_INDENT_2))
+            provenance.to_csv(staging / PROVENANCE_NAME, index=False)
             written = []
             for item in sorted(staging.iterdir()):
                 target = out / item.name
@@ -104,6 +110,21 @@ class Study:
             return written
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _relative(source: object, out: Path) -> object:
+    """A source path as seen from the output folder, when both share a parent folder.
+
+    Keeps the links in a written report valid when the whole tree is moved, and makes
+    the output independent of where the tree lives.
+    """
+    if not isinstance(source, str):
+        return source
+    path = Path(source).resolve()
+    base = out.resolve()
+    if base.parent in path.parents:
+        return os.path.relpath(path, base)
+    return source
 
 
 def _tidy(domain: str, frame: pd.DataFrame) -> pd.DataFrame:

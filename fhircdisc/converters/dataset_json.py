@@ -229,14 +229,14 @@ class _Problems:
         raise InputError(head + ":\n  " + "\n  ".join(lines), source=self.source)
 
 
-def _parse_json(data: bytes, source: str, line_offset: int = 0) -> Any:
+def _parse_json(data: bytes, source: str) -> Any:
+    """Parse JSON; on error an InputError with orjson's line and column."""
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         reason = str(exc).split(": line ")[0]
-        line = exc.lineno + line_offset
         raise InputError(f"malformed JSON: {reason}", source=source,
-                         location=f"line {line}, column {exc.colno}") from exc
+                         location=f"line {exc.lineno}, column {exc.colno}") from exc
 
 
 def _column_kind(col: dict[str, Any]) -> str:

@@ -7,18 +7,28 @@ beside it; a test checks that.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
+
+#: The terminology file the demo's conversion adds to the built-in tables.
+DEMO_TERMINOLOGY = Path(__file__).with_name("demo_terminology.csv")
+
+
+LOINC = "http://loinc.org"
+#: The demo laboratory's own code system, for a test without a confirmed LOINC code; its
+#: rows live in ``demo_terminology.csv`` (a user terminology file, as a site would write).
+LOCAL_LAB = "urn:fhircdisc:demo:lab"
 
 
 class DemoTest(NamedTuple):
     testcd: str          # CDISC --TESTCD expected after conversion
-    loinc: str
+    loinc: str           # the test code (a LOINC code unless ``system`` says otherwise)
     display: str         # LOINC display
     ucum: str            # UCUM unit code of the result
     unit_display: str
+    system: str = LOINC
 
 
-LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 SNOMED = "http://snomed.info/sct"
 
@@ -29,13 +39,15 @@ LAB_TESTS: tuple[DemoTest, ...] = (
     DemoTest("IFNG", "27415-9", "Interferon gamma [Mass/volume] in Serum or Plasma", "pg/mL", "pg/mL"),
     DemoTest("TNF", "3074-2", "Tumor necrosis factor.alpha [Mass/volume] in Serum or Plasma",
              "pg/mL", "pg/mL"),
-    DemoTest("INTLK17", "82335-1", "Interleukin 17 [Mass/volume] in Serum or Plasma", "pg/mL", "pg/mL"),
+    DemoTest("INTLK17", "IL17A", "Interleukin 17A [Mass/volume] in Serum", "pg/mL", "pg/mL",
+             LOCAL_LAB),
     DemoTest("TGFB1", "49853-5",
              "Transforming growth factor beta 1 [Mass/volume] in Serum or Plasma",
              "pg/mL", "pg/mL"),
     DemoTest("INTLK1B", "13629-1", "Interleukin 1 beta [Mass/volume] in Serum or Plasma",
              "pg/mL", "pg/mL"),
-    DemoTest("INTLK10", "26848-2", "Interleukin 10 [Mass/volume] in Serum or Plasma", "pg/mL", "pg/mL"),
+    DemoTest("INTLK10", "26848-2", "Interleukin 10 [Mass/volume] in Serum or Plasma",
+             "pg/mL", "pg/mL"),
 )
 
 # Vital signs (VS) on days 0, 5, 10 and 17; weight at baseline only.

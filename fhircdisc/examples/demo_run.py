@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fhircdisc.converters.fhir_to_sdtm import to_sdtm
+from fhircdisc.examples.demo_codes import DEMO_TERMINOLOGY
 from fhircdisc.examples.demo_trial import write_demo_bundle
 from fhircdisc.study import Study
 from fhircdisc.summary import print_summary
@@ -41,7 +42,7 @@ def run_demo(out_dir: str | Path, *, seed: int = 2020, formats: Iterable[str] = 
     """Generate the demo Bundle under ``out_dir/fhir`` and convert it into ``out_dir/sdtm``."""
     out = Path(out_dir)
     bundle_path = write_demo_bundle(out / "fhir" / BUNDLE_NAME, seed=seed)
-    study = to_sdtm([bundle_path])
+    study = to_sdtm([bundle_path], terminology=[DEMO_TERMINOLOGY])
     sdtm_dir = out / "sdtm"
     study.write(sdtm_dir, formats, creation_datetime=DEMO_CREATION_DATETIME)
     return DemoResult(out, bundle_path, sdtm_dir, study)

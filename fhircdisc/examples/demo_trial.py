@@ -197,7 +197,7 @@ def _quantity(value: float, test: DemoTest) -> dict[str, Any]:
 
 
 def _loinc_concept(test: DemoTest) -> dict[str, Any]:
-    return {"coding": [{"system": LOINC, "code": test.loinc, "display": test.display}],
+    return {"coding": [{"system": test.system, "code": test.loinc, "display": test.display}],
             "text": test.display}
 
 

@@ -260,6 +260,26 @@ def dtc(view: dict[str, Any], rule: Rule, ctx: MapContext) -> str | None:
         raise Unmapped("invalid-date", str(exc), _element(ctx, path)) from exc
 
 
+def _test_specific_unit(view: dict[str, Any], options: set[str], code: Any, ctx: MapContext
+                        ) -> str | None:
+    """The unit a test row fixes for its usual UCUM unit (``/min`` is ``beats/min`` for HR).
+
+    Enabled by an option ``TABLE:ATTRIBUTE`` (e.g. ``VSTEST:VSORRESU``) on the rule.
+    """
+    for option in options:
+        if ":" not in option:
+            continue
+        table, attribute = option.split(":", 1)
+        try:
+            test = ctx.lookup(view, Rule(attribute, "ct", ("code",), table=table))
+        except Unmapped:
+            return None
+        if test is not None and test.attributes.get("unit") == code and \
+                test.attributes.get(attribute):
+            return test.attributes[attribute]
+    return None
+
+
 @algorithm("unit")
 def unit(view: dict[str, Any], rule: Rule, ctx: MapContext) -> str | None:
     """A Quantity's unit as a CDISC UNIT: by its UCUM code, else its text as written."""
@@ -269,11 +289,15 @@ def unit(view: dict[str, Any], rule: Rule, ctx: MapContext) -> str | None:
             continue
         code, system = quantity.get("code"), quantity.get("system")
         assert rule.table is not None
+        options = set((rule.value or "").split(";"))
+        specific = _test_specific_unit(view, options, code, ctx)
+        if specific is not None:
+            return specific
         term = ctx.terminology.lookup(rule.table, system or "http://unitsofmeasure.org", code) \
             if code else None
         if term is not None:
             return term.submission_value
-        if rule.value == "strict":
+        if "strict" in options:
             return None
         written = quantity.get("unit") or code
         if written:

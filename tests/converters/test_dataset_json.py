@@ -364,7 +364,7 @@ def test_other_files(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not a JSON object"):
         read_dataset_json(write_raw(tmp_path / "a.json", text=b"[1, 2]"))
     v10 = {"creationDateTime": CREATED, "datasetJSONVersion": "1.0.0", "clinicalData": {}}
-    with pytest.raises(InputError, match="Dataset-JSON 1.0"):
+    with pytest.raises(InputError, match=r"Dataset-JSON 1\.0"):
         read_dataset_json(write_raw(tmp_path / "old.json", v10))
 
 

@@ -57,7 +57,7 @@ def test_real_xpt_round_trip(domain: str, tmp_path: Path) -> None:
     assert meta2 == meta  # names, labels, types and lengths
 
     # what a third party sees: pyreadstat directly
-    raw, fmeta = pyreadstat.read_xport(str(out), metadataonly=True)
+    _, fmeta = pyreadstat.read_xport(str(out), metadataonly=True)
     assert fmeta.table_name == domain
     assert fmeta.file_label == meta.label
     assert fmeta.column_labels == [c.label for c in meta.columns]
@@ -208,7 +208,8 @@ def test_pyreadstat_range_limits(tmp_path: Path) -> None:
 
 
 def test_char_length_from_metadata(tmp_path: Path) -> None:
-    meta = DatasetMeta("XX", "X", (ColumnMeta("A", "a", "Char", 20), ColumnMeta("B", "b", "Char", 2),
+    meta = DatasetMeta("XX", "X", (ColumnMeta("A", "a", "Char", 20),
+                                   ColumnMeta("B", "b", "Char", 2),
                                    ColumnMeta("C", "c", "Char"), ColumnMeta("N", "n", "Num")))
     out = tmp_path / "xx.xpt"
     write_xpt(frame(meta, [["abc", "long text", None, 1.0], [None, "", None, 2.0]]), out, meta)
