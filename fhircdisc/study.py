@@ -44,11 +44,11 @@ class Study:
                            if n in DOMAIN_ORDER else 99):
             frame = frames[name].reset_index(drop=True)
             if "_source" in frame:
-                seq = frame[f"{name}SEQ"] if f"{name}SEQ" in frame else None
+                empty = pd.Series([None] * len(frame), dtype=object)
                 prov_parts.append(pd.DataFrame({
                     "DOMAIN": name,
-                    "USUBJID": frame["USUBJID"] if "USUBJID" in frame else None,
-                    "SEQ": seq if seq is not None else pd.Series([None] * len(frame)),
+                    "USUBJID": frame.get("USUBJID", empty),
+                    "SEQ": frame.get(f"{name}SEQ", empty),
                     "SOURCE": frame["_source"], "FILE": frame["_file"],
                     "LOCATION": frame["_location"]}))
             frame = frame.drop(columns=[c for c in _HIDDEN if c in frame])
@@ -92,7 +92,7 @@ class Study:
         report["sources"] = [_relative(s, out) for s in report["sources"]]
         provenance = self.provenance.copy()
         if "FILE" in provenance:
-            provenance["FILE"] = [_relative(f, out) for f in provenance["FILE"]]
+            provenance["FILE"] = provenance["FILE"].map(lambda f: _relative(f, out))
         staging = Path(tempfile.mkdtemp(prefix=".fhircdisc-", dir=out))
         try:
             for name, frame in self.domains.items():

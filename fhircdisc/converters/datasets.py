@@ -138,7 +138,7 @@ def write_dataset(df: pd.DataFrame, out_dir: Path | str, meta: DatasetMeta, fmt:
                   creation_datetime: str) -> Path:
     """Write ``df`` as ``<out_dir>/<domain lower-case>.<fmt>`` and return that path.
 
-    ``creation_datetime`` is used by the Dataset-JSON formats (ignored for XPT/CSV).
+    ``creation_datetime`` is the Dataset-JSON creation stamp and the XPT header date.
     """
     if fmt not in FORMATS:
         raise ConversionError(f"unknown dataset format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -146,7 +146,7 @@ def write_dataset(df: pd.DataFrame, out_dir: Path | str, meta: DatasetMeta, fmt:
     if fmt == "xpt":
         from fhircdisc.converters.xpt import write_xpt
 
-        write_xpt(df, path, meta)
+        write_xpt(df, path, meta, created=creation_datetime)
     elif fmt in ("json", "ndjson"):
         from fhircdisc.converters.dataset_json import write_dataset_json
 

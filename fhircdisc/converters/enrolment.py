@@ -60,7 +60,8 @@ def is_registry_identifier(identifier: dict[str, Any]) -> bool:
 
 def study_identifier(study: dict[str, Any]) -> str | None:
     """The sponsor's identifier of a ResearchStudy: its first non-registry identifier."""
-    identifiers = [i for i in study.get("identifier") or [] if isinstance(i, dict) and i.get("value")]
+    identifiers = [i for i in study.get("identifier") or []
+                   if isinstance(i, dict) and i.get("value")]
     for identifier in identifiers:
         if not is_registry_identifier(identifier):
             return str(identifier["value"])

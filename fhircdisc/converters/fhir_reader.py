@@ -73,7 +73,8 @@ def expand_sources(sources: Iterable[str | Path]) -> list[Path]:
         path = Path(source)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file()
-                           and p.name.lower().endswith(FHIR_SUFFIXES) and not p.name.startswith("."))
+                           and p.name.lower().endswith(FHIR_SUFFIXES)
+                           and not p.name.startswith("."))
             if not found:
                 raise InputError("folder holds no .json or .ndjson files", str(path))
             files.extend(found)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -196,10 +197,13 @@ def _violation_message(path: Path, violations: list[XptViolation]) -> str:
     return "\n".join(lines)
 
 
-def write_xpt(df: pd.DataFrame, path: Path | str, meta: DatasetMeta) -> None:
+def write_xpt(df: pd.DataFrame, path: Path | str, meta: DatasetMeta, *,
+              created: str | None = None) -> None:
     """Write ``df`` as an XPT version 5 file; ConversionError (and no file) if it breaks a limit.
 
     Missing Char values are written as blanks; Num values as 8-byte IBM floats.
+    ``created`` (ISO 8601 date-time) replaces the creation/modification stamps in the
+    headers, so that the same data written twice gives identical bytes.
     """
     import pyreadstat
 
@@ -226,8 +230,29 @@ def write_xpt(df: pd.DataFrame, path: Path | str, meta: DatasetMeta) -> None:
             pyreadstat.write_xport(frame, str(tmp), file_label=meta.label,
                                    column_labels=[c.label for c in meta.columns],
                                    table_name=meta.name, file_format_version=5)
+            if created is not None:
+                _stamp_headers(tmp, created)
     except (pyreadstat.ReadstatError, pyreadstat.PyreadstatError) as exc:
         raise ConversionError(f"{path}: pyreadstat could not write XPT: {exc}") from exc
+
+
+_HEADER_STAMP = re.compile(rb"\d\d[A-Z]{3}\d\d:\d\d:\d\d:\d\d")
+_NAMESTR_HEADER = b"HEADER RECORD*******NAMESTR"
+
+
+def _stamp_headers(path: Path, created: str) -> None:
+    """Put ``created`` (ISO 8601) in every date stamp of the library and member headers."""
+    try:
+        when = datetime.fromisoformat(created)
+    except ValueError as exc:
+        raise ConversionError(f"creation date-time {created!r} is not ISO 8601") from exc
+    month = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV",
+             "DEC")[when.month - 1]
+    stamp = f"{when:%d}{month}{when:%y}:{when:%H:%M:%S}".encode("ascii")
+    data = path.read_bytes()
+    end = data.find(_NAMESTR_HEADER)
+    head = _HEADER_STAMP.sub(stamp, data[:end])
+    path.write_bytes(head + data[end:])
 
 
 _OBS_HEADER = re.compile(rb"HEADER RECORD\*{7}OBS(?:V8)? +HEADER RECORD!{7}")

@@ -34,9 +34,12 @@ SNOMED = "http://snomed.info/sct"
 
 # Serum cytokines and CRP (LB): 8 tests, measured on days 0, 5, 10 and 17.
 LAB_TESTS: tuple[DemoTest, ...] = (
-    DemoTest("CRP", "1988-5", "C reactive protein [Mass/volume] in Serum or Plasma", "mg/L", "mg/L"),
-    DemoTest("INTLK6", "26881-3", "Interleukin 6 [Mass/volume] in Serum or Plasma", "pg/mL", "pg/mL"),
-    DemoTest("IFNG", "27415-9", "Interferon gamma [Mass/volume] in Serum or Plasma", "pg/mL", "pg/mL"),
+    DemoTest("CRP", "1988-5", "C reactive protein [Mass/volume] in Serum or Plasma",
+             "mg/L", "mg/L"),
+    DemoTest("INTLK6", "26881-3", "Interleukin 6 [Mass/volume] in Serum or Plasma",
+             "pg/mL", "pg/mL"),
+    DemoTest("IFNG", "27415-9", "Interferon gamma [Mass/volume] in Serum or Plasma",
+             "pg/mL", "pg/mL"),
     DemoTest("TNF", "3074-2", "Tumor necrosis factor.alpha [Mass/volume] in Serum or Plasma",
              "pg/mL", "pg/mL"),
     DemoTest("INTLK17", "IL17A", "Interleukin 17A [Mass/volume] in Serum", "pg/mL", "pg/mL",

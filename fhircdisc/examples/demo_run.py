@@ -61,7 +61,8 @@ def arm_means(study: Study) -> pd.DataFrame:
     ratio["VALUE"] = ratio["OXYSAT"] / (ratio["FIO2"] / 100.0)
     both = pd.concat([lb, ratio[["USUBJID", "TEST", "VISIT", "VISITNUM", "VALUE"]]])
     merged = both.merge(dm, on="USUBJID")
-    return merged.groupby(["ARMCD", "TEST", "VISITNUM", "VISIT"], as_index=False)["VALUE"].mean()
+    grouped = merged.groupby(["ARMCD", "TEST", "VISITNUM", "VISIT"], as_index=False)
+    return grouped.agg(VALUE=("VALUE", "mean"))
 
 
 def effect_table(study: Study) -> Table:

@@ -111,11 +111,11 @@ def _lookup(ctx: MapContext, view: dict[str, Any], rule: Rule) -> Term | None:
                 return term
         if candidates:
             first = candidates[0]
+            first_system = normalize_system(first.get("system") or rule.system)
             raise Unmapped("unknown-code",
                            f"{rule.table} has no row for code {first.get('code')!r} of system "
-                           f"{normalize_system(first.get('system') or rule.system) or '(none)'}",
-                           _element(ctx, path), normalize_system(first.get("system") or rule.system),
-                           str(first.get("code")))
+                           f"{first_system or '(none)'}",
+                           _element(ctx, path), first_system, str(first.get("code")))
     return None
 
 
@@ -375,7 +375,7 @@ def flag(view: dict[str, Any], rule: Rule, ctx: MapContext) -> str | None:
     """``Y`` when any path holds a true value or a date; else nothing."""
     for path in rule.paths:
         value = paths.get(view, path)
-        if value is True or isinstance(value, str) and value:
+        if value is True or (isinstance(value, str) and value):
             return "Y"
     return None
 

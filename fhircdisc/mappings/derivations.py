@@ -35,7 +35,7 @@ def derive_dm(dm_rows: list[dict[str, Any]], ex_rows: list[dict[str, Any]]) -> N
     """Reference dates, age and arm status on DM rows (in place)."""
     first, last = _min_max(ex_rows, "EXSTDTC", "EXENDTC")
     for row in dm_rows:
-        subject = row["_subject"] if "_subject" in row else None
+        subject = row.get("_subject")
         usubjid = row["USUBJID"]
         row["RFXSTDTC"] = first.get(usubjid)
         row["RFXENDTC"] = last.get(usubjid)

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-_STEP = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_\-]*)(?:\[(?P<key>[A-Za-z0-9_.]+)=(?P<value>.*)\])?$")
+_STEP = re.compile(
+    r"^(?P<name>[A-Za-z_][A-Za-z0-9_\-]*)(?:\[(?P<key>[A-Za-z0-9_.]+)=(?P<value>.*)\])?$")
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class Step:
 def _split(path: str) -> list[str]:
     parts: list[str] = []
     depth = 0
-    current = []
+    current: list[str] = []
     for char in path:
         if char == "[":
             depth += 1

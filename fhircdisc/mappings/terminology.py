@@ -71,8 +71,8 @@ class Terminology:
             self._by_code[(term.table, term.system, term.code)] = term
             key = (term.table, term.submission_value)
             current = self._by_value.get(key)
-            if term.preferred or current is None or current.system == term.system and \
-                    current.code == term.code:
+            if term.preferred or current is None or (current.system == term.system and \
+                    current.code == term.code):
                 self._by_value[key] = term
 
     def lookup(self, table: str, system: str | None, code: str | None) -> Term | None:

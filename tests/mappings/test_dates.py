@@ -26,7 +26,8 @@ def test_fhir_dates_keep_their_precision_and_drop_the_offset(fhir, sdtm):
     assert fhir_to_dtc(fhir) == sdtm
 
 
-@pytest.mark.parametrize("bad", ["2020-13-01", "2020-02-30", "14/06/2020", "2020-6-1", "", "20200614"])
+@pytest.mark.parametrize("bad", ["2020-13-01", "2020-02-30", "14/06/2020", "2020-6-1", "",
+                                 "20200614"])
 def test_non_iso_dates_are_refused(bad):
     with pytest.raises(DateFormatError):
         fhir_to_dtc(bad)
