@@ -1,0 +1,81 @@
+"""Validation findings as records, and the outcome of each rule run.
+
+A finding is frozen data: rule id, severity, dataset (or resource type), row number
+(1-based, or None), USUBJID and --SEQ where the row has them, variable (or element
+path), value and message. Each rule also reports how its run went, separately from
+its findings: ``success`` (ran, nothing found), ``issues`` (ran, found some),
+``skipped`` (could not apply, with the reason) or ``error`` (the check itself failed):
+a rule that could not run is never counted as passed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Severity = Literal["error", "warning", "notice"]
+SEVERITIES: tuple[Severity, ...] = ("error", "warning", "notice")
+RunStatus = Literal["success", "issues", "skipped", "error"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem found in one place."""
+
+    rule_id: str
+    severity: Severity
+    dataset: str
+    message: str
+    row: int | None = None
+    usubjid: str | None = None
+    seq: float | None = None
+    variable: str | None = None
+    value: str | None = None
+    source: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RuleRun:
+    """How one rule's run went."""
+
+    rule_id: str
+    status: RunStatus
+    findings: int = 0
+    reason: str | None = None
+
+
+@dataclass
+class ValidationResult:
+    """Every finding of a validation, and the run status of every rule."""
+
+    target: str
+    kind: str
+    findings: list[Finding] = field(default_factory=list)
+    runs: list[RuleRun] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def extend(self, other: ValidationResult) -> None:
+        self.findings.extend(other.findings)
+        self.runs.extend(other.runs)
+
+    def count(self, severity: Severity) -> int:
+        return sum(1 for f in self.findings if f.severity == severity)
+
+    def worst(self) -> Severity | None:
+        for severity in SEVERITIES:
+            if self.count(severity):
+                return severity
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "kind": self.kind,
+            "metadata": self.metadata,
+            "counts": {s: self.count(s) for s in SEVERITIES},
+            "rules": [asdict(r) for r in self.runs],
+            "findings": [f.to_dict() for f in self.findings],
+        }
