@@ -84,6 +84,7 @@ class Study:
         out = Path(out_dir)
         formats = list(dict.fromkeys(formats))
         stamp = creation_datetime or datetime.now(UTC).replace(microsecond=0).isoformat()
+        created = not out.exists()
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -94,6 +95,7 @@ class Study:
         if "FILE" in provenance:
             provenance["FILE"] = provenance["FILE"].map(lambda f: _relative(f, out))
         staging = Path(tempfile.mkdtemp(prefix=".fhircdisc-", dir=out))
+        done = False
         try:
             for name, frame in self.domains.items():
                 meta = self.meta(name)
@@ -107,9 +109,12 @@ class Study:
                 target = out / item.name
                 item.replace(target)
                 written.append(target)
+            done = True
             return written
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+            if created and not done and not any(out.iterdir()):
+                out.rmdir()
 
 
 def _relative(source: object, out: Path) -> object:

@@ -21,8 +21,10 @@ SPEC = check_spec(DomainSpec(
         Rule("DOMAIN", "hardcode", value="EX"),
         Rule("USUBJID", "context", value="usubjid"),
         Rule("EXSEQ", "derived"),
-        Rule("EXTRT", "text", ("_medication.code",), required=True,
-             note="medicationCodeableConcept or Medication.code: text, else display"),
+        Rule("EXTRT", "text", ("_medication.code", "_medication.ingredient.itemCodeableConcept",
+                               "_medication.ingredient.item.concept"), required=True,
+             note="medicationCodeableConcept or Medication.code (else its first ingredient): "
+                  "text, else display"),
         Rule("EXDOSE", "assign_num", ("dosage.dose.value",)),
         Rule("EXDOSU", "unit", ("dosage.dose",), table="UNIT"),
         Rule("EXDOSFRM", "ct", ("_medication.form",), table="DOSFRM"),

@@ -1,0 +1,132 @@
+"""Bad FHIR input: a clear message naming file and place, nothing half-written, the rest kept."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fhircdisc import InputError, to_sdtm
+from fhircdisc.cli import main
+
+LOINC_CRP = {"coding": [{"system": "http://loinc.org", "code": "1988-5"}]}
+MG_L = {"value": 3.1, "unit": "mg/L", "system": "http://unitsofmeasure.org", "code": "mg/L"}
+
+
+def _obs(oid: str, **extra) -> dict:
+    return {"resourceType": "Observation", "id": oid, "status": "final", "code": LOINC_CRP,
+            "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2020-06-14",
+            "valueQuantity": MG_L, **extra}
+
+
+def _ndjson(path: Path, lines: list[object]) -> Path:
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _run(args: list[str]):
+    return CliRunner().invoke(main, args)
+
+
+def test_malformed_json_names_file_line_and_column(tmp_path):
+    bad = tmp_path / "bundle.json"
+    bad.write_text('{"resourceType": "Bundle", "entry": [\n  {"resource": {\n', encoding="utf-8")
+    out = tmp_path / "out"
+    result = _run(["to-sdtm", str(bad), "-o", str(out), "--study-id", "S"])
+    assert result.exit_code == 2
+    assert f"{bad} [line 3, column 1]: malformed JSON" in result.output
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_malformed_ndjson_line_names_its_line(tmp_path):
+    path = tmp_path / "Observation.ndjson"
+    path.write_text(json.dumps(_obs("o1")) + "\n{not json}\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"Observation.ndjson \[line 2, column \d+\]: malformed"):
+        to_sdtm([path], study_id="S")
+
+
+def test_resource_without_resource_type_is_reported_and_the_rest_converts(tmp_path):
+    path = _ndjson(tmp_path / "export.ndjson", [
+        {"resourceType": "Patient", "id": "p1"}, {"id": "no-type"}, _obs("o1")])
+    study = to_sdtm([path], study_id="S")
+    assert len(study["LB"]) == 1
+    [item] = study.report.unmapped
+    assert (item.reason_code, item.location) == ("missing-resourceType", "line 2")
+    assert study.report.reconciles()
+
+
+def test_bundle_entry_without_resource_names_the_entry(tmp_path):
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "p1"}}, {"fullUrl": "urn:uuid:x"},
+        {"resource": _obs("o1")}]}), encoding="utf-8")
+    study = to_sdtm([path], study_id="S")
+    [item] = study.report.unmapped
+    assert item.reason_code == "entry-without-resource" and item.location == "$.entry[1]"
+    assert len(study["LB"]) == 1
+
+
+def test_observation_without_subject_is_listed_with_its_place(tmp_path):
+    obs = _obs("o2")
+    del obs["subject"]
+    path = _ndjson(tmp_path / "export.ndjson", [{"resourceType": "Patient", "id": "p1"},
+                                                _obs("o1"), obs])
+    study = to_sdtm([path], study_id="S")
+    [item] = study.report.unmapped
+    assert (item.resource, item.reason_code, item.location, item.element) == (
+        "Observation/o2", "missing-subject", "line 3", "Observation.subject")
+    assert len(study["LB"]) == 1
+
+
+def test_date_that_is_not_iso_8601_is_rejected_not_guessed(tmp_path):
+    path = _ndjson(tmp_path / "export.ndjson", [
+        {"resourceType": "Patient", "id": "p1"}, _obs("o1", effectiveDateTime="14/06/2020"),
+        _obs("o2")])
+    study = to_sdtm([path], study_id="S")
+    [item] = study.report.unmapped
+    assert item.reason_code == "invalid-date"
+    assert "'14/06/2020' is not an ISO 8601 date" in item.message
+    assert item.element == "Observation.effectiveDateTime"
+
+
+def test_problems_give_exit_code_1_and_the_output_is_still_written(tmp_path):
+    path = _ndjson(tmp_path / "export.ndjson", [
+        {"resourceType": "Patient", "id": "p1"}, _obs("o1", effectiveDateTime="2020-99-01")])
+    out = tmp_path / "out"
+    result = _run(["to-sdtm", str(path), "-o", str(out), "--study-id", "S", "--format", "csv"])
+    assert result.exit_code == 1, result.output
+    assert (out / "dm.csv").exists() and not (out / "lb.csv").exists()
+    report = json.loads((out / "conversion-report.json").read_text())
+    assert report["unmapped_reasons"] == {"invalid-date": 1}
+
+
+def test_unknown_fhir_version_is_refused(tmp_path):
+    path = _ndjson(tmp_path / "export.ndjson", [{"resourceType": "Patient", "id": "p1"}])
+    result = _run(["to-sdtm", str(path), "-o", str(tmp_path / "out"), "--fhir-version", "R7"])
+    assert result.exit_code == 2
+    assert "R7" in result.output
+    with pytest.raises(InputError, match="unknown FHIR version 'R7'"):
+        to_sdtm([path], study_id="S", fhir_version="R7")
+
+
+def test_missing_input_and_no_study(tmp_path):
+    result = _run(["to-sdtm", str(tmp_path / "nope.json"), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "no such file or folder" in result.output
+    path = _ndjson(tmp_path / "export.ndjson", [{"resourceType": "Patient", "id": "p1"}])
+    result = _run(["to-sdtm", str(path), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "give --study-id" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_xpt_limit_violation_leaves_no_output(tmp_path):
+    obs = _obs("o1", valueString="x" * 250)
+    del obs["valueQuantity"]
+    path = _ndjson(tmp_path / "export.ndjson", [{"resourceType": "Patient", "id": "p1"}, obs])
+    out = tmp_path / "out"
+    result = _run(["to-sdtm", str(path), "-o", str(out), "--study-id", "S"])
+    assert result.exit_code == 2
+    assert "LB.LBORRES row 1: value is 250 bytes, XPT v5 allows 200" in result.output
+    assert not out.exists()
