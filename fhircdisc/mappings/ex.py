@@ -29,8 +29,6 @@ SPEC = check_spec(DomainSpec(
         Rule("EXDOSU", "unit", ("dosage.dose",), table="UNIT"),
         Rule("EXDOSFRM", "ct", ("_medication.form",), table="DOSFRM"),
         Rule("EXROUTE", "ct", ("dosage.route",), table="ROUTE"),
-        Rule("VISITNUM", "visit_number", note="encounter/context -> Encounter.identifier"),
-        Rule("VISIT", "text", ("_encounter.type",)),
         Rule("EXSTDTC", "dtc", ("effectiveDateTime", "effectivePeriod.start",
                                 "occurenceDateTime", "occurencePeriod.start"), required=True),
         Rule("EXENDTC", "dtc", ("effectivePeriod.end", "effectiveDateTime",

@@ -36,7 +36,6 @@ SPEC = check_spec(DomainSpec(
         Rule("VSSTAT", "not_done"),
         Rule("VSREASND", "text", ("dataAbsentReason",)),
         Rule("VSLOC", "ct", ("bodySite",), table="LOC"),
-        Rule("VSLOINC", "coding_code", ("code.coding[system=http://loinc.org].code",)),
         Rule("VISITNUM", "visit_number"),
         Rule("VISIT", "text", ("_encounter.type",)),
         Rule("VSDTC", "dtc", ("effectiveDateTime", "effectivePeriod.start", "effectiveInstant")),
