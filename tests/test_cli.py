@@ -20,7 +20,7 @@ def test_demo_writes_bundle_sdtm_report_and_summary(tmp_path):
         assert (out / "sdtm" / f"{name}.xpt").exists() and (out / "sdtm" / f"{name}.json").exists()
     assert (out / "fhir" / "ucmsc-ards-bundle.json").exists()
     report = json.loads((out / "sdtm" / "conversion-report.json").read_text())
-    assert report["rows"] == {"AE": 11, "DM": 20, "EX": 30, "LB": 640, "TS": 7, "VS": 500}
+    assert report["rows"] == {"AE": 11, "DM": 20, "EX": 30, "LB": 640, "TS": 8, "VS": 500}
     assert report["reconciles"] and report["unmapped"] == []
     assert "LB" in result.output and "640" in result.output
     assert "unmapped: 0" in result.output

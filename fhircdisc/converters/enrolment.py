@@ -162,7 +162,8 @@ def _research_subject(index: ResourceIndex, data: dict[str, Any], study_id: str 
     actarmcd, actarm = _arm(study, parent, actual)
     consent = index.resolve(data.get("consent") if not isinstance(data.get("consent"), list)
                             else data["consent"][0])
-    rficdtc = _date(consent.data.get("dateTime"), "Consent.dateTime") if consent else None
+    rficdtc = _date(consent.data.get("dateTime") or consent.data.get("date"),
+                    "Consent.dateTime") if consent else None
     return Subject(
         patient_key=patient_key, studyid=str(studyid),
         usubjid=make_usubjid(str(studyid), siteid, str(subjid)), subjid=str(subjid),

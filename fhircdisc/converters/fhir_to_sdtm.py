@@ -77,7 +77,7 @@ def to_sdtm(sources: Iterable[str | Path], *, study_id: str | None = None,
                                                 item.reason_code, item.message))
             continue
         resources.append(item)
-        vote.add(item.data, str(item.origin))
+        vote.add(item.data, item.origin.file, item.origin.location)
     report.fhir_version = vote.decide(fhir_version)
 
     index = ResourceIndex()
@@ -242,7 +242,8 @@ class _Converter:
         view["_registry_ids"] = [i.get("value") for i in data.get("identifier") or []
                                  if isinstance(i, dict) and i.get("value")
                                  and is_registry_identifier(i)]
-        sponsor = self.index.resolve(data.get("sponsor"))
+        sponsor = self.index.resolve(data.get("sponsor") or paths.get(
+            data, "associatedParty[role.coding.code=sponsor].party"))
         if sponsor is not None:
             view["_sponsor"] = sponsor.data
         view["_subject"] = None

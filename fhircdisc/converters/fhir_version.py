@@ -35,29 +35,40 @@ _MARKERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 def resource_version(resource: dict[str, Any]) -> str | None:
     """``"R4"``, ``"R5"`` or ``None`` when the resource does not tell."""
-    markers = _MARKERS.get(str(resource.get("resourceType")))
+    version, _ = telling_element(resource)
+    return version
+
+
+def telling_element(resource: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The version a resource's elements tell, and the element that tells it."""
+    rtype = str(resource.get("resourceType"))
+    markers = _MARKERS.get(rtype)
     if markers is None:
-        return None
+        return None, None
     r4, r5 = markers
-    has_r4 = any(name in resource for name in r4)
-    has_r5 = any(name in resource for name in r5)
-    if has_r5 and not has_r4:
-        return "R5"
-    if has_r4 and not has_r5:
-        return "R4"
-    return None
+    in_r4 = [name for name in r4 if name in resource]
+    in_r5 = [name for name in r5 if name in resource]
+    if in_r5 and not in_r4:
+        return "R5", f"{rtype}.{in_r5[0]}"
+    if in_r4 and not in_r5:
+        return "R4", f"{rtype}.{in_r4[0]}"
+    return None, None
 
 
 class VersionVote:
     """Collect votes while reading; decide once everything is read."""
 
     def __init__(self) -> None:
-        self.first: dict[str, str] = {}
+        self.first: dict[str, tuple[str, str | None, str]] = {}
 
-    def add(self, resource: dict[str, Any], where: str) -> None:
-        version = resource_version(resource)
-        if version is not None and version not in self.first:
-            self.first[version] = where
+    def add(self, resource: dict[str, Any], source: str, location: str | None = None) -> None:
+        version, element = telling_element(resource)
+        if version is not None and element is not None and version not in self.first:
+            self.first[version] = (element, source, location or "")
+
+    def _where(self, version: str) -> str:
+        element, source, location = self.first[version]
+        return f"{element} in {source}" + (f" [{location}]" if location else "")
 
     def decide(self, requested: str = "auto") -> str:
         """The version of the input, checked against what the user asked for."""
@@ -67,16 +78,17 @@ class VersionVote:
                              hint="use auto, R4, R4B or R5")
         if "R4" in self.first and "R5" in self.first:
             raise InputError(
-                f"input mixes FHIR versions: R4 elements at {self.first['R4']}, "
-                f"R5 elements at {self.first['R5']}",
+                f"input mixes FHIR versions: R4 element {self._where('R4')}, "
+                f"R5 element {self._where('R5')}",
                 hint="convert each version separately")
         found = next(iter(self.first), None)
         if requested == "auto":
             return found or "R4"
         family = "R5" if requested == "R5" else "R4"
         if found is not None and found != family:
-            raise InputError(f"--fhir-version {requested} given, but the input has {found} "
-                             f"elements (first at {self.first[found]})",
+            _, source, location = self.first[found]
+            raise InputError(f"--fhir-version {requested} given, but the input has the {found} "
+                             f"element {self.first[found][0]}", source, location or None,
                              hint="use --fhir-version auto")
         return requested
 

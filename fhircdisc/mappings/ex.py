@@ -27,7 +27,7 @@ SPEC = check_spec(DomainSpec(
                   "text, else display"),
         Rule("EXDOSE", "assign_num", ("dosage.dose.value",)),
         Rule("EXDOSU", "unit", ("dosage.dose",), table="UNIT"),
-        Rule("EXDOSFRM", "ct", ("_medication.form",), table="DOSFRM"),
+        Rule("EXDOSFRM", "ct", ("_medication.form", "_medication.doseForm"), table="DOSFRM"),
         Rule("EXROUTE", "ct", ("dosage.route",), table="ROUTE"),
         Rule("EXSTDTC", "dtc", ("effectiveDateTime", "effectivePeriod.start",
                                 "occurenceDateTime", "occurencePeriod.start"), required=True),

@@ -3,9 +3,7 @@
 The R5 Bundle comes from :func:`fhircdisc.examples.r5_shapes.to_r5`. Nothing in the
 demo is genuinely different between R4 and R5 for SDTM (the one candidate, RFICDTC from
 R5 ``Consent.date`` which has no time, is date-only in the R4 demo too), so every domain
-is compared whole. Where the converter does not read an R5 element yet, the affected
-test is a strict xfail naming the gap; ``test_same_sdtm_apart_from_converter_gaps``
-still compares everything else.
+is compared whole.
 """
 
 from __future__ import annotations
@@ -30,36 +28,6 @@ from fhircdisc.examples.demo_trial import generate_demo_bundle
 from fhircdisc.examples.r5_shapes import R4_AE_SEVERITY, R5_AE_OCCURRENCE, to_r5
 
 DOMAINS = ("DM", "EX", "LB", "VS", "AE", "TS")
-
-# Converter gaps found with the R5 demo (see the reasons). Each maps a domain to the
-# variables (columns) and, for TS, the parameters (rows) that come out empty in R5.
-GAP_RFICDTC = ("converter gap: enrolment._research_subject reads only the R4 "
-               "Consent.dateTime (consent.data.get('dateTime')), not R5 Consent.date, "
-               "so DM.RFICDTC is empty for R5 input")
-GAP_EXDOSFRM = ("converter gap: the EX spec reads EXDOSFRM from '_medication.form' (R4 "
-                "Medication.form) only, not R5 Medication.doseForm, so EX.EXDOSFRM is "
-                "empty for R5 input")
-GAP_SPONSOR = ("converter gap: _Converter._study_view resolves only the R4 "
-               "ResearchStudy.sponsor; the TS spec's R5 alternative "
-               "'associatedParty[role.coding.code=sponsor].name' reads associatedParty.name "
-               "and never resolves associatedParty.party, so the TS SPONSOR row is missing "
-               "for R5 input")
-GAP_ELEMENT = ("converter gap: fhir_version.VersionVote keeps only where the first R5 "
-               "resource is, not which element told, so the refusal names the place but "
-               "not the R5 element")
-KNOWN_GAPS: dict[str, dict[str, tuple[str, ...]]] = {
-    "DM": {"columns": ("RFICDTC",)},
-    "EX": {"columns": ("EXDOSFRM",)},
-    "TS": {"parameters": ("SPONSOR",)},
-}
-_GAP_REASONS = {"DM": GAP_RFICDTC, "EX": GAP_EXDOSFRM, "TS": GAP_SPONSOR}
-
-
-def _with_gap_mark(domain: str) -> Any:
-    reason = _GAP_REASONS.get(domain)
-    marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
-    return pytest.param(domain, marks=marks, id=domain)
-
 
 def _resources(bundle: dict[str, Any], rtype: str) -> list[dict[str, Any]]:
     return [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == rtype]
@@ -203,39 +171,15 @@ def test_same_domains(demo_study, r5_study):
     assert set(r5_study.domains) == set(demo_study.domains) == set(DOMAINS)
 
 
-@pytest.mark.parametrize("domain", [_with_gap_mark(d) if d == "TS" else d for d in DOMAINS])
+@pytest.mark.parametrize("domain", DOMAINS)
 def test_same_row_count(demo_study, r5_study, domain):
     assert len(r5_study.domains[domain]) == len(demo_study.domains[domain])
 
 
-@pytest.mark.parametrize("domain", [_with_gap_mark(d) for d in DOMAINS])
+@pytest.mark.parametrize("domain", DOMAINS)
 def test_same_sdtm_dataset(demo_study, r5_study, domain):
     # No variable is excluded: none differs genuinely between the R4 and R5 demo.
     pd.testing.assert_frame_equal(r5_study.domains[domain], demo_study.domains[domain])
-
-
-def _without_gaps(domain: str, frame: pd.DataFrame) -> pd.DataFrame:
-    gaps = KNOWN_GAPS.get(domain, {})
-    frame = frame.drop(columns=list(gaps.get("columns", ())))
-    if gaps.get("parameters"):
-        frame = frame[~frame["TSPARMCD"].isin(gaps["parameters"])].reset_index(drop=True)
-    return frame
-
-
-@pytest.mark.parametrize("domain", DOMAINS)
-def test_same_sdtm_apart_from_converter_gaps(demo_study, r5_study, domain):
-    r4 = _without_gaps(domain, demo_study.domains[domain])
-    r5 = _without_gaps(domain, r5_study.domains[domain])
-    pd.testing.assert_frame_equal(r5, r4)
-
-
-def test_the_gaps_are_what_they_say(demo_study, r5_study):
-    # Pins the known gaps down, so that a different difference shows up as such.
-    assert r5_study["DM"]["RFICDTC"].isna().all() and demo_study["DM"]["RFICDTC"].notna().all()
-    assert r5_study["EX"]["EXDOSFRM"].isna().all()
-    assert (demo_study["EX"]["EXDOSFRM"] == "INJECTION, SOLUTION").all()
-    assert "SPONSOR" not in set(r5_study["TS"]["TSPARMCD"])
-    assert "SPONSOR" in set(demo_study["TS"]["TSPARMCD"])
 
 
 # ------------------------------------------------------------------ refusals
@@ -253,9 +197,9 @@ def test_r4_requested_on_r5_input_is_refused_with_the_place(r5_bundle, r5_path, 
     message = str(caught.value)
     assert f"{requested} given" in message and "R5" in message
     assert f"{r5_path} [{_first_r5_location(r5_bundle)}]" in message
+    assert caught.value.source == str(r5_path)
 
 
-@pytest.mark.xfail(reason=GAP_ELEMENT, strict=True)
 def test_r4_requested_on_r5_input_names_the_r5_element(r5_path):
     with pytest.raises(InputError) as caught:
         to_sdtm([r5_path], fhir_version="R4", terminology=[DEMO_TERMINOLOGY])

@@ -16,7 +16,7 @@ def _resources(bundle, rtype):
 
 def test_row_counts_per_domain(demo_study):
     assert demo_study.report.rows == {"DM": 20, "EX": 30, "LB": 20 * 4 * 8,
-                                      "VS": 20 * 4 * 6 + 20, "AE": 11, "TS": 7}
+                                      "VS": 20 * 4 * 6 + 20, "AE": 11, "TS": 8}
 
 
 def test_report_reconciles_and_nothing_is_unmapped(demo_study):

@@ -1,0 +1,41 @@
+"""Required and Expected variables (SDTMIG 3.4 section 4.1.5, core status Req/Exp)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+
+from fhircdisc.schemas.conformance.checks.registry import check
+from fhircdisc.schemas.conformance.context import Dataset, Hit, Params, Study
+
+
+def is_null(series: pd.Series) -> pd.Series:
+    """Missing cells: None/NaN, and text that is empty or only blanks."""
+    missing = series.isna()
+    if series.dtype == object:
+        blank = series.map(lambda v: isinstance(v, str) and not v.strip())
+        missing = missing | blank.astype(bool)
+    return missing
+
+
+def _core(ds: Dataset, core: str) -> list[str]:
+    return [v.name for v in ds.ig_variables() if v.core == core]
+
+
+@check("variables_present", required=("core",))
+def variables_present(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
+    """Every IG variable of core status ``core`` (Req or Exp) is a column of the dataset."""
+    for name in _core(ds, p.text("core")):
+        if not ds.has(name):
+            yield Hit(variable=name)
+
+
+@check("required_not_null")
+def required_not_null(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
+    """Required variables are populated in every record."""
+    for name in _core(ds, "Req"):
+        if ds.has(name):
+            for row in np.flatnonzero(is_null(ds.df[name]).to_numpy()):
+                yield Hit(row=int(row), variable=name)

@@ -1,0 +1,82 @@
+"""Values of variables with a CDISC codelist (SDTMIG 3.4 metadata) against CT 2025-03-28."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+
+from fhircdisc.schemas.conformance.checks.registry import check
+from fhircdisc.schemas.conformance.context import Dataset, Hit, Params, Study
+
+
+@dataclass(frozen=True)
+class Codelist:
+    code: str
+    name: str
+    extensible: bool
+    terms: frozenset[str]
+
+
+@lru_cache(maxsize=1)
+def codelists() -> dict[str, Codelist]:
+    """CT codelist C-code -> its submission values (from ``ct_subset.csv``)."""
+    text = (resources.files("fhircdisc.schemas") / "ct_subset.csv").read_text(encoding="utf-8")
+    rows = csv.DictReader(io.StringIO("\n".join(
+        line for line in text.splitlines() if not line.startswith("#"))))
+    names: dict[str, str] = {}
+    extensible: dict[str, bool] = {}
+    terms: dict[str, set[str]] = {}
+    for row in rows:
+        code = row["codelist"]
+        names[code] = row["codelist_name"]
+        extensible[code] = row["extensible"] == "Yes"
+        terms.setdefault(code, set()).add(row["submission_value"])
+    return {c: Codelist(c, names[c], extensible[c], frozenset(t)) for c, t in terms.items()}
+
+
+def numeric_text(series: pd.Series) -> pd.Series:
+    """Cells whose text is a plain number (``39``, ``-1.5``, ``.94``)."""
+    return pd.to_numeric(series.where(series.map(lambda v: isinstance(v, str))),
+                         errors="coerce").notna()
+
+
+@check("codelist_values", required=("extensible",), optional=("skip", "numeric_ok"),
+       fields=("codelist", "codelist_name"))
+def codelist_values(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
+    """Values are submission values of the variable's codelist(s).
+
+    ``extensible=No`` checks variables whose codelists are all non-extensible,
+    ``extensible=Yes`` those with an extensible one. A variable with several codelists
+    (``C66741;C67153``) accepts a term of any. Variables in ``skip`` are not checked;
+    in ``numeric_ok`` variables a plain number is a result, not a term.
+    """
+    want_extensible = p.text("extensible") == "Yes"
+    skip, numeric_ok = set(p.names("skip")), set(p.names("numeric_ok"))
+    known = codelists()
+    for spec in ds.ig_variables():
+        if not spec.codelist or spec.name in skip or not ds.has(spec.name):
+            continue
+        codes = [c.strip() for c in spec.codelist.split(";") if c.strip()]
+        lists = [known[c] for c in codes if c in known]
+        missing = [c for c in codes if c not in known]
+        if missing:
+            study.notes.append(f"{ds.name}.{spec.name}: codelist {', '.join(missing)} "
+                               "not in the CT subset, not checked")
+        if not lists or any(cl.extensible for cl in lists) != want_extensible:
+            continue
+        allowed = frozenset().union(*(cl.terms for cl in lists))
+        values = ds.df[spec.name]
+        bad = values.notna() & ~values.isin(allowed)
+        if spec.name in numeric_ok:
+            bad = bad & ~numeric_text(values)
+        for row in np.flatnonzero(bad.to_numpy(dtype=bool)):
+            yield Hit(row=int(row), variable=spec.name, value=values.iat[row],
+                      fields={"codelist": ";".join(c.code for c in lists),
+                              "codelist_name": " / ".join(c.name for c in lists)})

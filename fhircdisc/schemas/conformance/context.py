@@ -1,0 +1,131 @@
+"""What a check sees: the dataset under test, the whole study, its parameters; what it yields.
+
+A check yields :class:`Hit` records (a row, a variable, a value, extra message fields);
+the engine turns them into findings. A check that cannot apply raises :class:`Skip`
+with the reason ("variable LBSTRESN absent"); any other exception is an execution error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import pandas as pd
+
+from fhircdisc.schemas import sdtmig
+from fhircdisc.schemas.columns import DatasetMeta
+
+
+class Skip(Exception):  # noqa: N818 - it is an outcome, not an error
+    """The check does not apply here; the message is the reason."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One place a check found a problem. ``row`` is 0-based (None: the dataset as a whole)."""
+
+    row: int | None = None
+    variable: str | None = None
+    value: object = None
+    dataset: str | None = None  # set by study-level checks; the dataset under test otherwise
+    fields: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Params:
+    """A rule's parameters for one dataset: a leading ``--`` becomes the domain prefix."""
+
+    raw: Mapping[str, str]
+    prefix: str = ""
+
+    def _expand(self, name: str) -> str:
+        name = name.strip()
+        return self.prefix + name[2:] if name.startswith("--") else name
+
+    def name(self, key: str) -> str:
+        return self._expand(self.raw[key])
+
+    def names(self, key: str) -> list[str]:
+        return [self._expand(n) for n in self.raw.get(key, "").split(",") if n.strip()]
+
+    def text(self, key: str, default: str = "") -> str:
+        return self.raw.get(key, default)
+
+
+@dataclass
+class Dataset:
+    """One dataset under validation (``name`` upper case, e.g. ``LB`` or ``SUPPDM``)."""
+
+    name: str
+    df: pd.DataFrame
+    meta: DatasetMeta | None = None
+
+    @cached_property
+    def prefix(self) -> str:
+        """The domain prefix that replaces ``--``: the DOMAIN value, else the name's start."""
+        if "DOMAIN" in self.df.columns:
+            values = self.df["DOMAIN"].dropna().unique()
+            if len(values) == 1 and isinstance(values[0], str) and values[0]:
+                return values[0]
+        return self.name[:2]
+
+    @cached_property
+    def ig_name(self) -> str | None:
+        """The SDTMIG 3.4 dataset this one follows (SUPPxx -> SUPPQUAL, LBCH -> LB)."""
+        known = sdtmig.variables()
+        for candidate in (self.name, "SUPPQUAL" if self.name.startswith("SUPP") else "",
+                          self.name[:2]):
+            if candidate in known:
+                return candidate
+        return None
+
+    def ig_variables(self) -> list[sdtmig.VariableSpec]:
+        if self.ig_name is None:
+            raise Skip(f"no SDTMIG 3.4 metadata for {self.name}")
+        return sdtmig.variables()[self.ig_name]
+
+    def has(self, name: str) -> bool:
+        return name in self.df.columns
+
+    def column(self, name: str) -> pd.Series:
+        if name not in self.df.columns:
+            raise Skip(f"variable {name} absent")
+        return self.df[name]
+
+    def require(self, *names: str) -> None:
+        for name in names:
+            self.column(name)
+
+    def __len__(self) -> int:
+        return len(self.df)
+
+
+@dataclass
+class Study:
+    """Every dataset under validation, by name, for checks that look across datasets."""
+
+    datasets: dict[str, Dataset]
+    notes: list[str] = field(default_factory=list)  # what a rule run could not check
+
+    def dm(self) -> Dataset:
+        dm = self.datasets.get("DM")
+        if dm is None:
+            raise Skip("no DM dataset")
+        return dm
+
+    @cached_property
+    def dm_by_subject(self) -> pd.DataFrame:
+        """DM indexed by USUBJID (first record of each subject)."""
+        dm = self.dm()
+        frame = dm.df[dm.column("USUBJID").notna()]
+        return frame.drop_duplicates("USUBJID").set_index("USUBJID")
+
+    def subject_values(self, dataset: Dataset, variable: str) -> pd.Series:
+        """DM.``variable`` for each row of ``dataset`` (aligned to its index; NaN if unknown)."""
+        lookup = self.dm_by_subject
+        if variable not in lookup.columns:
+            raise Skip(f"variable DM.{variable} absent")
+        values = dataset.column("USUBJID").map(lookup[variable])
+        values.index = dataset.df.index
+        return values
