@@ -71,6 +71,50 @@ def to_sdtm_command(inputs: tuple[Path, ...], out_dir: Path, study_id: str | Non
     sys.exit(1 if problems(study.report) else 0)
 
 
+@main.command("to-fhir")
+@click.argument("sdtm_dir", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Folder for bundle.json (or <Type>.ndjson files) and fhir-report.json.")
+@click.option("--bundle", "bundle_type", type=click.Choice(("collection", "transaction")),
+              default="collection", show_default=True, help="Bundle type to write.")
+@click.option("--ndjson", is_flag=True, help="Write Bulk Data NDJSON (one file per type) "
+              "instead of a Bundle.")
+@click.option("--fhir-version", type=click.Choice(("R4", "R5"), case_sensitive=False),
+              default="R4", show_default=True)
+@click.option("--terminology", "terminology", multiple=True,
+              type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--timestamp", help="Fixed Bundle.timestamp (for reproducible output).")
+@click.option("--no-validate", is_flag=True, help="Skip fhir.resources validation of the "
+              "output (faster; the output is then unchecked).")
+@click.option("-q", "--quiet", is_flag=True)
+def to_fhir_command(sdtm_dir: Path, out_dir: Path, bundle_type: str, ndjson: bool,
+                    fhir_version: str, terminology: tuple[Path, ...], timestamp: str | None,
+                    no_validate: bool, quiet: bool) -> None:
+    """Convert a folder of SDTM datasets (XPT, Dataset-JSON, CSV) to FHIR."""
+    import orjson
+
+    from fhircdisc.converters.atomic import write_bytes_atomic
+    from fhircdisc.converters.fhir_writer import write_bundle, write_ndjson
+    from fhircdisc.converters.sdtm_to_fhir import REPORT_NAME, to_fhir
+    from fhircdisc.summary import print_fhir_summary
+
+    try:
+        output = to_fhir(sdtm_dir, fhir_version=fhir_version, terminology=terminology,
+                         validate=not no_validate)
+        if ndjson:
+            write_ndjson(output.resources, out_dir)
+        else:
+            write_bundle(output.resources, out_dir / "bundle.json", bundle_type,
+                         timestamp=timestamp)
+        write_bytes_atomic(out_dir / REPORT_NAME, orjson.dumps(
+            output.report.to_dict(), option=orjson.OPT_INDENT_2))
+    except FhircdiscError as exc:
+        _fail(exc)
+    if not quiet:
+        print_fhir_summary(output.report, Console(), out_dir)
+    sys.exit(1 if output.report.rejected else 0)
+
+
 @main.command("demo")
 @click.argument("out_dir", required=False, default="demo-output", type=click.Path(path_type=Path))
 @click.option("--seed", default=2020, show_default=True, help="Seed of the synthetic trial.")

@@ -20,7 +20,8 @@ from fhircdisc.schemas import sdtmig
 from fhircdisc.schemas.columns import ColumnMeta, DatasetMeta
 
 DOMAIN_ORDER = ("DM", "EX", "AE", "LB", "VS", "TS")
-_HIDDEN = ("_order", "_source", "_file", "_location", "_subject", "_studyid")
+_HIDDEN = ("_order", "_source", "_file", "_location", "_subject", "_studyid", "_fixed",
+           "_net", "_records")
 REPORT_NAME = "conversion-report.json"
 PROVENANCE_NAME = "provenance.csv"
 

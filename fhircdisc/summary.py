@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from fhircdisc.converters.sdtm_to_fhir import FhirReport
 from fhircdisc.report import ConversionReport
 from fhircdisc.study import Study
 
@@ -51,5 +53,33 @@ def print_summary(study: Study, console: Console, out_dir: Path | None = None) -
         console.print(f"value issues: {len(report.value_issues)} (see the report)")
     if not report.reconciles():
         console.print("[red]counts do not reconcile: this is a bug, please report it[/red]")
+    if out_dir is not None:
+        console.print(f"written to {out_dir}")
+
+
+def print_fhir_summary(report: FhirReport, console: Console, out_dir: Path | None = None
+                       ) -> None:
+    """Rows in per dataset, resources out per type, rejected rows, carried variables."""
+    rows = Table(title="SDTM datasets read", show_edge=False)
+    for column in ("dataset", "rows", "converted", "rejected"):
+        rows.add_column(column, justify="left" if column == "dataset" else "right")
+    rejected = Counter(r.dataset for r in report.rejected if r.row is not None)
+    for name, count in report.rows_in.items():
+        rows.add_row(name, str(count), str(report.rows_converted.get(name, 0)),
+                     str(rejected.get(name, 0)))
+    console.print(rows)
+    out = Table(title=f"FHIR {report.fhir_version} resources written", show_edge=False)
+    out.add_column("type")
+    out.add_column("count", justify="right")
+    for rtype, count in sorted(report.resources_out.items()):
+        out.add_row(rtype, str(count))
+    console.print(out)
+    for item in report.rejected[:20]:
+        where = f"row {item.row}" if item.row else "dataset"
+        console.print(f"rejected: {item.file} [{where}, {item.variable}]: {item.message}")
+    carried = sorted((f"{d}.{v}" for d, c in report.carried.items() for v in c))
+    if carried:
+        console.print(f"carried in the sdtm-variable extension: {len(carried)} variable(s) "
+                      "(see the report)")
     if out_dir is not None:
         console.print(f"written to {out_dir}")

@@ -20,6 +20,7 @@ keeps ``pyreadstat`` unloaded when only JSON is used.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from numbers import Integral, Real
 from pathlib import Path
@@ -188,11 +189,15 @@ def read_dataset(path: Path | str, *,
                      hint="use .xpt, .json, .ndjson or .csv")
 
 
-def read_sdtm_folder(folder: Path | str) -> dict[str, tuple[pd.DataFrame, DatasetMeta]]:
-    """Read every dataset file in ``folder`` (not recursive), keyed by upper-case dataset name.
+_DATASET_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,7}$")
 
-    The key is the file stem (``lb.xpt`` -> ``LB``). When one dataset is present in
-    several formats only one file is read, preferring xpt > json > ndjson > csv.
+
+def dataset_files(folder: Path | str) -> dict[str, Path]:
+    """The dataset files of ``folder`` (not recursive), keyed by upper-case dataset name.
+
+    The key is the file stem (``lb.xpt`` -> ``LB``); files whose stem cannot be a dataset
+    name (``conversion-report.json``, ``provenance.csv``) are not datasets. When one
+    dataset is present in several formats, xpt > json > ndjson > csv.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -200,10 +205,16 @@ def read_sdtm_folder(folder: Path | str) -> dict[str, tuple[pd.DataFrame, Datase
     chosen: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         fmt = _format_of(path)
-        if fmt is None or not path.is_file() or path.name.startswith("."):
+        if fmt is None or not path.is_file() or path.name.startswith(".") \
+                or not _DATASET_NAME.match(path.stem):
             continue
         key = path.stem.upper()
         current = chosen.get(key)
         if current is None or _PREFERENCE[fmt] < _PREFERENCE[_format_of(current) or "csv"]:
             chosen[key] = path
-    return {key: read_dataset(chosen[key]) for key in sorted(chosen)}
+    return dict(sorted(chosen.items()))
+
+
+def read_sdtm_folder(folder: Path | str) -> dict[str, tuple[pd.DataFrame, DatasetMeta]]:
+    """Read every dataset file in ``folder`` (see ``dataset_files``)."""
+    return {key: read_dataset(path) for key, path in dataset_files(folder).items()}

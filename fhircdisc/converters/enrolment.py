@@ -22,6 +22,7 @@ from fhircdisc.converters.resource_index import ResourceIndex
 from fhircdisc.errors import InputError
 from fhircdisc.mappings import paths
 from fhircdisc.mappings.dates import DateFormatError, fhir_to_dtc
+from fhircdisc.mappings.extensions import USUBJID_SYSTEM
 
 SUBJECT_FILE_COLUMNS = ("patient_id", "SUBJID", "SITEID", "ARMCD", "ARM", "ACTARMCD", "ACTARM",
                         "RFICDTC")
@@ -155,7 +156,11 @@ def _research_subject(index: ResourceIndex, data: dict[str, Any], study_id: str 
     siteid = site_id
     if siteid is None and parent is not None and study is not None:
         siteid = study_identifier(study)
-    subjid = paths.get(data, "identifier.value") or patient_key.split("/", 1)[1]
+    identifiers = [i for i in data.get("identifier") or [] if isinstance(i, dict)]
+    usubjid = next((i.get("value") for i in identifiers if i.get("system") == USUBJID_SYSTEM),
+                   None)
+    subjid = next((i.get("value") for i in identifiers if i.get("system") != USUBJID_SYSTEM
+                   and i.get("value")), None) or patient_key.split("/", 1)[1]
     assigned = data.get("assignedArm") or _group_ref(data.get("assignedComparisonGroup"))
     actual = data.get("actualArm") or _group_ref(data.get("actualComparisonGroup"))
     armcd, arm = _arm(study, parent, assigned)
@@ -166,7 +171,8 @@ def _research_subject(index: ResourceIndex, data: dict[str, Any], study_id: str 
                     "Consent.dateTime") if consent else None
     return Subject(
         patient_key=patient_key, studyid=str(studyid),
-        usubjid=make_usubjid(str(studyid), siteid, str(subjid)), subjid=str(subjid),
+        usubjid=str(usubjid or make_usubjid(str(studyid), siteid, str(subjid))),
+        subjid=str(subjid),
         siteid=siteid, armcd=armcd, arm=arm, actarmcd=actarmcd, actarm=actarm, rficdtc=rficdtc,
         period_start=_date(paths.get(data, "period.start"), "ResearchSubject.period.start"),
         period_end=_date(paths.get(data, "period.end"), "ResearchSubject.period.end"),

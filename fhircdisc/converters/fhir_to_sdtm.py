@@ -25,6 +25,7 @@ from fhircdisc.converters.resource_index import ResourceIndex
 from fhircdisc.mappings import ae, derivations, dm, ex, lb, paths, ts, vs
 from fhircdisc.mappings import terminology as terminology_module
 from fhircdisc.mappings.algorithms import MapContext, map_view
+from fhircdisc.mappings.extensions import SDTM_VARIABLE, read_records, read_variables
 from fhircdisc.mappings.spec import DomainSpec, Unmapped
 from fhircdisc.mappings.terminology import Terminology
 from fhircdisc.report import NOT_A_RESOURCE, ConversionReport, UnmappedItem, ValueIssueItem
@@ -63,11 +64,23 @@ def to_sdtm(sources: Iterable[str | Path], *, study_id: str | None = None,
     conversion report. Unreadable input raises ``InputError``.
     """
     sources = list(sources)
-    terms = terminology_module.load(terminology)
-    report = ConversionReport(sources=[str(s) for s in sources], terminology=terms.sources)
+    return convert_resources(read_sources(sources), sources=[str(s) for s in sources],
+                             study_id=study_id, site_id=site_id, subjects=subjects,
+                             fhir_version=fhir_version,
+                             terminology=terminology_module.load(terminology),
+                             enrol_all=enrol_all)
+
+
+def convert_resources(items: Iterable[SourceResource | ReadProblem], *, sources: list[str],
+                      terminology: Terminology, study_id: str | None = None,
+                      site_id: str | None = None, subjects: str | Path | None = None,
+                      fhir_version: str = "auto", enrol_all: bool = False) -> Study:
+    """``to_sdtm`` on resources already read (or made in memory)."""
+    terms = terminology
+    report = ConversionReport(sources=sources, terminology=terms.sources)
     resources: list[SourceResource] = []
     vote = VersionVote()
-    for item in read_sources(sources):
+    for item in items:
         if isinstance(item, ReadProblem):
             key = f"{NOT_A_RESOURCE}@{item.origin}"
             report.read(NOT_A_RESOURCE, key)
@@ -146,10 +159,14 @@ class _Converter:
                     _unmapped(self.report, resource, view.location, exc.reason_code, exc.message,
                               exc.element, exc.system, exc.code)
                     continue
+                net = read_variables(view.data)
+                if net:
+                    row["_net"] = net
                 if view.domain == "DM":
                     row["_subject"] = view.data["_subject"]
                 if view.domain == "TS":
                     row["_studyid"] = study_identifier(resource.data)
+                    row["_records"] = read_records(resource.data)
                 row["_order"] = order
                 row["_source"] = resource.key
                 row["_file"] = resource.origin.file
@@ -267,8 +284,14 @@ class _Converter:
         for number, component in enumerate(components):
             view = {k: v for k, v in base.items() if not k.startswith("value")
                     and k not in ("interpretation", "referenceRange", "dataAbsentReason",
-                                  "component")}
+                                  "component", "extension")}
             view.update(component)
+            # the panel's own extensions (body position) apply to every component; the
+            # SDTM variables carried on a component belong to that component only
+            inherited = [e for e in base.get("extension") or []
+                         if isinstance(e, dict) and e.get("url") != SDTM_VARIABLE]
+            if inherited or component.get("extension"):
+                view["extension"] = inherited + list(component.get("extension") or [])
             yield View(domain, view, resource, f"{resource.origin.location}.component[{number}]")
 
     def _observation_domain(self, data: dict[str, Any]) -> str:

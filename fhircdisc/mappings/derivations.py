@@ -31,23 +31,38 @@ def _min_max(rows: list[dict[str, Any]], start: str, end: str
     return first, last
 
 
+def _set(row: dict[str, Any], var: str, value: Any) -> None:
+    """Set a derived value unless the source carried the variable itself."""
+    if var not in row.get("_fixed", ()):
+        row[var] = value
+
+
+def apply_carried(rows: list[dict[str, Any]]) -> None:
+    """Put the values a resource carried in ``sdtm-variable`` extensions into its row."""
+    for row in rows:
+        carried = row.pop("_net", None)
+        if carried:
+            row.update(carried)
+            row["_fixed"] = set(carried)
+
+
 def derive_dm(dm_rows: list[dict[str, Any]], ex_rows: list[dict[str, Any]]) -> None:
     """Reference dates, age and arm status on DM rows (in place)."""
     first, last = _min_max(ex_rows, "EXSTDTC", "EXENDTC")
     for row in dm_rows:
         subject = row.get("_subject")
         usubjid = row["USUBJID"]
-        row["RFXSTDTC"] = first.get(usubjid)
-        row["RFXENDTC"] = last.get(usubjid)
+        _set(row, "RFXSTDTC", first.get(usubjid))
+        _set(row, "RFXENDTC", last.get(usubjid))
         period_start = getattr(subject, "period_start", None)
         period_end = getattr(subject, "period_end", None)
-        row["RFSTDTC"] = row["RFXSTDTC"] or period_start
-        row["RFENDTC"] = period_end or row["RFXENDTC"]
-        age = age_in_years(row.get("BRTHDTC"), row["RFSTDTC"] or row.get("RFICDTC"))
-        row["AGE"] = float(age) if age is not None else None
-        row["AGEU"] = "YEARS" if age is not None else None
+        _set(row, "RFSTDTC", row.get("RFXSTDTC") or period_start)
+        _set(row, "RFENDTC", period_end or row.get("RFXENDTC"))
+        age = age_in_years(row.get("BRTHDTC"), row.get("RFSTDTC") or row.get("RFICDTC"))
+        _set(row, "AGE", float(age) if age is not None else None)
+        _set(row, "AGEU", "YEARS" if age is not None else None)
         if not row.get("ARMCD"):
-            row["ARMNRS"] = "NOT ASSIGNED"
+            _set(row, "ARMNRS", "NOT ASSIGNED")
         row.pop("_subject", None)
 
 
@@ -58,10 +73,13 @@ def _study_days(rows: list[dict[str, Any]], reference: dict[str, str | None],
         for dtc_var, dy_var in pairs:
             if dy_var in row:
                 day = study_day(row.get(dtc_var), ref)
-                row[dy_var] = float(day) if day is not None else None
+                _set(row, dy_var, float(day) if day is not None else None)
 
 
 def _sequence(rows: list[dict[str, Any]], seq_var: str, keys: tuple[str, ...]) -> None:
+    if rows and all(seq_var in row.get("_fixed", ()) for row in rows):
+        rows.sort(key=lambda r: (r.get("USUBJID") or "", r.get(seq_var) or 0.0))
+        return
     def sort_key(row: dict[str, Any]) -> tuple[Any, ...]:
         return (row.get("USUBJID") or "", *[(row.get(k) is None, str(row.get(k) or ""))
                                            for k in keys], row.get("_order", 0),
@@ -80,6 +98,11 @@ def _ts_rows(rows: list[dict[str, Any]], spec: DomainSpec, studyids: list[str]
     out = []
     for row in rows:
         studyid = studyids[0] if len(studyids) == 1 else row.get("_studyid")
+        if row.get("_records"):
+            for record in row["_records"]:
+                out.append({"STUDYID": studyid, "DOMAIN": "TS", **record,
+                            **{k: row[k] for k in HIDDEN if k in row}})
+            continue
         counts: dict[str, int] = {}
         for parmcd, parm in spec.extra.items():
             value = row.get(parmcd)
@@ -95,6 +118,8 @@ def _ts_rows(rows: list[dict[str, Any]], spec: DomainSpec, studyids: list[str]
 def derive(rows: dict[str, list[dict[str, Any]]], specs: dict[str, DomainSpec]
            ) -> dict[str, pd.DataFrame]:
     """All study-level derivations; returns one DataFrame per non-empty domain."""
+    for domain_rows in rows.values():
+        apply_carried(domain_rows)
     dm_rows = rows.get("DM", [])
     for row in dm_rows:
         row.setdefault("_subject", None)
@@ -106,7 +131,7 @@ def derive(rows: dict[str, list[dict[str, Any]]], specs: dict[str, DomainSpec]
     _study_days(rows.get("VS", []), reference, (("VSDTC", "VSDY"),))
     _study_days(rows.get("AE", []), reference, (("AESTDTC", "AESTDY"), ("AEENDTC", "AEENDY")))
     for row in rows.get("AE", []):
-        row["AESDTH"] = "Y" if row.get("AEOUT") == "FATAL" else None
+        _set(row, "AESDTH", "Y" if row.get("AEOUT") == "FATAL" else None)
     for domain in ("EX", "LB", "VS", "AE"):
         _sequence(rows.get(domain, []), f"{domain}SEQ", specs[domain].seq_keys)
     dm_rows.sort(key=lambda r: r["USUBJID"])
@@ -117,7 +142,7 @@ def derive(rows: dict[str, list[dict[str, Any]]], specs: dict[str, DomainSpec]
         domain_rows = rows.get(domain, [])
         if not domain_rows:
             continue
-        columns = list(domain_rows[0].keys())
+        columns = list(dict.fromkeys(key for row in domain_rows for key in row))
         frames[domain] = pd.DataFrame.from_records(domain_rows, columns=columns)
     return frames
 

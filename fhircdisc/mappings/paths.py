@@ -2,8 +2,9 @@
 
 A path is a dot-separated list of steps. A step is an element name, optionally
 followed by a filter ``[key=value]`` that selects the list items whose ``key``
-equals ``value`` (``key`` may itself be a dotted path). Lists without a filter
-yield all their items. ``get`` returns the first value found; ``get_all`` every
+equals ``value`` (``key`` may itself be a dotted path), or by ``[]`` marking a list
+element (for writing: ``put`` creates a list there, reading ignores the mark). Lists
+without a filter yield all their items. ``get`` returns the first value found; ``get_all`` every
 value; ``put`` writes a value, creating the objects and list items the path
 needs (a filter step creates an item carrying the filter's key and value).
 
@@ -20,7 +21,8 @@ from functools import lru_cache
 from typing import Any
 
 _STEP = re.compile(
-    r"^(?P<name>[A-Za-z_][A-Za-z0-9_\-]*)(?:\[(?P<key>[A-Za-z0-9_.]+)=(?P<value>.*)\])?$")
+    r"^(?P<name>[A-Za-z_][A-Za-z0-9_\-]*)"
+    r"(?:(?P<list>\[\])|\[(?P<key>[A-Za-z0-9_.]+)=(?P<value>.*)\])?$")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class Step:
     name: str
     key: str | None = None
     value: str | None = None
+    is_list: bool = False
 
 
 def _split(path: str) -> list[str]:
@@ -56,7 +59,8 @@ def parse(path: str) -> tuple[Step, ...]:
         match = _STEP.match(raw)
         if not match:
             raise ValueError(f"malformed path step {raw!r} in {path!r}")
-        steps.append(Step(match["name"], match["key"], match["value"]))
+        steps.append(Step(match["name"], match["key"], match["value"],
+                          bool(match["list"]) or match["key"] is not None))
     return tuple(steps)
 
 
@@ -109,9 +113,12 @@ def put(node: dict[str, Any], path: str, value: Any) -> None:
         last = index == len(steps) - 1
         if step.key is None:
             if last:
-                current[step.name] = value
+                current[step.name] = [value] if step.is_list else value
                 return
             child = current.get(step.name)
+            if child is None and step.is_list:
+                child = []
+                current[step.name] = child
             if isinstance(child, list):
                 if not child:
                     child.append({})

@@ -19,7 +19,8 @@ class Rule:
     ``algorithm`` is a registered name; ``paths`` FHIR paths (first that has a value
     wins); ``table`` a terminology table; ``system`` the code system of a bare code
     (e.g. ``Patient.gender``); ``value`` a constant or the name of an attribute;
-    ``required``: without a value the resource cannot become a row.
+    ``required``: without a value the resource cannot become a row. ``write`` /
+    ``write_r5``: the path SDTM -> FHIR writes (default: the first of ``paths``).
     """
 
     var: str
@@ -30,7 +31,17 @@ class Rule:
     value: str | None = None
     required: bool = False
     fallback: Rule | None = None
+    write: str | None = None
+    write_r5: str | None = None
     note: str = ""
+
+    def write_path(self, version: str) -> str | None:
+        """Where SDTM -> FHIR puts this variable: ``write`` (R4) / ``write_r5``, else the
+        first read path; ``""`` means the variable is not written (derived or read-only)."""
+        path = self.write_r5 if version == "R5" and self.write_r5 is not None else self.write
+        if path is None:
+            path = self.paths[0] if self.paths else None
+        return path or None
 
 
 @dataclass(frozen=True)

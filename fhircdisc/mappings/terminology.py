@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from fhircdisc.errors import InputError
+from fhircdisc.schemas import ct
 
 COLUMNS = ("table", "system", "code", "display", "submission_value", "decode", "nci_code",
            "preferred", "attributes")
@@ -62,6 +63,7 @@ class Terminology:
     def __init__(self, terms: Iterable[Term] = ()) -> None:
         self._by_code: dict[tuple[str, str, str], Term] = {}
         self._by_value: dict[tuple[str, str], Term] = {}
+        self._by_nci: dict[tuple[str, str], Term] = {}
         self.sources: list[str] = []
         self.add(terms)
 
@@ -69,6 +71,8 @@ class Terminology:
         """Add rows; a row replaces an earlier one with the same (table, system, code)."""
         for term in terms:
             self._by_code[(term.table, term.system, term.code)] = term
+            if term.nci_code:
+                self._by_nci.setdefault((term.table, term.nci_code), term)
             key = (term.table, term.submission_value)
             current = self._by_value.get(key)
             if term.preferred or current is None or (current.system == term.system and \
@@ -76,22 +80,51 @@ class Terminology:
                 self._by_value[key] = term
 
     def lookup(self, table: str, system: str | None, code: str | None) -> Term | None:
-        """The row mapping a FHIR code to CDISC, or ``None`` if the table has none."""
+        """The row mapping a FHIR code to CDISC, or ``None`` if the table has none.
+
+        A CDISC CT coding (NCI Thesaurus C-code) is also understood: through a table row
+        with that C-code, else through the CT codelist the table stands for.
+        """
         if code is None:
             return None
-        return self._by_code.get((table, normalize_system(system), str(code).strip()))
+        system, code = normalize_system(system), str(code).strip()
+        term = self._by_code.get((table, system, code))
+        if term is None and system == ct.NCIT:
+            term = self._by_nci.get((table, code)) or _ct_term(table, code=code)
+        return term
 
     def reverse(self, table: str, submission_value: str | None) -> Term | None:
-        """The preferred row for a CDISC submission value (for SDTM -> FHIR)."""
+        """The preferred row for a CDISC submission value (for SDTM -> FHIR).
+
+        A value with no row but in CDISC CT gives a term whose coding is its C-code.
+        """
         if submission_value is None:
             return None
-        return self._by_value.get((table, submission_value))
+        return self._by_value.get((table, submission_value)) or \
+            _ct_term(table, value=submission_value)
 
     def tables(self) -> set[str]:
         return {key[0] for key in self._by_code}
 
     def __len__(self) -> int:
         return len(self._by_code)
+
+
+def _ct_term(table: str, *, code: str | None = None, value: str | None = None) -> Term | None:
+    """A term of the CDISC CT codelist behind ``table``, by C-code or submission value."""
+    lists = ct.TABLE_CODELISTS.get(table)
+    if lists is None:
+        return None
+    found = ct.by_nci(lists[0]).get(code) if code else ct.by_value(lists[0]).get(value or "")
+    if found is None:
+        return None
+    decode = ""
+    if lists[1]:
+        named = ct.by_nci(lists[1]).get(found.nci_code)
+        decode = named.submission_value if named else ""
+    return Term(table=table, system=ct.NCIT, code=found.nci_code,
+                display=found.submission_value, submission_value=found.submission_value,
+                decode=decode or found.preferred_term, nci_code=found.nci_code, preferred=False)
 
 
 def parse_rows(text: str, source: str) -> list[Term]:

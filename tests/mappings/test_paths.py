@@ -57,3 +57,14 @@ def test_put_then_get_round_trips(steps, value):
     path = ".".join(steps)
     paths.put(node, path, value)
     assert paths.get(node, path) == value
+
+
+def test_list_steps_create_lists_when_writing():
+    node: dict = {}
+    paths.put(node, "referenceRange[].low.value", 3.5)
+    paths.put(node, "referenceRange[].high.value", 5.0)
+    paths.put(node, "interpretation[]", {"text": "H"})
+    assert node == {"referenceRange": [{"low": {"value": 3.5}, "high": {"value": 5.0}}],
+                    "interpretation": [{"text": "H"}]}
+    assert paths.get(node, "referenceRange[].high.value") == 5.0
+    assert paths.get(node, "referenceRange.low.value") == 3.5

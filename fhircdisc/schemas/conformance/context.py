@@ -17,7 +17,7 @@ from fhircdisc.schemas import sdtmig
 from fhircdisc.schemas.columns import DatasetMeta
 
 
-class Skip(Exception):  # noqa: N818 - it is an outcome, not an error
+class Skip(Exception):
     """The check does not apply here; the message is the reason."""
 
 

@@ -53,8 +53,10 @@ class Rule:
         return self.domains is None or dataset in self.domains or dataset[:2] in self.domains
 
     def scope(self) -> str:
-        """The domains in words, for a skip reason ("LB or VS", "any")."""
-        return " or ".join(self.domains) if self.domains else "any"
+        """The domains in words, for a skip reason ("LB or VS", "SDTM", "non-DM")."""
+        if self.domains:
+            return " or ".join(self.domains)
+        return "non-" + "/".join(self.exclude) if self.exclude else "SDTM"
 
 
 def default_rules_path() -> Path:

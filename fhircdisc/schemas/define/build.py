@@ -25,7 +25,8 @@ import odmlib.define_2_1.model as DEF
 import odmlib.ns_registry as NS
 import pandas as pd
 from lxml import etree
-from odmlib import OdmlibError, create_oid_checker
+from odmlib.exceptions import OdmlibError
+from odmlib.oid_generator import create_oid_checker
 
 from fhircdisc.converters.datasets import is_missing
 from fhircdisc.errors import ConversionError

@@ -8,10 +8,10 @@
   ISO 8601; ``--DUR`` / ``--ELTM`` become ``durationDatetime`` when every value is an
   ISO 8601 duration. An empty ``--DTC`` column is ``datetime``. The ISO 8601 types carry
   no Length (the Define-XML specification gives Length only for text, integer, float).
-* ``Num`` -> ``integer`` when every value is integral (Length = longest value written out,
-  sign included), else ``float`` with Length the longest value written positionally (sign
-  and point included, at most 12 significant digits) and SignificantDigits the most
-  digits after the decimal point.
+* ``Num`` -> ``integer`` when every value is integral, else ``float``. As in ODM and
+  CDISC's examples, a number's Length counts its digits (no sign, no point) and
+  SignificantDigits the digits after the point; values are written out positionally with
+  at most 12 significant digits.
 """
 
 from __future__ import annotations
@@ -103,15 +103,20 @@ def _positional(value: float) -> str:
     return np.format_float_positional(float(f"{value:.12g}"), trim="-")
 
 
+def digits(text: str) -> tuple[int, int]:
+    """(all digits, digits after the point) of a number written out: "-12.50" -> (4, 2)."""
+    whole, _, fraction = text.strip().lstrip("+-").partition(".")
+    return len(whole) + len(fraction), len(fraction)
+
+
 def num_type(values: Iterable[float]) -> ItemType:
     """ItemDef type of a Num variable holding ``values`` (NaN = missing)."""
     finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     if all(v.is_integer() for v in finite):
-        length = max((len(str(int(v))) for v in finite), default=1)
+        length = max((digits(str(int(v)))[0] for v in finite), default=1)
         return ItemType("integer", max(length, 1))
-    texts = [_positional(v) for v in finite]
-    decimals = max(len(t.partition(".")[2]) for t in texts)
-    return ItemType("float", max(len(t) for t in texts), decimals)
+    counts = [digits(_positional(v)) for v in finite]
+    return ItemType("float", max(c[0] for c in counts), max(c[1] for c in counts))
 
 
 def is_integral(value: float) -> bool:

@@ -8,7 +8,7 @@ goes to the network.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from lxml import etree
@@ -34,7 +34,7 @@ def _schema() -> etree.XMLSchema:
     return etree.XMLSchema(doc)
 
 
-@lru_cache(maxsize=None)
+@cache
 def enumeration(type_name: str) -> frozenset[str]:
     """The values of one enumerated simple type of ``define-enumerations.xsd``.
 
@@ -62,9 +62,8 @@ def validate_define_xsd(xml: bytes | str | Path, source: str | None = None) -> l
     schema = _schema()
     if schema.validate(tree):
         return []
-    label = Path(name).name if not isinstance(xml, bytes) or source else "define.xml"
     return [
-        Finding(rule_id=XSD_RULE, severity="error", dataset=label,
+        Finding(rule_id=XSD_RULE, severity="error", dataset=Path(name).name,
                 message=error.message, row=error.line, variable=error.path or None,
                 source=name)
         for error in schema.error_log

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from fhircdisc.converters.datasets import is_missing
 from fhircdisc.mappings.dates import is_dtc
 from fhircdisc.schemas.conformance.checks.registry import check
 from fhircdisc.schemas.conformance.context import Dataset, Hit, Params, Skip, Study
@@ -29,7 +30,8 @@ def valid_dtc(value: str) -> bool:
         parts = value.split("/")
         return (len(parts) == 2 and all(valid_dtc(x) or _DURATION.match(x) for x in parts)
                 and not all(_DURATION.match(x) for x in parts))
-    return bool(_MISSING_MIDDLE.match(value)) and not value.endswith("-")
+    dashed = value.startswith("-") or any(m in value for m in ("--", "T-", ":-"))
+    return dashed and bool(_MISSING_MIDDLE.match(value)) and not value.endswith("-")
 
 
 @check("iso8601_dates")
@@ -40,7 +42,7 @@ def iso8601_dates(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
         raise Skip("no *DTC variable")
     for name in names:
         for row, value in enumerate(ds.df[name].tolist()):
-            if value is None or value != value:  # None or NaN
+            if is_missing(value):
                 continue
             if not isinstance(value, str) or not valid_dtc(value):
                 yield Hit(row=row, variable=name, value=value)

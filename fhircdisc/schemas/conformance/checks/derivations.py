@@ -8,9 +8,10 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
+from fhircdisc.converters.datasets import is_missing
 from fhircdisc.mappings.dates import age_in_years
 from fhircdisc.schemas.conformance.checks.presence import is_null
-from fhircdisc.schemas.conformance.checks.registry import check, text
+from fhircdisc.schemas.conformance.checks.registry import check, rows, text
 from fhircdisc.schemas.conformance.checks.terminology import numeric_text
 from fhircdisc.schemas.conformance.context import Dataset, Hit, Params, Skip, Study
 
@@ -19,8 +20,8 @@ _STUDY_DAY = re.compile(r"([A-Z]{2}(ST|EN)?|VISIT)DY\Z")
 
 def _dates(values: pd.Series) -> pd.Series:
     """The complete calendar date of each --DTC value (NaT when partial, missing, invalid)."""
-    day = values.where(values.map(lambda v: isinstance(v, str) and len(v) >= 10)).str[:10]
-    return pd.to_datetime(day, format="%Y-%m-%d", errors="coerce")
+    day = values.map(lambda v: v[:10] if isinstance(v, str) and len(v) >= 10 else None)
+    return pd.to_datetime(day.astype(object), format="%Y-%m-%d", errors="coerce")
 
 
 @check("study_day", required=("dy", "dtc"), fields=("expected", "dtc_variable", "dtc_value",
@@ -37,8 +38,8 @@ def study_day(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
     delta = (_dates(dtc) - _dates(rfstdtc)).dt.days
     expected = delta + (delta >= 0)
     bad = dy.notna() & expected.notna() & (dy != expected)
-    for row in np.flatnonzero(bad.to_numpy(dtype=bool)):
-        yield Hit(row=int(row), variable=dy_name, value=dy.iat[row],
+    for row in rows(bad):
+        yield Hit(row=row, variable=dy_name, value=dy.iat[row],
                   fields={"expected": text(expected.iat[row]), "dtc_variable": dtc_name,
                           "dtc_value": dtc.iat[row], "rfstdtc": rfstdtc.iat[row]})
 
@@ -51,8 +52,8 @@ def no_day_zero(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
         raise Skip("no study day variable")
     for name in names:
         values = pd.to_numeric(ds.df[name], errors="coerce")
-        for row in np.flatnonzero((values == 0).to_numpy(dtype=bool)):
-            yield Hit(row=int(row), variable=name, value=0.0)
+        for row in rows(values == 0):
+            yield Hit(row=row, variable=name, value=0.0)
 
 
 @check("stresn_matches_stresc", required=("stresc", "stresn"), fields=("stresc_value",))
@@ -70,25 +71,29 @@ def stresn_matches_stresc(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]
     same = np.isclose(stresn.to_numpy(dtype=float), expected.to_numpy(dtype=float),
                       rtol=1e-9, atol=0.0)
     bad = numeric.to_numpy(dtype=bool) & ~same
-    for row in np.flatnonzero(bad):
-        yield Hit(row=int(row), variable=stresn_name, value=stresn.iat[row],
+    for row in rows(bad):
+        yield Hit(row=row, variable=stresn_name, value=stresn.iat[row],
                   fields={"stresc_value": stresc.iat[row]})
 
 
-@check("unit_with_result", required=("result", "unit"), optional=("unitless",))
+@check("unit_with_result", required=("result", "unit"), optional=("original_unit",),
+       fields=("original_unit_value",))
 def unit_with_result(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
     """Where the numeric result (``result``) is populated, its unit (``unit``) is too.
 
-    Tests listed in ``unitless`` (--TESTCD values, e.g. PH, SPGRAV) measure a
-    dimensionless quantity and are not checked.
+    With ``original_unit`` (--ORRESU) only records whose original result had a unit are
+    checked: a result collected without a unit is dimensionless or ordinal (pH, specific
+    gravity, a 0-4 morphology grade) and has no standard unit either.
     """
     result, unit = ds.column(p.name("result")), ds.column(p.name("unit"))
     bad = result.notna() & is_null(unit)
-    unitless = p.names("unitless")
-    if unitless:
-        bad = bad & ~ds.column(ds.prefix + "TESTCD").isin(unitless)
-    for row in np.flatnonzero(bad.to_numpy(dtype=bool)):
-        yield Hit(row=int(row), variable=p.name("unit"), value=None)
+    original = ds.column(p.name("original_unit")) if "original_unit" in p.raw else None
+    if original is not None:
+        bad = bad & ~is_null(original)
+    for row in rows(bad):
+        yield Hit(row=row, variable=p.name("unit"), value=None,
+                  fields={"original_unit_value": None if original is None
+                          else original.iat[row]})
 
 
 @check("age_matches_birth_date", required=("ref",), fields=("expected", "ref_value",
@@ -104,7 +109,7 @@ def age_matches_birth_date(ds: Dataset, p: Params, study: Study) -> Iterator[Hit
     births, refs = ds.column("BRTHDTC").tolist(), ds.column(ref_name).tolist()
     units = ds.df["AGEU"].tolist() if ds.has("AGEU") else ["YEARS"] * len(ds)
     for row, (age, birth, ref, unit) in enumerate(zip(ages, births, refs, units, strict=True)):
-        if age != age or unit != "YEARS" or not isinstance(birth, str):
+        if is_missing(age) or unit != "YEARS" or not isinstance(birth, str):
             continue
         computed = age_in_years(birth, ref if isinstance(ref, str) else None)
         if computed is not None and computed != age:

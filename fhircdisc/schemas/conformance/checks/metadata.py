@@ -8,7 +8,7 @@ from numbers import Real
 import numpy as np
 import pandas as pd
 
-from fhircdisc.schemas.conformance.checks.registry import check
+from fhircdisc.schemas.conformance.checks.registry import check, rows
 from fhircdisc.schemas.conformance.context import Dataset, Hit, Params, Study
 
 
@@ -49,5 +49,5 @@ def domain_matches_dataset(ds: Dataset, p: Params, study: Study) -> Iterator[Hit
     ok = values.isna() | (values == name)
     if split:
         ok = ok | (values == name[:2])
-    for row in np.flatnonzero(~ok.to_numpy(dtype=bool)):
-        yield Hit(row=int(row), variable="DOMAIN", value=values.iat[row])
+    for row in rows(~ok):
+        yield Hit(row=row, variable="DOMAIN", value=values.iat[row])

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import numpy as np
 import pandas as pd
 
-from fhircdisc.schemas.conformance.checks.registry import check
+from fhircdisc.schemas.conformance.checks.registry import check, rows
 from fhircdisc.schemas.conformance.context import Dataset, Hit, Params, Study
 
 
 def is_null(series: pd.Series) -> pd.Series:
     """Missing cells: None/NaN, and text that is empty or only blanks."""
     missing = series.isna()
-    if series.dtype == object:
+    if series.dtype == object or pd.api.types.is_string_dtype(series):
         blank = series.map(lambda v: isinstance(v, str) and not v.strip())
         missing = missing | blank.astype(bool)
     return missing
@@ -37,5 +36,5 @@ def required_not_null(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
     """Required variables are populated in every record."""
     for name in _core(ds, "Req"):
         if ds.has(name):
-            for row in np.flatnonzero(is_null(ds.df[name]).to_numpy()):
-                yield Hit(row=int(row), variable=name)
+            for row in rows(is_null(ds.df[name])):
+                yield Hit(row=row, variable=name)

@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+
 from fhircdisc.schemas.conformance.context import Hit
 
 Level = Literal["dataset", "study"]
@@ -57,3 +59,17 @@ def text(value: Any) -> str | None:
             return None
         return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
     return str(value)
+
+
+def number(value: Any) -> float | None:
+    """A cell as a float, or None when missing or not a number."""
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if result != result else result
+
+
+def rows(mask: Any) -> list[int]:
+    """Positions (0-based) where a boolean mask (Series or array) is true."""
+    return [int(i) for i in np.flatnonzero(np.asarray(mask, dtype=bool))]

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-import numpy as np
 import pandas as pd
 
-from fhircdisc.schemas.conformance.checks.registry import check
+from fhircdisc.schemas.conformance.checks.registry import check, rows
 from fhircdisc.schemas.conformance.context import Dataset, Hit, Params, Study
 
 
@@ -41,13 +41,21 @@ def codelists() -> dict[str, Codelist]:
     return {c: Codelist(c, names[c], extensible[c], frozenset(t)) for c, t in terms.items()}
 
 
+_RESULT_NUMBER = re.compile(r"(<=|>=|<|>|=)?\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\Z")
+
+
 def numeric_text(series: pd.Series) -> pd.Series:
     """Cells whose text is a plain number (``39``, ``-1.5``, ``.94``)."""
     return pd.to_numeric(series.where(series.map(lambda v: isinstance(v, str))),
                          errors="coerce").notna()
 
 
-@check("codelist_values", required=("extensible",), optional=("skip", "numeric_ok"),
+def result_number(series: pd.Series) -> pd.Series:
+    """Cells whose text is a number, possibly after a comparator (``<2.2204``, ``>= 10``)."""
+    return series.map(lambda v: isinstance(v, str) and bool(_RESULT_NUMBER.match(v.strip())))
+
+
+@check("codelist_values", required=("extensible",), optional=("skip", "numeric_ok", "allow"),
        fields=("codelist", "codelist_name"))
 def codelist_values(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
     """Values are submission values of the variable's codelist(s).
@@ -55,10 +63,16 @@ def codelist_values(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
     ``extensible=No`` checks variables whose codelists are all non-extensible,
     ``extensible=Yes`` those with an extensible one. A variable with several codelists
     (``C66741;C67153``) accepts a term of any. Variables in ``skip`` are not checked;
-    in ``numeric_ok`` variables a plain number is a result, not a term.
+    in ``numeric_ok`` variables a number (also ``<2.2``, ``>=10``) is a result, not a term;
+    ``allow`` lists values the SDTMIG itself prescribes beyond the codelist
+    (``RACE:MULTIPLE``).
     """
     want_extensible = p.text("extensible") == "Yes"
     skip, numeric_ok = set(p.names("skip")), set(p.names("numeric_ok"))
+    allow: dict[str, set[str]] = {}
+    for item in p.names("allow"):
+        variable, _, value = item.partition(":")
+        allow.setdefault(variable, set()).add(value)
     known = codelists()
     for spec in ds.ig_variables():
         if not spec.codelist or spec.name in skip or not ds.has(spec.name):
@@ -71,12 +85,12 @@ def codelist_values(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
                                "not in the CT subset, not checked")
         if not lists or any(cl.extensible for cl in lists) != want_extensible:
             continue
-        allowed = frozenset().union(*(cl.terms for cl in lists))
+        allowed = frozenset().union(*(cl.terms for cl in lists), allow.get(spec.name, ()))
         values = ds.df[spec.name]
         bad = values.notna() & ~values.isin(allowed)
         if spec.name in numeric_ok:
-            bad = bad & ~numeric_text(values)
-        for row in np.flatnonzero(bad.to_numpy(dtype=bool)):
-            yield Hit(row=int(row), variable=spec.name, value=values.iat[row],
+            bad = bad & ~result_number(values).astype(bool)
+        for row in rows(bad):
+            yield Hit(row=row, variable=spec.name, value=values.iat[row],
                       fields={"codelist": ";".join(c.code for c in lists),
                               "codelist_name": " / ".join(c.name for c in lists)})

@@ -1,0 +1,78 @@
+"""The project's own FHIR extensions and identifier systems.
+
+``sdtm-variable`` carries an SDTM variable that has no FHIR home, or whose value the
+FHIR elements cannot reproduce exactly (a partial time, a sponsor-defined term, a
+standardized result), so that SDTM -> FHIR -> SDTM is lossless::
+
+    {"url": SDTM_VARIABLE, "extension": [{"url": "name", "valueCode": "EPOCH"},
+                                         {"url": "value", "valueString": "TREATMENT"}]}
+
+A numeric variable uses ``valueDecimal``; an extension with a name and no value
+records that the variable is empty. ``sdtm-record`` carries a whole SDTM record (one
+``sdtm-variable`` per non-empty variable): TS rows ride on their ResearchStudy so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+BASE = "https://fhircdisc.org/fhir"
+SDTM_VARIABLE = f"{BASE}/StructureDefinition/sdtm-variable"
+SDTM_RECORD = f"{BASE}/StructureDefinition/sdtm-record"
+STUDYID_SYSTEM = f"{BASE}/sid/studyid"
+SITEID_SYSTEM = f"{BASE}/sid/siteid"
+SUBJID_SYSTEM = f"{BASE}/sid/subjid"
+USUBJID_SYSTEM = f"{BASE}/sid/usubjid"
+VISITNUM_SYSTEM = f"{BASE}/sid/visitnum"
+
+
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def variable_extension(name: str, value: Any) -> dict[str, Any]:
+    """One ``sdtm-variable`` extension (no value part when the value is empty)."""
+    parts: list[dict[str, Any]] = [{"url": "name", "valueCode": name}]
+    if not _empty(value):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            parts.append({"url": "value", "valueDecimal": float(value)})
+        else:
+            parts.append({"url": "value", "valueString": str(value)})
+    return {"url": SDTM_VARIABLE, "extension": parts}
+
+
+def record_extension(values: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """One ``sdtm-record`` extension holding a record's non-empty variables."""
+    return {"url": SDTM_RECORD, "extension": [variable_extension(name, value)
+                                              for name, value in values if not _empty(value)]}
+
+
+def _decode(extension: dict[str, Any]) -> tuple[str, Any] | None:
+    name, value = None, None
+    for part in extension.get("extension") or []:
+        if part.get("url") == "name":
+            name = part.get("valueCode") or part.get("valueString")
+        elif part.get("url") == "value":
+            value = part.get("valueDecimal", part.get("valueString"))
+            if isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+    return (str(name), value) if name else None
+
+
+def read_variables(node: dict[str, Any]) -> dict[str, Any]:
+    """The ``sdtm-variable`` extensions directly on ``node``: name -> value (None = empty)."""
+    out: dict[str, Any] = {}
+    for extension in node.get("extension") or []:
+        if isinstance(extension, dict) and extension.get("url") == SDTM_VARIABLE:
+            decoded = _decode(extension)
+            if decoded is not None:
+                out[decoded[0]] = decoded[1]
+    return out
+
+
+def read_records(node: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``sdtm-record`` extensions on ``node``, each as name -> value."""
+    return [read_variables(ext) for ext in node.get("extension") or []
+            if isinstance(ext, dict) and ext.get("url") == SDTM_RECORD]

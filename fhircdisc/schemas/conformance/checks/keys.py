@@ -1,0 +1,100 @@
+"""Identifiers and keys: --SEQ, USUBJID against DM, duplicate records, code/decode pairs,
+one STUDYID."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+
+from fhircdisc.schemas.conformance.checks.registry import check, rows, text
+from fhircdisc.schemas.conformance.context import Dataset, Hit, Params, Skip, Study
+
+
+def first_rows(frame: pd.DataFrame) -> np.ndarray:
+    """For each row, the position of the first row with the same values (missing = equal)."""
+    groups = frame.groupby(list(frame.columns), dropna=False, sort=False).ngroup()
+    positions = pd.Series(np.arange(len(frame)), index=frame.index)
+    return positions.groupby(groups.to_numpy()).transform("min").to_numpy()
+
+
+@check("seq_unique", required=("seq", "by"), fields=("first_row",))
+def seq_unique(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
+    """--SEQ is unique within each ``by`` value (USUBJID)."""
+    seq, by = p.name("seq"), p.name("by")
+    ds.require(by, seq)
+    first = first_rows(ds.df[[by, seq]])
+    dup = ds.df[seq].notna().to_numpy() & (first != np.arange(len(ds)))
+    for row in rows(dup):
+        yield Hit(row=row, variable=seq, value=ds.df[seq].iat[row],
+                  fields={"first_row": int(first[row]) + 1})
+
+
+@check("usubjid_in_dm")
+def usubjid_in_dm(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
+    """Every USUBJID of the dataset has a DM record."""
+    subjects = ds.column("USUBJID")
+    known = set(study.dm().column("USUBJID").dropna())
+    bad = subjects.notna() & ~subjects.isin(known)
+    for row in rows(bad):
+        yield Hit(row=row, variable="USUBJID", value=subjects.iat[row])
+
+
+@check("duplicate_records", required=("keys",), optional=("optional",),
+       fields=("keys", "first_row"))
+def duplicate_records(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
+    """No two records share the natural key: ``keys`` plus those ``optional`` variables
+    that are present (e.g. --TPT, --POS, --REPNUM: they tell repeated measurements apart)."""
+    keys = p.names("keys")
+    ds.require(*keys)
+    keys += [k for k in p.names("optional") if ds.has(k) and k not in keys]
+    frame = ds.df[keys]
+    first = first_rows(frame)
+    label = "+".join(keys)
+    for row in rows(first != np.arange(len(frame))):
+        yield Hit(row=row, variable=keys[0] if len(keys) == 1 else None,
+                  value=" / ".join(text(frame[k].iat[row]) or "" for k in keys),
+                  fields={"keys": label, "first_row": int(first[row]) + 1})
+
+
+@check("code_decode_one_to_one", required=("code", "decode"),
+       fields=("other_variable", "other_value"))
+def code_decode_one_to_one(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
+    """Each ``code`` value always has the same ``decode`` value, and vice versa
+    (ARMCD/ARM): one finding at the first record of each pair in conflict."""
+    code, decode = p.name("code"), p.name("decode")
+    ds.require(code, decode)
+    pairs = ds.df[[code, decode]].dropna().drop_duplicates()
+    codes = Counter(pairs[code])
+    decodes = Counter(pairs[decode])
+    for row, (c, d) in zip(pairs.index, pairs.itertuples(index=False), strict=True):
+        if codes[c] > 1:
+            yield Hit(row=row, variable=code, value=c,
+                      fields={"other_variable": decode, "other_value": d})
+        elif decodes[d] > 1:
+            yield Hit(row=row, variable=decode, value=d,
+                      fields={"other_variable": code, "other_value": c})
+
+
+@check("single_studyid", level="study", fields=("expected",))
+def single_studyid(study: Study, p: Params) -> Iterator[Hit]:
+    """All datasets hold one STUDYID: DM's (when DM has one), else the most frequent."""
+    counts: Counter[str] = Counter()
+    for ds in study.datasets.values():
+        if ds.has("STUDYID"):
+            counts.update(ds.df["STUDYID"].dropna())
+    if not counts:
+        raise Skip("no STUDYID value")
+    dm = study.datasets.get("DM")
+    dm_ids = set(dm.df["STUDYID"].dropna()) if dm is not None and dm.has("STUDYID") else set()
+    expected = next(iter(dm_ids)) if len(dm_ids) == 1 else counts.most_common(1)[0][0]
+    for ds in study.datasets.values():
+        if not ds.has("STUDYID"):
+            continue
+        values = ds.df["STUDYID"]
+        bad = values.notna() & (values != expected)
+        for row in rows(bad):
+            yield Hit(row=row, variable="STUDYID", value=values.iat[row], dataset=ds.name,
+                      fields={"expected": expected})
