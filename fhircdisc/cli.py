@@ -50,12 +50,14 @@ def main() -> None:
               help="Extra terminology rows (CSV, same columns as the built-in tables).")
 @click.option("--creation-datetime", help="Fixed Dataset-JSON creation timestamp "
               "(for reproducible output).")
+@click.option("--no-validate", is_flag=True, help="Skip the SDTM conformance check of the "
+              "output (its findings go into the report otherwise).")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 def to_sdtm_command(inputs: tuple[Path, ...], out_dir: Path, study_id: str | None,
                     site_id: str | None, subjects: Path | None, enrol_all: bool,
                     formats: tuple[str, ...],
                     fhir_version: str, terminology: tuple[Path, ...],
-                    creation_datetime: str | None, quiet: bool) -> None:
+                    creation_datetime: str | None, no_validate: bool, quiet: bool) -> None:
     """Convert FHIR Bundles, Bulk Data NDJSON files or folders of them to SDTM."""
     from fhircdisc.converters.fhir_to_sdtm import to_sdtm
     from fhircdisc.summary import print_summary, problems
@@ -63,11 +65,18 @@ def to_sdtm_command(inputs: tuple[Path, ...], out_dir: Path, study_id: str | Non
     try:
         study = to_sdtm(inputs, study_id=study_id, site_id=site_id, subjects=subjects,
                         fhir_version=fhir_version, terminology=terminology, enrol_all=enrol_all)
-        study.write(out_dir, formats, creation_datetime=creation_datetime)
+        validation = None if no_validate or not study.domains else study.validate()
+        study.write(out_dir, formats, creation_datetime=creation_datetime,
+                    validation=validation)
     except FhircdiscError as exc:
         _fail(exc)
     if not quiet:
         print_summary(study, Console(), out_dir)
+        if validation is not None:
+            counts = ", ".join(f"{validation.count(s)} {s}(s)" for s in
+                               ("error", "warning", "notice"))
+            Console().print(f"SDTM conformance: {counts} (details in the report; "
+                            "`fhircdisc validate` for the table)")
     sys.exit(1 if problems(study.report) else 0)
 
 
@@ -113,6 +122,73 @@ def to_fhir_command(sdtm_dir: Path, out_dir: Path, bundle_type: str, ndjson: boo
     if not quiet:
         print_fhir_summary(output.report, Console(), out_dir)
     sys.exit(1 if output.report.rejected else 0)
+
+
+@main.command("validate")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--kind", type=click.Choice(("sdtm", "fhir", "define")),
+              help="What PATH holds (default: detected).")
+@click.option("--fhir-version", type=click.Choice(VERSION_CHOICES, case_sensitive=False),
+              default="auto", show_default=True)
+@click.option("--terminology", "terminology", multiple=True,
+              type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--report-json", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--report-html", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--fail-on", type=click.Choice(("error", "warning", "notice")), default="error",
+              show_default=True, help="Lowest severity that makes the exit code 1.")
+@click.option("--limit", default=50, show_default=True, help="Findings shown on the terminal.")
+@click.option("-q", "--quiet", is_flag=True)
+def validate_command(path: Path, kind: str | None, fhir_version: str,
+                     terminology: tuple[Path, ...], report_json: Path | None,
+                     report_html: Path | None, fail_on: str, limit: int, quiet: bool) -> None:
+    """Validate an SDTM folder, FHIR Bundle/NDJSON or define.xml (detected automatically).
+
+    Exit code 0: nothing at or above --fail-on; 1: findings at or above it; 2: could not run.
+    """
+    from fhircdisc.reporting import print_findings, write_html_report, write_json_report
+    from fhircdisc.schemas.findings import SEVERITIES
+    from fhircdisc.validation import validate_path
+
+    try:
+        result = validate_path(path, kind=kind, fhir_version=fhir_version,
+                               terminology=terminology)
+        datasets = None
+        if report_html is not None and result.kind == "sdtm":
+            from fhircdisc.converters.datasets import read_sdtm_folder
+            if path.is_dir():
+                datasets = {k: v[0] for k, v in read_sdtm_folder(path).items()}
+        if report_json is not None:
+            write_json_report(result, report_json)
+        if report_html is not None:
+            write_html_report(result, report_html, datasets=datasets)
+    except FhircdiscError as exc:
+        _fail(exc)
+    if not quiet:
+        print_findings(result, Console(), limit=limit)
+    worst = SEVERITIES.index(fail_on)
+    failing = any(SEVERITIES.index(f.severity) <= worst for f in result.findings)
+    sys.exit(1 if failing else 0)
+
+
+@main.command("define")
+@click.argument("sdtm_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("-o", "--output", "out_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Where to write define.xml (default: SDTM_DIR/define.xml).")
+@click.option("--study-name", help="Study name (default: the STUDYID).")
+@click.option("--creation-datetime", help="Fixed ODM CreationDateTime (reproducible output).")
+def define_command(sdtm_dir: Path, out_path: Path | None, study_name: str | None,
+                   creation_datetime: str | None) -> None:
+    """Write Define-XML 2.1 for a folder of SDTM datasets (validated against its XSD)."""
+    from fhircdisc.schemas.define_writer import write_define
+
+    try:
+        target, errors = write_define(sdtm_dir, out_path, study_name=study_name,
+                                      creation_datetime=creation_datetime)
+    except FhircdiscError as exc:
+        _fail(exc)
+    click.echo(f"wrote {target} (valid against the Define-XML 2.1 XSD)" if not errors else
+               f"wrote {target}: {errors} XSD error(s)")
+    sys.exit(1 if errors else 0)
 
 
 @main.command("demo")

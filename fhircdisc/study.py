@@ -18,6 +18,7 @@ from fhircdisc.errors import OutputError
 from fhircdisc.report import ConversionReport
 from fhircdisc.schemas import sdtmig
 from fhircdisc.schemas.columns import ColumnMeta, DatasetMeta
+from fhircdisc.schemas.findings import ValidationResult
 
 DOMAIN_ORDER = ("DM", "EX", "AE", "LB", "VS", "TS")
 _HIDDEN = ("_order", "_source", "_file", "_location", "_subject", "_studyid", "_fixed",
@@ -73,8 +74,17 @@ class Study:
             columns.append(ColumnMeta(col.name, col.label, kind))
         return DatasetMeta(base.name, base.label, tuple(columns))
 
+    def validate(self) -> ValidationResult:
+        """SDTM conformance findings of these datasets (the rule engine of ``validate``)."""
+        from fhircdisc.schemas.conformance import validate_sdtm
+
+        return validate_sdtm(dict(self.domains),
+                             metas={name: self.meta(name) for name in self.domains},
+                             target="converted study")
+
     def write(self, out_dir: str | Path, formats: Iterable[str] = ("xpt",), *,
-              creation_datetime: str | None = None) -> list[Path]:
+              creation_datetime: str | None = None,
+              validation: ValidationResult | None = None) -> list[Path]:
         """Write every dataset in each format, the report and the provenance table.
 
         Everything is written into a temporary folder first and moved into ``out_dir``
@@ -91,6 +101,8 @@ class Study:
         except OSError as exc:
             raise OutputError(f"cannot create output folder {out}: {exc.strerror}") from exc
         report = self.report.to_dict()
+        if validation is not None:
+            report["validation"] = validation.to_dict()
         report["sources"] = [_relative(s, out) for s in report["sources"]]
         provenance = self.provenance.copy()
         if "FILE" in provenance:
@@ -134,7 +146,8 @@ def _relative(source: object, out: Path) -> object:
 
 
 def _tidy(domain: str, frame: pd.DataFrame) -> pd.DataFrame:
-    """SDTMIG column order; permissible variables that are empty everywhere dropped."""
+    """SDTMIG column order; Required and Expected variables always present (empty when
+    the source has nothing for them); permissible variables empty everywhere dropped."""
     keep = []
     for name in frame.columns:
         spec = sdtmig.variable(domain, name)
@@ -142,6 +155,10 @@ def _tidy(domain: str, frame: pd.DataFrame) -> pd.DataFrame:
         if empty and (spec is None or spec.core == "Perm"):
             continue
         keep.append(name)
+    for spec in sdtmig.variables().get(domain, []):
+        if spec.core in ("Req", "Exp") and spec.name not in keep:
+            keep.append(spec.name)        # Expected variables are present even when empty
+            frame[spec.name] = None
     ordered = sdtmig.order_columns(domain, keep)
     frame = frame[ordered].copy()
     for name in ordered:

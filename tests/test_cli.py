@@ -25,6 +25,11 @@ def test_demo_writes_bundle_sdtm_report_and_summary(tmp_path):
     assert "LB" in result.output and "640" in result.output
     assert "unmapped: 0" in result.output
     assert "CRP" in result.output and "SPO2/FIO2" in result.output
+    assert (out / "sdtm" / "define.xml").exists()
+    assert (out / "sdtm" / "validation-report.html").exists()
+    assert "valid against the XSD" in result.output
+    roundtrip = json.loads((out / "fhir-from-sdtm" / "bundle.json").read_text())
+    assert roundtrip["resourceType"] == "Bundle" and len(roundtrip["entry"]) > 1000
 
 
 def test_demo_is_byte_identical_for_the_same_seed(tmp_path):
@@ -32,7 +37,9 @@ def test_demo_is_byte_identical_for_the_same_seed(tmp_path):
     for out in (first, second):
         assert CliRunner().invoke(main, ["demo", str(out), "-q"]).exit_code == 0
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
-    assert len(files) == 15
+    # bundle, 6 XPT + 6 Dataset-JSON, conversion report, provenance, validation reports
+    # (JSON + HTML), define.xml, and the bundle converted back from SDTM
+    assert len(files) == 19
     for rel in files:
         assert (first / rel).read_bytes() == (second / rel).read_bytes(), rel
 

@@ -153,13 +153,13 @@ class _Converter:
                 continue
             for view in views:
                 ctx = MapContext(self.terms, resource.type)
+                net = read_variables(view.data)
                 try:
-                    row = map_view(SPECS[view.domain], view.data, ctx)
+                    row = map_view(SPECS[view.domain], view.data, ctx, net)
                 except Unmapped as exc:
                     _unmapped(self.report, resource, view.location, exc.reason_code, exc.message,
                               exc.element, exc.system, exc.code)
                     continue
-                net = read_variables(view.data)
                 if net:
                     row["_net"] = net
                 if view.domain == "DM":

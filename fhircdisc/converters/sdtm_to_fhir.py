@@ -120,10 +120,13 @@ class FhirOutput:
 
 def fhir_id(*parts: object) -> str:
     """A FHIR id from identifying parts: readable when it fits, else a stable hash."""
-    text = "-".join(_ID_SAFE.sub("-", str(p)) for p in parts if p is not None and p != "")
-    if len(text) <= 64:
+    raw = [str(p) for p in parts if p is not None and p != ""]
+    text = "-".join(_ID_SAFE.sub("-", p) for p in raw)
+    if len(text) <= 64 and not any(_ID_SAFE.search(p) for p in raw):
         return text
-    return text[:47] + "-" + hashlib.sha1(text.encode()).hexdigest()[:16]
+    # characters an id cannot hold, or too long: a hash of the exact parts keeps ids unique
+    digest = hashlib.sha1("\x1f".join(raw).encode()).hexdigest()[:16]
+    return text[:47] + "-" + digest
 
 
 def full_url(resource: dict[str, Any]) -> str:
@@ -156,8 +159,7 @@ def load_sdtm(folder: str | Path) -> dict[str, tuple[pd.DataFrame, str]]:
     for name, path in files.items():
         if name not in DOMAINS:
             continue
-        meta = sdtmig.dataset_meta(name, []) if path.suffix.lower() == ".csv" else None
-        frame, _ = read_dataset(path, meta=meta)
+        frame, _ = read_dataset(path)
         if path.suffix.lower() == ".csv":
             frame = _type_csv(name, frame, path)
         out[name] = (frame, str(path))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,8 +12,10 @@ from rich.console import Console
 from rich.table import Table
 
 from fhircdisc.converters.fhir_to_sdtm import to_sdtm
+from fhircdisc.converters.sdtm_to_fhir import FhirOutput
 from fhircdisc.examples.demo_codes import DEMO_TERMINOLOGY
 from fhircdisc.examples.demo_trial import write_demo_bundle
+from fhircdisc.schemas.findings import ValidationResult
 from fhircdisc.study import Study
 from fhircdisc.summary import print_summary
 
@@ -23,29 +26,68 @@ BUNDLE_NAME = "ucmsc-ards-bundle.json"
 
 @dataclass
 class DemoResult:
-    """Where the demo wrote its files, and the converted study."""
+    """Where the demo wrote its files, and what each step gave."""
 
     out_dir: Path
     bundle_path: Path
     sdtm_dir: Path
     study: Study
+    validation: ValidationResult
+    define_path: Path
+    define_errors: int
+    roundtrip_path: Path
+    roundtrip: FhirOutput
 
     def print(self, console: Console) -> None:
         console.print(f"[bold]Demo trial[/bold]: synthetic UC-MSC for COVID-19 ARDS "
                       f"(shaped like IRCT20160809029275N1), FHIR R4 Bundle at {self.bundle_path}")
+        console.rule("1. FHIR -> SDTM")
         print_summary(self.study, console, self.sdtm_dir)
         console.print(effect_table(self.study))
+        console.rule("2. SDTM conformance")
+        counts = {s: self.validation.count(s) for s in ("error", "warning", "notice")}
+        by_rule = Counter(f.rule_id for f in self.validation.findings)
+        console.print(f"{counts['error']} error(s), {counts['warning']} warning(s), "
+                      f"{counts['notice']} notice(s): "
+                      + ", ".join(f"{rule} x{n}" for rule, n in sorted(by_rule.items())))
+        console.print(f"report: {self.sdtm_dir / 'validation-report.html'}")
+        console.rule("3. Define-XML 2.1")
+        console.print(f"{self.define_path}: " + ("valid against the XSD" if not
+                                                 self.define_errors else
+                                                 f"{self.define_errors} XSD error(s)"))
+        console.rule("4. SDTM -> FHIR")
+        out = self.roundtrip.report
+        console.print(f"{sum(out.resources_out.values())} FHIR {out.fhir_version} resources "
+                      f"validated with fhir.resources, written to {self.roundtrip_path}")
 
 
 def run_demo(out_dir: str | Path, *, seed: int = 2020, formats: Iterable[str] = ("xpt", "json")
              ) -> DemoResult:
-    """Generate the demo Bundle under ``out_dir/fhir`` and convert it into ``out_dir/sdtm``."""
+    """The demo end to end: generate the FHIR Bundle (``out_dir/fhir``), convert it to SDTM
+    and validate it (``out_dir/sdtm``, with define.xml and the validation reports), and
+    convert the SDTM back to FHIR (``out_dir/fhir-from-sdtm``)."""
+    from fhircdisc.converters.fhir_writer import write_bundle
+    from fhircdisc.converters.sdtm_to_fhir import to_fhir
+    from fhircdisc.reporting import write_html_report, write_json_report
+    from fhircdisc.schemas.define_writer import write_define
+
     out = Path(out_dir)
     bundle_path = write_demo_bundle(out / "fhir" / BUNDLE_NAME, seed=seed)
     study = to_sdtm([bundle_path], terminology=[DEMO_TERMINOLOGY])
+    validation = study.validate()
     sdtm_dir = out / "sdtm"
-    study.write(sdtm_dir, formats, creation_datetime=DEMO_CREATION_DATETIME)
-    return DemoResult(out, bundle_path, sdtm_dir, study)
+    study.write(sdtm_dir, formats, creation_datetime=DEMO_CREATION_DATETIME,
+                validation=validation)
+    write_json_report(validation, sdtm_dir / "validation-report.json")
+    write_html_report(validation, sdtm_dir / "validation-report.html",
+                      datasets=dict(study.domains), title="Demo trial: validation report",
+                      generated=DEMO_CREATION_DATETIME)
+    define_path, define_errors = write_define(sdtm_dir, creation_datetime=DEMO_CREATION_DATETIME)
+    roundtrip = to_fhir(dict(study.domains), terminology=[DEMO_TERMINOLOGY])
+    roundtrip_path = write_bundle(roundtrip.resources, out / "fhir-from-sdtm" / "bundle.json",
+                                  timestamp=f"{DEMO_CREATION_DATETIME}+00:00")
+    return DemoResult(out, bundle_path, sdtm_dir, study, validation, define_path,
+                      define_errors, roundtrip_path, roundtrip)
 
 
 def arm_means(study: Study) -> pd.DataFrame:

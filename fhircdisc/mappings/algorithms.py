@@ -403,10 +403,18 @@ def context(view: dict[str, Any], rule: Rule, ctx: MapContext) -> Any:
     return getattr(subject, rule.value or "", None) if subject is not None else None
 
 
-def map_view(spec: DomainSpec, view: dict[str, Any], ctx: MapContext) -> dict[str, Any]:
-    """Run every rule of ``spec`` on one view; ``Unmapped`` for a resource that cannot map."""
+def map_view(spec: DomainSpec, view: dict[str, Any], ctx: MapContext,
+             carried: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run every rule of ``spec`` on one view; ``Unmapped`` for a resource that cannot map.
+
+    ``carried`` values (the view's ``sdtm-variable`` extensions) take the place of their
+    rules: the source said what the variable is.
+    """
     row: dict[str, Any] = {}
     for rule in spec.rules:
+        if carried and rule.var in carried:
+            row[rule.var] = carried[rule.var]
+            continue
         value = ALGORITHMS[rule.algorithm](view, rule, ctx)
         if value is None and rule.fallback is not None:
             value = ALGORITHMS[rule.fallback.algorithm](view, rule.fallback, ctx)

@@ -150,6 +150,17 @@ def _unit(resource: dict[str, Any], rule: Rule, value: Any, row: dict[str, Any],
     if path == "valueQuantity" and "valueQuantity" not in resource:
         return                                        # the result is not a quantity
     paths.put(resource, f"{path}.unit", str(value))
+    for option in (rule.value or "").split(";"):
+        if ":" not in option:
+            continue
+        table, attribute = option.split(":", 1)
+        test = ctx.terminology.reverse(table, row.get(f"{rule.var[:2]}TESTCD"))
+        if test is not None and test.attributes.get(attribute) == value and \
+                test.attributes.get("unit"):
+            # the test's own unit (heart rate /min as beats/min): its usual UCUM code
+            paths.put(resource, f"{path}.system", UCUM)
+            paths.put(resource, f"{path}.code", test.attributes["unit"])
+            return
     term = ctx.terminology.reverse(rule.table, value)
     if term is not None and term.system == UCUM:
         paths.put(resource, f"{path}.system", UCUM)

@@ -1,0 +1,143 @@
+"""FHIR validation: structure (fhir.resources), reference integrity, codes we depend on.
+
+Structure: every resource against the fhir.resources models of its version (R4B models
+for R4/R4B, R5 models for R5), with the pydantic error's element path. References:
+every relative (``Type/id``), ``urn:uuid`` and contained (``#id``) reference must
+resolve inside the input; resolution goes through an index, so it is linear in the
+number of references. Codes: the codes the SDTM mapping reads (test codes, units,
+gender, route) are recognised by the terminology tables or reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from fhircdisc.converters.fhir_reader import ReadProblem, SourceResource
+from fhircdisc.converters.fhir_validation import resource_errors
+from fhircdisc.mappings import paths
+from fhircdisc.mappings.terminology import Terminology
+from fhircdisc.schemas.findings import Finding, RuleRun, ValidationResult
+
+RULES = {
+    "FC-FH-0001": ("error", "resource is not valid FHIR"),
+    "FC-FH-0002": ("error", "reference does not resolve inside the input"),
+    "FC-FH-0003": ("warning", "code not in the terminology tables: the value will not map"),
+    "FC-FH-0004": ("error", "entry is not a resource"),
+}
+
+
+def _walk_references(node: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str):
+                yield path, value
+            elif key not in ("contained",):
+                yield from _walk_references(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from _walk_references(item, f"{path}[{index}]")
+
+
+def _resolves(reference: str, keys: set[str], urls: set[str], contained: set[str]) -> bool | None:
+    """True/False for references we can check, None for ones we cannot (other servers)."""
+    if reference.startswith("#"):
+        return reference[1:] in contained
+    if reference.startswith("urn:"):
+        return reference in urls
+    if reference.startswith(("http://", "https://")):
+        if reference in urls:
+            return True
+        parts = reference.rstrip("/").split("/")
+        return f"{parts[-2]}/{parts[-1]}" in keys or None
+    if "?" in reference:
+        return None                                  # conditional reference
+    parts = reference.split("/")
+    if len(parts) >= 2:
+        return f"{parts[0]}/{parts[1]}" in keys
+    return None
+
+
+_CODE_CHECKS = (
+    # (resource type, path to codings or code, table, system for bare codes, label)
+    ("Observation", "code", ("LBTEST", "VSTEST"), None, "test code"),
+    ("Observation", "valueQuantity", ("UNIT",), "http://unitsofmeasure.org", "unit"),
+    ("Patient", "gender", ("SEX",), "http://hl7.org/fhir/administrative-gender", "gender"),
+    ("MedicationAdministration", "dosage.route", ("ROUTE",), None, "route"),
+)
+
+
+def _code_findings(resource: SourceResource, terms: Terminology) -> Iterator[Finding]:
+    data = resource.data
+    has_value = any(k.startswith("value") for k in data)
+    if data.get("resourceType") == "Observation" and data.get("component") and not has_value:
+        # a panel: its components are what maps
+        for component in data["component"]:
+            yield from _code_findings(SourceResource(
+                {"resourceType": "Observation", **component}, resource.origin), terms)
+        return
+    for rtype, path, tables, system, label in _CODE_CHECKS:
+        if data.get("resourceType") != rtype:
+            continue
+        node = paths.get(data, path)
+        if node is None:
+            continue
+        if isinstance(node, str):
+            codings = [{"system": system, "code": node}]
+        elif path == "valueQuantity":
+            if not node.get("code"):
+                continue
+            codings = [{"system": node.get("system") or system, "code": node.get("code")}]
+        else:
+            codings = [c for c in node.get("coding") or [] if isinstance(c, dict)]
+        if not codings:
+            continue
+        if any(terms.lookup(t, c.get("system"), c.get("code")) for t in tables for c in codings):
+            continue
+        first = codings[0]
+        yield Finding("FC-FH-0003", "warning", rtype,
+                      f"{label} {first.get('code')!r} ({first.get('system')}) is in no "
+                      f"terminology table; add a row with --terminology to map it",
+                      variable=f"{rtype}.{path}", value=str(first.get("code")),
+                      source=f"{resource.key} @ {resource.origin}")
+
+
+def validate_fhir(items: list[SourceResource | ReadProblem], version: str, terms: Terminology,
+                  target: str = "", structure: bool = True) -> ValidationResult:
+    """Findings of every FHIR check over resources read from one input."""
+    result = ValidationResult(target=target, kind="fhir", metadata={"fhir_version": version})
+    resources = [i for i in items if isinstance(i, SourceResource)]
+    findings: dict[str, list[Finding]] = {rule: [] for rule in RULES}
+    for item in items:
+        if isinstance(item, ReadProblem):
+            findings["FC-FH-0004"].append(Finding(
+                "FC-FH-0004", "error", item.resource_type or "(entry)", item.message,
+                source=str(item.origin)))
+    if structure:
+        model_version = "R5" if version == "R5" else "R4"
+        for resource in resources:
+            for path, message in resource_errors(resource.data, model_version):
+                findings["FC-FH-0001"].append(Finding(
+                    "FC-FH-0001", "error", resource.type, message,
+                    variable=f"{resource.type}.{path}", source=f"{resource.key} @ "
+                    f"{resource.origin}"))
+    keys = {r.key for r in resources if r.id}
+    urls = {r.origin.full_url for r in resources if r.origin.full_url}
+    for resource in resources:
+        contained = {str(c.get("id")) for c in resource.data.get("contained") or []
+                     if isinstance(c, dict)}
+        for path, reference in _walk_references(resource.data, resource.type):
+            if _resolves(reference, keys, urls, contained) is False:
+                findings["FC-FH-0002"].append(Finding(
+                    "FC-FH-0002", "error", resource.type,
+                    f"reference {reference!r} does not resolve inside the input",
+                    variable=path, value=reference,
+                    source=f"{resource.key} @ {resource.origin}"))
+        findings["FC-FH-0003"].extend(_code_findings(resource, terms))
+    for rule, found in findings.items():
+        if rule == "FC-FH-0001" and not structure:
+            result.runs.append(RuleRun(rule, "skipped", reason="structure check not asked for"))
+            continue
+        result.findings.extend(found)
+        result.runs.append(RuleRun(rule, "issues" if found else "success", len(found)))
+    return result
