@@ -86,9 +86,42 @@ def _iter(node: Any, steps: tuple[Step, ...]) -> Iterator[Any]:
         yield from _iter(item, rest)
 
 
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
+def _first(node: Any, steps: tuple[Step, ...], index: int) -> Any:
+    # iterative walk down plain steps; recursion only where a list or filter branches
+    while index < len(steps):
+        if isinstance(node, list):
+            for item in node:
+                found = _first(item, steps, index)
+                if found is not None:
+                    return found
+            return None
+        if not isinstance(node, dict):
+            return None
+        step = steps[index]
+        child = node.get(step.name)
+        if child is None:
+            return None
+        if step.key is not None:
+            for item in child if isinstance(child, list) else (child,):
+                if get(item, step.key) == step.value:
+                    found = _first(item, steps, index + 1)
+                    if found is not None:
+                        return found
+            return None
+        node = child
+        index += 1
+    if isinstance(node, list):          # a repeating element: its first non-empty item
+        return next((item for item in node if not _empty(item)), None)
+    return None if _empty(node) else node
+
+
 def get(node: Any, path: str) -> Any:
     """First non-empty value at ``path`` in ``node``, or ``None``."""
-    return next(_iter(node, parse(path)), None)
+    return _first(node, parse(path), 0)
 
 
 def get_all(node: Any, path: str) -> list[Any]:
