@@ -27,14 +27,15 @@ VITALS = (("8867-4", "Heart rate", "/min", 50, 110), ("8310-5", "Body temperatur
           ("9279-1", "Respiratory rate", "/min", 10, 24))
 CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 PER_FILE = 250_000
+US_CORE_PATIENT = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient"
 
 
 def patient(n: int, rng: random.Random) -> dict:
+    born = f"{rng.randint(1935, 2000)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
     return {"resourceType": "Patient", "id": f"p{n:07d}",
-            "meta": {"profile": ["http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient"]},
+            "meta": {"profile": [US_CORE_PATIENT]},
             "identifier": [{"system": "urn:oid:1.2.36.146.595.217.0.1", "value": f"MRN{n:07d}"}],
-            "gender": rng.choice(("male", "female")),
-            "birthDate": f"{rng.randint(1935, 2000)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+            "gender": rng.choice(("male", "female")), "birthDate": born,
             "address": [{"country": "US"}]}
 
 
