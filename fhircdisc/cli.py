@@ -137,10 +137,13 @@ def to_fhir_command(sdtm_dir: Path, out_dir: Path, bundle_type: str, ndjson: boo
 @click.option("--fail-on", type=click.Choice(("error", "warning", "notice")), default="error",
               show_default=True, help="Lowest severity that makes the exit code 1.")
 @click.option("--limit", default=50, show_default=True, help="Findings shown on the terminal.")
+@click.option("--skip-structure", is_flag=True, help="FHIR: skip the fhir.resources model "
+              "check (slow on large exports); references and codes are still checked.")
 @click.option("-q", "--quiet", is_flag=True)
 def validate_command(path: Path, kind: str | None, fhir_version: str,
                      terminology: tuple[Path, ...], report_json: Path | None,
-                     report_html: Path | None, fail_on: str, limit: int, quiet: bool) -> None:
+                     report_html: Path | None, fail_on: str, limit: int, skip_structure: bool,
+                     quiet: bool) -> None:
     """Validate an SDTM folder, FHIR Bundle/NDJSON or define.xml (detected automatically).
 
     Exit code 0: nothing at or above --fail-on; 1: findings at or above it; 2: could not run.
@@ -151,7 +154,7 @@ def validate_command(path: Path, kind: str | None, fhir_version: str,
 
     try:
         result = validate_path(path, kind=kind, fhir_version=fhir_version,
-                               terminology=terminology)
+                               terminology=terminology, structure=not skip_structure)
         datasets = None
         if report_html is not None and result.kind == "sdtm":
             from fhircdisc.converters.datasets import read_sdtm_folder

@@ -74,6 +74,11 @@ def test_validate_fhir_bundle_finds_broken_references(tmp_path):
     invalid = [f for f in findings if f["rule_id"] == "FC-FH-0001"]
     assert invalid and invalid[0]["variable"].startswith("Observation.valueQuantity.value")
     assert "Observation/o2" in invalid[0]["source"]
+    quick = _run("validate", str(path), "--skip-structure", "--report-json", str(report))
+    data = json.loads(report.read_text())
+    assert quick.exit_code == 1 and {f["rule_id"] for f in data["findings"]} == {"FC-FH-0002"}
+    skipped = [r for r in data["rules"] if r["rule_id"] == "FC-FH-0001"]
+    assert skipped[0]["status"] == "skipped"
 
 
 def test_define_written_validates_and_matches_its_datasets(tmp_path):
