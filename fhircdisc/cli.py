@@ -212,5 +212,14 @@ def demo_command(out_dir: Path, seed: int, formats: tuple[str, ...], quiet: bool
         result.print(Console())
 
 
+def _register() -> None:
+    from fhircdisc.cli_package import package_command
+
+    main.add_command(package_command)
+
+
+_register()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
