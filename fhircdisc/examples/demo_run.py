@@ -50,6 +50,9 @@ class DemoResult:
         console.print(f"{counts['error']} error(s), {counts['warning']} warning(s), "
                       f"{counts['notice']} notice(s): "
                       + ", ".join(f"{rule} x{n}" for rule, n in sorted(by_rule.items())))
+        for finding in self.validation.findings[:3]:
+            console.print(f"  {finding.rule_id} {finding.dataset} row {finding.row} "
+                          f"{finding.variable}: {finding.message}", markup=False)
         console.print(f"report: {self.sdtm_dir / 'validation-report.html'}")
         console.rule("3. Define-XML 2.1")
         console.print(f"{self.define_path}: " + ("valid against the XSD" if not
