@@ -16,6 +16,7 @@ report lists which variables needed it and how often.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import re
@@ -32,8 +33,8 @@ from fhircdisc.converters.datasets import dataset_files, read_dataset
 from fhircdisc.converters.fhir_reader import Origin, SourceResource
 from fhircdisc.converters.fhir_to_sdtm import SPECS, convert_resources
 from fhircdisc.errors import InputError
-from fhircdisc.mappings import paths
 from fhircdisc.mappings import terminology as terminology_module
+from fhircdisc.mappings.dates import dtc_to_fhir
 from fhircdisc.mappings.extensions import (
     SITEID_SYSTEM,
     STUDYID_SYSTEM,
@@ -43,7 +44,7 @@ from fhircdisc.mappings.extensions import (
     record_extension,
     variable_extension,
 )
-from fhircdisc.mappings.inverse import WriteContext, coding, missing, write_row
+from fhircdisc.mappings.inverse import WriteContext, missing, write_row
 from fhircdisc.mappings.terminology import Terminology
 from fhircdisc.schemas import sdtmig
 
@@ -203,7 +204,7 @@ class _Builder:
 
     # -- study level ------------------------------------------------------------------
     def study_resources(self) -> None:
-        dm, dm_file = self.datasets["DM"]
+        dm = self.datasets["DM"][0]
         ts = self.datasets.get("TS", (pd.DataFrame(), ""))[0]
         studyids = sorted({str(v) for v in dm.get("STUDYID", pd.Series(dtype=object)).dropna()}
                           | {str(v) for v in ts.get("STUDYID", pd.Series(dtype=object)).dropna()})
@@ -238,7 +239,6 @@ class _Builder:
                     "partOf": [{"reference": self.studies[str(row["STUDYID"])]}]}
             self._add(site, None, None)
             self.studies[f"{row['STUDYID']}|{row['SITEID']}"] = f"ResearchStudy/{site['id']}"
-        del dm_file
 
     def _trial_summary(self, study: dict[str, Any], ts: pd.DataFrame) -> None:
         if ts.empty:
@@ -308,11 +308,8 @@ class _Builder:
         for var, key in (("RFSTDTC", "start"), ("RFENDTC", "end")):
             value = _text(row.get(var))
             if value:
-                try:
-                    from fhircdisc.mappings.dates import dtc_to_fhir
+                with contextlib.suppress(ValueError):
                     period[key] = dtc_to_fhir(value)
-                except ValueError:
-                    pass
         if period:
             rs["period"] = period
         return rs
@@ -575,4 +572,4 @@ def to_fhir(sdtm: str | Path | dict[str, pd.DataFrame], *, fhir_version: str = "
     return FhirOutput(resources, report)
 
 
-__all__ = ["FhirOutput", "FhirReport", "coding", "full_url", "paths", "to_fhir"]
+__all__ = ["FhirOutput", "FhirReport", "fhir_id", "full_url", "load_sdtm", "to_fhir"]
