@@ -214,8 +214,10 @@ def demo_command(out_dir: Path, seed: int, formats: tuple[str, ...], quiet: bool
 
 def _register() -> None:
     from fhircdisc.cli_package import package_command
+    from fhircdisc.cli_pool import pool_command
 
     main.add_command(package_command)
+    main.add_command(pool_command)
 
 
 _register()
