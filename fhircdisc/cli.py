@@ -6,7 +6,10 @@ Exit codes: 0 done, 1 done but the input had problems (see the report),
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
@@ -17,6 +20,30 @@ from fhircdisc.errors import FhircdiscError
 
 FORMAT_CHOICES = ("xpt", "json", "ndjson", "csv")
 VERSION_CHOICES = ("auto", "R4", "R4B", "R5")
+
+
+@contextlib.contextmanager
+def _read_progress(enabled: bool) -> Iterator[Callable[[str, int], None] | None]:
+    """A progress line (resources read, rate, elapsed, current file) on a terminal."""
+    console = Console(stderr=True)
+    if not enabled or not console.is_terminal:
+        yield None
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (SpinnerColumn(), TextColumn("{task.completed:,} resources read"),
+               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+               TextColumn("{task.description}"))
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("", total=None, rate="")
+        start = time.perf_counter()
+
+        def update(file: str, count: int) -> None:
+            elapsed = max(time.perf_counter() - start, 1e-9)
+            bar.update(task, completed=count, description=Path(file).name,
+                       rate=f"{count / elapsed:,.0f}/s")
+
+        yield update
 
 
 def _fail(exc: FhircdiscError) -> None:
@@ -63,8 +90,10 @@ def to_sdtm_command(inputs: tuple[Path, ...], out_dir: Path, study_id: str | Non
     from fhircdisc.summary import print_summary, problems
 
     try:
-        study = to_sdtm(inputs, study_id=study_id, site_id=site_id, subjects=subjects,
-                        fhir_version=fhir_version, terminology=terminology, enrol_all=enrol_all)
+        with _read_progress(enabled=not quiet) as progress:
+            study = to_sdtm(inputs, study_id=study_id, site_id=site_id, subjects=subjects,
+                            fhir_version=fhir_version, terminology=terminology,
+                            enrol_all=enrol_all, progress=progress)
         validation = None if no_validate or not study.domains else study.validate()
         study.write(out_dir, formats, creation_datetime=creation_datetime,
                     validation=validation)

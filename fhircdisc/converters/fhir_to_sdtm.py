@@ -8,7 +8,7 @@ study-level derivations (RF dates, --DY, --SEQ, AGE) -> ``Study``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,22 +53,41 @@ class View:
 def to_sdtm(sources: Iterable[str | Path], *, study_id: str | None = None,
             site_id: str | None = None, subjects: str | Path | None = None,
             fhir_version: str = "auto", terminology: Iterable[str | Path] = (),
-            enrol_all: bool = False) -> Study:
+            enrol_all: bool = False, progress: Callable[[str, int], None] | None = None
+            ) -> Study:
     """Convert FHIR Bundles / NDJSON files / folders of them to SDTM.
 
     ``study_id`` enrols every Patient when the input has no ResearchSubject (and sets
     STUDYID otherwise); ``subjects`` is a CSV (patient_id, SUBJID, SITEID, ARMCD, ARM,
     RFICDTC) selecting and enrolling patients; ``enrol_all`` enrols every Patient even
     when ResearchSubjects exist; ``terminology`` adds user rows to the
-    terminology tables. Returns a ``Study`` with one DataFrame per domain and the
-    conversion report. Unreadable input raises ``InputError``.
+    terminology tables. ``progress(file, resources_read)`` is called as reading goes.
+    Returns a ``Study`` with one DataFrame per domain and the conversion report.
+    Unreadable input raises ``InputError``.
     """
     sources = list(sources)
-    return convert_resources(read_sources(sources), sources=[str(s) for s in sources],
+    items: Iterable[SourceResource | ReadProblem] = read_sources(sources)
+    if progress is not None:
+        items = _reporting(items, progress)
+    return convert_resources(items, sources=[str(s) for s in sources],
                              study_id=study_id, site_id=site_id, subjects=subjects,
                              fhir_version=fhir_version,
                              terminology=terminology_module.load(terminology),
                              enrol_all=enrol_all)
+
+
+def _reporting(items: Iterable[SourceResource | ReadProblem],
+               progress: Callable[[str, int], None], every: int = 5000
+               ) -> Iterator[SourceResource | ReadProblem]:
+    count = 0
+    file = ""
+    for item in items:
+        count += 1
+        file = item.origin.file
+        if count % every == 0:
+            progress(file, count)
+        yield item
+    progress(file, count)
 
 
 def convert_resources(items: Iterable[SourceResource | ReadProblem], *, sources: list[str],

@@ -140,3 +140,14 @@ def test_provenance_links_every_row_to_its_resource(demo_study):
     bp = prov[prov["SOURCE"] == "Observation/vs-001-1-bp"]
     assert sorted(bp["LOCATION"].str.extract(r"(component\[\d\])")[0]) == \
         ["component[0]", "component[1]"]
+
+
+def test_progress_reports_resources_read(demo_bundle_path):
+    from fhircdisc import to_sdtm
+    from fhircdisc.examples.demo_codes import DEMO_TERMINOLOGY
+
+    calls: list[tuple[str, int]] = []
+    to_sdtm([demo_bundle_path], terminology=[DEMO_TERMINOLOGY],
+            progress=lambda file, count: calls.append((file, count)))
+    assert calls[-1] == (str(demo_bundle_path), 1245)
+    assert [c for _, c in calls] == sorted(c for _, c in calls)
