@@ -36,8 +36,7 @@ class Study:
     provenance: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @classmethod
-    def from_frames(cls, frames: dict[str, pd.DataFrame], report: ConversionReport,
-                    provenance: object = None) -> Study:
+    def from_frames(cls, frames: dict[str, pd.DataFrame], report: ConversionReport) -> Study:
         """Build from raw mapped frames: provenance split off, columns put in SDTMIG order,
         permissible variables that are empty in every row dropped."""
         domains: dict[str, pd.DataFrame] = {}

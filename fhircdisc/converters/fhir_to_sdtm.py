@@ -8,6 +8,8 @@ study-level derivations (RF dates, --DY, --SEQ, AGE) -> ``Study``.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,8 +55,8 @@ class View:
 def to_sdtm(sources: Iterable[str | Path], *, study_id: str | None = None,
             site_id: str | None = None, subjects: str | Path | None = None,
             fhir_version: str = "auto", terminology: Iterable[str | Path] = (),
-            enrol_all: bool = False, progress: Callable[[str, int], None] | None = None
-            ) -> Study:
+            enrol_all: bool = False, progress: Callable[[str, int], None] | None = None,
+            workers: int | None = None) -> Study:
     """Convert FHIR Bundles / NDJSON files / folders of them to SDTM.
 
     ``study_id`` enrols every Patient when the input has no ResearchSubject (and sets
@@ -73,7 +75,7 @@ def to_sdtm(sources: Iterable[str | Path], *, study_id: str | None = None,
                              study_id=study_id, site_id=site_id, subjects=subjects,
                              fhir_version=fhir_version,
                              terminology=terminology_module.load(terminology),
-                             enrol_all=enrol_all)
+                             enrol_all=enrol_all, workers=workers)
 
 
 def _reporting(items: Iterable[SourceResource | ReadProblem],
@@ -93,8 +95,13 @@ def _reporting(items: Iterable[SourceResource | ReadProblem],
 def convert_resources(items: Iterable[SourceResource | ReadProblem], *, sources: list[str],
                       terminology: Terminology, study_id: str | None = None,
                       site_id: str | None = None, subjects: str | Path | None = None,
-                      fhir_version: str = "auto", enrol_all: bool = False) -> Study:
-    """``to_sdtm`` on resources already read (or made in memory)."""
+                      fhir_version: str = "auto", enrol_all: bool = False,
+                      workers: int | None = 1) -> Study:
+    """``to_sdtm`` on resources already read (or made in memory).
+
+    ``workers``: processes that map resources (``None``: every core for large inputs);
+    the output is the same whatever the number.
+    """
     terms = terminology
     report = ConversionReport(sources=sources, terminology=terms.sources)
     resources: list[SourceResource] = []
@@ -123,9 +130,11 @@ def convert_resources(items: Iterable[SourceResource | ReadProblem], *, sources:
         _unmapped(report, rs, rs.origin.location, "invalid-research-subject", message)
 
     converter = _Converter(index, enrolment, terms, report)
-    rows, provenance = converter.run(resources)
+    if workers is None:
+        workers = (os.cpu_count() or 1) if len(resources) >= PARALLEL_FROM else 1
+    rows = converter.run(resources, workers)
     frames = derivations.derive(rows, SPECS)
-    study = Study.from_frames(frames, report=report, provenance=provenance)
+    study = Study.from_frames(frames, report=report)
     report.rows = {name: len(frame) for name, frame in study.domains.items()}
     return study
 
@@ -140,6 +149,23 @@ def _unmapped(report: ConversionReport, resource: SourceResource, location: str,
     report.mark(_report_key(resource), "unmapped")
     report.unmapped.append(UnmappedItem(resource.type, resource.key, resource.origin.file,
                                         location, code, message, element, system, value))
+
+
+_ACTIVE: tuple[_Converter, list[SourceResource]] | None = None
+#: from how many resources ``workers=None`` spreads the mapping over the cores
+PARALLEL_FROM = 20_000
+
+
+def _map_in_worker(start: int, stop: int) -> tuple[dict[str, list[dict[str, Any]]],
+                                                   dict[str, str], list[UnmappedItem],
+                                                   list[ValueIssueItem]]:
+    """One chunk in a forked worker: the converter and resources come with the fork."""
+    assert _ACTIVE is not None
+    converter, resources = _ACTIVE
+    converter.report = ConversionReport()
+    rows = converter._map_range(resources, start, stop)
+    report = converter.report
+    return rows, report.status, report.unmapped, report.value_issues
 
 
 class _Converter:
@@ -157,10 +183,36 @@ class _Converter:
             if study is not None:
                 yield study.key
 
-    def run(self, resources: list[SourceResource]
-            ) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
+    def run(self, resources: list[SourceResource], workers: int = 1
+            ) -> dict[str, list[dict[str, Any]]]:
+        """Map every resource; over ``workers`` forked processes when asked (same output)."""
+        if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+            return self._map_range(resources, 0, len(resources))
+        global _ACTIVE
+        _ACTIVE = (self, resources)
+        size = -(-len(resources) // (workers * 4))
+        bounds = [(start, min(start + size, len(resources)))
+                  for start in range(0, len(resources), size)]
+        try:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                parts = pool.starmap(_map_in_worker, bounds)
+        finally:
+            _ACTIVE = None
         rows: dict[str, list[dict[str, Any]]] = {name: [] for name in SPECS}
-        for order, resource in enumerate(resources):
+        for part_rows, status, unmapped, issues in parts:   # in chunk order, as one pass
+            for name, domain_rows in part_rows.items():
+                rows[name].extend(domain_rows)
+            for key, outcome in status.items():
+                self.report.mark(key, outcome)
+            self.report.unmapped.extend(unmapped)
+            self.report.value_issues.extend(issues)
+        return rows
+
+    def _map_range(self, resources: list[SourceResource], start: int, stop: int
+                   ) -> dict[str, list[dict[str, Any]]]:
+        rows: dict[str, list[dict[str, Any]]] = {name: [] for name in SPECS}
+        for order in range(start, stop):
+            resource = resources[order]
             key = _report_key(resource)
             try:
                 views = list(self._views(resource))
@@ -196,7 +248,7 @@ class _Converter:
                     self.report.value_issues.append(ValueIssueItem(
                         view.domain, resource.key, issue.var, issue.reason_code, issue.message,
                         issue.element, issue.system, issue.code))
-        return rows, []
+        return rows
 
     # -- views -------------------------------------------------------------------------------
     def _views(self, resource: SourceResource) -> Iterator[View]:
