@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -41,19 +42,24 @@ class SourceResource:
     data: dict[str, Any]
     origin: Origin
 
-    @property
+    @cached_property
     def type(self) -> str:
         return str(self.data["resourceType"])
 
-    @property
+    @cached_property
     def id(self) -> str | None:
         value = self.data.get("id")
         return str(value) if value is not None else None
 
-    @property
+    @cached_property
     def key(self) -> str:
         """``Type/id`` (or the place in the file when the resource has no id)."""
         return f"{self.type}/{self.id}" if self.id else f"{self.type}@{self.origin}"
+
+    @cached_property
+    def report_key(self) -> str:
+        """A key unique across files: ``Type/id@file [place]``."""
+        return f"{self.key}@{self.origin}"
 
 
 @dataclass(frozen=True)

@@ -140,7 +140,7 @@ def convert_resources(items: Iterable[SourceResource | ReadProblem], *, sources:
 
 
 def _report_key(resource: SourceResource) -> str:
-    return f"{resource.key}@{resource.origin}"
+    return resource.report_key
 
 
 def _unmapped(report: ConversionReport, resource: SourceResource, location: str, code: str,
