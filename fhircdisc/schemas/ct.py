@@ -1,10 +1,15 @@
-"""CDISC Controlled Terminology (the subset of codelists we use, release 2025-03-28)."""
+"""CDISC Controlled Terminology (the subset of codelists we use, release 2025-03-28).
+
+The one reader of ``fhircdisc/schemas/ct_subset.csv``: the terminology tables, the
+conformance rules, Define-XML and pooling all look terms up here.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
@@ -25,40 +30,70 @@ TABLE_CODELISTS: dict[str, tuple[str, str | None]] = {
 
 @dataclass(frozen=True)
 class CtTerm:
+    """One term of a codelist: submission value, C-code and NCI preferred term."""
+
     codelist: str
     submission_value: str
     nci_code: str
     preferred_term: str
+
+
+@dataclass(frozen=True)
+class Codelist:
+    """One CT codelist: C-code, name, extensibility and its terms in CT order."""
+
+    code: str
+    name: str
     extensible: bool
+    terms: tuple[CtTerm, ...]
+    by_value: Mapping[str, CtTerm] = field(default_factory=dict, compare=False, repr=False)
+
+    def term(self, value: str) -> CtTerm | None:
+        """The term whose submission value is exactly ``value``, or None."""
+        return self.by_value.get(value)
+
+    @property
+    def values(self) -> frozenset[str]:
+        return frozenset(self.by_value)
 
 
 @cache
-def _terms() -> dict[str, list[CtTerm]]:
+def codelists() -> dict[str, Codelist]:
+    """Codelist C-code -> :class:`Codelist`, for every codelist of the subset."""
     text = (resources.files("fhircdisc.schemas") / "ct_subset.csv").read_text(encoding="utf-8")
     lines = [line for line in text.splitlines() if not line.startswith("#")]
-    out: dict[str, list[CtTerm]] = {}
+    names: dict[str, str] = {}
+    extensible: dict[str, bool] = {}
+    terms: dict[str, list[CtTerm]] = {}
     for row in csv.DictReader(io.StringIO("\n".join(lines))):
-        out.setdefault(row["codelist"], []).append(CtTerm(
-            row["codelist"], row["submission_value"], row["nci_code"],
-            row.get("preferred_term") or "", (row.get("extensible") or "").lower() == "yes"))
-    return out
+        code = row["codelist"]
+        names.setdefault(code, row["codelist_name"])
+        extensible.setdefault(code, (row.get("extensible") or "").strip().lower() == "yes")
+        terms.setdefault(code, []).append(CtTerm(code, row["submission_value"], row["nci_code"],
+                                                 row.get("preferred_term") or ""))
+    return {code: Codelist(code, names[code], extensible[code], tuple(items),
+                           {t.submission_value: t for t in items})
+            for code, items in terms.items()}
 
 
-def codelist(code: str) -> list[CtTerm]:
-    """Every term of a codelist (empty when the subset does not hold it)."""
-    return _terms().get(code, [])
+def codelist(code: str) -> Codelist | None:
+    """The codelist with C-code ``code``, or None when the subset does not hold it."""
+    return codelists().get(code) if code else None
 
 
-@cache
-def by_value(code: str) -> dict[str, CtTerm]:
-    return {t.submission_value: t for t in codelist(code)}
+def by_value(code: str) -> Mapping[str, CtTerm]:
+    """Submission value -> term of a codelist (empty when the subset does not hold it)."""
+    found = codelist(code)
+    return found.by_value if found else {}
 
 
 @cache
 def by_nci(code: str) -> dict[str, CtTerm]:
-    return {t.nci_code: t for t in codelist(code)}
+    """C-code -> term of a codelist."""
+    found = codelist(code)
+    return {t.nci_code: t for t in found.terms} if found else {}
 
 
 def is_extensible(code: str) -> bool:
-    terms = codelist(code)
-    return bool(terms) and terms[0].extensible
+    found = codelist(code)
+    return found is not None and found.extensible

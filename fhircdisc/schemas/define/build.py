@@ -32,8 +32,8 @@ from fhircdisc.converters.datasets import is_missing
 from fhircdisc.errors import ConversionError
 from fhircdisc.schemas import sdtmig
 from fhircdisc.schemas.columns import DatasetMeta
+from fhircdisc.schemas.ct import Codelist, codelist
 from fhircdisc.schemas.define import conventions as conv
-from fhircdisc.schemas.define.ct import Codelist, codelist
 from fhircdisc.schemas.define.datatypes import ItemType, char_type, num_type
 from fhircdisc.schemas.define.safe_xml import safe_parser
 from fhircdisc.schemas.define.xsd import enumeration
@@ -139,11 +139,11 @@ def _nci(code: str) -> DEF.Alias:
 
 def _codelist_def(cl: Codelist, used: set[str]) -> DEF.CodeList | None:
     """The CodeList of ``cl`` holding the ``used`` values (CT order, then extended values)."""
-    in_ct = [t for t in cl.terms if t.value in used]
+    in_ct = [t for t in cl.terms if t.submission_value in used]
     extended = sorted(v for v in used if cl.term(v) is None) if cl.extensible else []
     if not in_ct and not extended:
         return None
-    decoded = any(t.preferred_term and t.preferred_term.casefold() != t.value.casefold()
+    decoded = any(t.preferred_term and t.preferred_term.casefold() != t.submission_value.casefold()
                   for t in in_ct)
     out = DEF.CodeList(OID=f"CL.{cl.code}", Name=cl.name, DataType="text",
                        StandardOID=STD_CT)
@@ -152,11 +152,13 @@ def _codelist_def(cl: Codelist, used: set[str]) -> DEF.CodeList | None:
         order += 1
         if decoded:
             out.CodeListItem.append(DEF.CodeListItem(
-                CodedValue=term.value, OrderNumber=order,
-                Decode=_decode(term.preferred_term or term.value), Alias=[_nci(term.code)]))
+                CodedValue=term.submission_value, OrderNumber=order,
+                Decode=_decode(term.preferred_term or term.submission_value),
+                Alias=[_nci(term.nci_code)]))
         else:
             out.EnumeratedItem.append(DEF.EnumeratedItem(
-                CodedValue=term.value, OrderNumber=order, Alias=[_nci(term.code)]))
+                CodedValue=term.submission_value, OrderNumber=order,
+                Alias=[_nci(term.nci_code)]))
     for value in extended:
         order += 1
         if decoded:

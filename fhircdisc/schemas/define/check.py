@@ -37,8 +37,8 @@ import pandas as pd
 
 from fhircdisc.converters.datasets import is_missing
 from fhircdisc.schemas.columns import DatasetMeta
+from fhircdisc.schemas.ct import codelist as ct_codelist
 from fhircdisc.schemas.define import conventions as conv
-from fhircdisc.schemas.define.ct import codelist as ct_codelist
 from fhircdisc.schemas.define.datatypes import NUMERIC_TYPES, digits, is_integral
 from fhircdisc.schemas.define.document import CodeList, DefineDocument, ItemDef, read_define
 from fhircdisc.schemas.define.xsd import XSD_RULE, validate_define_xsd

@@ -2,44 +2,14 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
-from functools import lru_cache
-from importlib import resources
 
 import pandas as pd
 
 from fhircdisc.schemas.conformance.checks.registry import check, rows
 from fhircdisc.schemas.conformance.context import Dataset, Hit, Params, Study
-
-
-@dataclass(frozen=True)
-class Codelist:
-    code: str
-    name: str
-    extensible: bool
-    terms: frozenset[str]
-
-
-@lru_cache(maxsize=1)
-def codelists() -> dict[str, Codelist]:
-    """CT codelist C-code -> its submission values (from ``ct_subset.csv``)."""
-    text = (resources.files("fhircdisc.schemas") / "ct_subset.csv").read_text(encoding="utf-8")
-    rows = csv.DictReader(io.StringIO("\n".join(
-        line for line in text.splitlines() if not line.startswith("#"))))
-    names: dict[str, str] = {}
-    extensible: dict[str, bool] = {}
-    terms: dict[str, set[str]] = {}
-    for row in rows:
-        code = row["codelist"]
-        names[code] = row["codelist_name"]
-        extensible[code] = row["extensible"] == "Yes"
-        terms.setdefault(code, set()).add(row["submission_value"])
-    return {c: Codelist(c, names[c], extensible[c], frozenset(t)) for c, t in terms.items()}
-
+from fhircdisc.schemas.ct import codelists
 
 _RESULT_NUMBER = re.compile(r"(<=|>=|<|>|=)?\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\Z")
 
@@ -85,7 +55,7 @@ def codelist_values(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
                                "not in the CT subset, not checked")
         if not lists or any(cl.extensible for cl in lists) != want_extensible:
             continue
-        allowed = frozenset().union(*(cl.terms for cl in lists), allow.get(spec.name, ()))
+        allowed = frozenset().union(*(cl.values for cl in lists), allow.get(spec.name, ()))
         values = ds.df[spec.name]
         bad = values.notna() & ~values.isin(allowed)
         if spec.name in numeric_ok:
