@@ -119,6 +119,13 @@ def _lookup(ctx: MapContext, view: dict[str, Any], rule: Rule) -> Term | None:
     return None
 
 
+def _require(rule: Rule, ctx: MapContext, what: str) -> None:
+    """A required rule found nothing: the resource cannot become a row."""
+    if rule.required:
+        raise Unmapped("missing-element", f"no {what} at {' or '.join(rule.paths)}",
+                       _element(ctx, rule.paths[0] if rule.paths else None))
+
+
 def _soft(rule: Rule, ctx: MapContext, exc: Unmapped) -> None:
     if rule.required:
         raise exc
@@ -131,9 +138,7 @@ def assign(view: dict[str, Any], rule: Rule, ctx: MapContext) -> str | None:
     """Copy the first value found as text."""
     _, value = paths.first(view, rule.paths)
     if value is None:
-        if rule.required:
-            raise Unmapped("missing-element", f"no value at {' or '.join(rule.paths)}",
-                           _element(ctx, rule.paths[0] if rule.paths else None))
+        _require(rule, ctx, "value")
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
@@ -169,9 +174,8 @@ def ct(view: dict[str, Any], rule: Rule, ctx: MapContext) -> str | None:
     except Unmapped as exc:
         _soft(rule, ctx, exc)
         return None
-    if term is None and rule.required:
-        raise Unmapped("missing-element", f"no coded value at {' or '.join(rule.paths)}",
-                       _element(ctx, rule.paths[0] if rule.paths else None))
+    if term is None:
+        _require(rule, ctx, "coded value")
     return term.submission_value if term else None
 
 
@@ -239,9 +243,7 @@ def text(view: dict[str, Any], rule: Rule, ctx: MapContext) -> str | None:
             for coding in _codings(node):
                 if coding.get("display") or coding.get("code"):
                     return str(coding.get("display") or coding.get("code")).strip()
-    if rule.required:
-        raise Unmapped("missing-element", f"no value at {' or '.join(rule.paths)}",
-                       _element(ctx, rule.paths[0] if rule.paths else None))
+    _require(rule, ctx, "value")
     return None
 
 
@@ -250,9 +252,7 @@ def dtc(view: dict[str, Any], rule: Rule, ctx: MapContext) -> str | None:
     """A FHIR date/dateTime/instant as an SDTM ISO 8601 date, precision kept, offset dropped."""
     path, value = paths.first(view, rule.paths)
     if value is None:
-        if rule.required:
-            raise Unmapped("missing-element", f"no date at {' or '.join(rule.paths)}",
-                           _element(ctx, rule.paths[0] if rule.paths else None))
+        _require(rule, ctx, "date")
         return None
     try:
         return fhir_to_dtc(value)

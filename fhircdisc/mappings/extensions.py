@@ -14,9 +14,10 @@ records that the variable is empty. ``sdtm-record`` carries a whole SDTM record 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
+
+from fhircdisc.mappings.inverse import missing
 
 BASE = "https://fhircdisc.org/fhir"
 SDTM_VARIABLE = f"{BASE}/StructureDefinition/sdtm-variable"
@@ -28,14 +29,10 @@ USUBJID_SYSTEM = f"{BASE}/sid/usubjid"
 VISITNUM_SYSTEM = f"{BASE}/sid/visitnum"
 
 
-def _empty(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
 def variable_extension(name: str, value: Any) -> dict[str, Any]:
     """One ``sdtm-variable`` extension (no value part when the value is empty)."""
     parts: list[dict[str, Any]] = [{"url": "name", "valueCode": name}]
-    if not _empty(value):
+    if not missing(value):
         if isinstance(value, int | float) and not isinstance(value, bool):
             parts.append({"url": "value", "valueDecimal": float(value)})
         else:
@@ -46,7 +43,7 @@ def variable_extension(name: str, value: Any) -> dict[str, Any]:
 def record_extension(values: Iterable[tuple[str, Any]]) -> dict[str, Any]:
     """One ``sdtm-record`` extension holding a record's non-empty variables."""
     return {"url": SDTM_RECORD, "extension": [variable_extension(name, value)
-                                              for name, value in values if not _empty(value)]}
+                                              for name, value in values if not missing(value)]}
 
 
 def _decode(extension: dict[str, Any]) -> tuple[str, Any] | None:
