@@ -10,7 +10,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from fhircdisc.converters.csv_io import format_number, read_csv, write_csv
 from fhircdisc.converters.datasets import (
@@ -24,6 +23,7 @@ from fhircdisc.converters.datasets import (
 from fhircdisc.converters.xpt import read_xpt
 from fhircdisc.errors import ConversionError, InputError
 from fhircdisc.schemas.columns import ColumnMeta, DatasetMeta
+from tests.converters.strategies import datasets, numbers
 
 EXAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cdisc-sdtm-example"
 DOMAINS = ("DM", "EX", "LB", "VS", "AE", "TS")
@@ -169,30 +169,11 @@ def test_read_sdtm_folder_prefers_xpt(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- property
 
-PRINTABLE = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=200)
-NUMBERS = st.one_of(
-    st.just(math.nan),
-    st.floats(allow_nan=False),  # CSV also keeps inf/-inf
-    st.floats(min_value=-1e6, max_value=1e6, allow_nan=False),
-    st.integers(min_value=-(2**53), max_value=2**53).map(float),
-)
-
-
-@st.composite
-def datasets(draw: st.DrawFn) -> tuple[pd.DataFrame, DatasetMeta]:
-    types = draw(st.lists(st.sampled_from(["Char", "Num"]), min_size=1, max_size=5))
-    meta = DatasetMeta("RT", "Random", tuple(
-        ColumnMeta(f"V{i}", f"Variable {i}", t) for i, t in enumerate(types)))  # type: ignore[arg-type]
-    n_rows = draw(st.integers(min_value=0, max_value=8))
-    columns: list[list[object]] = []
-    for t in types:
-        cells = st.one_of(st.none(), PRINTABLE) if t == "Char" else NUMBERS
-        columns.append(draw(st.lists(cells, min_size=n_rows, max_size=n_rows)))
-    return build_frame(meta, columns), meta
+NUMBERS = numbers(allow_infinity=True)  # CSV also keeps inf/-inf
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=datasets())
+@given(data=datasets(NUMBERS))
 def test_property_round_trip(tmp_path_factory: pytest.TempPathFactory,
                              data: tuple[pd.DataFrame, DatasetMeta]) -> None:
     df, meta = data

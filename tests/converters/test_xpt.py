@@ -11,7 +11,6 @@ import pandas as pd
 import pyreadstat
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from fhircdisc.converters.datasets import build_frame, normalize_char
 from fhircdisc.converters.xpt import (
@@ -25,6 +24,7 @@ from fhircdisc.converters.xpt import (
 )
 from fhircdisc.errors import ConversionError, InputError
 from fhircdisc.schemas.columns import ColumnMeta, DatasetMeta
+from tests.converters.strategies import datasets, numbers
 
 EXAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cdisc-sdtm-example"
 DOMAINS = ("DM", "EX", "LB", "VS", "AE", "TS")
@@ -280,26 +280,7 @@ def test_non_utf8_text_read_as_windows_1252(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- property
 
-PRINTABLE = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=200)
-NUMBERS = st.one_of(
-    st.just(math.nan),
-    st.floats(allow_nan=False, allow_infinity=False),
-    st.floats(min_value=-1e6, max_value=1e6, allow_nan=False),
-    st.integers(min_value=-(2**53), max_value=2**53).map(float),
-)
-
-
-@st.composite
-def datasets(draw: st.DrawFn) -> tuple[pd.DataFrame, DatasetMeta]:
-    types = draw(st.lists(st.sampled_from(["Char", "Num"]), min_size=1, max_size=5))
-    meta = DatasetMeta("RT", "Random", tuple(
-        ColumnMeta(f"V{i}", f"Variable {i}", t) for i, t in enumerate(types)))  # type: ignore[arg-type]
-    n_rows = draw(st.integers(min_value=0, max_value=8))
-    columns: list[list[object]] = []
-    for t in types:
-        cells = st.one_of(st.none(), PRINTABLE) if t == "Char" else NUMBERS
-        columns.append(draw(st.lists(cells, min_size=n_rows, max_size=n_rows)))
-    return build_frame(meta, columns), meta
+NUMBERS = numbers(allow_infinity=False)
 
 
 def expected_after_read(df: pd.DataFrame, meta: DatasetMeta) -> pd.DataFrame:
@@ -309,7 +290,7 @@ def expected_after_read(df: pd.DataFrame, meta: DatasetMeta) -> pd.DataFrame:
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(datasets())
+@given(datasets(NUMBERS))
 def test_property_round_trip(tmp_path_factory: pytest.TempPathFactory,
                              data: tuple[pd.DataFrame, DatasetMeta]) -> None:
     df, meta = data
