@@ -23,6 +23,10 @@ class InputError(FhircdiscError):
         self.hint = hint
         super().__init__(str(self))
 
+    def __reduce__(self) -> tuple[type, tuple[str, str | None, str | None, str | None]]:
+        # keeps the parts when the error crosses a process boundary
+        return (InputError, (self.message, self.source, self.location, self.hint))
+
     def __str__(self) -> str:
         where = ""
         if self.source:

@@ -10,12 +10,22 @@ resource, a resource without resourceType) count under ``(not a resource)``.
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 NOT_A_RESOURCE = "(not a resource)"
 STATUSES = ("mapped", "context", "unmapped")
+
+
+_DOMAIN_RANK = {name: rank for rank, name in enumerate(("DM", "EX", "AE", "LB", "VS", "TS"))}
+_DIGITS = re.compile(r"(\d+)")
+
+
+def _natural(text: str) -> tuple[Any, ...]:
+    """Sort key reading digit runs as numbers (``line 9`` before ``line 10``)."""
+    return tuple(int(part) if part.isdigit() else part for part in _DIGITS.split(text))
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,8 @@ class ConversionReport:
     rows: dict[str, int] = field(default_factory=dict)
     unmapped: list[UnmappedItem] = field(default_factory=list)
     value_issues: list[ValueIssueItem] = field(default_factory=list)
+    #: outcomes counted without keeping each resource's key: (resource type, status) -> n
+    settled: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def read(self, resource_type: str, key: str) -> None:
         self.read_counts[resource_type] += 1
@@ -72,10 +84,20 @@ class ConversionReport:
         if self.status.get(key) != "mapped":
             self.status[key] = status
 
+    def settle(self, outcomes: Counter[tuple[str, str]]) -> None:
+        """Add outcomes decided elsewhere (a chunk of resources mapped in another process),
+        each resource read once and given its final status there."""
+        for (rtype, status), count in outcomes.items():
+            assert status in STATUSES
+            self.read_counts[rtype] += count
+            self.settled[(rtype, status)] += count
+
     def counts(self) -> dict[str, dict[str, int]]:
         table: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(STATUSES, 0))
         for key, status in self.status.items():
             table[self.types[key]][status] += 1
+        for (rtype, status), count in self.settled.items():
+            table[rtype][status] += count
         result = {}
         for rtype in sorted(self.read_counts):
             result[rtype] = {"read": self.read_counts[rtype], **table[rtype]}
@@ -87,7 +109,15 @@ class ConversionReport:
 
     @property
     def unmapped_count(self) -> int:
-        return sum(1 for status in self.status.values() if status == "unmapped")
+        return (sum(1 for status in self.status.values() if status == "unmapped")
+                + sum(n for (_, status), n in self.settled.items() if status == "unmapped"))
+
+    def sort_items(self) -> None:
+        """Put unmapped items in file and place order, value issues in domain and resource
+        order, so that the report does not depend on the order resources were mapped in."""
+        self.unmapped.sort(key=lambda item: (_natural(item.file), _natural(item.location)))
+        self.value_issues.sort(key=lambda item: (_DOMAIN_RANK.get(item.domain, 99),
+                                                 _natural(item.resource)))
 
     def reasons(self) -> dict[str, int]:
         return dict(Counter(item.reason_code for item in self.unmapped).most_common())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,14 +64,9 @@ class Study:
     def meta(self, domain: str) -> DatasetMeta:
         """Writer metadata (labels and types from SDTMIG 3.4) for one dataset."""
         frame = self.domains[domain]
-        base = sdtmig.dataset_meta(domain, list(frame.columns))
-        columns = []
-        for col in base.columns:
-            kind = col.type
-            if sdtmig.variable(domain, col.name) is None:
-                kind = "Num" if pd.api.types.is_numeric_dtype(frame[col.name]) else "Char"
-            columns.append(ColumnMeta(col.name, col.label, kind))
-        return DatasetMeta(base.name, base.label, tuple(columns))
+        numeric = {name for name in frame.columns
+                   if pd.api.types.is_numeric_dtype(frame[name])}
+        return dataset_meta(domain, list(frame.columns), numeric)
 
     def validate(self) -> ValidationResult:
         """SDTM conformance findings of these datasets (the rule engine of ``validate``)."""
@@ -144,26 +139,47 @@ def _relative(source: object, out: Path) -> object:
     return source
 
 
-def _tidy(domain: str, frame: pd.DataFrame) -> pd.DataFrame:
-    """SDTMIG column order; Required and Expected variables always present (empty when
-    the source has nothing for them); permissible variables empty everywhere dropped."""
+def tidy_columns(domain: str, names: Iterable[str], present: Container[str]) -> list[str]:
+    """The columns a dataset keeps, in SDTMIG order: every variable with a value somewhere
+    (``present``), Required and Expected ones always (empty when the source has nothing
+    for them); permissible and non-SDTMIG variables empty everywhere are dropped."""
     keep = []
-    for name in frame.columns:
+    for name in names:
         spec = sdtmig.variable(domain, name)
-        empty = frame[name].isna().all()
-        if empty and (spec is None or spec.core == "Perm"):
-            continue
-        keep.append(name)
+        if name in present or (spec is not None and spec.core != "Perm"):
+            keep.append(name)
     for spec in sdtmig.variables().get(domain, []):
         if spec.core in ("Req", "Exp") and spec.name not in keep:
-            keep.append(spec.name)        # Expected variables are present even when empty
-            frame[spec.name] = None
-    ordered = sdtmig.order_columns(domain, keep)
-    frame = frame[ordered].copy()
-    for name in ordered:
+            keep.append(spec.name)
+    return sdtmig.order_columns(domain, keep)
+
+
+def typed_frame(domain: str, frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``frame`` with exactly ``columns`` (absent ones empty), SDTMIG Num variables as
+    float64 and Char variables as str/None."""
+    frame = frame.reindex(columns=columns).copy()
+    for name in columns:
         spec = sdtmig.variable(domain, name)
         if spec is not None and spec.type == "Num":
             frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
         elif spec is not None:
             frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
     return frame
+
+
+def dataset_meta(domain: str, columns: list[str], numeric: Container[str]) -> DatasetMeta:
+    """Writer metadata (labels and types from SDTMIG 3.4); a variable SDTMIG does not list
+    is Num when it is in ``numeric``."""
+    base = sdtmig.dataset_meta(domain, columns)
+    out = []
+    for col in base.columns:
+        kind = col.type
+        if sdtmig.variable(domain, col.name) is None:
+            kind = "Num" if col.name in numeric else "Char"
+        out.append(ColumnMeta(col.name, col.label, kind))
+    return DatasetMeta(base.name, base.label, tuple(out))
+
+
+def _tidy(domain: str, frame: pd.DataFrame) -> pd.DataFrame:
+    present = {name for name in frame.columns if not frame[name].isna().all()}
+    return typed_frame(domain, frame, tidy_columns(domain, frame.columns, present))

@@ -166,19 +166,38 @@ def _unpack(data: dict[str, Any], origin: Origin, file: str, json_path: str
 
 
 def _read_ndjson(path: Path) -> Iterator[SourceResource | ReadProblem]:
-    text = _read_text(path)
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            data = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise InputError(f"malformed JSON: {exc.msg}", str(path),
-                             f"line {number}, column {exc.colno}") from exc
-        origin = Origin(str(path), f"line {number}")
-        if not isinstance(data, dict):
-            yield ReadProblem(origin, "not-a-resource", "line is not a JSON object")
-        elif not data.get("resourceType"):
-            yield ReadProblem(origin, "missing-resourceType", "resource has no resourceType")
-        else:
-            yield from _unpack(data, origin, str(path), f"line {number}")
+    for number, _, line in ndjson_lines(path):
+        yield from read_ndjson_line(line, number, str(path))
+
+
+def ndjson_lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
+    """``(line number, byte offset, line)`` of an NDJSON file (gzip or not), read as a stream;
+    line ends are dropped. The offset is in the uncompressed text."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    offset = 0
+    try:
+        with opener(path, "rb") as handle:
+            for number, line in enumerate(handle, start=1):
+                yield number, offset, line.rstrip(b"\r\n")
+                offset += len(line)
+    except (OSError, EOFError) as exc:
+        raise InputError(f"cannot read file: {exc}", str(path)) from exc
+
+
+def read_ndjson_line(line: bytes, number: int, file: str
+                     ) -> Iterator[SourceResource | ReadProblem]:
+    """The resource(s) of one NDJSON line (a Bundle line gives its entries)."""
+    if not line.strip():
+        return
+    try:
+        data = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON: {exc.msg}", file,
+                         f"line {number}, column {exc.colno}") from exc
+    origin = Origin(file, f"line {number}")
+    if not isinstance(data, dict):
+        yield ReadProblem(origin, "not-a-resource", "line is not a JSON object")
+    elif not data.get("resourceType"):
+        yield ReadProblem(origin, "missing-resourceType", "resource has no resourceType")
+    else:
+        yield from _unpack(data, origin, file, f"line {number}")

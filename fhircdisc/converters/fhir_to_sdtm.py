@@ -102,8 +102,29 @@ def convert_resources(items: Iterable[SourceResource | ReadProblem], *, sources:
     ``workers``: processes that map resources (``None``: every core for large inputs);
     the output is the same whatever the number.
     """
+    report, resources, index, enrolment = read_context(
+        items, sources=sources, terminology=terminology, study_id=study_id, site_id=site_id,
+        subjects=subjects, fhir_version=fhir_version, enrol_all=enrol_all)
     terms = terminology
-    report = ConversionReport(sources=sources, terminology=terms.sources)
+    converter = _Converter(index, enrolment, terms, report)
+    if workers is None:
+        workers = (os.cpu_count() or 1) if len(resources) >= PARALLEL_FROM else 1
+    rows = converter.run(resources, workers)
+    frames = derivations.derive(rows, SPECS)
+    study = Study.from_frames(frames, report=report)
+    report.rows = {name: len(frame) for name, frame in study.domains.items()}
+    report.sort_items()
+    return study
+
+
+def read_context(items: Iterable[SourceResource | ReadProblem], *, sources: list[str],
+                 terminology: Terminology, study_id: str | None = None,
+                 site_id: str | None = None, subjects: str | Path | None = None,
+                 fhir_version: str = "auto", enrol_all: bool = False
+                 ) -> tuple[ConversionReport, list[SourceResource], ResourceIndex, Enrolment]:
+    """Take in every resource: report what could not be read, decide the FHIR version,
+    index the resources and enrol the subjects."""
+    report = ConversionReport(sources=sources, terminology=terminology.sources)
     resources: list[SourceResource] = []
     vote = VersionVote()
     for item in items:
@@ -128,15 +149,7 @@ def convert_resources(items: Iterable[SourceResource | ReadProblem], *, sources:
     report.enrolment = enrolment.mode
     for rs, message in enrolment.problems:
         _unmapped(report, rs, rs.origin.location, "invalid-research-subject", message)
-
-    converter = _Converter(index, enrolment, terms, report)
-    if workers is None:
-        workers = (os.cpu_count() or 1) if len(resources) >= PARALLEL_FROM else 1
-    rows = converter.run(resources, workers)
-    frames = derivations.derive(rows, SPECS)
-    study = Study.from_frames(frames, report=report)
-    report.rows = {name: len(frame) for name, frame in study.domains.items()}
-    return study
+    return report, resources, index, enrolment
 
 
 def _report_key(resource: SourceResource) -> str:

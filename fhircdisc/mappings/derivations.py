@@ -66,7 +66,7 @@ def derive_dm(dm_rows: list[dict[str, Any]], ex_rows: list[dict[str, Any]]) -> N
         row.pop("_subject", None)
 
 
-def _study_days(rows: list[dict[str, Any]], reference: dict[str, str | None],
+def study_days(rows: list[dict[str, Any]], reference: dict[str, str | None],
                 pairs: tuple[tuple[str, str], ...]) -> None:
     for row in rows:
         ref = reference.get(row.get("USUBJID") or "")
@@ -76,8 +76,21 @@ def _study_days(rows: list[dict[str, Any]], reference: dict[str, str | None],
                 _set(row, dy_var, float(day) if day is not None else None)
 
 
-def _sequence(rows: list[dict[str, Any]], seq_var: str, keys: tuple[str, ...]) -> None:
-    if rows and all(seq_var in row.get("_fixed", ()) for row in rows):
+def all_fixed(rows: list[dict[str, Any]], seq_var: str) -> bool:
+    """Whether every row carried its own --SEQ (then the source's numbering is kept)."""
+    return bool(rows) and all(seq_var in row.get("_fixed", ()) for row in rows)
+
+
+def sequence(rows: list[dict[str, Any]], seq_var: str, keys: tuple[str, ...],
+             fixed: bool | None = None) -> None:
+    """Sort ``rows`` by USUBJID and ``keys`` (then read order) and number --SEQ per subject.
+
+    ``fixed`` (default: :func:`all_fixed` of ``rows``) keeps carried numbers instead; a
+    caller that sees the rows in parts passes the answer for the whole domain.
+    """
+    if fixed is None:
+        fixed = all_fixed(rows, seq_var)
+    if fixed:
         rows.sort(key=lambda r: (r.get("USUBJID") or "", r.get(seq_var) or 0.0))
         return
     def sort_key(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -125,15 +138,15 @@ def derive(rows: dict[str, list[dict[str, Any]]], specs: dict[str, DomainSpec]
         row.setdefault("_subject", None)
     derive_dm(dm_rows, rows.get("EX", []))
     reference = {row["USUBJID"]: row.get("RFSTDTC") for row in dm_rows}
-    _study_days(dm_rows, reference, (("DMDTC", "DMDY"),))
-    _study_days(rows.get("EX", []), reference, (("EXSTDTC", "EXSTDY"), ("EXENDTC", "EXENDY")))
-    _study_days(rows.get("LB", []), reference, (("LBDTC", "LBDY"),))
-    _study_days(rows.get("VS", []), reference, (("VSDTC", "VSDY"),))
-    _study_days(rows.get("AE", []), reference, (("AESTDTC", "AESTDY"), ("AEENDTC", "AEENDY")))
+    study_days(dm_rows, reference, (("DMDTC", "DMDY"),))
+    study_days(rows.get("EX", []), reference, (("EXSTDTC", "EXSTDY"), ("EXENDTC", "EXENDY")))
+    study_days(rows.get("LB", []), reference, (("LBDTC", "LBDY"),))
+    study_days(rows.get("VS", []), reference, (("VSDTC", "VSDY"),))
+    study_days(rows.get("AE", []), reference, (("AESTDTC", "AESTDY"), ("AEENDTC", "AEENDY")))
     for row in rows.get("AE", []):
         _set(row, "AESDTH", "Y" if row.get("AEOUT") == "FATAL" else None)
     for domain in ("EX", "LB", "VS", "AE"):
-        _sequence(rows.get(domain, []), f"{domain}SEQ", specs[domain].seq_keys)
+        sequence(rows.get(domain, []), f"{domain}SEQ", specs[domain].seq_keys)
     dm_rows.sort(key=lambda r: r["USUBJID"])
     studyids = sorted({r["STUDYID"] for r in dm_rows if r.get("STUDYID")})
     rows = {**rows, "TS": _ts_rows(rows.get("TS", []), specs["TS"], studyids)}
@@ -147,4 +160,4 @@ def derive(rows: dict[str, list[dict[str, Any]]], specs: dict[str, DomainSpec]
     return frames
 
 
-__all__ = ["HIDDEN", "date_part", "derive"]
+__all__ = ["HIDDEN", "all_fixed", "date_part", "derive", "sequence", "study_days"]

@@ -96,6 +96,9 @@ def run_rule(rule: Rule, study: Study) -> tuple[list[Finding], RuleRun]:
             skipped.append(f"{where}: {exc}")
         except Exception as exc:  # a broken check must not stop the other rules
             errors.append(f"{where}: {type(exc).__name__}: {exc}")
+    rank = {name: place for place, name in enumerate(study.datasets)}
+    findings.sort(key=lambda f: (rank.get(f.dataset, len(rank)), f.row is not None,
+                                 f.row or 0))
     notes = skipped + study.notes
     if errors:
         return findings, RuleRun(rule.id, "error", len(findings), "; ".join(errors + notes))
