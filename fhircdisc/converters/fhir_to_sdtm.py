@@ -27,6 +27,7 @@ from fhircdisc.converters.resource_index import ResourceIndex
 from fhircdisc.mappings import ae, derivations, dm, ex, lb, paths, ts, vs
 from fhircdisc.mappings import terminology as terminology_module
 from fhircdisc.mappings.algorithms import MapContext, map_view
+from fhircdisc.mappings.compiled import compile_specs
 from fhircdisc.mappings.extensions import SDTM_VARIABLE, read_records, read_variables
 from fhircdisc.mappings.spec import DomainSpec, Unmapped
 from fhircdisc.mappings.terminology import Terminology
@@ -35,6 +36,8 @@ from fhircdisc.study import Study
 
 SPECS: dict[str, DomainSpec] = {s.domain: s for s in (dm.SPEC, ex.SPEC, lb.SPEC, vs.SPEC,
                                                        ae.SPEC, ts.SPEC)}
+#: the Observation domains, whose repeating parts are mapped once per distinct value
+COMPILED = compile_specs(SPECS, ("LB", "VS"))
 CONTEXT_TYPES = frozenset({"ResearchSubject", "Encounter", "Consent", "Medication",
                            "Organization", "Specimen"})
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
@@ -239,7 +242,10 @@ class _Converter:
                 ctx = MapContext(self.terms, resource.type)
                 net = read_variables(view.data)
                 try:
-                    row = map_view(SPECS[view.domain], view.data, ctx, net)
+                    if not net and view.domain in COMPILED:
+                        row = COMPILED[view.domain](view.data, ctx)
+                    else:
+                        row = map_view(SPECS[view.domain], view.data, ctx, net)
                 except Unmapped as exc:
                     _unmapped(self.report, resource, view.location, exc.reason_code, exc.message,
                               exc.element, exc.system, exc.code)

@@ -1,0 +1,201 @@
+"""A domain spec run with memory: rules that read the same elements are worked out once
+per distinct value of those elements.
+
+In a hospital export the elements most rules read repeat endlessly: a few hundred test
+codes, a few dozen units, interpretation flags, reference ranges, the subject. Each rule
+names the top-level view elements it reads (its *inputs*, from its paths and its
+algorithm). Rules with the same inputs form a group; a group's outcome (values,
+value issues, or the ``Unmapped`` a rule raised) is cached under the values of its
+inputs. Groups whose inputs are different in nearly every resource (the result, the
+date) are run directly, as are rules whose inputs cannot be told. The outcome is the
+same row, issues and errors as :func:`fhircdisc.mappings.algorithms.map_view`, which
+stays the reference (a test compares the two).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from fhircdisc.mappings import paths
+from fhircdisc.mappings.algorithms import ALGORITHMS, MapContext, ValueIssue
+from fhircdisc.mappings.spec import DomainSpec, Rule, Unmapped
+
+_VALUES = ("valueQuantity", "valueString", "valueInteger", "valueBoolean", "valueDateTime",
+           "valueTime", "valueCodeableConcept")
+#: what an algorithm reads besides its paths; None: cannot be told (run directly)
+_READS: dict[str, tuple[str, ...] | None] = {
+    "context": ("_subject",), "hardcode": (), "derived": (), "result_char": _VALUES,
+    "result_num": ("valueQuantity", "valueInteger"), "visit_number": ("_encounter",),
+    "not_done": None,
+}
+#: algorithms that read nothing but their paths
+_PATH_ONLY = frozenset({"assign", "assign_num", "ct", "ct_decode", "ct_attribute", "ct_multi",
+                        "coding_code", "text", "dtc", "flag", "count"})
+#: elements that differ in nearly every resource: caching them would only fill memory
+_UNIQUE = frozenset(_VALUES) | {"effectiveDateTime", "effectivePeriod", "effectiveInstant",
+                                "issued", "id", "identifier"}
+#: resolved context objects: alive for the whole conversion, so known by identity
+_IDENTITY = frozenset({"_subject", "_encounter", "_specimen"})
+CACHE_LIMIT = 20_000
+
+
+def rule_inputs(rule: Rule) -> tuple[str, ...] | None:
+    """The top-level view elements ``rule`` (and its fallback) reads; None if unknown."""
+    found: list[str] = []
+    for part in (rule, rule.fallback):
+        if part is None:
+            continue
+        heads = [paths.parse(path)[0].name for path in part.paths]
+        if part.algorithm in _PATH_ONLY:
+            reads: tuple[str, ...] | None = ()
+        elif part.algorithm == "unit":
+            test_specific = any(":" in option for option in (part.value or "").split(";"))
+            reads = ("code",) if test_specific else ()
+        else:
+            reads = _READS.get(part.algorithm)
+        if reads is None:
+            return None
+        found += heads + list(reads)
+    return tuple(sorted(set(found)))
+
+
+_QUANTITY_PARTS = ("code", "system", "unit")
+
+
+def _unit_projection(rule: Rule) -> str | None:
+    """The Quantity element a unit rule reads, when it reads only its code, system and unit."""
+    if rule.algorithm != "unit" or rule.fallback is not None or len(rule.paths) != 1:
+        return None
+    steps = paths.parse(rule.paths[0])
+    return steps[0].name if len(steps) == 1 and steps[0].key is None else None
+
+
+def _key_part(name: str, value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float | bool):
+        return (value.__class__, value)   # True, 1 and 1.0 must not share an entry
+    if name in _IDENTITY:
+        return id(value)
+    return orjson.dumps(value)
+
+
+@dataclass
+class _Outcome:
+    values: list[tuple[str, Any]]
+    issues: list[ValueIssue]
+    error: tuple[int, Unmapped] | None
+    #: the identity-keyed objects the outcome was worked out from
+    anchors: tuple[Any, ...] = ()
+
+
+def _run_rules(rules: list[tuple[int, Rule]], view: dict[str, Any], ctx: MapContext
+               ) -> _Outcome:
+    sub = MapContext(ctx.terminology, ctx.resource_type)
+    values: list[tuple[str, Any]] = []
+    for index, rule in rules:
+        try:
+            value = ALGORITHMS[rule.algorithm](view, rule, sub)
+            if value is None and rule.fallback is not None:
+                value = ALGORITHMS[rule.fallback.algorithm](view, rule.fallback, sub)
+        except Unmapped as exc:
+            return _Outcome(values, sub.issues, (index, exc))
+        values.append((rule.var, value))
+    return _Outcome(values, sub.issues, None)
+
+
+class _Group:
+    """Rules run together once per distinct combination of their inputs."""
+
+    def __init__(self, rules: list[tuple[int, Rule]], inputs: set[str], units: set[str],
+                 limit: int) -> None:
+        self.rules = rules
+        self.inputs = tuple(sorted(inputs))
+        self.identity = tuple(name for name in self.inputs if name in _IDENTITY)
+        self.units = tuple(sorted(units))
+        self.limit = limit
+        self.cache: dict[tuple[Any, ...], _Outcome] = {}
+
+    def _key(self, view: dict[str, Any]) -> tuple[Any, ...]:
+        key = [_key_part(name, view.get(name)) for name in self.inputs]
+        for name in self.units:
+            quantity = view.get(name)
+            key.append(tuple(_key_part(part, quantity.get(part)) for part in _QUANTITY_PARTS)
+                       if isinstance(quantity, dict) else _key_part(name, quantity))
+        return tuple(key)
+
+    def run(self, view: dict[str, Any], ctx: MapContext) -> _Outcome:
+        key = self._key(view)
+        outcome = self.cache.get(key)
+        anchors = tuple(view.get(name) for name in self.identity)
+        # an id is only a safe key while its object lives: compare the objects themselves
+        if outcome is not None and all(a is b for a, b in zip(outcome.anchors, anchors,
+                                                                strict=True)):
+            return outcome
+        outcome = _run_rules(self.rules, view, ctx)
+        outcome.anchors = anchors
+        if len(self.cache) >= self.limit:
+            self.cache.clear()
+        self.cache[key] = outcome
+        return outcome
+
+
+class CompiledSpec:
+    """``map_view`` for one spec, with the repeating parts worked out once.
+
+    Rules whose inputs repeat and go together (test code, unit code, reference range,
+    interpretation, specimen) run once per distinct combination of those inputs; rules
+    reading the encounter form a group of their own, as its visits are independent of the
+    test; the rest (the result, the date, the subject's identifiers, constants) run for
+    every view.
+    """
+
+    def __init__(self, spec: DomainSpec, cache_limit: int = CACHE_LIMIT) -> None:
+        self.spec = spec
+        self.direct: list[tuple[int, Rule]] = []
+        parts: dict[str, tuple[list[tuple[int, Rule]], set[str], set[str]]] = {}
+        for index, rule in enumerate(spec.rules):
+            reads = rule_inputs(rule)
+            unit_of = _unit_projection(rule)
+            if unit_of is not None:
+                reads = tuple(name for name in reads or () if name != unit_of)
+            if reads is None or set(reads) & _UNIQUE or "_subject" in reads:
+                self.direct.append((index, rule))
+                continue
+            name = "_encounter" if "_encounter" in reads else "*"
+            rules, inputs, units = parts.setdefault(name, ([], set(), set()))
+            rules.append((index, rule))
+            inputs.update(reads)
+            if unit_of is not None:
+                units.add(unit_of)
+        self.groups = [_Group(rules, inputs, units, cache_limit)
+                       for rules, inputs, units in parts.values()]
+        self.order = [rule.var for rule in spec.rules]
+        self.rank = {rule.var: index for index, rule in enumerate(spec.rules)}
+
+    def map(self, view: dict[str, Any], ctx: MapContext) -> dict[str, Any]:
+        """The row of ``view``, its value issues added to ``ctx``; ``Unmapped`` as the
+        first failing rule in spec order raises it."""
+        outcomes = [group.run(view, ctx) for group in self.groups]
+        outcomes.append(_run_rules(self.direct, view, ctx))
+        errors = [o.error for o in outcomes if o.error is not None]
+        if errors:
+            raise min(errors, key=lambda e: e[0])[1]
+        issues = [issue for o in outcomes for issue in o.issues]
+        if issues:
+            issues.sort(key=lambda issue: self.rank.get(issue.var, 0))
+            ctx.issues.extend(issues)
+        found: dict[str, Any] = {}
+        for outcome in outcomes:
+            found.update(outcome.values)
+        return {var: found[var] for var in self.order}
+
+
+def compile_specs(specs: dict[str, DomainSpec], domains: tuple[str, ...]
+                  ) -> dict[str, Callable[[dict[str, Any], MapContext], dict[str, Any]]]:
+    """Compiled ``map`` functions for ``domains`` of ``specs``."""
+    return {domain: CompiledSpec(specs[domain]).map for domain in domains}
