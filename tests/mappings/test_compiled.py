@@ -1,0 +1,140 @@
+"""The compiled LB/VS specs give what the reference ``map_view`` gives: rows, value issues
+and the reason a resource cannot map, on the demo trial and on generated Observations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fhircdisc.converters.enrolment import Subject
+from fhircdisc.converters.fhir_to_sdtm import SPECS
+from fhircdisc.mappings import terminology
+from fhircdisc.mappings.algorithms import MapContext, map_view
+from fhircdisc.mappings.compiled import CompiledSpec, rule_inputs
+from fhircdisc.mappings.spec import Unmapped
+from fhircdisc.mappings.vs import BODY_POSITION
+
+TERMS = terminology.load()
+SUBJECTS = [Subject(f"Patient/p{n}", "S1", f"S1-{n:03d}", f"{n:03d}") for n in range(3)]
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+
+
+def outcome(mapper: Any, view: dict[str, Any]) -> tuple[Any, ...]:
+    ctx = MapContext(TERMS, "Observation")
+    try:
+        row = mapper(view, ctx)
+    except Unmapped as exc:
+        return ("unmapped", exc.reason_code, exc.message, exc.element, exc.system, exc.code)
+    return ("row", row, ctx.issues)
+
+
+def reference(domain: str) -> Any:
+    return lambda view, ctx: map_view(SPECS[domain], view, ctx)
+
+
+codes = st.sampled_from([
+    {"coding": [{"system": LOINC, "code": "2345-7"}], "text": "Glucose"},
+    {"coding": [{"system": LOINC, "code": "718-7", "display": "Hemoglobin"}]},
+    {"coding": [{"system": LOINC, "code": "8867-4"}]},
+    {"coding": [{"system": LOINC, "code": "8480-6"}]},
+    {"coding": [{"system": LOINC, "code": "99999-9"}]},
+    {"coding": [{"system": "urn:local", "code": "X"}, {"system": LOINC, "code": "2951-2"}]},
+    {"text": "free text only"},
+    "not a concept",
+])
+units = st.sampled_from(["mg/dL", "g/dL", "/min", "mmol/L", "furlongs", None, 7])
+numbers = st.one_of(st.integers(-5, 500), st.floats(allow_nan=True, allow_infinity=True),
+                    st.sampled_from(["12.5", "abc", None, True]))
+quantities = st.one_of(st.none(), st.builds(
+    lambda value, unit, comparator, system: {k: v for k, v in {
+        "value": value, "unit": unit, "code": unit, "system": system,
+        "comparator": comparator}.items() if v is not None},
+    numbers, units, st.sampled_from([None, "<", ">="]), st.sampled_from([UCUM, None, "x"])))
+ranges = st.one_of(st.none(), st.lists(st.builds(
+    lambda low, high: {k: {"value": v} for k, v in (("low", low), ("high", high))
+                       if v is not None}, numbers, numbers), max_size=2))
+flags = st.one_of(st.none(), st.sampled_from([
+    [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+                  "code": c}]}] for c in ("H", "L", "N", "ZZ")]))
+dates = st.sampled_from(["2021-03-04T10:20:00-05:00", "2021-03", "2021-02-30", "yesterday", 5,
+                         None])
+statuses = st.sampled_from(["final", "amended", "cancelled", None])
+categories = st.sampled_from([None, "laboratory", "vital-signs", "survey"])
+
+
+@st.composite
+def views(draw: st.DrawFn) -> dict[str, Any]:
+    view: dict[str, Any] = {"resourceType": "Observation", "_subject": draw(
+        st.sampled_from([*SUBJECTS, None]))}
+    for name, strategy in (("code", codes), ("valueQuantity", quantities),
+                           ("referenceRange", ranges), ("interpretation", flags),
+                           ("effectiveDateTime", dates), ("status", statuses)):
+        value = draw(strategy)
+        if value is not None:
+            view[name] = value
+    category = draw(categories)
+    if category:
+        view["category"] = [{"coding": [{"system": CATEGORY, "code": category}]}]
+    if draw(st.booleans()):
+        view["valueString"] = draw(st.sampled_from(["positive", " 12 ", ""]))
+    if draw(st.booleans()):
+        view["dataAbsentReason"] = {"text": "sample lost"}
+    if draw(st.booleans()):
+        view["method"] = draw(st.sampled_from([{"text": "HPLC"}, {"coding": [{"code": "m"}]}]))
+    if draw(st.booleans()):
+        view["extension"] = [{"url": BODY_POSITION, "valueCodeableConcept": {"coding": [
+            {"system": "http://snomed.info/sct", "code": draw(st.sampled_from(
+                ["33586001", "10904000", "0"]))}]}}]
+    if draw(st.booleans()):
+        view["bodySite"] = {"coding": [{"system": "http://snomed.info/sct", "code": "368209003"}]}
+    return view
+
+
+# one compiled spec per domain for the whole run: its caches must never leak between views
+COMPILED = {domain: CompiledSpec(SPECS[domain]) for domain in ("LB", "VS")}
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(views(), min_size=1, max_size=6), st.sampled_from(["LB", "VS"]))
+def test_compiled_matches_reference_on_generated_views(batch: list[dict[str, Any]],
+                                                       domain: str) -> None:
+    for view in batch:
+        assert outcome(COMPILED[domain].map, view) == outcome(reference(domain), view), \
+            orjson.dumps({k: v for k, v in view.items() if k != "_subject"}).decode()
+
+
+def test_compiled_matches_reference_on_the_demo_trial(demo_bundle_path) -> None:
+    bundle = orjson.loads(demo_bundle_path.read_bytes())
+    observations = [e["resource"] for e in bundle["entry"]
+                    if e["resource"]["resourceType"] == "Observation"]
+    assert len(observations) > 100
+    compared = 0
+    for data in observations:
+        for domain in ("LB", "VS"):
+            view = {**data, "_subject": SUBJECTS[0]}
+            assert outcome(COMPILED[domain].map, view) == outcome(reference(domain), view)
+            compared += 1
+    assert compared == 2 * len(observations)
+
+
+def test_cache_keys_tell_numbers_from_booleans() -> None:
+    """True == 1 in Python: a cache keyed on raw values would confuse them."""
+    spec = CompiledSpec(SPECS["LB"])
+    first = {"resourceType": "Observation", "_subject": SUBJECTS[0], "code": {"coding": [
+        {"system": LOINC, "code": "2345-7"}]}, "method": True}
+    second = {**first, "method": 1}
+    for view in (first, second, first):
+        assert outcome(spec.map, view) == outcome(reference("LB"), view)
+
+
+def test_rule_inputs_name_what_each_rule_reads() -> None:
+    lb = SPECS["LB"]
+    assert rule_inputs(lb.rule("LBTESTCD")) == ("code",)
+    assert rule_inputs(lb.rule("LBSPEC")) == ("_specimen", "code")
+    assert rule_inputs(lb.rule("LBSTAT")) is None          # reads every value[x]: run directly
+    assert rule_inputs(SPECS["VS"].rule("VSORRESU")) == ("code", "valueQuantity")
