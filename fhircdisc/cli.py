@@ -46,6 +46,25 @@ def _read_progress(enabled: bool) -> Iterator[Callable[[str, int], None] | None]
         yield update
 
 
+ENGINES = ("auto", "memory", "stream")
+#: from this much NDJSON input ``--engine auto`` streams
+STREAM_FROM_BYTES = 100 * 1024 * 1024
+
+
+def _ndjson_bytes(inputs: tuple[Path, ...]) -> int:
+    from fhircdisc.converters.fhir_reader import _is_ndjson, expand_sources
+
+    return sum(path.stat().st_size for path in expand_sources(inputs) if _is_ndjson(path))
+
+
+def _strict_check(inputs: tuple[Path, ...], fhir_version: str, workers: int | None) -> None:
+    """Every input resource through the fhir.resources models; the first failures raise."""
+    from fhircdisc.converters.fhir_reader import read_sources
+    from fhircdisc.converters.strict import check_resources
+
+    check_resources(read_sources(inputs), fhir_version, workers)
+
+
 def _fail(exc: FhircdiscError) -> None:
     click.echo(f"error: {exc}", err=True)
     sys.exit(2)
@@ -79,34 +98,61 @@ def main() -> None:
               "(for reproducible output).")
 @click.option("--no-validate", is_flag=True, help="Skip the SDTM conformance check of the "
               "output (its findings go into the report otherwise).")
+@click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True,
+              help="memory: hold the study in memory; stream: Observations in chunks over "
+              "worker processes, spilled to disk (bounded memory, for Bulk Data exports); "
+              "auto: stream from 100 MB of NDJSON input.")
+@click.option("--workers", type=click.IntRange(min=1), help="Worker processes "
+              "(default: one per core).")
+@click.option("--strict", is_flag=True, help="Also validate every input resource with the "
+              "fhir.resources models (slow); structure errors stop the conversion.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 def to_sdtm_command(inputs: tuple[Path, ...], out_dir: Path, study_id: str | None,
                     site_id: str | None, subjects: Path | None, enrol_all: bool,
                     formats: tuple[str, ...],
                     fhir_version: str, terminology: tuple[Path, ...],
-                    creation_datetime: str | None, no_validate: bool, quiet: bool) -> None:
+                    creation_datetime: str | None, no_validate: bool, engine: str,
+                    workers: int | None, strict: bool, quiet: bool) -> None:
     """Convert FHIR Bundles, Bulk Data NDJSON files or folders of them to SDTM."""
     from fhircdisc.converters.fhir_to_sdtm import to_sdtm
-    from fhircdisc.summary import print_summary, problems
+    from fhircdisc.summary import datasets_of, print_summary, problems
 
     try:
+        if strict:
+            _strict_check(inputs, fhir_version, workers)
+        if engine == "auto":
+            engine = "stream" if _ndjson_bytes(inputs) >= STREAM_FROM_BYTES else "memory"
         with _read_progress(enabled=not quiet) as progress:
-            study = to_sdtm(inputs, study_id=study_id, site_id=site_id, subjects=subjects,
-                            fhir_version=fhir_version, terminology=terminology,
-                            enrol_all=enrol_all, progress=progress)
-        validation = None if no_validate or not study.domains else study.validate()
-        study.write(out_dir, formats, creation_datetime=creation_datetime,
-                    validation=validation)
+            if engine == "stream":
+                from fhircdisc.converters.streaming import stream_to_sdtm
+
+                result = stream_to_sdtm(
+                    inputs, out_dir, formats, study_id=study_id, site_id=site_id,
+                    subjects=subjects, fhir_version=fhir_version, terminology=terminology,
+                    enrol_all=enrol_all, workers=workers, progress=progress,
+                    validate=not no_validate, creation_datetime=creation_datetime)
+                report, datasets, validation = result.report, result.datasets, \
+                    result.validation
+            else:
+                study = to_sdtm(inputs, study_id=study_id, site_id=site_id,
+                                subjects=subjects, fhir_version=fhir_version,
+                                terminology=terminology, enrol_all=enrol_all,
+                                progress=progress, workers=workers)
+        if engine != "stream":
+            validation = None if no_validate or not study.domains else study.validate()
+            study.write(out_dir, formats, creation_datetime=creation_datetime,
+                        validation=validation)
+            report, datasets = study.report, datasets_of(study)
     except FhircdiscError as exc:
         _fail(exc)
     if not quiet:
-        print_summary(study, Console(), out_dir)
+        print_summary(report, datasets, Console(), out_dir)
         if validation is not None:
             counts = ", ".join(f"{validation.count(s)} {s}(s)" for s in
                                ("error", "warning", "notice"))
             Console().print(f"SDTM conformance: {counts} (details in the report; "
                             "`fhircdisc validate` for the table)")
-    sys.exit(1 if problems(study.report) else 0)
+    sys.exit(1 if problems(report) else 0)
 
 
 @main.command("to-fhir")

@@ -17,7 +17,7 @@ from fhircdisc.study import Study
 PROBLEM_REASONS = frozenset({
     "missing-subject", "invalid-date", "missing-resourceType", "entry-without-resource",
     "not-a-resource", "invalid-research-subject", "unknown-code", "missing-element",
-    "unresolved-reference",
+    "unresolved-reference", "invalid-element",
 })
 
 
@@ -26,16 +26,24 @@ def problems(report: ConversionReport) -> int:
     return sum(1 for item in report.unmapped if item.reason_code in PROBLEM_REASONS)
 
 
-def print_summary(study: Study, console: Console, out_dir: Path | None = None) -> None:
-    """Rows per domain, resources per type, unmapped reasons and where files went."""
-    report = study.report
+def datasets_of(study: Study) -> dict[str, tuple[int, int]]:
+    """Rows and subjects of each dataset of a study."""
+    return {name: (len(frame), int(frame["USUBJID"].nunique()) if "USUBJID" in frame else 0)
+            for name, frame in study.domains.items()}
+
+
+def print_summary(report: ConversionReport, datasets: dict[str, tuple[int, int]],
+                  console: Console, out_dir: Path | None = None) -> None:
+    """Rows per domain, resources per type, unmapped reasons and where files went.
+
+    ``datasets``: domain -> (rows, subjects), e.g. :func:`datasets_of` of a study.
+    """
     rows = Table(title="SDTM datasets", show_edge=False)
     rows.add_column("domain")
     rows.add_column("rows", justify="right")
     rows.add_column("subjects", justify="right")
-    for name, frame in study.domains.items():
-        subjects = frame["USUBJID"].nunique() if "USUBJID" in frame else 0
-        rows.add_row(name, str(len(frame)), str(subjects) if subjects else "")
+    for name, (count, subjects) in datasets.items():
+        rows.add_row(name, str(count), str(subjects) if subjects else "")
     console.print(rows)
     resources = Table(title=f"FHIR {report.fhir_version} resources", show_edge=False)
     for column in ("type", "read", "mapped", "context", "unmapped"):

@@ -28,6 +28,7 @@ from fhircdisc.mappings import ae, derivations, dm, ex, lb, paths, ts, vs
 from fhircdisc.mappings import terminology as terminology_module
 from fhircdisc.mappings.algorithms import MapContext, map_view
 from fhircdisc.mappings.compiled import compile_specs
+from fhircdisc.mappings.element_types import element_problem
 from fhircdisc.mappings.extensions import SDTM_VARIABLE, read_records, read_variables
 from fhircdisc.mappings.spec import DomainSpec, Unmapped
 from fhircdisc.mappings.terminology import Terminology
@@ -288,6 +289,9 @@ class _Converter:
         if data.get("status") in _EXCLUDED_STATUS:
             raise Unmapped("entered-in-error", f"{rtype} has status entered-in-error",
                            f"{rtype}.status")
+        problem = element_problem(data)
+        if problem is not None:
+            raise Unmapped("invalid-element", problem[1], problem[0])
         if rtype == "Patient":
             subject = self.enrolment.subject_for(resource.key)
             if subject is None:

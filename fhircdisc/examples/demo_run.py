@@ -17,7 +17,7 @@ from fhircdisc.examples.demo_codes import DEMO_TERMINOLOGY
 from fhircdisc.examples.demo_trial import write_demo_bundle
 from fhircdisc.schemas.findings import ValidationResult
 from fhircdisc.study import Study
-from fhircdisc.summary import print_summary
+from fhircdisc.summary import datasets_of, print_summary
 
 #: Fixed creation timestamp of demo outputs, so that the same seed gives identical bytes.
 DEMO_CREATION_DATETIME = "2020-09-30T12:00:00"
@@ -42,7 +42,7 @@ class DemoResult:
         console.print(f"[bold]Demo trial[/bold]: synthetic UC-MSC for COVID-19 ARDS "
                       f"(shaped like IRCT20160809029275N1), FHIR R4 Bundle at {self.bundle_path}")
         console.rule("1. FHIR -> SDTM")
-        print_summary(self.study, console, self.sdtm_dir)
+        print_summary(self.study.report, datasets_of(self.study), console, self.sdtm_dir)
         console.print(effect_table(self.study))
         console.rule("2. SDTM conformance")
         counts = {s: self.validation.count(s) for s in ("error", "warning", "notice")}

@@ -1,0 +1,175 @@
+"""One chunk of Bulk Data Observation lines -> finished LB/VS rows.
+
+:func:`convert_lines` is a pure function of the lines and a :class:`StudyContext` (the
+subjects, their reference start dates and the context resources other rows point at).
+Nothing in it depends on the rest of the input, so any engine can run it over
+partitions: the worker processes of :mod:`fhircdisc.converters.streaming` here, or the
+partitions of a Spark or Dask job. Only --SEQ needs every row of a subject; it is numbered
+after the rows are grouped by USUBJID (:func:`fhircdisc.mappings.derivations.sequence`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from itertools import chain
+from typing import Any
+
+import orjson
+
+from fhircdisc.converters.enrolment import Enrolment
+from fhircdisc.converters.fhir_reader import Origin, SourceResource
+from fhircdisc.converters.resource_index import ResourceIndex
+from fhircdisc.errors import InputError
+from fhircdisc.mappings import derivations
+from fhircdisc.mappings.terminology import Terminology
+from fhircdisc.report import ConversionReport, UnmappedItem, ValueIssueItem
+
+#: NDJSON lines whose top-level resource is an Observation (``resourceType`` first, as
+#: Bulk Data servers write it); other lines are read with the study context
+OBSERVATION_LINE = re.compile(rb'[ \t]*\{[ \t]*"resourceType"[ \t]*:[ \t]*"Observation"')
+STREAMED_DOMAINS = ("LB", "VS")
+_DAY_PAIRS = {"LB": (("LBDTC", "LBDY"),), "VS": (("VSDTC", "VSDY"),)}
+
+Ordinal = tuple[int, int, int]
+"""Read order of a resource: (file rank, line number or 0, resource number in the file)."""
+
+
+def is_streamed_line(line: bytes) -> bool:
+    """Whether an NDJSON line is an Observation converted chunk by chunk."""
+    return OBSERVATION_LINE.match(line) is not None
+
+
+@dataclass
+class StudyContext:
+    """What a chunk needs from the rest of the input (small: subjects, not results)."""
+
+    index: ResourceIndex
+    enrolment: Enrolment
+    terminology: Terminology
+    #: USUBJID -> RFSTDTC, for study days
+    reference: dict[str, str | None]
+    #: the worker's fast path, made on first use (keeps caches across chunks)
+    lane: Any = field(default=None, repr=False, compare=False)
+
+
+@dataclass
+class ColumnStats:
+    """What choosing a dataset's columns needs to know of a variable over all rows."""
+
+    present: bool = False
+    numeric: bool = True
+
+    def merge(self, other: ColumnStats) -> None:
+        self.present |= other.present
+        self.numeric &= other.numeric
+
+
+@dataclass
+class ChunkResult:
+    """The rows of one chunk (read order) and its share of the conversion report."""
+
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    unmapped: list[UnmappedItem] = field(default_factory=list)
+    value_issues: list[ValueIssueItem] = field(default_factory=list)
+    #: domain -> variable -> stats, over this chunk's rows
+    stats: dict[str, dict[str, ColumnStats]] = field(default_factory=dict)
+    #: domain -> whether every row carried its own --SEQ
+    fixed_seq: dict[str, bool] = field(default_factory=dict)
+
+
+def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
+                  context: StudyContext) -> ChunkResult:
+    """Map the Observation lines of one file (``(line number, bytes)``) to LB/VS rows.
+
+    Rows come back finished but for --SEQ: values carried in ``sdtm-variable``
+    extensions applied, study days derived, ``_order`` set to the read order.
+    """
+    from fhircdisc.converters.observation_lane import ObservationLane
+
+    if context.lane is None:
+        context.lane = ObservationLane(context.index, context.enrolment, context.terminology)
+    lane = context.lane
+    result = ChunkResult()
+    rows: dict[str, list[dict[str, Any]]] = {}
+    ordinals: list[Ordinal] = []
+    others: list[SourceResource] = []
+    other_ordinals: list[Ordinal] = []
+    for number, line in lines:
+        try:
+            data = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise InputError(f"malformed JSON: {exc.msg}", file,
+                             f"line {number}, column {exc.colno}") from exc
+        mapped = lane.map(data, file, number, result.value_issues)
+        if mapped is None:
+            others.append(SourceResource(data, Origin(file, f"line {number}")))
+            other_ordinals.append((file_rank, number, 0))
+            continue
+        domain, row = mapped
+        row["_order"] = len(ordinals)
+        ordinals.append((file_rank, number, 0))
+        rows.setdefault(domain, []).append(row)
+        result.outcomes[("Observation", "mapped")] += 1
+    if others:
+        _reference(others, other_ordinals, context, rows, result, ordinals)
+    for domain, domain_rows in rows.items():
+        finish_rows(domain, domain_rows, ordinals, context.reference)
+        result.rows[domain] = domain_rows
+        result.stats[domain] = column_stats(domain_rows)
+        result.fixed_seq[domain] = derivations.all_fixed(domain_rows, f"{domain}SEQ")
+    return result
+
+
+def _reference(resources: list[SourceResource], own: list[Ordinal], context: StudyContext,
+               rows: dict[str, list[dict[str, Any]]], result: ChunkResult,
+               ordinals: list[Ordinal]) -> None:
+    """Resources the lane does not take, through the general engine."""
+    from fhircdisc.converters.fhir_to_sdtm import _Converter
+
+    report = ConversionReport()
+    for resource in resources:
+        report.read(resource.type, resource.report_key)
+    converter = _Converter(context.index, context.enrolment, context.terminology, report)
+    mapped = converter._map_range(resources, 0, len(resources))
+    for key, status in report.status.items():
+        result.outcomes[(report.types[key], status)] += 1
+    result.unmapped.extend(report.unmapped)
+    result.value_issues.extend(report.value_issues)
+    base = len(ordinals)
+    ordinals.extend(own)
+    for domain, domain_rows in mapped.items():
+        for row in domain_rows:
+            row["_order"] += base
+        if domain_rows:
+            rows.setdefault(domain, []).extend(domain_rows)
+
+
+def finish_rows(domain: str, rows: list[dict[str, Any]], ordinals: list[Ordinal],
+                reference: dict[str, str | None]) -> None:
+    """Carried values, study days and read order on mapped rows (in place)."""
+    derivations.apply_carried(rows)
+    derivations.study_days(rows, reference, _DAY_PAIRS.get(domain, ()))
+    for row in rows:
+        row["_order"] = ordinals[row["_order"]]
+
+
+def column_stats(rows: list[dict[str, Any]]) -> dict[str, ColumnStats]:
+    """Per variable: whether it has a value, and whether every value is a number."""
+    stats: dict[str, ColumnStats] = {}
+    for name in dict.fromkeys(chain.from_iterable(rows)):
+        if name.startswith("_"):
+            continue
+        column = stats[name] = ColumnStats()
+        for row in rows:
+            value = row.get(name)
+            if value is None or value != value:
+                continue
+            column.present = True
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                column.numeric = False
+                break
+    return stats

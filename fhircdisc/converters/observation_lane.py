@@ -1,0 +1,104 @@
+"""The fast lane for plain Observations: one view, no context to resolve.
+
+Most Observations in a Bulk Data export are a code, a subject, a date and a result,
+with no encounter, specimen, components or extensions. For them the general engine's
+view building (reference resolution, panel splitting, carried variables) comes down to
+the resource plus its subject, so the lane builds that view directly, with the subject
+and the LB/VS routing cached per distinct reference and code, and maps it with the
+compiled specs. Anything else, and every resource that would not map, goes back to the
+general engine, which then produces exactly the row or report entry it always does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from fhircdisc.converters.enrolment import Enrolment
+from fhircdisc.converters.resource_index import ResourceIndex
+from fhircdisc.mappings.algorithms import MapContext
+from fhircdisc.mappings.element_types import element_problem
+from fhircdisc.mappings.spec import Unmapped
+from fhircdisc.mappings.terminology import Terminology
+from fhircdisc.report import ValueIssueItem
+
+#: elements whose presence makes the general engine do more than map the resource as is
+_NOT_PLAIN = frozenset({"encounter", "context", "specimen", "component", "hasMember",
+                        "extension", "dataAbsentReason", "patient"})
+_CACHE_LIMIT = 50_000
+
+
+class ObservationLane:
+    """Maps plain Observations (``map``); says None for any other resource."""
+
+    def __init__(self, index: ResourceIndex, enrolment: Enrolment,
+                 terminology: Terminology) -> None:
+        from fhircdisc.converters.fhir_to_sdtm import _EXCLUDED_STATUS, COMPILED, _Converter
+
+        self.excluded = _EXCLUDED_STATUS
+        self.compiled = COMPILED
+        self.terminology = terminology
+        self.converter = _Converter(index, enrolment, terminology, report=None)  # type: ignore[arg-type]
+        self.enrolment = enrolment
+        self.subjects: dict[str, Any] = {}
+        self.domains: dict[tuple[bytes, bytes], str | None] = {}
+
+    def _subject(self, reference: str) -> Any:
+        if reference not in self.subjects:
+            key = self.converter.index.key_of(reference)
+            subject = None
+            if key is not None and key.startswith("Patient/"):
+                subject = self.enrolment.subject_for(key)
+            if len(self.subjects) >= _CACHE_LIMIT:
+                self.subjects.clear()
+            self.subjects[reference] = subject
+        return self.subjects[reference]
+
+    def _domain(self, data: dict[str, Any]) -> str | None:
+        key = (orjson.dumps(data.get("category")), orjson.dumps(data.get("code")))
+        if key not in self.domains:
+            try:
+                domain: str | None = self.converter._observation_domain(data)
+            except Unmapped:
+                domain = None
+            if len(self.domains) >= _CACHE_LIMIT:
+                self.domains.clear()
+            self.domains[key] = domain
+        return self.domains[key]
+
+    def map(self, data: dict[str, Any], file: str, line: int,
+            issues: list[ValueIssueItem]) -> tuple[str, dict[str, Any]] | None:
+        """``(domain, row)`` of a plain Observation NDJSON line; None to leave it to the
+        general engine. Value issues are appended to ``issues``."""
+        if data.get("resourceType") != "Observation" or not _NOT_PLAIN.isdisjoint(data) \
+                or data.get("status") in self.excluded:
+            return None
+        if element_problem(data) is not None:
+            return None
+        reference = data.get("subject")
+        if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):
+            return None
+        subject = self._subject(reference["reference"])
+        if subject is None:
+            return None
+        domain = self._domain(data)
+        if domain is None:
+            return None
+        ctx = MapContext(self.terminology, "Observation")
+        try:
+            row = self.compiled[domain]({**data, "_subject": subject}, ctx)
+        except Unmapped:
+            return None
+        rid = data.get("id")
+        rid = str(rid) if rid is not None else ""
+        location = f"line {line}"
+        key = f"Observation/{rid}" if rid else f"Observation@{file} [{location}]"
+        row["_source"] = key
+        row["_file"] = file
+        row["_location"] = location
+        for issue in ctx.issues:
+            issues.append(ValueIssueItem(domain, key, issue.var, issue.reason_code,
+                                         issue.message, issue.element, issue.system,
+                                         issue.code))
+        return domain, row

@@ -1,0 +1,521 @@
+"""FHIR -> SDTM for Bulk Data exports larger than memory, straight into the output folder.
+
+Same rows, values, report and files as :func:`fhircdisc.to_sdtm` followed by
+``Study.write``; what differs is where the rows live. Three passes:
+
+1. **Context.** Every file is read once. NDJSON lines that are Observations (the bulk
+   of an export) are only counted and their place noted; everything else (Patients,
+   ResearchSubjects, Encounters, Specimens, exposures, adverse events, Bundles) is
+   read, indexed and mapped as in the in-memory engine, and DM is derived, which
+   gives each subject's reference start date.
+2. **Observations.** The Observation lines are cut into chunks; worker processes map
+   each chunk with :func:`fhircdisc.converters.chunk.convert_lines` and spill the rows
+   to disk, grouped in *buckets*: consecutive ranges of subjects in USUBJID order.
+3. **Datasets.** Bucket by bucket (in parallel), rows are sorted, --SEQ numbered and
+   typed, and checked by the conformance rules; then written, in bucket order, through
+   the streaming dataset writers.
+
+Memory holds the context resources, one chunk per worker and one bucket per worker,
+never the whole input.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import pickle
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+
+from fhircdisc.converters.chunk import (
+    STREAMED_DOMAINS,
+    ChunkResult,
+    ColumnStats,
+    Ordinal,
+    StudyContext,
+    convert_lines,
+    finish_rows,
+    is_streamed_line,
+)
+from fhircdisc.converters.datasets import write_dataset
+from fhircdisc.converters.fhir_reader import (
+    ReadProblem,
+    SourceResource,
+    _is_ndjson,
+    expand_sources,
+    ndjson_lines,
+    read_file,
+    read_ndjson_line,
+)
+from fhircdisc.converters.fhir_to_sdtm import SPECS, _Converter, read_context
+from fhircdisc.errors import OutputError
+from fhircdisc.mappings import derivations
+from fhircdisc.mappings import terminology as terminology_module
+from fhircdisc.report import ConversionReport
+from fhircdisc.schemas.findings import Finding, RuleRun, ValidationResult
+from fhircdisc.study import (
+    PROVENANCE_NAME,
+    REPORT_NAME,
+    Study,
+    _relative,
+    dataset_meta,
+    tidy_columns,
+    typed_frame,
+)
+
+#: Observation lines per chunk handed to a worker
+CHUNK_LINES = 20_000
+#: rows per bucket aimed at (a bucket is sorted and written in one piece)
+BUCKET_ROWS = 50_000
+_HIDDEN = list(derivations.HIDDEN)
+_DATASET_RANK = {name: rank for rank, name in enumerate(("DM", "EX", "AE", "LB", "VS", "TS"))}
+
+
+@dataclass
+class StreamResult:
+    """What a streamed conversion wrote, with its report and conformance findings."""
+
+    report: ConversionReport
+    written: list[Path]
+    validation: ValidationResult | None = None
+    #: domain -> (rows, subjects)
+    datasets: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+@dataclass
+class _Task:
+    """One chunk of Observation lines: a byte range of a file, or the lines themselves."""
+
+    number: int
+    file: str
+    rank: int
+    start: int = 0
+    stop: int = 0
+    first_line: int = 1
+    lines: list[tuple[int, bytes]] | None = None
+
+
+@dataclass
+class _Spill:
+    """Where a chunk's rows went: (domain, bucket) -> (offset, size) in one file."""
+
+    path: Path
+    places: dict[tuple[str, int], tuple[int, int]]
+
+
+@dataclass
+class _Shared:
+    """State the forked workers inherit."""
+
+    context: StudyContext
+    buckets: dict[str, int]
+    spill_dir: Path
+    spills: list[_Spill] = field(default_factory=list)
+    columns: dict[str, list[str]] = field(default_factory=dict)
+    all_columns: dict[str, list[str]] = field(default_factory=dict)
+    numeric: dict[str, set[str]] = field(default_factory=dict)
+    fixed_seq: dict[str, bool] = field(default_factory=dict)
+    dm: pd.DataFrame | None = None
+    dm_meta: Any = None
+    validate: bool = True
+
+
+_SHARED: _Shared | None = None
+
+
+def stream_to_sdtm(sources: Iterable[str | Path], out_dir: str | Path,
+                   formats: Iterable[str] = ("xpt",), *, study_id: str | None = None,
+                   site_id: str | None = None, subjects: str | Path | None = None,
+                   fhir_version: str = "auto", terminology: Iterable[str | Path] = (),
+                   enrol_all: bool = False, workers: int | None = None,
+                   progress: Callable[[str, int], None] | None = None, validate: bool = True,
+                   creation_datetime: str | None = None, chunk_lines: int = CHUNK_LINES,
+                   bucket_rows: int = BUCKET_ROWS) -> StreamResult:
+    """Convert FHIR input to SDTM files in ``out_dir`` without holding the Observations
+    in memory. Arguments as :func:`fhircdisc.to_sdtm` and ``Study.write``; ``validate``
+    puts the conformance findings in the report. Output is written into a staging folder
+    and moved into ``out_dir`` only when every file succeeded."""
+    global _SHARED
+    sources = list(sources)
+    out = Path(out_dir)
+    formats = list(dict.fromkeys(formats))
+    stamp = creation_datetime or datetime.now(UTC).replace(microsecond=0).isoformat()
+    workers = max(1, workers or os.cpu_count() or 1)
+    terms = terminology_module.load(terminology)
+    files = expand_sources(sources)
+
+    items, ordinals, tasks, streamed = _read_context(files, chunk_lines, progress)
+    report, resources, index, enrolment = read_context(
+        items, sources=[str(s) for s in sources], terminology=terms, study_id=study_id,
+        site_id=site_id, subjects=subjects, fhir_version=fhir_version, enrol_all=enrol_all)
+    rows = _Converter(index, enrolment, terms, report).run(resources, 1)
+    early = {domain: rows.pop(domain, []) for domain in STREAMED_DOMAINS}
+    frames = derivations.derive(rows, SPECS)
+    reference = {row["USUBJID"]: row.get("RFSTDTC") for row in rows.get("DM", [])}
+    small = Study.from_frames(frames, report=report)
+
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create output folder {out}: {exc.strerror}") from exc
+    staging = Path(tempfile.mkdtemp(prefix=".fhircdisc-", dir=out))
+    done = False
+    try:
+        spill_dir = staging / ".spill"
+        spill_dir.mkdir()
+        usubjids = sorted(s.usubjid for s in enrolment.subjects.values())
+        expected = streamed + sum(len(r) for r in early.values())
+        count = max(1, min(len(usubjids), math.ceil(expected / bucket_rows)))
+        context = StudyContext(index, enrolment, terms, reference)
+        shared = _Shared(context, {u: i * count // max(1, len(usubjids))
+                                   for i, u in enumerate(usubjids)}, spill_dir,
+                         dm=small.domains.get("DM"), validate=validate)
+        if shared.dm is not None:
+            shared.dm_meta = small.meta("DM")
+        _SHARED = shared
+        results: list[tuple[ChunkResult, _Spill]] = []
+        if any(early.values()):
+            results.append(_early_rows(early, resources, ordinals, reference, shared))
+        results += _run(_map_task, tasks, workers, progress, report)
+        _settle(report, results, shared)
+
+        validation = small.validate() if validate and small.domains else None
+        datasets = {name: (len(frame), _subjects(frame))
+                    for name, frame in small.domains.items()}
+        pieces = {domain: _run(_finish_bucket, [(domain, b) for b in range(count)], workers)
+                  for domain in STREAMED_DOMAINS if domain in shared.columns}
+        report.rows = {name: len(frame) for name, frame in small.domains.items()}
+        report.sort_items()
+
+        provenance = small.provenance.copy()
+        provenance["FILE"] = provenance["FILE"].map(lambda f: _relative(f, out))
+        prov_path = staging / PROVENANCE_NAME
+        before = provenance[provenance["DOMAIN"].isin(("DM", "EX", "AE"))]
+        before.to_csv(prov_path, index=False)
+        for name, frame in small.domains.items():
+            for fmt in formats:
+                write_dataset(frame, staging, small.meta(name), fmt, creation_datetime=stamp)
+        for domain, parts in pieces.items():
+            total = sum(part.rows for part in parts)
+            report.rows[domain] = total
+            datasets[domain] = (total, sum(part.subjects for part in parts))
+            _write_streamed(domain, parts, shared, staging, formats, stamp, out, prov_path)
+            if validation is not None:
+                _add_findings(validation, domain, parts)
+        provenance[provenance["DOMAIN"] == "TS"].to_csv(prov_path, index=False, header=False,
+                                                        mode="a")
+        report.rows = dict(sorted(report.rows.items()))
+        document = report.to_dict()
+        if validation is not None:
+            validation.metadata["datasets"] = {name: datasets[name][0] for name in
+                                               _ordered(datasets)}
+            document["validation"] = validation.to_dict()
+        document["sources"] = [_relative(s, out) for s in document["sources"]]
+        (staging / REPORT_NAME).write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+        shutil.rmtree(spill_dir)
+        written = []
+        for item in sorted(staging.iterdir()):
+            target = out / item.name
+            item.replace(target)
+            written.append(target)
+        done = True
+        return StreamResult(report, written, validation,
+                            {name: datasets[name] for name in _ordered(datasets)})
+    finally:
+        _SHARED = None
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and not done and out.exists() and not any(out.iterdir()):
+            out.rmdir()
+
+
+def _ordered(datasets: dict[str, Any]) -> list[str]:
+    from fhircdisc.study import DOMAIN_ORDER
+
+    return sorted(datasets, key=lambda n: DOMAIN_ORDER.index(n) if n in DOMAIN_ORDER else 99)
+
+
+def _subjects(frame: pd.DataFrame) -> int:
+    return int(frame["USUBJID"].nunique()) if "USUBJID" in frame else 0
+
+
+# -- pass 1: context ---------------------------------------------------------------------------
+def _read_context(files: list[Path], chunk_lines: int,
+                  progress: Callable[[str, int], None] | None
+                  ) -> tuple[list[SourceResource | ReadProblem], list[Ordinal], list[_Task], int]:
+    """Read everything but the Observation lines; cut those into tasks."""
+    items: list[SourceResource | ReadProblem] = []
+    ordinals: list[Ordinal] = []
+    tasks: list[_Task] = []
+    streamed = 0
+    read = 0
+    for rank, path in enumerate(files):
+        file = str(path)
+        number_in_file = 0
+        if not _is_ndjson(path):
+            for item in read_file(path):
+                items.append(item)
+                if isinstance(item, SourceResource):
+                    number_in_file += 1
+                    ordinals.append((rank, 0, number_in_file))
+            continue
+        gz = path.name.lower().endswith(".gz")
+        current: _Task | None = None
+        in_task = 0
+        for number, offset, line in ndjson_lines(path):
+            if is_streamed_line(line):
+                streamed += 1
+                if current is None or in_task == chunk_lines:
+                    if current is not None and not gz:
+                        current.stop = offset
+                    current = _Task(len(tasks), file, rank, start=offset, first_line=number,
+                                    lines=[] if gz else None)
+                    tasks.append(current)
+                    in_task = 0
+                in_task += 1
+                if current.lines is not None:
+                    current.lines.append((number, line))
+            else:
+                for item in read_ndjson_line(line, number, file):
+                    items.append(item)
+                    if isinstance(item, SourceResource):
+                        number_in_file += 1
+                        ordinals.append((rank, number, number_in_file))
+            read += 1
+            if progress is not None and read % 20_000 == 0:
+                progress(file, read)
+        if current is not None and not gz and current.stop == 0:
+            current.stop = path.stat().st_size
+    return items, ordinals, tasks, streamed
+
+
+def _early_rows(early: dict[str, list[dict[str, Any]]], resources: list[SourceResource],
+                ordinals: list[Ordinal], reference: dict[str, str | None],
+                shared: _Shared) -> tuple[ChunkResult, _Spill]:
+    """LB/VS rows of resources read in pass 1 (Observations in Bundles), spilled like a chunk."""
+    from fhircdisc.converters.chunk import column_stats
+
+    result = ChunkResult()
+    for domain, domain_rows in early.items():
+        if not domain_rows:
+            continue
+        finish_rows(domain, domain_rows, ordinals, reference)
+        result.rows[domain] = domain_rows
+        result.stats[domain] = column_stats(domain_rows)
+        result.fixed_seq[domain] = derivations.all_fixed(domain_rows, f"{domain}SEQ")
+    return _spill(result, "early", shared)
+
+
+# -- pass 2: Observations ------------------------------------------------------------------------
+def _task_lines(task: _Task) -> Iterator[tuple[int, bytes]]:
+    if task.lines is not None:
+        yield from task.lines
+        return
+    with open(task.file, "rb") as handle:
+        handle.seek(task.start)
+        block = handle.read(task.stop - task.start)
+    for number, line in enumerate(block.split(b"\n"), start=task.first_line):
+        line = line.rstrip(b"\r")
+        if is_streamed_line(line):
+            yield number, line
+
+
+def _map_task(task: _Task) -> tuple[ChunkResult, _Spill]:
+    assert _SHARED is not None
+    result = convert_lines(_task_lines(task), task.file, task.rank, _SHARED.context)
+    return _spill(result, f"{task.number:06d}", _SHARED)
+
+
+def _spill(result: ChunkResult, name: str, shared: _Shared) -> tuple[ChunkResult, _Spill]:
+    """Write the chunk's rows to disk by bucket; the rows leave the result."""
+    path = shared.spill_dir / f"{name}.pkl"
+    places: dict[tuple[str, int], tuple[int, int]] = {}
+    with path.open("wb") as handle:
+        for domain, rows in result.rows.items():
+            by_bucket: dict[int, list[dict[str, Any]]] = {}
+            for row in rows:
+                by_bucket.setdefault(shared.buckets[row["USUBJID"]], []).append(row)
+            for bucket, bucket_rows in by_bucket.items():
+                data = pickle.dumps(bucket_rows, protocol=pickle.HIGHEST_PROTOCOL)
+                places[(domain, bucket)] = (handle.tell(), len(data))
+                handle.write(data)
+    return replace(result, rows={}), _Spill(path, places)
+
+
+def _settle(report: ConversionReport, results: list[tuple[ChunkResult, _Spill]],
+            shared: _Shared) -> None:
+    """Fold the chunks' report shares and column facts together, in read order."""
+    stats: dict[str, dict[str, ColumnStats]] = {}
+    for result, spill in results:
+        report.settle(result.outcomes)
+        report.unmapped.extend(result.unmapped)
+        report.value_issues.extend(result.value_issues)
+        shared.spills.append(spill)
+        for domain, columns in result.stats.items():
+            merged = stats.setdefault(domain, {})
+            for name, column in columns.items():
+                merged.setdefault(name, ColumnStats(False, True)).merge(column)
+            shared.fixed_seq[domain] = shared.fixed_seq.get(domain, True) and \
+                result.fixed_seq[domain]
+    for domain, columns in stats.items():
+        present = {name for name, column in columns.items() if column.present}
+        shared.all_columns[domain] = list(columns) + _HIDDEN
+        shared.columns[domain] = tidy_columns(domain, list(columns), present)
+        shared.numeric[domain] = {name for name, column in columns.items()
+                                  if column.present and column.numeric}
+
+
+# -- pass 3: datasets ---------------------------------------------------------------------------
+@dataclass
+class _Piece:
+    """One bucket of a dataset, finished and parked on disk."""
+
+    path: Path | None
+    rows: int
+    subjects: int
+    stats: Any = None
+    findings: list[Finding] = field(default_factory=list)
+    runs: list[RuleRun] = field(default_factory=list)
+
+
+def _meta(domain: str, shared: _Shared) -> Any:
+    return dataset_meta(domain, shared.columns[domain], shared.numeric[domain])
+
+
+def _finish_bucket(job: tuple[str, int]) -> _Piece:
+    from fhircdisc.converters.dataset_stream import stats_of
+
+    assert _SHARED is not None
+    shared = _SHARED
+    domain, bucket = job
+    rows: list[dict[str, Any]] = []
+    for spill in shared.spills:
+        place = spill.places.get((domain, bucket))
+        if place is None:
+            continue
+        with spill.path.open("rb") as handle:
+            handle.seek(place[0])
+            rows.extend(pickle.loads(handle.read(place[1])))
+    if not rows:
+        return _Piece(None, 0, 0)
+    derivations.sequence(rows, f"{domain}SEQ", SPECS[domain].seq_keys,
+                         fixed=shared.fixed_seq[domain])
+    raw = pd.DataFrame.from_records(rows, columns=shared.all_columns[domain])
+    provenance = pd.DataFrame({"DOMAIN": domain, "USUBJID": raw["USUBJID"],
+                               "SEQ": raw[f"{domain}SEQ"], "SOURCE": raw["_source"],
+                               "FILE": raw["_file"], "LOCATION": raw["_location"]})
+    frame = typed_frame(domain, raw, shared.columns[domain])
+    meta = _meta(domain, shared)
+    piece = _Piece(shared.spill_dir / f"{domain}.{bucket:05d}.bucket", len(frame),
+                   int(frame["USUBJID"].nunique()), stats_of(frame, meta))
+    if shared.validate and shared.dm is not None:
+        from fhircdisc.schemas.conformance import validate_sdtm
+
+        result = validate_sdtm({"DM": shared.dm, domain: frame},
+                               metas={"DM": shared.dm_meta, domain: meta},
+                               target="converted study")
+        piece.findings = [f for f in result.findings if f.dataset == domain]
+        piece.runs = result.runs
+    with piece.path.open("wb") as handle:  # type: ignore[union-attr]
+        pickle.dump((frame, provenance), handle, protocol=pickle.HIGHEST_PROTOCOL)
+    return piece
+
+
+def _write_streamed(domain: str, parts: list[_Piece], shared: _Shared, staging: Path,
+                    formats: list[str], stamp: str, out: Path, prov_path: Path) -> None:
+    from fhircdisc.converters.dataset_stream import merge_stats, open_dataset_writer
+
+    meta = _meta(domain, shared)
+    stats = merge_stats([p.stats for p in parts if p.stats is not None])
+    writers = [open_dataset_writer(staging, meta, fmt, stats, creation_datetime=stamp)
+               for fmt in formats]
+    try:
+        for part in parts:
+            if part.path is None:
+                continue
+            with part.path.open("rb") as handle:
+                frame, provenance = pickle.load(handle)
+            part.path.unlink()
+            for writer in writers:
+                writer.write(frame)
+            provenance["FILE"] = provenance["FILE"].map(lambda f: _relative(f, out))
+            provenance.to_csv(prov_path, index=False, header=False, mode="a")
+        for writer in writers:
+            writer.close()
+    except BaseException:
+        for writer in writers:
+            writer.abort()
+        raise
+
+
+def _add_findings(validation: ValidationResult, domain: str, parts: list[_Piece]) -> None:
+    """Bucket findings into the study's result: rows counted from the dataset's start,
+    dataset-level findings once, rule runs merged."""
+    offset = 0
+    seen: set[Finding] = set(validation.findings)
+    for part in parts:
+        for finding in part.findings:
+            if finding.row is not None:
+                finding = replace(finding, row=finding.row + offset)
+            if finding.row is None and finding in seen:
+                continue
+            seen.add(finding)
+            validation.findings.append(finding)
+        offset += part.rows
+    runs = {run.rule_id: run for run in validation.runs}
+    for part in parts:
+        for run in part.runs:
+            runs[run.rule_id] = _merge_run(runs.get(run.rule_id), run)
+    validation.runs = list(runs.values())
+    order = {run.rule_id: rank for rank, run in enumerate(validation.runs)}
+    validation.findings.sort(key=lambda f: (order.get(f.rule_id, len(order)),
+                                            _DATASET_RANK.get(f.dataset, 99),
+                                            f.row is not None, f.row or 0))
+
+
+def _merge_run(first: RuleRun | None, second: RuleRun) -> RuleRun:
+    if first is None:
+        return second
+    rank = {"error": 0, "issues": 1, "success": 2, "skipped": 3}
+    best = first if rank[first.status] <= rank[second.status] else second
+    findings = first.findings + second.findings
+    status = best.status if best.status != "success" or not findings else "issues"
+    return RuleRun(first.rule_id, status, findings, best.reason)
+
+
+# -- running tasks ------------------------------------------------------------------------------
+def _run(function: Callable[[Any], Any], jobs: list[Any], workers: int,
+         progress: Callable[[str, int], None] | None = None,
+         report: ConversionReport | None = None) -> list[Any]:
+    """``function`` over ``jobs`` in order, over forked workers when there are several."""
+    results: list[Any] = []
+    done = 0
+    if workers <= 1 or len(jobs) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        mapped: Iterable[Any] = map(function, jobs)
+        pool = None
+    else:
+        pool = multiprocessing.get_context("fork").Pool(min(workers, len(jobs)))
+        mapped = pool.imap(function, jobs)
+    try:
+        for job, result in zip(jobs, mapped, strict=True):
+            results.append(result)
+            if progress is not None and isinstance(job, _Task):
+                done += sum(result[0].outcomes.values())
+                progress(job.file, done)
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    return results
+
+
+__all__ = ["BUCKET_ROWS", "CHUNK_LINES", "StreamResult", "stream_to_sdtm"]
