@@ -1,20 +1,25 @@
 """Benchmarks of the conversion paths, with baselines measured in the same run.
 
-    python benchmarks/run.py [--observations 100000] [--slice 2000]
+    python benchmarks/run.py [--observations 1000000] [--slice 2000]
+                             [--memory-sizes 500000,2000000] [--skip-reverse]
 
-Prints, on a generated Bulk Data export (benchmarks/generate.py):
+On a generated Bulk Data export (benchmarks/generate.py), prints:
 - bare orjson parse of every line (the floor), resources/s;
-- FHIR -> SDTM (`to_sdtm`), resources/s and its time as a multiple of the bare parse;
-- a baseline that validates each resource with fhir.resources before mapping, run on a
-  slice and extrapolated per resource (slice size printed);
-- peak resident memory of the conversion, measured in a subprocess;
-- SDTM -> FHIR NDJSON on the CDISC pilot LB (if ../shared/data is there), resources/s.
+- FHIR -> SDTM with the streaming engine (``stream_to_sdtm``, XPT output, conformance
+  check on), on one process and on every core: resources/s and time as a multiple of the
+  bare parse; and the in-memory engine on the same input when it is small enough;
+- a baseline that validates each resource with fhir.resources before the streaming
+  conversion, run on a slice and extrapolated per resource (slice size printed);
+- peak resident memory of the streaming conversion in a fresh process, for each size of
+  ``--memory-sizes``, and the growth between the smallest and the largest;
+- SDTM -> FHIR NDJSON on the CDISC pilot LB scaled up (benchmarks/sdtm_to_fhir.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,6 +35,9 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.generate import generate  # noqa: E402
 
+#: above this many Observations the in-memory engine is not run (it holds everything)
+MEMORY_ENGINE_UP_TO = 200_000
+
 
 def bare_parse(files: list[Path]) -> tuple[int, float]:
     start = time.perf_counter()
@@ -43,16 +51,29 @@ def bare_parse(files: list[Path]) -> tuple[int, float]:
     return count, time.perf_counter() - start
 
 
-def convert(files: list[Path], workers: int = 1) -> float:
+def stream(files: list[Path], out: Path, workers: int) -> float:
+    from fhircdisc.converters.streaming import stream_to_sdtm
+
+    start = time.perf_counter()
+    stream_to_sdtm(files, out, ("xpt",), study_id="BENCH", workers=workers)
+    elapsed = time.perf_counter() - start
+    shutil.rmtree(out)
+    return elapsed
+
+
+def in_memory(files: list[Path], out: Path) -> float:
     from fhircdisc import to_sdtm
 
     start = time.perf_counter()
-    to_sdtm(files, study_id="BENCH", workers=workers)
-    return time.perf_counter() - start
+    study = to_sdtm(files, study_id="BENCH", workers=1)
+    study.write(out, ("xpt",), validation=study.validate())
+    elapsed = time.perf_counter() - start
+    shutil.rmtree(out)
+    return elapsed
 
 
 def strict_baseline(files: list[Path], size: int) -> tuple[int, float]:
-    """fhir.resources validation of the first ``size`` Observations, then the mapping."""
+    """fhir.resources validation of the first ``size`` Observations (the per-resource cost)."""
     from fhir.resources.R4B.observation import Observation
 
     lines = []
@@ -67,65 +88,83 @@ def strict_baseline(files: list[Path], size: int) -> tuple[int, float]:
     return len(lines), time.perf_counter() - start
 
 
-def peak_memory(files: list[Path]) -> float:
-    """Peak RSS (MB) of a fresh process that converts ``files``."""
-    code = ("import resource, sys; from fhircdisc import to_sdtm; "
-            "to_sdtm(sys.argv[1:], study_id='B', workers=1); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
-    out = subprocess.run([sys.executable, "-c", code, *map(str, files)], check=True,
-                         capture_output=True, text=True, cwd=ROOT)
-    return int(out.stdout.strip()) / 1024
+def peak_memory(folder: Path, out: Path) -> float:
+    """Peak RSS (MB) of a fresh process that streams ``folder`` into ``out``."""
+    code = ("import resource, sys; from fhircdisc.converters.streaming import stream_to_sdtm; "
+            "stream_to_sdtm([sys.argv[1]], sys.argv[2], ('xpt',), study_id='B'); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
+            "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    result = subprocess.run([sys.executable, "-c", code, str(folder), str(out)], check=True,
+                            capture_output=True, text=True, cwd=ROOT)
+    shutil.rmtree(out, ignore_errors=True)
+    parent, child = (int(v) for v in result.stdout.split())
+    return max(parent, child) / 1024
 
 
-def sdtm_to_fhir_rate() -> tuple[int, float] | None:
-    pilot = ROOT.parent / "shared" / "data" / "cdisc-sdtm-example" / "xpt"
-    if not pilot.exists():
-        return None
-    from fhircdisc.converters.fhir_writer import write_ndjson
-    from fhircdisc.converters.sdtm_to_fhir import load_sdtm, to_fhir
+def sdtm_to_fhir_rows() -> list[tuple[str, str, str]]:
+    script = ROOT / "benchmarks" / "sdtm_to_fhir.py"
+    if not script.exists():
+        return []
+    from benchmarks import sdtm_to_fhir
 
-    frames = {k: v[0] for k, v in load_sdtm(pilot).items() if k in ("DM", "LB")}
-    start = time.perf_counter()
-    output = to_fhir(frames, validate=False)
-    with tempfile.TemporaryDirectory() as tmp:
-        write_ndjson(output.resources, tmp)
-    return len(output.resources), time.perf_counter() - start
+    return sdtm_to_fhir.figures()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--observations", type=int, default=100_000)
-    parser.add_argument("--patients", type=int, default=2_000)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--observations", type=int, default=1_000_000)
+    parser.add_argument("--patients", type=int, default=5_000)
     parser.add_argument("--slice", type=int, default=2_000)
+    parser.add_argument("--memory-sizes", default="500000,2000000",
+                        help="Observation counts whose peak RSS is measured ('' to skip)")
+    parser.add_argument("--skip-reverse", action="store_true", help="no SDTM -> FHIR figures")
     args = parser.parse_args()
     console = Console()
-    with tempfile.TemporaryDirectory() as tmp:
-        files = generate(Path(tmp), args.observations, args.patients)
-        count, parse_s = bare_parse(files)
-        convert_s = convert(files)
-        cores = os.cpu_count() or 1
-        parallel_s = convert(files, cores) if cores > 1 else convert_s
-        sliced, strict_s = strict_baseline(files, args.slice)
-        strict_total = strict_s / sliced * count + convert_s
-        memory = peak_memory(files)
-    reverse = sdtm_to_fhir_rate()
-    table = Table(title=f"fhircdisc benchmarks ({os.cpu_count()} cores, "
-                        f"{args.observations:,} Observations + {args.patients:,} Patients)")
+    cores = os.cpu_count() or 1
+    table = Table(title=f"fhircdisc benchmarks ({cores} cores, {args.observations:,} "
+                        f"Observations + {args.patients:,} Patients)")
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_column("ratio", justify="right")
-    table.add_row("bare orjson parse", f"{count / parse_s:,.0f} resources/s", "1.0x")
-    table.add_row("FHIR -> SDTM (to_sdtm)", f"{count / convert_s:,.0f} resources/s",
-                  f"{convert_s / parse_s:.1f}x the parse time")
-    table.add_row(f"FHIR -> SDTM over {cores} processes", f"{count / parallel_s:,.0f} resources/s",
-                  f"{convert_s / parallel_s:.2f}x one process")
-    table.add_row(f"baseline: fhir.resources validation first (slice {sliced:,})",
-                  f"{count / strict_total:,.0f} resources/s",
-                  f"to_sdtm is {strict_total / convert_s:.1f}x faster")
-    table.add_row("peak RSS of the conversion (subprocess)", f"{memory:,.0f} MB", "")
-    if reverse:
-        table.add_row("SDTM -> FHIR NDJSON (pilot DM + LB)",
-                      f"{reverse[0] / reverse[1]:,.0f} resources/s", "")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        console.print(f"generating {args.observations:,} Observations ...")
+        files = generate(work / "export", args.observations, args.patients)
+        count, parse_s = bare_parse(files)
+        table.add_row("bare orjson parse", f"{count / parse_s:,.0f} resources/s", "1.0x")
+        one = stream(files, work / "out", 1)
+        table.add_row("FHIR -> SDTM, streaming, 1 process", f"{count / one:,.0f} resources/s",
+                      f"{one / parse_s:.1f}x the parse time")
+        every = stream(files, work / "out", cores) if cores > 1 else one
+        table.add_row(f"FHIR -> SDTM, streaming, {cores} processes",
+                      f"{count / every:,.0f} resources/s",
+                      f"{every / parse_s:.1f}x the parse time; {one / every:.2f}x 1 process")
+        if args.observations <= MEMORY_ENGINE_UP_TO:
+            memory_s = in_memory(files, work / "out")
+            table.add_row("FHIR -> SDTM, in-memory engine", f"{count / memory_s:,.0f} "
+                          "resources/s", f"{memory_s / every:.2f}x the streaming time")
+        sliced, strict_s = strict_baseline(files, args.slice)
+        strict_total = strict_s / sliced * count + every
+        table.add_row(f"baseline: fhir.resources validation first (slice {sliced:,}, "
+                      "extrapolated)", f"{count / strict_total:,.0f} resources/s",
+                      f"streaming is {strict_total / every:.1f}x faster")
+        sizes = [int(s) for s in args.memory_sizes.split(",") if s.strip()]
+        peaks = []
+        for size in sizes:
+            folder = work / f"mem{size}"
+            console.print(f"peak memory at {size:,} Observations ...")
+            generate(folder, size, args.patients)
+            peaks.append(peak_memory(folder, work / "out"))
+            shutil.rmtree(folder)
+            table.add_row(f"peak RSS, streaming, {size:,} Observations (subprocess)",
+                          f"{peaks[-1]:,.0f} MB", "")
+        if len(peaks) > 1:
+            table.add_row(f"peak RSS growth {sizes[0]:,} -> {sizes[-1]:,}",
+                          f"{(peaks[-1] / peaks[0] - 1) * 100:+.1f}%", "")
+    if not args.skip_reverse:
+        for row in sdtm_to_fhir_rows():
+            table.add_row(*row)
     console.print(table)
 
 

@@ -27,6 +27,7 @@ import os
 import pickle
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -459,22 +460,26 @@ def _write_streamed(domain: str, parts: list[_Piece], shared: _Shared, staging: 
 
 def _add_findings(validation: ValidationResult, domain: str, parts: list[_Piece]) -> None:
     """Bucket findings into the study's result: rows counted from the dataset's start,
-    dataset-level findings once, rule runs merged."""
+    dataset-level findings once, each rule's run merged as if it had seen the whole
+    dataset."""
     offset = 0
     seen: set[Finding] = set(validation.findings)
+    counts: Counter[str] = Counter()
     for part in parts:
         for finding in part.findings:
             if finding.row is not None:
                 finding = replace(finding, row=finding.row + offset)
-            if finding.row is None and finding in seen:
+            elif finding in seen:
                 continue
             seen.add(finding)
             validation.findings.append(finding)
+            counts[finding.rule_id] += 1
         offset += part.rows
     runs = {run.rule_id: run for run in validation.runs}
-    for part in parts:
-        for run in part.runs:
-            runs[run.rule_id] = _merge_run(runs.get(run.rule_id), run)
+    for rule_id, run in runs.items():
+        bucket_runs = [r for part in parts for r in part.runs if r.rule_id == rule_id]
+        if bucket_runs:
+            runs[rule_id] = _merge_run(run, bucket_runs, domain, counts[rule_id])
     validation.runs = list(runs.values())
     order = {run.rule_id: rank for rank, run in enumerate(validation.runs)}
     validation.findings.sort(key=lambda f: (order.get(f.rule_id, len(order)),
@@ -482,14 +487,44 @@ def _add_findings(validation: ValidationResult, domain: str, parts: list[_Piece]
                                             f.row is not None, f.row or 0))
 
 
-def _merge_run(first: RuleRun | None, second: RuleRun) -> RuleRun:
-    if first is None:
-        return second
-    rank = {"error": 0, "issues": 1, "success": 2, "skipped": 3}
-    best = first if rank[first.status] <= rank[second.status] else second
-    findings = first.findings + second.findings
-    status = best.status if best.status != "success" or not findings else "issues"
-    return RuleRun(first.rule_id, status, findings, best.reason)
+_NOT_CHECKED = "not checked: "
+
+
+def _notes(run: RuleRun) -> list[str]:
+    reason = run.reason or ""
+    if run.status == "skipped" and run.findings == 0 and reason.startswith("no ") \
+            and ": " not in reason:
+        return []                      # the rule had no dataset to run on
+    reason = reason.removeprefix(_NOT_CHECKED)
+    return [note for note in reason.split("; ") if note]
+
+
+def _merge_run(study_run: RuleRun, bucket_runs: list[RuleRun], domain: str,
+               found: int) -> RuleRun:
+    """One rule's run over the small datasets and over every bucket of ``domain``."""
+    notes = _notes(study_run)
+    applied = bool(notes) or study_run.status != "skipped"
+    for run in bucket_runs:
+        for note in _notes(run):
+            if note.startswith(f"{domain}: ") and note not in notes:
+                notes.append(note)
+    notes.sort(key=lambda note: _DATASET_RANK.get(note.split(": ", 1)[0], 99))
+    statuses = {study_run.status} | {run.status for run in bucket_runs}
+    findings = study_run.findings + found
+    ran = (applied and study_run.status != "skipped") or any(
+        run.status != "skipped" for run in bucket_runs)
+    if "error" in statuses:
+        return RuleRun(study_run.rule_id, "error", findings, "; ".join(notes))
+    if findings:
+        status = "issues"
+    elif ran:
+        status = "success"
+    elif notes:
+        return RuleRun(study_run.rule_id, "skipped", 0, "; ".join(notes))
+    else:
+        return study_run              # applies to no dataset of the study
+    return RuleRun(study_run.rule_id, status, findings,
+                   _NOT_CHECKED + "; ".join(notes) if notes else None)
 
 
 # -- running tasks ------------------------------------------------------------------------------

@@ -1,0 +1,168 @@
+"""The streaming engine writes the same files as the in-memory engine: datasets in every
+format, provenance and report (findings included), whatever the chunk, bucket and worker
+counts; and a failure leaves nothing behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from benchmarks.generate import CATEGORY, generate
+from fhircdisc import to_sdtm
+from fhircdisc.converters.streaming import stream_to_sdtm
+from fhircdisc.errors import InputError
+from fhircdisc.mappings.extensions import variable_extension
+
+STAMP = "2026-01-02T03:04:05"
+FORMATS = ("xpt", "json", "ndjson", "csv")
+LOINC = "http://loinc.org"
+
+
+def _obs(rid: str, patient: str = "p0000001", **extra: Any) -> dict[str, Any]:
+    obs: dict[str, Any] = {
+        "resourceType": "Observation", "id": rid, "status": "final",
+        "category": [{"coding": [{"system": CATEGORY, "code": "laboratory"}]}],
+        "code": {"coding": [{"system": LOINC, "code": "2345-7"}]},
+        "subject": {"reference": f"Patient/{patient}"},
+        "effectiveDateTime": "2021-05-06T07:08:00-05:00",
+        "valueQuantity": {"value": 101, "unit": "mg/dL", "system": "http://unitsofmeasure.org",
+                          "code": "mg/dL"}}
+    obs.update(extra)
+    return {k: v for k, v in obs.items() if v is not None}
+
+
+def _odd_observations() -> list[dict[str, Any]]:
+    """What the fast lane must hand back to the general engine, and problems to report."""
+    bp = _obs("bp1", category=[{"coding": [{"system": CATEGORY, "code": "vital-signs"}]}],
+              code={"coding": [{"system": LOINC, "code": "85354-9"}]}, valueQuantity=None,
+              component=[{"code": {"coding": [{"system": LOINC, "code": code}]},
+                          "valueQuantity": {"value": value, "unit": "mm[Hg]", "code": "mm[Hg]",
+                                            "system": "http://unitsofmeasure.org"}}
+                         for code, value in (("8480-6", 120), ("8462-4", 80))])
+    return [
+        bp,
+        _obs("enc1", encounter={"reference": "Encounter/e1"},
+             specimen={"reference": "Specimen/s1"}),
+        _obs("gone", status="entered-in-error"),
+        _obs("unknown", code={"coding": [{"system": LOINC, "code": "99999-9"}]}),
+        _obs("baddate", effectiveDateTime="2021-02-30"),
+        _obs("stranger", patient="nobody"),
+        _obs("survey", category=[{"coding": [{"system": CATEGORY, "code": "survey"}]}],
+             code={"coding": [{"system": LOINC, "code": "72133-2"}]}),
+        _obs("carried", extension=[variable_extension("LBSEQ", 99.0),
+                                   variable_extension("LBFAST", "Y")]),
+        _obs("oddunit", valueQuantity={"value": 3, "unit": "furlongs", "code": "[fur]",
+                                       "system": "http://unitsofmeasure.org"}),
+        _obs("absent", valueQuantity=None, dataAbsentReason={"text": "lost"}),
+        _obs("noid", id=None),
+    ]
+
+
+def build_export(root: Path) -> Path:
+    """A generated export plus the odd cases, a context file and a Bundle."""
+    files = generate(root, 3000, 60)
+    with files[-1].open("ab") as handle:
+        for obs in _odd_observations():
+            handle.write(orjson.dumps(obs) + b"\n")
+        handle.write(b"\n")                                   # a blank line is skipped
+    (root / "Context.ndjson").write_bytes(b"\n".join(orjson.dumps(r) for r in (
+        {"resourceType": "Encounter", "id": "e1", "status": "finished",
+         "identifier": [{"value": "3"}], "type": [{"text": "WEEK 2"}]},
+        {"resourceType": "Specimen", "id": "s1", "type": {"coding": [
+            {"system": "http://terminology.hl7.org/CodeSystem/v2-0487", "code": "SER"}]}},
+        {"resourceType": "Device", "id": "d1"})) + b"\n")
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:b1", "resource": _obs("inbundle", patient="p0000002")},
+        {"fullUrl": "urn:uuid:b2", "resource": _obs("inbundle2", patient="p0000059",
+                                                    effectiveDateTime="2020-01-01")}]}
+    (root / "bundle.json").write_bytes(orjson.dumps(bundle))
+    return root
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_export(tmp_path_factory.mktemp("export"))
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def memory_output(export: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    study = to_sdtm([export], study_id="BENCH")
+    out = tmp_path_factory.mktemp("memory") / "out"
+    study.write(out, FORMATS, creation_datetime=STAMP, validation=study.validate())
+    return _files(out)
+
+
+@pytest.mark.parametrize(("workers", "chunk_lines", "bucket_rows"),
+                         [(1, 700, 400), (2, 500, 900), (2, 100_000, 100_000)])
+def test_stream_writes_the_same_files_as_memory(export: Path, memory_output: dict[str, bytes],
+                                                tmp_path: Path, workers: int,
+                                                chunk_lines: int, bucket_rows: int) -> None:
+    result = stream_to_sdtm([export], tmp_path / "out", FORMATS, study_id="BENCH",
+                            workers=workers, creation_datetime=STAMP, chunk_lines=chunk_lines,
+                            bucket_rows=bucket_rows)
+    streamed = _files(tmp_path / "out")
+    assert sorted(streamed) == sorted(memory_output)
+    for name, data in memory_output.items():
+        assert streamed[name] == data, name
+    report = orjson.loads(streamed["conversion-report.json"])
+    assert report["reconciles"]
+    assert report["rows"]["LB"] == result.datasets["LB"][0] > 1500
+    reasons = report["unmapped_reasons"]
+    for reason in ("entered-in-error", "unknown-code", "invalid-date", "subject-not-enrolled",
+                   "unsupported-category", "unsupported-resource-type"):
+        assert reasons.get(reason), reason
+
+
+def test_the_odd_cases_come_out_as_the_general_engine_says(export: Path, tmp_path: Path
+                                                          ) -> None:
+    import pandas as pd
+
+    stream_to_sdtm([export], tmp_path / "out", ("csv",), study_id="BENCH", workers=2,
+                   chunk_lines=400, bucket_rows=500, creation_datetime=STAMP)
+    lb = pd.read_csv(tmp_path / "out" / "lb.csv", dtype=str)
+    vs = pd.read_csv(tmp_path / "out" / "vs.csv", dtype=str)
+    prov = pd.read_csv(tmp_path / "out" / "provenance.csv", dtype=str)
+    assert set(vs.loc[vs["VSTESTCD"].isin(["SYSBP", "DIABP"]), "VSORRES"]) == {"120", "80"}
+    row = lb[lb["LBSPEC"] == "SERUM"]
+    assert len(row) == 1 and row.iloc[0]["VISITNUM"] == "3"
+    assert "Y" in set(lb["LBFAST"].dropna())
+    # a carried --SEQ is kept only when every row carries one; here LB is renumbered
+    carried = prov[prov["SOURCE"] == "Observation/carried"]
+    assert len(carried) == 1 and carried.iloc[0]["SEQ"] != "99.0"
+    assert "NOT DONE" in set(lb["LBSTAT"].dropna())
+    assert set(prov[prov["DOMAIN"] == "LB"]["SOURCE"]) >= {"Observation/inbundle",
+                                                           "Observation/inbundle2"}
+
+
+def test_malformed_line_names_file_and_line_and_writes_nothing(export: Path, tmp_path: Path
+                                                               ) -> None:
+    bad = tmp_path / "in"
+    bad.mkdir()
+    for path in export.glob("*.ndjson"):
+        (bad / path.name).write_bytes(path.read_bytes())
+    with (bad / "Observation.000.ndjson").open("ab") as handle:
+        handle.write(b'{"resourceType": "Observation", "id": \n')
+    out = tmp_path / "out"
+    with pytest.raises(InputError) as caught:
+        stream_to_sdtm([bad], out, study_id="BENCH", workers=2, chunk_lines=500)
+    assert "Observation.000.ndjson" in str(caught.value)
+    assert f"line {3000 + len(_odd_observations()) + 2}" in str(caught.value)
+    assert not out.exists()
+
+
+def test_demo_bundle_streams_like_memory(demo_bundle_path: Path, tmp_path: Path) -> None:
+    from fhircdisc.examples.demo_codes import DEMO_TERMINOLOGY
+
+    study = to_sdtm([demo_bundle_path], terminology=[DEMO_TERMINOLOGY])
+    study.write(tmp_path / "memory", ("xpt",), creation_datetime=STAMP,
+                validation=study.validate())
+    stream_to_sdtm([demo_bundle_path], tmp_path / "stream", ("xpt",),
+                   terminology=[DEMO_TERMINOLOGY], creation_datetime=STAMP, workers=2)
+    assert _files(tmp_path / "stream") == _files(tmp_path / "memory")
