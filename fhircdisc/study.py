@@ -100,7 +100,7 @@ class Study:
         report["sources"] = [_relative(s, out) for s in report["sources"]]
         provenance = self.provenance.copy()
         if "FILE" in provenance:
-            provenance["FILE"] = provenance["FILE"].map(lambda f: _relative(f, out))
+            provenance["FILE"] = relative_files(provenance["FILE"], out)
         staging = Path(tempfile.mkdtemp(prefix=".fhircdisc-", dir=out))
         done = False
         try:
@@ -122,6 +122,11 @@ class Study:
             shutil.rmtree(staging, ignore_errors=True)
             if created and not done and not any(out.iterdir()):
                 out.rmdir()
+
+
+def relative_files(files: pd.Series, out: Path) -> pd.Series:
+    """:func:`_relative` of a column of file names (worked out once per distinct name)."""
+    return files.map({name: _relative(name, out) for name in files.dropna().unique()})
 
 
 def _relative(source: object, out: Path) -> object:

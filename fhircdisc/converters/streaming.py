@@ -69,6 +69,7 @@ from fhircdisc.study import (
     Study,
     _relative,
     dataset_meta,
+    relative_files,
     tidy_columns,
     typed_frame,
 )
@@ -199,7 +200,7 @@ def stream_to_sdtm(sources: Iterable[str | Path], out_dir: str | Path,
         report.sort_items()
 
         provenance = small.provenance.copy()
-        provenance["FILE"] = provenance["FILE"].map(lambda f: _relative(f, out))
+        provenance["FILE"] = relative_files(provenance["FILE"], out)
         prov_path = staging / PROVENANCE_NAME
         before = provenance[provenance["DOMAIN"].isin(("DM", "EX", "AE"))]
         before.to_csv(prov_path, index=False)
@@ -448,7 +449,7 @@ def _write_streamed(domain: str, parts: list[_Piece], shared: _Shared, staging: 
             part.path.unlink()
             for writer in writers:
                 writer.write(frame)
-            provenance["FILE"] = provenance["FILE"].map(lambda f: _relative(f, out))
+            provenance["FILE"] = relative_files(provenance["FILE"], out)
             provenance.to_csv(prov_path, index=False, header=False, mode="a")
         for writer in writers:
             writer.close()

@@ -11,7 +11,10 @@ value of the wrong kind. ``--strict`` adds the full validation.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
+
+import msgspec
 
 Shape = str | list[str]
 """A type name; in a list: an array of that type."""
@@ -118,16 +121,44 @@ def _check(value: Any, shape: Shape, path: str) -> tuple[str, str] | None:
     return None
 
 
+_PYTHON: dict[str, Any] = {"string": str, "code": str, "uri": str, "dateTime": str,
+                           "date": str, "decimal": int | float, "integer": int, "boolean": bool}
+
+
+@cache
+def _struct(shape: str) -> Any:
+    """The msgspec type checking a shape (unknown fields ignored, null read as absent)."""
+    if shape in _PYTHON:
+        return _PYTHON[shape]
+    fields = COMPLEX.get(shape) or RESOURCES[shape]
+    return msgspec.defstruct(f"{shape}Shape", [
+        (name, _annotation(inner) | None, None) for name, inner in fields.items()])
+
+
+def _annotation(shape: Shape) -> Any:
+    return list[_struct(shape[0])] if isinstance(shape, list) else _struct(shape)
+
+
 def element_problem(resource: dict[str, Any]) -> tuple[str, str] | None:
     """``(element path, message)`` of the first element the mappings read whose JSON shape
-    is wrong, or ``None``. Elements the mappings do not read are not looked at."""
+    is wrong, or ``None``. Elements the mappings do not read are not looked at.
+
+    The check itself is msgspec's (compiled); the path and message are then worked out
+    here, in FHIR's terms.
+    """
     rtype = resource.get("resourceType")
     shapes = RESOURCES.get(rtype) if isinstance(rtype, str) else None
     if shapes is None:
         return None
+    try:
+        msgspec.convert(resource, _struct(rtype))
+        return None
+    except msgspec.ValidationError as exc:
+        fallback = str(exc)
     for name, shape in shapes.items():
         if name in resource:
             problem = _check(resource[name], shape, f"{rtype}.{name}")
             if problem is not None:
                 return problem
-    return None
+    message, _, where = fallback.partition(" - at `$")
+    return f"{rtype}{where.rstrip('`')}", message
