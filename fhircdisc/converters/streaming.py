@@ -62,7 +62,7 @@ from fhircdisc.errors import OutputError
 from fhircdisc.mappings import derivations
 from fhircdisc.mappings import terminology as terminology_module
 from fhircdisc.report import ConversionReport
-from fhircdisc.schemas.findings import Finding, RuleRun, ValidationResult
+from fhircdisc.schemas.findings import Finding, RuleRun, RunStatus, ValidationResult
 from fhircdisc.study import (
     PROVENANCE_NAME,
     REPORT_NAME,
@@ -115,13 +115,11 @@ class _Spill:
 
 
 @dataclass
-class _Shared:
-    """State the forked workers inherit."""
+class DatasetPlan:
+    """What finishing a bucket of a streamed dataset needs, known once every chunk is
+    mapped: the columns kept, which are numeric, whether --SEQ is carried, and DM for the
+    conformance rules. Small and picklable, for any engine's workers."""
 
-    context: StudyContext
-    buckets: dict[str, int]
-    spill_dir: Path
-    spills: list[_Spill] = field(default_factory=list)
     columns: dict[str, list[str]] = field(default_factory=dict)
     all_columns: dict[str, list[str]] = field(default_factory=dict)
     numeric: dict[str, set[str]] = field(default_factory=dict)
@@ -129,6 +127,32 @@ class _Shared:
     dm: pd.DataFrame | None = None
     dm_meta: Any = None
     validate: bool = True
+
+    def meta(self, domain: str) -> Any:
+        """Writer metadata of a streamed dataset."""
+        return dataset_meta(domain, self.columns[domain], self.numeric[domain])
+
+
+@dataclass
+class FinishedBucket:
+    """One bucket of a dataset, ready to write."""
+
+    frame: pd.DataFrame
+    provenance: pd.DataFrame
+    stats: Any
+    findings: list[Finding]
+    runs: list[RuleRun]
+
+
+@dataclass
+class _Shared:
+    """State the forked workers inherit."""
+
+    context: StudyContext
+    buckets: dict[str, int]
+    spill_dir: Path
+    plan: DatasetPlan
+    spills: list[_Spill] = field(default_factory=list)
 
 
 _SHARED: _Shared | None = None
@@ -179,11 +203,11 @@ def stream_to_sdtm(sources: Iterable[str | Path], out_dir: str | Path,
         expected = streamed + sum(len(r) for r in early.values())
         count = max(1, min(len(usubjids), math.ceil(expected / bucket_rows)))
         context = StudyContext(index, enrolment, terms, reference)
+        plan = DatasetPlan(dm=small.domains.get("DM"), validate=validate)
+        if plan.dm is not None:
+            plan.dm_meta = small.meta("DM")
         shared = _Shared(context, {u: i * count // max(1, len(usubjids))
-                                   for i, u in enumerate(usubjids)}, spill_dir,
-                         dm=small.domains.get("DM"), validate=validate)
-        if shared.dm is not None:
-            shared.dm_meta = small.meta("DM")
+                                   for i, u in enumerate(usubjids)}, spill_dir, plan)
         _SHARED = shared
         results: list[tuple[ChunkResult, _Spill]] = []
         if any(early.values()):
@@ -195,7 +219,7 @@ def stream_to_sdtm(sources: Iterable[str | Path], out_dir: str | Path,
         datasets = {name: (len(frame), _subjects(frame))
                     for name, frame in small.domains.items()}
         pieces = {domain: _run(_finish_bucket, [(domain, b) for b in range(count)], workers)
-                  for domain in STREAMED_DOMAINS if domain in shared.columns}
+                  for domain in STREAMED_DOMAINS if domain in plan.columns}
         report.rows = {name: len(frame) for name, frame in small.domains.items()}
         report.sort_items()
 
@@ -366,14 +390,15 @@ def _settle(report: ConversionReport, results: list[tuple[ChunkResult, _Spill]],
             merged = stats.setdefault(domain, {})
             for name, column in columns.items():
                 merged.setdefault(name, ColumnStats(False, True)).merge(column)
-            shared.fixed_seq[domain] = shared.fixed_seq.get(domain, True) and \
+            shared.plan.fixed_seq[domain] = shared.plan.fixed_seq.get(domain, True) and \
                 result.fixed_seq[domain]
+    plan = shared.plan
     for domain, columns in stats.items():
         present = {name for name, column in columns.items() if column.present}
-        shared.all_columns[domain] = list(columns) + _HIDDEN
-        shared.columns[domain] = tidy_columns(domain, list(columns), present)
-        shared.numeric[domain] = {name for name, column in columns.items()
-                                  if column.present and column.numeric}
+        plan.all_columns[domain] = list(columns) + _HIDDEN
+        plan.columns[domain] = tidy_columns(domain, list(columns), present)
+        plan.numeric[domain] = {name for name, column in columns.items()
+                                if column.present and column.numeric}
 
 
 # -- pass 3: datasets ---------------------------------------------------------------------------
@@ -389,13 +414,33 @@ class _Piece:
     runs: list[RuleRun] = field(default_factory=list)
 
 
-def _meta(domain: str, shared: _Shared) -> Any:
-    return dataset_meta(domain, shared.columns[domain], shared.numeric[domain])
+def finish_bucket(domain: str, rows: list[dict[str, Any]], plan: DatasetPlan
+                  ) -> FinishedBucket:
+    """The rows of one bucket (every row of its subjects) as a typed dataset piece: sorted,
+    --SEQ numbered, provenance split off, conformance rules run with DM beside it."""
+    from fhircdisc.converters.dataset_stream import stats_of
+
+    derivations.sequence(rows, f"{domain}SEQ", SPECS[domain].seq_keys,
+                         fixed=plan.fixed_seq[domain])
+    raw = pd.DataFrame.from_records(rows, columns=plan.all_columns[domain])
+    provenance = pd.DataFrame({"DOMAIN": domain, "USUBJID": raw["USUBJID"],
+                               "SEQ": raw[f"{domain}SEQ"], "SOURCE": raw["_source"],
+                               "FILE": raw["_file"], "LOCATION": raw["_location"]})
+    frame = typed_frame(domain, raw, plan.columns[domain])
+    meta = plan.meta(domain)
+    finished = FinishedBucket(frame, provenance, stats_of(frame, meta), [], [])
+    if plan.validate and plan.dm is not None:
+        from fhircdisc.schemas.conformance import validate_sdtm
+
+        result = validate_sdtm({"DM": plan.dm, domain: frame},
+                               metas={"DM": plan.dm_meta, domain: meta},
+                               target="converted study")
+        finished.findings = [f for f in result.findings if f.dataset == domain]
+        finished.runs = result.runs
+    return finished
 
 
 def _finish_bucket(job: tuple[str, int]) -> _Piece:
-    from fhircdisc.converters.dataset_stream import stats_of
-
     assert _SHARED is not None
     shared = _SHARED
     domain, bucket = job
@@ -409,26 +454,11 @@ def _finish_bucket(job: tuple[str, int]) -> _Piece:
             rows.extend(pickle.loads(handle.read(place[1])))
     if not rows:
         return _Piece(None, 0, 0)
-    derivations.sequence(rows, f"{domain}SEQ", SPECS[domain].seq_keys,
-                         fixed=shared.fixed_seq[domain])
-    raw = pd.DataFrame.from_records(rows, columns=shared.all_columns[domain])
-    provenance = pd.DataFrame({"DOMAIN": domain, "USUBJID": raw["USUBJID"],
-                               "SEQ": raw[f"{domain}SEQ"], "SOURCE": raw["_source"],
-                               "FILE": raw["_file"], "LOCATION": raw["_location"]})
-    frame = typed_frame(domain, raw, shared.columns[domain])
-    meta = _meta(domain, shared)
-    piece = _Piece(shared.spill_dir / f"{domain}.{bucket:05d}.bucket", len(frame),
-                   int(frame["USUBJID"].nunique()), stats_of(frame, meta))
-    if shared.validate and shared.dm is not None:
-        from fhircdisc.schemas.conformance import validate_sdtm
-
-        result = validate_sdtm({"DM": shared.dm, domain: frame},
-                               metas={"DM": shared.dm_meta, domain: meta},
-                               target="converted study")
-        piece.findings = [f for f in result.findings if f.dataset == domain]
-        piece.runs = result.runs
+    done = finish_bucket(domain, rows, shared.plan)
+    piece = _Piece(shared.spill_dir / f"{domain}.{bucket:05d}.bucket", len(done.frame),
+                   int(done.frame["USUBJID"].nunique()), done.stats, done.findings, done.runs)
     with piece.path.open("wb") as handle:  # type: ignore[union-attr]
-        pickle.dump((frame, provenance), handle, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump((done.frame, done.provenance), handle, protocol=pickle.HIGHEST_PROTOCOL)
     return piece
 
 
@@ -436,7 +466,7 @@ def _write_streamed(domain: str, parts: list[_Piece], shared: _Shared, staging: 
                     formats: list[str], stamp: str, out: Path, prov_path: Path) -> None:
     from fhircdisc.converters.dataset_stream import merge_stats, open_dataset_writer
 
-    meta = _meta(domain, shared)
+    meta = shared.plan.meta(domain)
     stats = merge_stats([p.stats for p in parts if p.stats is not None])
     writers = [open_dataset_writer(staging, meta, fmt, stats, creation_datetime=stamp)
                for fmt in formats]
@@ -516,6 +546,7 @@ def _merge_run(study_run: RuleRun, bucket_runs: list[RuleRun], domain: str,
         run.status != "skipped" for run in bucket_runs)
     if "error" in statuses:
         return RuleRun(study_run.rule_id, "error", findings, "; ".join(notes))
+    status: RunStatus
     if findings:
         status = "issues"
     elif ran:

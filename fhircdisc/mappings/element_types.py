@@ -136,7 +136,10 @@ def _struct(shape: str) -> Any:
 
 
 def _annotation(shape: Shape) -> Any:
-    return list[_struct(shape[0])] if isinstance(shape, list) else _struct(shape)
+    if isinstance(shape, list):
+        item = _struct(shape[0])
+        return list[item]  # type: ignore[valid-type]
+    return _struct(shape)
 
 
 def element_problem(resource: dict[str, Any]) -> tuple[str, str] | None:
