@@ -244,7 +244,7 @@ class _Converter:
                 net = read_variables(view.data)
                 try:
                     if not net and view.domain in COMPILED:
-                        row = COMPILED[view.domain](view.data, ctx)
+                        row = COMPILED[view.domain].map(view.data, ctx)
                     else:
                         row = map_view(SPECS[view.domain], view.data, ctx, net)
                 except Unmapped as exc:

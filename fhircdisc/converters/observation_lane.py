@@ -87,7 +87,7 @@ class ObservationLane:
             return None
         ctx = MapContext(self.terminology, "Observation")
         try:
-            row = self.compiled[domain]({**data, "_subject": subject}, ctx)
+            row = self.compiled[domain].map_plain(data, subject, ctx)
         except Unmapped:
             return None
         rid = data.get("id")

@@ -14,14 +14,15 @@ stays the reference (a test compares the two).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from fhircdisc.mappings import paths
-from fhircdisc.mappings.algorithms import ALGORITHMS, MapContext, ValueIssue
+from fhircdisc.mappings.algorithms import ALGORITHMS, MapContext, ValueIssue, _number_text
+from fhircdisc.mappings.dates import DateFormatError, fhir_to_dtc
 from fhircdisc.mappings.spec import DomainSpec, Rule, Unmapped
 
 _VALUES = ("valueQuantity", "valueString", "valueInteger", "valueBoolean", "valueDateTime",
@@ -41,6 +42,9 @@ _UNIQUE = frozenset(_VALUES) | {"effectiveDateTime", "effectivePeriod", "effecti
 #: resolved context objects: alive for the whole conversion, so known by identity
 _IDENTITY = frozenset({"_subject", "_encounter", "_specimen"})
 CACHE_LIMIT = 20_000
+#: what a *plain* resource (see ``CompiledSpec.map_plain``) never has
+PLAIN_ABSENT = frozenset({"_specimen", "_encounter", "dataAbsentReason", "extension",
+                          "component"})
 
 
 def rule_inputs(rule: Rule) -> tuple[str, ...] | None:
@@ -119,6 +123,8 @@ class _Group:
         self.units = tuple(sorted(units))
         self.limit = limit
         self.cache: dict[tuple[Any, ...], _Outcome] = {}
+        self.present = tuple(name for name in self.inputs if name not in PLAIN_ABSENT)
+        self.plain_cache: dict[tuple[Any, ...], _Outcome] = {}
 
     def _key(self, view: dict[str, Any]) -> tuple[Any, ...]:
         key = [_key_part(name, view.get(name)) for name in self.inputs]
@@ -127,6 +133,26 @@ class _Group:
             key.append(tuple(_key_part(part, quantity.get(part)) for part in _QUANTITY_PARTS)
                        if isinstance(quantity, dict) else _key_part(name, quantity))
         return tuple(key)
+
+    def run_plain(self, data: dict[str, Any], ctx: MapContext) -> _Outcome:
+        """``run`` on a plain resource: the inputs it never has are not part of the key."""
+        key = []
+        for name in self.present:
+            value = data.get(name)
+            key.append(value if value is None or value.__class__ is str
+                       else _key_part(name, value))
+        for name in self.units:
+            quantity = data.get(name)
+            key.append(tuple(_key_part(part, quantity.get(part)) for part in _QUANTITY_PARTS)
+                       if isinstance(quantity, dict) else _key_part(name, quantity))
+        frozen = tuple(key)
+        outcome = self.plain_cache.get(frozen)
+        if outcome is None:
+            outcome = _run_rules(self.rules, data, ctx)
+            if len(self.plain_cache) >= self.limit:
+                self.plain_cache.clear()
+            self.plain_cache[frozen] = outcome
+        return outcome
 
     def run(self, view: dict[str, Any], ctx: MapContext) -> _Outcome:
         key = self._key(view)
@@ -194,8 +220,74 @@ class CompiledSpec:
             found.update(outcome.values)
         return {var: found[var] for var in self.order}
 
+    def map_plain(self, data: dict[str, Any], subject: Any, ctx: MapContext
+                  ) -> dict[str, Any]:
+        """``map`` of a *plain* resource (no ``dataAbsentReason``, ``extension``,
+        ``component``, resolved encounter or specimen) plus its subject: the per-resource
+        rules that are simple there (identifiers, the result, the status, the date) are
+        worked out inline, the rest as in ``map``."""
+        outcomes = [group.run_plain(data, ctx) for group in self.groups]
+        found: dict[str, Any] = {}
+        direct: list[tuple[int, Rule]] = []
+        for index, rule in self.direct:
+            value = _plain(rule, data, subject)
+            if value is _GENERIC:
+                direct.append((index, rule))
+            else:
+                found[rule.var] = value
+        if direct:
+            view = {**data, "_subject": subject}
+            outcomes.append(_run_rules(direct, view, ctx))
+        errors = [o.error for o in outcomes if o.error is not None]
+        if errors:
+            raise min(errors, key=lambda e: e[0])[1]
+        issues = [issue for o in outcomes for issue in o.issues]
+        if issues:
+            issues.sort(key=lambda issue: self.rank.get(issue.var, 0))
+            ctx.issues.extend(issues)
+        for outcome in outcomes:
+            found.update(outcome.values)
+        return {var: found[var] for var in self.order}
+
+
+_GENERIC = object()
+_RESULT_KEYS = ("valueString", "valueInteger", "valueBoolean", "valueDateTime", "valueTime",
+                "valueCodeableConcept")
+
+
+def _plain(rule: Rule, data: dict[str, Any], subject: Any) -> Any:
+    """A direct rule's value on a plain resource, or ``_GENERIC`` to run the algorithm."""
+    algorithm = rule.algorithm
+    if algorithm == "context":
+        return getattr(subject, rule.value or "", None) if subject is not None else None
+    quantity = data.get("valueQuantity")
+    if algorithm == "not_done":
+        return "NOT DONE" if data.get("status") == "cancelled" else None
+    if algorithm in ("result_char", "result_num"):
+        if quantity.__class__ is not dict or quantity.get("value") is None:
+            return _GENERIC
+        value = quantity["value"]
+        if algorithm == "result_char":
+            return (quantity.get("comparator") or "") + _number_text(value)
+        if quantity.get("comparator") or value.__class__ not in (int, float):
+            return _GENERIC
+        number = float(value)
+        return number if math.isfinite(number) else None
+    if algorithm == "dtc" and rule.fallback is None:
+        for path in rule.paths:
+            if path.startswith("_specimen."):
+                continue                     # a plain resource has no specimen
+            value = data.get(path) if "." not in path else _GENERIC
+            if value.__class__ is str and value:
+                try:
+                    return fhir_to_dtc(value)
+                except DateFormatError:
+                    return _GENERIC          # the algorithm says how it is invalid
+            return _GENERIC
+    return _GENERIC
+
 
 def compile_specs(specs: dict[str, DomainSpec], domains: tuple[str, ...]
-                  ) -> dict[str, Callable[[dict[str, Any], MapContext], dict[str, Any]]]:
-    """Compiled ``map`` functions for ``domains`` of ``specs``."""
-    return {domain: CompiledSpec(specs[domain]).map for domain in domains}
+                  ) -> dict[str, CompiledSpec]:
+    """Compiled specs for ``domains`` of ``specs``."""
+    return {domain: CompiledSpec(specs[domain]) for domain in domains}
