@@ -16,17 +16,19 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from fhircdisc.converters.atomic import write_bytes_atomic
 from fhircdisc.converters.datasets import (
     build_frame,
-    char_cells,
     check_frame,
+    column_arrays,
+    none_mask,
     normalize_char,
-    num_cells,
 )
 from fhircdisc.errors import InputError
 from fhircdisc.schemas.columns import ColumnMeta, DatasetMeta
@@ -43,21 +45,91 @@ def format_number(value: float) -> str:
     return repr(value)
 
 
+def format_numbers(values: np.ndarray) -> np.ndarray:
+    """:func:`format_number` of every value of a float64 array, as an ``object`` array."""
+    out = np.full(len(values), "", dtype=object)
+    with np.errstate(invalid="ignore"):
+        whole = (np.floor(values) == values) & (np.abs(values) < 1e16)
+    other = ~whole & ~np.isnan(values)
+    out[whole] = list(map(str, values[whole].astype(np.int64).tolist()))
+    out[other] = list(map(repr, values[other].tolist()))
+    return out
+
+
+def _quoting_marks() -> tuple[str, ...]:
+    """The characters that make ``csv.writer`` quote a field here (asked of the module:
+    whether a carriage return is one of them depends on the Python version)."""
+    marks = []
+    for mark in (",", '"', "\r", "\n"):
+        buffer = io.StringIO(newline="")
+        csv.writer(buffer, lineterminator="\n").writerow([f"a{mark}b", "c"])
+        if buffer.getvalue().startswith('"'):
+            marks.append(mark)
+    return tuple(marks)
+
+
+_QUOTED = _quoting_marks()
+
+
+def _rows_bytes(meta: DatasetMeta, arrays: list[np.ndarray]) -> bytes:
+    """The CSV lines of ``arrays`` (``column_arrays``), as the ``csv`` module writes them.
+
+    With two or more columns the lines are joined here, quoting (and doubling quotes in)
+    the fields that hold a separator, a quote or a line end (:data:`_QUOTED`), exactly
+    like ``csv.writer`` with the minimal quoting used here, only faster. A row of one
+    empty field needs quotes too (``""``), so one-column datasets go through ``csv.writer``.
+    """
+    columns: list[list[str]] = []
+    for col, values in zip(meta.columns, arrays, strict=True):
+        if col.type == "Char":
+            texts = values.copy()
+            texts[none_mask(values)] = ""
+            columns.append(texts.tolist())
+        else:
+            columns.append(format_numbers(values).tolist())
+    if len(columns) < 2:
+        return _csv_bytes([[field] for field in columns[0]]) if columns else b""
+    for j, fields in enumerate(columns):
+        joined = "".join(fields)
+        if any(mark in joined for mark in _QUOTED):
+            columns[j] = [_quote(f) if any(mark in f for mark in _QUOTED) else f
+                          for f in fields]
+    lines = "\n".join(map(",".join, zip(*columns, strict=True)))
+    return (lines + "\n").encode("utf-8") if lines else b""
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
+
+
+def _csv_bytes(rows: Iterable[Sequence[str]]) -> bytes:
+    """``rows`` as UTF-8 CSV text (``\\n`` line ends, fields quoted only when needed)."""
+    buffer = io.StringIO(newline="")
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue().encode("utf-8")
+
+
 def write_csv(df: pd.DataFrame, path: Path | str, meta: DatasetMeta) -> None:
     """Write ``df`` as a UTF-8 CSV file with a header row of variable names."""
     path = Path(path)
     check_frame(df, meta)
-    columns: list[list[str]] = []
-    for col in meta.columns:
-        if col.type == "Char":
-            columns.append(["" if v is None else v for v in char_cells(df, meta, col)])
-        else:
-            columns.append([format_number(v) for v in num_cells(df, meta, col)])
-    buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([c.name for c in meta.columns])
-    writer.writerows(zip(*columns, strict=True))
-    write_bytes_atomic(path, buffer.getvalue().encode("utf-8"))
+    header = _csv_bytes([[c.name for c in meta.columns]])
+    write_bytes_atomic(path, header + _rows_bytes(meta, column_arrays(df, meta)))
+
+
+class CsvPieceEncoder:
+    """The bytes of one CSV file whose rows arrive in pieces (see ``dataset_stream``)."""
+
+    def __init__(self, meta: DatasetMeta) -> None:
+        self.meta = meta
+
+    def head(self) -> bytes:
+        """The header row of variable names."""
+        return _csv_bytes([[c.name for c in self.meta.columns]])
+
+    def encode(self, arrays: list[np.ndarray]) -> bytes:
+        """The lines of one piece (``column_arrays``)."""
+        return _rows_bytes(self.meta, arrays)
 
 
 def _parse_number(text: str) -> float | None:

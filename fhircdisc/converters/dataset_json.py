@@ -30,16 +30,16 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
 
 from fhircdisc.converters.atomic import write_bytes_atomic
 from fhircdisc.converters.datasets import (
     build_frame,
-    char_cells,
     check_frame,
+    column_arrays,
     normalize_char,
-    num_cells,
 )
 from fhircdisc.errors import ConversionError, InputError
 from fhircdisc.schemas.columns import ColumnMeta, DatasetMeta
@@ -77,11 +77,120 @@ def _odmlib_check(header: dict[str, Any]) -> str | None:
     return None
 
 
-def _num_data_type(values: list[float]) -> str:
-    present = [v for v in values if not math.isnan(v)]
-    if present and all(v.is_integer() and abs(v) <= _MAX_INT for v in present):
-        return "integer"
-    return "double"
+def num_kind(values: np.ndarray) -> str:
+    """``"none"`` (no value), ``"integer"`` (all integral within +-2**53) or ``"double"``."""
+    present = values[~np.isnan(values)]
+    if not len(present):
+        return "none"
+    with np.errstate(invalid="ignore"):
+        integral = (np.floor(present) == present) & (np.abs(present) <= _MAX_INT)
+    return "integer" if bool(integral.all()) else "double"
+
+
+def _data_type(kind: str) -> str:
+    """The ``dataType`` of a Num column of this :func:`num_kind`."""
+    return "integer" if kind == "integer" else "double"
+
+
+def _check_arguments(path: Path, creation_datetime: object,
+                     source_system: dict[str, str] | None) -> None:
+    if not isinstance(creation_datetime, str) or not _DATETIME.match(creation_datetime):
+        raise ConversionError(f"{path}: creation_datetime {creation_datetime!r} is not an ISO "
+                              "8601 date-time such as 2025-01-31T12:00:00")
+    if source_system is not None and not (
+            set(source_system) == {"name", "version"}
+            and all(isinstance(v, str) for v in source_system.values())):
+        raise ConversionError(f"{path}: source_system must have exactly the text keys "
+                              "'name' and 'version'")
+
+
+def _header(path: Path, meta: DatasetMeta, records: int, data_types: list[str], *,
+            creation_datetime: str, study_oid: str | None, originator: str,
+            source_system: dict[str, str] | None) -> dict[str, Any]:
+    """The metadata object, checked with odmlib (ConversionError naming ``path``)."""
+    columns: list[dict[str, Any]] = []
+    for col, data_type in zip(meta.columns, data_types, strict=True):
+        entry: dict[str, Any] = {"itemOID": f"IT.{meta.name}.{col.name}", "name": col.name,
+                                 "label": col.label, "dataType": data_type}
+        if col.type == "Char" and col.length:
+            entry["length"] = col.length
+        columns.append(entry)
+    header: dict[str, Any] = {
+        "datasetJSONCreationDateTime": creation_datetime,
+        "datasetJSONVersion": DATASET_JSON_VERSION,
+        "fileOID": f"{study_oid or originator}/{meta.name}/{creation_datetime}",
+        "originator": originator,
+    }
+    if source_system is not None:
+        header["sourceSystem"] = {"name": source_system["name"],
+                                  "version": source_system["version"]}
+    if study_oid is not None:
+        header["studyOID"] = study_oid
+    header["itemGroupOID"] = f"IG.{meta.name}"
+    header["records"] = records
+    header["name"] = meta.name
+    header["label"] = meta.label
+    header["columns"] = columns
+    problem = _odmlib_check(header)
+    if problem:
+        raise ConversionError(f"{path}: metadata is not valid Dataset-JSON 1.1: {problem}")
+    return header
+
+
+def _rows(path: Path, meta: DatasetMeta, arrays: list[np.ndarray], data_types: list[str],
+          n_rows: int, first_row: int = 1, *, marked: bool = False) -> list[tuple[Any, ...]]:
+    """The JSON rows of ``arrays`` (``column_arrays``); infinities raise a ConversionError.
+
+    ``data_types`` is the ``dataType`` of each column: integer columns are written as
+    JSON integers, missing values as null. Rows are tuples (orjson writes them as arrays).
+    ``marked``: each row (of at least one column) ends with an extra empty string, see
+    :func:`_ndjson_lines`.
+    """
+    problems: list[str] = []
+    columns: list[list[Any]] = []
+    for col, values, data_type in zip(meta.columns, arrays, data_types, strict=True):
+        if col.type == "Char":
+            columns.append(values.tolist())
+            continue
+        missing = np.isnan(values)
+        infinite = np.isinf(values)
+        for row in np.flatnonzero(infinite).tolist():
+            problems.append(f"{meta.name}.{col.name} row {row + first_row}: value "
+                            f"{float(values[row])!r} cannot be written in JSON")
+        if data_type == "integer":
+            cells = np.where(missing, 0, values).astype(np.int64).astype(object)
+        else:
+            cells = values.astype(object)
+        cells[missing | infinite] = None
+        columns.append(cells.tolist())
+    if problems:
+        listed = problems[:MAX_PROBLEMS]
+        if len(problems) > MAX_PROBLEMS:
+            listed.append(f"... and {len(problems) - MAX_PROBLEMS} more")
+        raise ConversionError(f"{path}: cannot write Dataset-JSON:\n  " + "\n  ".join(listed))
+    if marked and columns:
+        columns.append([""] * n_rows)
+    return list(zip(*columns, strict=True)) if columns else [()] * n_rows
+
+
+_ROW_END = b',""]'  # a marked row's end: no string can hold a raw '""' (quotes are escaped)
+
+
+def _ndjson_lines(marked_rows: list[tuple[Any, ...]]) -> bytes:
+    """One line per row, serialised in a single orjson call (``_rows(..., marked=True)``).
+
+    (A call per row is slower and orjson gives each result a 4 KiB buffer.)
+
+    In the array of arrays orjson writes, ``,""],[`` occurs exactly between two rows: a
+    quote inside a string is always escaped, so a raw ``,""`` is an empty string value,
+    and one followed by ``]`` is the final (marker) value of a row.
+    """
+    if not marked_rows:
+        return b""
+    if not marked_rows[0]:  # no columns: no marker
+        return b"[]\n" * len(marked_rows)
+    text = orjson.dumps(marked_rows)[1:-1].replace(_ROW_END + b",[", b"]\n[")
+    return text[:-len(_ROW_END)] + b"]\n"
 
 
 def write_dataset_json(df: pd.DataFrame, path: Path | str, meta: DatasetMeta, *,
@@ -95,77 +204,65 @@ def write_dataset_json(df: pd.DataFrame, path: Path | str, meta: DatasetMeta, *,
     """
     path = Path(path)
     check_frame(df, meta)
-    if not isinstance(creation_datetime, str) or not _DATETIME.match(creation_datetime):
-        raise ConversionError(f"{path}: creation_datetime {creation_datetime!r} is not an ISO "
-                              "8601 date-time such as 2025-01-31T12:00:00")
-    if source_system is not None and not (
-            set(source_system) == {"name", "version"}
-            and all(isinstance(v, str) for v in source_system.values())):
-        raise ConversionError(f"{path}: source_system must have exactly the text keys "
-                              "'name' and 'version'")
-
-    cells: list[list[Any]] = []
-    columns: list[dict[str, Any]] = []
-    problems: list[str] = []
-    for col in meta.columns:
-        entry: dict[str, Any] = {"itemOID": f"IT.{meta.name}.{col.name}", "name": col.name,
-                                 "label": col.label}
-        if col.type == "Char":
-            texts = char_cells(df, meta, col)
-            entry["dataType"] = "string"
-            if col.length:
-                entry["length"] = col.length
-            cells.append(list(texts))
-        else:
-            numbers = num_cells(df, meta, col)
-            data_type = _num_data_type(numbers)
-            entry["dataType"] = data_type
-            out: list[Any] = []
-            for row, value in enumerate(numbers, start=1):
-                if math.isnan(value):
-                    out.append(None)
-                elif math.isinf(value):
-                    problems.append(f"{meta.name}.{col.name} row {row}: value {value!r} "
-                                    "cannot be written in JSON")
-                    out.append(None)
-                else:
-                    out.append(int(value) if data_type == "integer" else value)
-            cells.append(out)
-        columns.append(entry)
-    if problems:
-        listed = problems[:MAX_PROBLEMS]
-        if len(problems) > MAX_PROBLEMS:
-            listed.append(f"... and {len(problems) - MAX_PROBLEMS} more")
-        raise ConversionError(f"{path}: cannot write Dataset-JSON:\n  " + "\n  ".join(listed))
-
-    header: dict[str, Any] = {
-        "datasetJSONCreationDateTime": creation_datetime,
-        "datasetJSONVersion": DATASET_JSON_VERSION,
-        "fileOID": f"{study_oid or originator}/{meta.name}/{creation_datetime}",
-        "originator": originator,
-    }
-    if source_system is not None:
-        header["sourceSystem"] = {"name": source_system["name"],
-                                  "version": source_system["version"]}
-    if study_oid is not None:
-        header["studyOID"] = study_oid
-    header["itemGroupOID"] = f"IG.{meta.name}"
-    header["records"] = len(df)
-    header["name"] = meta.name
-    header["label"] = meta.label
-    header["columns"] = columns
-    problem = _odmlib_check(header)
-    if problem:
-        raise ConversionError(f"{path}: metadata is not valid Dataset-JSON 1.1: {problem}")
-
-    rows = [list(r) for r in zip(*cells, strict=True)] if cells else [[] for _ in range(len(df))]
+    _check_arguments(path, creation_datetime, source_system)
+    arrays = column_arrays(df, meta)
+    data_types = ["string" if col.type == "Char" else _data_type(num_kind(values))
+                  for col, values in zip(meta.columns, arrays, strict=True)]
+    rows = _rows(path, meta, arrays, data_types, len(df), marked=ndjson)
+    header = _header(path, meta, len(df), data_types, creation_datetime=creation_datetime,
+                     study_oid=study_oid, originator=originator, source_system=source_system)
     if ndjson:
-        parts = [orjson.dumps(header)]
-        parts += [orjson.dumps(r) for r in rows]
-        data = b"\n".join(parts) + b"\n"
+        data = orjson.dumps(header, option=orjson.OPT_APPEND_NEWLINE) + _ndjson_lines(rows)
     else:
         data = orjson.dumps({**header, "rows": rows})
     write_bytes_atomic(path, data)
+
+
+class JsonPieceEncoder:
+    """The bytes of one Dataset-JSON file whose rows arrive in pieces (see ``dataset_stream``).
+
+    ``kinds`` is the :func:`num_kind` of each Num column over the whole dataset and
+    ``records`` its number of rows: both go into the metadata, written first.
+    """
+
+    def __init__(self, path: Path, meta: DatasetMeta, kinds: dict[str, str], records: int, *,
+                 ndjson: bool, creation_datetime: str, study_oid: str | None = None,
+                 originator: str = "fhircdisc",
+                 source_system: dict[str, str] | None = None) -> None:
+        _check_arguments(path, creation_datetime, source_system)
+        self.path = path
+        self.meta = meta
+        self.ndjson = ndjson
+        self.data_types = ["string" if col.type == "Char"
+                           else _data_type(kinds.get(col.name, "none")) for col in meta.columns]
+        self.header = _header(path, meta, records, self.data_types,
+                              creation_datetime=creation_datetime, study_oid=study_oid,
+                              originator=originator, source_system=source_system)
+        self._rows_written = False
+
+    def head(self) -> bytes:
+        """The metadata: its own line (NDJSON), or the object up to the ``[`` of ``rows``."""
+        if self.ndjson:
+            return orjson.dumps(self.header, option=orjson.OPT_APPEND_NEWLINE)
+        return orjson.dumps({**self.header, "rows": []})[:-2]  # without the closing "]}"
+
+    def encode(self, arrays: list[np.ndarray], n_rows: int, first_row: int) -> bytes:
+        """The rows of one piece (``column_arrays``), numbered from ``first_row`` in messages."""
+        rows = _rows(self.path, self.meta, arrays, self.data_types, n_rows, first_row,
+                     marked=self.ndjson)
+        if self.ndjson:
+            return _ndjson_lines(rows)
+        if not rows:
+            return b""
+        body = orjson.dumps(rows)[1:-1]  # the rows without the enclosing brackets
+        if self._rows_written:
+            return b"," + body
+        self._rows_written = True
+        return body
+
+    def tail(self) -> bytes:
+        """What closes the file."""
+        return b"" if self.ndjson else b"]}"
 
 
 # --------------------------------------------------------------------------- reading

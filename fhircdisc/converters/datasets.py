@@ -75,10 +75,15 @@ def check_frame(df: pd.DataFrame, meta: DatasetMeta) -> None:
         raise ConversionError(f"dataset {meta.name}: " + "; ".join(problems))
 
 
-def char_cells(df: pd.DataFrame, meta: DatasetMeta, col: ColumnMeta) -> list[str | None]:
-    """The values of a Char column as ``str`` or ``None``; anything else is a ConversionError."""
+def char_cells(df: pd.DataFrame, meta: DatasetMeta, col: ColumnMeta,
+               first_row: int = 1) -> list[str | None]:
+    """The values of a Char column as ``str`` or ``None``; anything else is a ConversionError.
+
+    ``first_row`` is the number given to the frame's first row in messages (a frame
+    that is one piece of a larger dataset passes its position in the whole).
+    """
     out: list[str | None] = []
-    for row, value in enumerate(df[col.name].tolist(), start=1):
+    for row, value in enumerate(df[col.name].tolist(), start=first_row):
         if is_missing(value):
             out.append(None)
         elif isinstance(value, str):
@@ -91,10 +96,11 @@ def char_cells(df: pd.DataFrame, meta: DatasetMeta, col: ColumnMeta) -> list[str
     return out
 
 
-def num_cells(df: pd.DataFrame, meta: DatasetMeta, col: ColumnMeta) -> list[float]:
+def num_cells(df: pd.DataFrame, meta: DatasetMeta, col: ColumnMeta,
+              first_row: int = 1) -> list[float]:
     """The values of a Num column as ``float`` (``NaN`` = missing); text is a ConversionError."""
     out: list[float] = []
-    for row, value in enumerate(df[col.name].tolist(), start=1):
+    for row, value in enumerate(df[col.name].tolist(), start=first_row):
         if is_missing(value):
             out.append(math.nan)
         elif isinstance(value, bool | np.bool_) or not isinstance(value, Real | Integral):
@@ -105,6 +111,50 @@ def num_cells(df: pd.DataFrame, meta: DatasetMeta, col: ColumnMeta) -> list[floa
         else:
             out.append(float(value))
     return out
+
+
+def char_array(df: pd.DataFrame, meta: DatasetMeta, col: ColumnMeta,
+               first_row: int = 1) -> np.ndarray:
+    """:func:`char_cells` as an ``object`` array, vectorised for text columns.
+
+    Columns of ``object`` or string dtype whose present values are all ``str`` take a
+    fast path; anything else goes through :func:`char_cells` (same values and errors).
+    """
+    series = df[col.name]
+    if series.dtype == object or isinstance(series.dtype, pd.StringDtype):
+        out = series.to_numpy(dtype=object, copy=True)
+        if pd.api.types.infer_dtype(out, skipna=False) == "string":
+            return out  # all text, nothing missing
+        if pd.api.types.infer_dtype(out, skipna=True) in ("string", "empty"):
+            out[pd.isna(out)] = None
+            return out
+    out = np.empty(len(series), dtype=object)
+    out[:] = char_cells(df, meta, col, first_row)
+    return out
+
+
+def num_array(df: pd.DataFrame, meta: DatasetMeta, col: ColumnMeta,
+              first_row: int = 1) -> np.ndarray:
+    """:func:`num_cells` as a ``float64`` array, vectorised for float and integer columns."""
+    series = df[col.name]
+    if series.dtype.kind in "fiu" and isinstance(series.dtype, np.dtype):
+        return series.to_numpy(dtype=np.float64)
+    return np.array(num_cells(df, meta, col, first_row), dtype=np.float64)
+
+
+_NONE = np.array(None, dtype=object)
+
+
+def none_mask(values: np.ndarray) -> np.ndarray:
+    """A boolean array: True where the ``object`` array ``values`` holds None."""
+    mask: np.ndarray = np.equal(values, _NONE)
+    return mask
+
+
+def column_arrays(df: pd.DataFrame, meta: DatasetMeta, first_row: int = 1) -> list[np.ndarray]:
+    """:func:`char_array` or :func:`num_array` of every column of ``meta``, in order."""
+    return [char_array(df, meta, col, first_row) if col.type == "Char"
+            else num_array(df, meta, col, first_row) for col in meta.columns]
 
 
 def normalize_char(value: object) -> str | None:

@@ -15,6 +15,12 @@ that range are therefore reported as violations.
 Char length: ``pyreadstat`` sizes each character variable to its longest value (at
 least 1). To honour a larger ``ColumnMeta.length`` the values are padded with
 trailing blanks, which XPT readers strip anyway.
+
+Piece by piece (:class:`XptPieceEncoder`, used by ``dataset_stream``): pyreadstat writes
+the headers (from the widths of the whole dataset); the observation records are encoded
+here with numpy exactly as pyreadstat encodes them: Char values blank-padded (cut at a
+NUL, as readstat copies them), Num values as IBM floats (:func:`ibm_doubles`), the last
+80-byte record padded with blanks.
 """
 
 from __future__ import annotations
@@ -26,15 +32,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from fhircdisc.converters.atomic import atomic_path
 from fhircdisc.converters.datasets import (
     build_frame,
-    char_cells,
+    char_array,
     check_frame,
+    none_mask,
     normalize_char,
-    num_cells,
+    num_array,
 )
 from fhircdisc.errors import ConversionError, InputError
 from fhircdisc.schemas.columns import ColumnMeta, DatasetMeta
@@ -114,51 +122,69 @@ def check_xpt_v5(df: pd.DataFrame, meta: DatasetMeta) -> list[XptViolation]:
     ASCII) and Num values (finite and within the range XPT keeps, see module docstring).
     Columns of ``meta`` absent from ``df`` are skipped here (``write_xpt`` reports them).
     """
+    return _check(df, meta, names=True) + _trailing_blank_rows(df, meta)
+
+
+def _check(df: pd.DataFrame | None, meta: DatasetMeta, *, names: bool,
+           first_row: int = 1) -> list[XptViolation]:
+    """Name/label violations (``names``) and value violations of ``df`` (if given), in order.
+
+    ``first_row`` is the number of the first row of ``df`` in the whole dataset.
+    """
     domain = meta.name
-    out = _check_name_label(domain, "dataset", None, meta.name, meta.label, _DATASET_NAME,
-                            "it must start with a letter and hold only letters and digits")
+    out: list[XptViolation] = []
+    if names:
+        out += _check_name_label(domain, "dataset", None, meta.name, meta.label,
+                                 _DATASET_NAME,
+                                 "it must start with a letter and hold only letters and digits")
     seen: set[str] = set()
     for col in meta.columns:
-        out += _check_name_label(domain, "variable", col.name, col.name, col.label,
-                                 _VARIABLE_NAME,
-                                 "it must start with a letter or underscore and hold only "
-                                 "letters, digits and underscores")
-        if col.name in seen:
-            out.append(XptViolation(domain, col.name, None, "variable appears twice"))
-        seen.add(col.name)
-        if col.name not in df.columns:
+        if names:
+            out += _check_name_label(domain, "variable", col.name, col.name, col.label,
+                                     _VARIABLE_NAME,
+                                     "it must start with a letter or underscore and hold only "
+                                     "letters, digits and underscores")
+            if col.name in seen:
+                out.append(XptViolation(domain, col.name, None, "variable appears twice"))
+            seen.add(col.name)
+        if df is not None and col.name in df.columns:
+            out += _value_violations(domain, col, df[col.name].tolist(), first_row)
+    return out
+
+
+def _value_violations(domain: str, col: ColumnMeta, values: list[Any],
+                      first_row: int) -> list[XptViolation]:
+    out: list[XptViolation] = []
+    for row, value in enumerate(values, start=first_row):
+        if value is None or (isinstance(value, float) and math.isnan(value)):
             continue
-        for row, value in enumerate(df[col.name].tolist(), start=1):
-            if value is None or (isinstance(value, float) and math.isnan(value)):
+        if col.type == "Char":
+            if not isinstance(value, str):
+                continue  # a type problem, reported by the writer's conversion
+            size = len(value.encode("utf-8"))
+            if size > MAX_CHAR_BYTES:
+                out.append(XptViolation(domain, col.name, row,
+                                        f"value is {size} bytes, XPT v5 allows "
+                                        f"{MAX_CHAR_BYTES}"))
+            bad = _non_ascii(value)
+            if bad:
+                out.append(XptViolation(domain, col.name, row,
+                                        f"value has non-ASCII character {bad}"))
+        else:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                continue  # a type problem, reported by the writer's conversion
+            if math.isnan(number):
                 continue
-            if col.type == "Char":
-                if not isinstance(value, str):
-                    continue  # a type problem, reported by the writer's conversion
-                size = len(value.encode("utf-8"))
-                if size > MAX_CHAR_BYTES:
-                    out.append(XptViolation(domain, col.name, row,
-                                            f"value is {size} bytes, XPT v5 allows "
-                                            f"{MAX_CHAR_BYTES}"))
-                bad = _non_ascii(value)
-                if bad:
-                    out.append(XptViolation(domain, col.name, row,
-                                            f"value has non-ASCII character {bad}"))
-            else:
-                try:
-                    number = float(value)
-                except (TypeError, ValueError):
-                    continue  # a type problem, reported by the writer's conversion
-                if math.isnan(number):
-                    continue
-                if not math.isfinite(number):
-                    out.append(XptViolation(domain, col.name, row,
-                                            f"value {number!r} is not a finite number"))
-                elif not xpt_representable(number):
-                    out.append(XptViolation(domain, col.name, row,
-                                            f"value {number!r} is outside the range XPT v5 "
-                                            f"keeps (magnitude {XPT_MIN_MAGNITUDE:.3g} to "
-                                            f"{XPT_MAX_MAGNITUDE:.3g}, or 0)"))
-    out += _trailing_blank_rows(df, meta)
+            if not math.isfinite(number):
+                out.append(XptViolation(domain, col.name, row,
+                                        f"value {number!r} is not a finite number"))
+            elif not xpt_representable(number):
+                out.append(XptViolation(domain, col.name, row,
+                                        f"value {number!r} is outside the range XPT v5 "
+                                        f"keeps (magnitude {XPT_MIN_MAGNITUDE:.3g} to "
+                                        f"{XPT_MAX_MAGNITUDE:.3g}, or 0)"))
     return out
 
 
@@ -183,10 +209,14 @@ def _trailing_blank_rows(df: pd.DataFrame, meta: DatasetMeta) -> list[XptViolati
         row = df.iloc[index]
         if any(isinstance(row[c.name], str) and row[c.name].strip(" ") for c in meta.columns):
             break
-        out.append(XptViolation(meta.name, None, index + 1,
-                                "every value of this final row is blank: XPT cannot tell it "
-                                "from padding (row length under 80 bytes) and it would be lost"))
+        out.append(_blank_row_violation(meta.name, index + 1))
     return out[::-1]
+
+
+def _blank_row_violation(domain: str, row: int) -> XptViolation:
+    return XptViolation(domain, None, row,
+                        "every value of this final row is blank: XPT cannot tell it "
+                        "from padding (row length under 80 bytes) and it would be lost")
 
 
 def _violation_message(path: Path, violations: list[XptViolation]) -> str:
@@ -205,33 +235,41 @@ def write_xpt(df: pd.DataFrame, path: Path | str, meta: DatasetMeta, *,
     ``created`` (ISO 8601 date-time) replaces the creation/modification stamps in the
     headers, so that the same data written twice gives identical bytes.
     """
-    import pyreadstat
-
     path = Path(path)
     check_frame(df, meta)
     violations = check_xpt_v5(df, meta)
     if violations:
         raise ConversionError(_violation_message(path, violations))
+    frame = _pyreadstat_frame(df, meta)
+    with atomic_path(path) as tmp:
+        _pyreadstat_write(frame, tmp, path, meta)
+        if created is not None:
+            _stamp_headers(tmp, created)
 
+
+def _pyreadstat_frame(df: pd.DataFrame, meta: DatasetMeta) -> pd.DataFrame:
+    """The frame handed to pyreadstat: Char values blank-padded, Num values float64."""
     data: dict[str, pd.Series] = {}
     for col in meta.columns:
         if col.type == "Char":
-            values = ["" if v is None else v for v in char_cells(df, meta, col)]
+            values = ["" if v is None else v for v in char_array(df, meta, col).tolist()]
             width = max([col.length or 1, *(len(v) for v in values)])
             # pad so pyreadstat sizes the variable to ColumnMeta.length (blanks are stripped
             # on read); ASCII was checked, so characters == bytes here
             data[col.name] = pd.Series([v.ljust(width) for v in values], dtype=object)
         else:
-            data[col.name] = pd.Series(num_cells(df, meta, col), dtype="float64")
-    frame = pd.DataFrame(data) if data else pd.DataFrame(index=range(len(df)))
+            data[col.name] = pd.Series(num_array(df, meta, col), dtype="float64")
+    return pd.DataFrame(data) if data else pd.DataFrame(index=range(len(df)))
+
+
+def _pyreadstat_write(frame: pd.DataFrame, tmp: Path, path: Path, meta: DatasetMeta) -> None:
+    """Write ``frame`` to ``tmp`` with pyreadstat (errors: ConversionError naming ``path``)."""
+    import pyreadstat
 
     try:
-        with atomic_path(path) as tmp:
-            pyreadstat.write_xport(frame, str(tmp), file_label=meta.label,
-                                   column_labels=[c.label for c in meta.columns],
-                                   table_name=meta.name, file_format_version=5)
-            if created is not None:
-                _stamp_headers(tmp, created)
+        pyreadstat.write_xport(frame, str(tmp), file_label=meta.label,
+                               column_labels=[c.label for c in meta.columns],
+                               table_name=meta.name, file_format_version=5)
     except (pyreadstat.ReadstatError, pyreadstat.PyreadstatError) as exc:
         raise ConversionError(f"{path}: pyreadstat could not write XPT: {exc}") from exc
 
@@ -242,17 +280,26 @@ _NAMESTR_HEADER = b"HEADER RECORD*******NAMESTR"
 
 def _stamp_headers(path: Path, created: str) -> None:
     """Put ``created`` (ISO 8601) in every date stamp of the library and member headers."""
+    path.write_bytes(_stamped(path.read_bytes(), created))
+
+
+def _header_stamp(created: str) -> bytes:
+    """``created`` (ISO 8601) as an XPT header date stamp such as ``31JAN25:12:00:00``."""
     try:
         when = datetime.fromisoformat(created)
     except ValueError as exc:
         raise ConversionError(f"creation date-time {created!r} is not ISO 8601") from exc
     month = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV",
              "DEC")[when.month - 1]
-    stamp = f"{when:%d}{month}{when:%y}:{when:%H:%M:%S}".encode("ascii")
-    data = path.read_bytes()
+    return f"{when:%d}{month}{when:%y}:{when:%H:%M:%S}".encode("ascii")
+
+
+def _stamped(data: bytes, created: str) -> bytes:
+    """``data`` (an XPT file or its headers) with ``created`` in every header date stamp."""
+    stamp = _header_stamp(created)
     end = data.find(_NAMESTR_HEADER)
     head = _HEADER_STAMP.sub(stamp, data[:end])
-    path.write_bytes(head + data[end:])
+    return head + data[end:]
 
 
 _OBS_HEADER = re.compile(rb"HEADER RECORD\*{7}OBS(?:V8)? +HEADER RECORD!{7}")
@@ -332,3 +379,156 @@ def read_xpt(path: Path | str) -> tuple[pd.DataFrame, DatasetMeta]:
     meta = DatasetMeta(name=fmeta.table_name or path.stem.upper(), label=fmeta.file_label or "",
                        columns=tuple(columns))
     return build_frame(meta, values), meta
+
+
+# --------------------------------------------------------------------------- piece by piece
+
+_SIGN_BIT = np.uint64(1 << 63)
+_FRACTION_BITS = np.uint64((1 << 52) - 1)
+_HIDDEN_BIT = np.uint64(1 << 52)
+_MISSING_WORD = np.uint64(0x2E << 56)  # SAS missing value ".", as pyreadstat writes NaN
+
+
+def ibm_doubles(values: np.ndarray) -> np.ndarray:
+    """IEEE doubles as XPT's 8-byte IBM hexadecimal floats, an ``(n, 8)`` uint8 array.
+
+    NaN becomes the SAS missing value ``.``, zero (either sign) all-zero bytes, like
+    pyreadstat. Values must be XPT-representable (:func:`xpt_representable`); within that
+    range the conversion is exact (53-bit fraction shifted by at most 3 bits into 56).
+    """
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    bits = values.view(np.uint64)
+    exponent2 = ((bits >> np.uint64(52)) & np.uint64(0x7FF)).astype(np.int64) - 1022
+    exponent16 = -((-exponent2) // 4)  # |x| = m * 2**exponent2, 0.5 <= m < 1
+    shift = (exponent2 - 4 * exponent16 + 3).astype(np.uint64)
+    fraction = ((bits & _FRACTION_BITS) | _HIDDEN_BIT) << shift
+    words = (bits & _SIGN_BIT) | ((exponent16 + 64).astype(np.uint64) << np.uint64(56)) \
+        | fraction
+    words[values == 0] = 0
+    words[np.isnan(values)] = _MISSING_WORD
+    return words.astype(">u8").view(np.uint8).reshape(len(values), 8)
+
+
+class XptPieceEncoder:
+    """The bytes of one XPT v5 file whose rows arrive in pieces (see ``dataset_stream``).
+
+    ``longest`` is the longest value (characters) of each Char variable over the whole
+    dataset, ``rows`` the total number of rows: together with ``meta`` they fix the
+    headers, which pyreadstat writes; observation records are encoded here, byte for
+    byte as pyreadstat writes them. Dataset-level violations (names, labels) raise at
+    construction, value violations per piece, trailing blank rows at :meth:`tail`.
+    """
+
+    def __init__(self, path: Path, meta: DatasetMeta, longest: dict[str, int], rows: int,
+                 created: str) -> None:
+        violations = _check(None, meta, names=True)
+        if violations:
+            raise ConversionError(_violation_message(path, violations))
+        self.path = path
+        self.meta = meta
+        _header_stamp(created)  # a bad date-time is refused before any file exists
+        self.rows = rows
+        self.created = created
+        self.widths = [max(c.length or 1, longest.get(c.name, 0)) if c.type == "Char" else 8
+                       for c in meta.columns]
+        self.row_length = sum(self.widths)
+        # final all-blank rows are lost in XPT when every variable is Char and rows are short
+        self._watch_blank = bool(meta.columns) and self.row_length < 80 \
+            and all(c.type == "Char" for c in meta.columns)
+        self._blank_run = 0  # all-blank rows at the end of what was encoded so far
+
+    def head(self, scratch: Path) -> bytes:
+        """The headers up to the ``OBS`` record, written by pyreadstat into ``scratch``."""
+        meta = self.meta
+        if self.rows:  # one placeholder row: pyreadstat sizes Char variables by their values
+            sized = DatasetMeta(meta.name, meta.label, tuple(
+                ColumnMeta(c.name, c.label, c.type, w) for c, w in zip(meta.columns,
+                                                                     self.widths, strict=True)))
+            sample = build_frame(sized, [[None] if c.type == "Char" else [math.nan]
+                                         for c in meta.columns])
+            frame = _pyreadstat_frame(sample if meta.columns
+                                      else pd.DataFrame(index=range(1)), sized)
+        else:  # no rows: exactly what write_xpt hands pyreadstat
+            frame = _pyreadstat_frame(build_frame(meta, [[] for _ in meta.columns]), meta)
+        _pyreadstat_write(frame, scratch, self.path, meta)
+        data = scratch.read_bytes()
+        match = _OBS_HEADER.search(data)
+        if match is None:
+            raise ConversionError(f"{self.path}: pyreadstat wrote no observation header")
+        return _stamped(data[:match.start() + 80], self.created)
+
+    def check_limits(self, piece: pd.DataFrame, first_row: int) -> None:
+        """Raise ConversionError listing the piece's value violations (rows from ``first_row``)."""
+        violations = _check(piece, self.meta, names=False, first_row=first_row)
+        if violations:
+            raise ConversionError(_violation_message(self.path, violations))
+
+    def encode(self, piece: pd.DataFrame, arrays: list[np.ndarray],
+               first_row: int) -> tuple[bytes | memoryview, dict[str, int]]:
+        """The observation records of a piece and the longest value of each Char column.
+
+        ``arrays`` are the piece's columns (``column_arrays``). Raises ConversionError if
+        the piece breaks an XPT v5 limit; a vectorised test decides whether the
+        per-value check (and its messages) is needed. A value longer than the width
+        fixed at construction is cut here: the caller must refuse the piece then.
+        """
+        n_rows = len(piece)
+        longest: dict[str, int] = {}
+        fields: list[np.ndarray] = []
+        suspect = False
+        for col, values, width in zip(self.meta.columns, arrays, self.widths, strict=True):
+            if col.type == "Num":
+                suspect |= not _representable(values).all()
+                fields.append(np.ascontiguousarray(ibm_doubles(values)).view("V8"))
+                continue
+            texts = values.copy()
+            texts[none_mask(values)] = ""
+            listed: list[str] = texts.tolist()
+            longest[col.name] = max(map(len, listed), default=0)
+            joined = "".join(listed)
+            if longest[col.name] > MAX_CHAR_BYTES or not joined.isascii():
+                suspect = True
+                continue
+            if "\x00" in joined:  # readstat copies a value up to its first NUL
+                texts[:] = [t.partition("\x00")[0] for t in listed]
+            block = texts.astype(f"S{width}")  # NUL-padded ASCII
+            padded = block.view(np.uint8)
+            np.copyto(padded, 0x20, where=padded == 0)
+            fields.append(block.view(f"V{width}").reshape(n_rows, 1))
+        if suspect:
+            self.check_limits(piece, first_row)
+        if self._watch_blank and n_rows:
+            self._follow_blank_rows(arrays)
+        if not n_rows or not self.row_length:
+            return b"", longest
+        records = np.empty(n_rows, dtype=[(f"f{j}", f"V{w}") for j, w in enumerate(self.widths)])
+        for j, field in enumerate(fields):
+            records[f"f{j}"] = field.reshape(n_rows)
+        return records.view(np.uint8).data, longest
+
+    def _follow_blank_rows(self, arrays: list[np.ndarray]) -> None:
+        """Count the all-blank rows at the end of what was encoded so far."""
+        n_rows = len(arrays[0])
+        blank = np.ones(n_rows, dtype=bool)
+        for values in arrays:
+            blank &= np.fromiter((v is None or not v.strip(" ") for v in values),
+                                 dtype=bool, count=n_rows)
+        filled = np.flatnonzero(~blank)
+        self._blank_run = (self._blank_run + n_rows if not len(filled)
+                           else n_rows - 1 - int(filled[-1]))
+
+    def tail(self, rows: int) -> bytes:
+        """Blank padding of the last 80-byte record; raises for final rows XPT would lose."""
+        if self._blank_run:
+            violations = [_blank_row_violation(self.meta.name, row)
+                          for row in range(rows - self._blank_run + 1, rows + 1)]
+            raise ConversionError(_violation_message(self.path, violations))
+        return b" " * (-(rows * self.row_length) % 80)
+
+
+def _representable(values: np.ndarray) -> np.ndarray:
+    """:func:`xpt_representable` of every value, vectorised."""
+    size = np.abs(values)
+    with np.errstate(invalid="ignore"):
+        return np.isnan(values) | (values == 0) | (
+            (size >= XPT_MIN_MAGNITUDE) & (size < XPT_MAX_MAGNITUDE))
