@@ -3,20 +3,25 @@
 Same rows, values, report and files as :func:`fhircdisc.to_sdtm` followed by
 ``Study.write``; what differs is where the rows live. Three passes:
 
-1. **Context.** Every file is read once. NDJSON lines that are Observations (the bulk
-   of an export) are only counted and their place noted; everything else (Patients,
-   ResearchSubjects, Encounters, Specimens, exposures, adverse events, Bundles) is
-   read, indexed and mapped as in the in-memory engine, and DM is derived, which
-   gives each subject's reference start date.
-2. **Observations.** The Observation lines are cut into chunks; worker processes map
-   each chunk with :func:`fhircdisc.converters.chunk.convert_lines` and spill the rows
-   to disk, grouped in *buckets*: consecutive ranges of subjects in USUBJID order.
-3. **Datasets.** Bucket by bucket (in parallel), rows are sorted, --SEQ numbered and
-   typed, and checked by the conformance rules; then written, in bucket order, through
-   the streaming dataset writers.
+1. **Context** (:func:`prepare`). Every file is read once. NDJSON lines that are
+   Observations (the bulk of an export) are only counted and their place noted, as
+   :class:`Task` chunks; everything else (Patients, ResearchSubjects, Encounters,
+   Specimens, exposures, adverse events, Bundles) is read, indexed and mapped as in the
+   in-memory engine, and DM is derived, which gives each subject's reference start date.
+2. **Observations.** Each chunk is mapped with
+   :func:`fhircdisc.converters.chunk.convert_lines`; its rows are grouped in *buckets*
+   (:func:`by_bucket`): consecutive ranges of subjects in USUBJID order. The chunks'
+   report shares and column facts are folded together (:func:`settle`), which completes
+   the :class:`DatasetPlan`.
+3. **Datasets.** Bucket by bucket, rows are sorted, --SEQ numbered and typed, and
+   checked by the conformance rules (:func:`finish_bucket`); then
+   :func:`write_output` writes them, in bucket order, through the streaming dataset
+   writers, with the small datasets, provenance and report.
 
-Memory holds the context resources, one chunk per worker and one bucket per worker,
-never the whole input.
+Passes 2 and 3 are the engine's part. :func:`stream_to_sdtm` runs them in forked worker
+processes that spill rows to disk by bucket; :mod:`fhircdisc.converters.spark_engine`
+runs them as Spark jobs. Memory here holds the context resources, one chunk per worker
+and one bucket per worker, never the whole input.
 """
 
 from __future__ import annotations
@@ -29,10 +34,11 @@ import pickle
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +51,7 @@ from fhircdisc.converters.chunk import (
     ColumnStats,
     Ordinal,
     StudyContext,
+    column_stats,
     convert_lines,
     finish_rows,
     is_streamed_line,
@@ -83,6 +90,10 @@ BUCKET_ROWS = 50_000
 _HIDDEN = list(derivations.HIDDEN)
 _DATASET_RANK = {name: rank for rank, name in enumerate(("DM", "EX", "AE", "LB", "VS", "TS"))}
 
+Rows = list[dict[str, Any]]
+Key = tuple[str, int]
+"""(domain, bucket): the rows of one range of subjects of a streamed dataset."""
+
 
 @dataclass
 class StreamResult:
@@ -96,8 +107,9 @@ class StreamResult:
 
 
 @dataclass
-class _Task:
-    """One chunk of Observation lines: a byte range of a file, or the lines themselves."""
+class Task:
+    """One chunk of Observation lines: a byte range of a file, or the lines themselves
+    (gzipped files, which cannot be read from an offset)."""
 
     number: int
     file: str
@@ -106,14 +118,6 @@ class _Task:
     stop: int = 0
     first_line: int = 1
     lines: list[tuple[int, bytes]] | None = None
-
-
-@dataclass
-class _Spill:
-    """Where a chunk's rows went: (domain, bucket) -> (offset, size) in one file."""
-
-    path: Path
-    places: dict[tuple[str, int], tuple[int, int]]
 
 
 @dataclass
@@ -136,6 +140,51 @@ class DatasetPlan:
 
 
 @dataclass
+class Setup:
+    """What pass 1 leaves to the engine that runs passes 2 and 3."""
+
+    out: Path
+    formats: list[str]
+    creation_datetime: str
+    #: the Observation lines, chunk by chunk, in read order
+    tasks: list[Task]
+    report: ConversionReport
+    #: the datasets made whole in pass 1 (DM, EX, AE, TS)
+    small: Study
+    context: StudyContext
+    #: USUBJID -> bucket
+    buckets: dict[str, int]
+    bucket_count: int
+    #: columns, numeric types and --SEQ carrying are completed by :func:`settle`
+    plan: DatasetPlan
+    #: LB/VS rows of Observations read in pass 1 (in Bundles), as a chunk read first
+    early: ChunkResult
+
+    def streamed(self) -> list[str]:
+        """The streamed datasets that have rows, in writing order (once settled)."""
+        return [domain for domain in STREAMED_DOMAINS if domain in self.plan.columns]
+
+    def bucket_keys(self) -> list[Key]:
+        """Every (domain, bucket) of the streamed datasets, in writing order."""
+        return [(domain, bucket) for domain in self.streamed()
+                for bucket in range(self.bucket_count)]
+
+
+@dataclass
+class Piece:
+    """A finished bucket as the writing step sees it before its rows: their count, the
+    writer statistics and the conformance results."""
+
+    domain: str
+    bucket: int
+    rows: int
+    subjects: int
+    stats: Any
+    findings: list[Finding]
+    runs: list[RuleRun]
+
+
+@dataclass
 class FinishedBucket:
     """One bucket of a dataset, ready to write."""
 
@@ -145,19 +194,10 @@ class FinishedBucket:
     findings: list[Finding]
     runs: list[RuleRun]
 
-
-@dataclass
-class _Shared:
-    """State the forked workers inherit."""
-
-    context: StudyContext
-    buckets: dict[str, int]
-    spill_dir: Path
-    plan: DatasetPlan
-    spills: list[_Spill] = field(default_factory=list)
-
-
-_SHARED: _Shared | None = None
+    def piece(self, domain: str, bucket: int) -> Piece:
+        """This bucket without its rows."""
+        return Piece(domain, bucket, len(self.frame), int(self.frame["USUBJID"].nunique()),
+                     self.stats, self.findings, self.runs)
 
 
 def stream_to_sdtm(sources: Iterable[str | Path], out_dir: str | Path,
@@ -172,19 +212,20 @@ def stream_to_sdtm(sources: Iterable[str | Path], out_dir: str | Path,
     in memory. Arguments as :func:`fhircdisc.to_sdtm` and ``Study.write``; ``validate``
     puts the conformance findings in the report. Output is written into a staging folder
     and moved into ``out_dir`` only when every file succeeded."""
-    with _fewer_collections():
-        return _stream(list(sources), Path(out_dir), list(dict.fromkeys(formats)),
-                       study_id=study_id, site_id=site_id, subjects=subjects,
-                       fhir_version=fhir_version, terminology=terminology,
-                       enrol_all=enrol_all, workers=workers, progress=progress,
-                       validate=validate, creation_datetime=creation_datetime,
-                       chunk_lines=chunk_lines, bucket_rows=bucket_rows)
+    with fewer_collections():
+        setup = prepare(sources, out_dir, formats, study_id=study_id, site_id=site_id,
+                        subjects=subjects, fhir_version=fhir_version,
+                        terminology=terminology, enrol_all=enrol_all, progress=progress,
+                        validate=validate, creation_datetime=creation_datetime,
+                        chunk_lines=chunk_lines, bucket_rows=bucket_rows)
+        with staging_folder(setup.out) as staging:
+            return _stream(setup, staging, max(1, workers or os.cpu_count() or 1), progress)
 
 
 @contextmanager
-def _fewer_collections() -> Iterator[None]:
+def fewer_collections() -> Iterator[None]:
     """Millions of short-lived rows next to a long-lived context: the cyclic garbage
-    collector runs less often, and not over the context once it is read."""
+    collector runs less often, and not over the context :func:`prepare` froze."""
     threshold = gc.get_threshold()
     gc.set_threshold(50_000, 20, 100)
     try:
@@ -194,19 +235,25 @@ def _fewer_collections() -> Iterator[None]:
         gc.set_threshold(*threshold)
 
 
-def _stream(sources: list[str | Path], out: Path, formats: list[str], *,
-            study_id: str | None, site_id: str | None, subjects: str | Path | None,
-            fhir_version: str, terminology: Iterable[str | Path], enrol_all: bool,
-            workers: int | None, progress: Callable[[str, int], None] | None,
-            validate: bool, creation_datetime: str | None, chunk_lines: int,
-            bucket_rows: int) -> StreamResult:
-    global _SHARED
-    stamp = creation_datetime or datetime.now(UTC).replace(microsecond=0).isoformat()
-    workers = max(1, workers or os.cpu_count() or 1)
-    terms = terminology_module.load(terminology)
-    files = expand_sources(sources)
+# -- pass 1: context ---------------------------------------------------------------------------
+def prepare(sources: Iterable[str | Path], out_dir: str | Path,
+            formats: Iterable[str] = ("xpt",), *, study_id: str | None = None,
+            site_id: str | None = None, subjects: str | Path | None = None,
+            fhir_version: str = "auto", terminology: Iterable[str | Path] = (),
+            enrol_all: bool = False, progress: Callable[[str, int], None] | None = None,
+            validate: bool = True, creation_datetime: str | None = None,
+            chunk_lines: int = CHUNK_LINES, bucket_rows: int = BUCKET_ROWS) -> Setup:
+    """Pass 1: read the context, make the small datasets, cut the Observation lines into
+    tasks and the subjects into buckets. Arguments as :func:`stream_to_sdtm`.
 
-    items, ordinals, tasks, streamed = _read_context(files, chunk_lines, progress)
+    The context read here is then left out of garbage collection (``gc.freeze``); call
+    this inside :func:`fewer_collections`, which gives it back.
+    """
+    sources = list(sources)
+    stamp = creation_datetime or datetime.now(UTC).replace(microsecond=0).isoformat()
+    terms = terminology_module.load(terminology)
+    items, ordinals, tasks, streamed = _read_context(expand_sources(sources), chunk_lines,
+                                                     progress)
     report, resources, index, enrolment = read_context(
         items, sources=[str(s) for s in sources], terminology=terms, study_id=study_id,
         site_id=site_id, subjects=subjects, fhir_version=fhir_version, enrol_all=enrol_all)
@@ -215,101 +262,27 @@ def _stream(sources: list[str | Path], out: Path, formats: list[str], *,
     frames = derivations.derive(rows, SPECS)
     reference = {row["USUBJID"]: row.get("RFSTDTC") for row in rows.get("DM", [])}
     small = Study.from_frames(frames, report=report)
+
+    usubjids = sorted(s.usubjid for s in enrolment.subjects.values())
+    expected = streamed + sum(len(r) for r in early.values())
+    count = max(1, min(len(usubjids), math.ceil(expected / bucket_rows)))
+    plan = DatasetPlan(dm=small.domains.get("DM"), validate=validate)
+    if plan.dm is not None:
+        plan.dm_meta = small.meta("DM")
     gc.freeze()
-
-    created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create output folder {out}: {exc.strerror}") from exc
-    staging = Path(tempfile.mkdtemp(prefix=".fhircdisc-", dir=out))
-    done = False
-    try:
-        spill_dir = staging / ".spill"
-        spill_dir.mkdir()
-        usubjids = sorted(s.usubjid for s in enrolment.subjects.values())
-        expected = streamed + sum(len(r) for r in early.values())
-        count = max(1, min(len(usubjids), math.ceil(expected / bucket_rows)))
-        context = StudyContext(index, enrolment, terms, reference)
-        plan = DatasetPlan(dm=small.domains.get("DM"), validate=validate)
-        if plan.dm is not None:
-            plan.dm_meta = small.meta("DM")
-        shared = _Shared(context, {u: i * count // max(1, len(usubjids))
-                                   for i, u in enumerate(usubjids)}, spill_dir, plan)
-        _SHARED = shared
-        results: list[tuple[ChunkResult, _Spill]] = []
-        if any(early.values()):
-            results.append(_early_rows(early, resources, ordinals, reference, shared))
-        results += _run(_map_task, tasks, workers, progress, report)
-        _settle(report, results, shared)
-
-        validation = small.validate() if validate and small.domains else None
-        datasets = {name: (len(frame), _subjects(frame))
-                    for name, frame in small.domains.items()}
-        pieces = {domain: _run(_finish_bucket, [(domain, b) for b in range(count)], workers)
-                  for domain in STREAMED_DOMAINS if domain in plan.columns}
-        report.rows = {name: len(frame) for name, frame in small.domains.items()}
-        report.sort_items()
-
-        provenance = small.provenance.copy()
-        provenance["FILE"] = relative_files(provenance["FILE"], out)
-        prov_path = staging / PROVENANCE_NAME
-        before = provenance[provenance["DOMAIN"].isin(("DM", "EX", "AE"))]
-        before.to_csv(prov_path, index=False)
-        for name, frame in small.domains.items():
-            for fmt in formats:
-                write_dataset(frame, staging, small.meta(name), fmt, creation_datetime=stamp)
-        for domain, parts in pieces.items():
-            total = sum(part.rows for part in parts)
-            report.rows[domain] = total
-            datasets[domain] = (total, sum(part.subjects for part in parts))
-            _write_streamed(domain, parts, shared, staging, formats, stamp, out, prov_path)
-            if validation is not None:
-                _add_findings(validation, domain, parts)
-        provenance[provenance["DOMAIN"] == "TS"].to_csv(prov_path, index=False, header=False,
-                                                        mode="a")
-        report.rows = dict(sorted(report.rows.items()))
-        document = report.to_dict()
-        if validation is not None:
-            validation.metadata["datasets"] = {name: datasets[name][0] for name in
-                                               _ordered(datasets)}
-            document["validation"] = validation.to_dict()
-        document["sources"] = [_relative(s, out) for s in document["sources"]]
-        (staging / REPORT_NAME).write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
-        shutil.rmtree(spill_dir)
-        written = []
-        for item in sorted(staging.iterdir()):
-            target = out / item.name
-            item.replace(target)
-            written.append(target)
-        done = True
-        return StreamResult(report, written, validation,
-                            {name: datasets[name] for name in _ordered(datasets)})
-    finally:
-        _SHARED = None
-        shutil.rmtree(staging, ignore_errors=True)
-        if created and not done and out.exists() and not any(out.iterdir()):
-            out.rmdir()
+    return Setup(Path(out_dir), list(dict.fromkeys(formats)), stamp, tasks, report, small,
+                 StudyContext(index, enrolment, terms, reference),
+                 {u: i * count // max(1, len(usubjids)) for i, u in enumerate(usubjids)},
+                 count, plan, _early_rows(early, ordinals, reference))
 
 
-def _ordered(datasets: dict[str, Any]) -> list[str]:
-    from fhircdisc.study import DOMAIN_ORDER
-
-    return sorted(datasets, key=lambda n: DOMAIN_ORDER.index(n) if n in DOMAIN_ORDER else 99)
-
-
-def _subjects(frame: pd.DataFrame) -> int:
-    return int(frame["USUBJID"].nunique()) if "USUBJID" in frame else 0
-
-
-# -- pass 1: context ---------------------------------------------------------------------------
 def _read_context(files: list[Path], chunk_lines: int,
                   progress: Callable[[str, int], None] | None
-                  ) -> tuple[list[SourceResource | ReadProblem], list[Ordinal], list[_Task], int]:
+                  ) -> tuple[list[SourceResource | ReadProblem], list[Ordinal], list[Task], int]:
     """Read everything but the Observation lines; cut those into tasks."""
     items: list[SourceResource | ReadProblem] = []
     ordinals: list[Ordinal] = []
-    tasks: list[_Task] = []
+    tasks: list[Task] = []
     streamed = 0
     read = 0
     for rank, path in enumerate(files):
@@ -323,7 +296,7 @@ def _read_context(files: list[Path], chunk_lines: int,
                     ordinals.append((rank, 0, number_in_file))
             continue
         gz = path.name.lower().endswith(".gz")
-        current: _Task | None = None
+        current: Task | None = None
         in_task = 0
         for number, offset, line in ndjson_lines(path):
             if is_streamed_line(line):
@@ -331,8 +304,8 @@ def _read_context(files: list[Path], chunk_lines: int,
                 if current is None or in_task == chunk_lines:
                     if current is not None and not gz:
                         current.stop = offset
-                    current = _Task(len(tasks), file, rank, start=offset, first_line=number,
-                                    lines=[] if gz else None)
+                    current = Task(len(tasks), file, rank, start=offset, first_line=number,
+                                   lines=[] if gz else None)
                     tasks.append(current)
                     in_task = 0
                 in_task += 1
@@ -352,12 +325,9 @@ def _read_context(files: list[Path], chunk_lines: int,
     return items, ordinals, tasks, streamed
 
 
-def _early_rows(early: dict[str, list[dict[str, Any]]], resources: list[SourceResource],
-                ordinals: list[Ordinal], reference: dict[str, str | None],
-                shared: _Shared) -> tuple[ChunkResult, _Spill]:
-    """LB/VS rows of resources read in pass 1 (Observations in Bundles), spilled like a chunk."""
-    from fhircdisc.converters.chunk import column_stats
-
+def _early_rows(early: dict[str, Rows], ordinals: list[Ordinal],
+                reference: dict[str, str | None]) -> ChunkResult:
+    """LB/VS rows of resources read in pass 1 (Observations in Bundles), as a chunk's."""
     result = ChunkResult()
     for domain, domain_rows in early.items():
         if not domain_rows:
@@ -366,11 +336,12 @@ def _early_rows(early: dict[str, list[dict[str, Any]]], resources: list[SourceRe
         result.rows[domain] = domain_rows
         result.stats[domain] = column_stats(domain_rows)
         result.fixed_seq[domain] = derivations.all_fixed(domain_rows, f"{domain}SEQ")
-    return _spill(result, "early", shared)
+    return result
 
 
 # -- pass 2: Observations ------------------------------------------------------------------------
-def _task_lines(task: _Task) -> Iterator[tuple[int, bytes]]:
+def task_lines(task: Task) -> Iterator[tuple[int, bytes]]:
+    """The Observation lines of a task, numbered, read from its file's byte range."""
     if task.lines is not None:
         yield from task.lines
         return
@@ -383,44 +354,49 @@ def _task_lines(task: _Task) -> Iterator[tuple[int, bytes]]:
             yield number, line
 
 
-def _map_task(task: _Task) -> tuple[ChunkResult, _Spill]:
-    assert _SHARED is not None
-    result = convert_lines(_task_lines(task), task.file, task.rank, _SHARED.context)
-    return _spill(result, f"{task.number:06d}", _SHARED)
+def map_task(task: Task, context: StudyContext) -> ChunkResult:
+    """Pass 2 of one chunk: its lines mapped to rows."""
+    return convert_lines(task_lines(task), task.file, task.rank, context)
 
 
-def _spill(result: ChunkResult, name: str, shared: _Shared) -> tuple[ChunkResult, _Spill]:
-    """Write the chunk's rows to disk by bucket; the rows leave the result."""
-    path = shared.spill_dir / f"{name}.pkl"
-    places: dict[tuple[str, int], tuple[int, int]] = {}
-    with path.open("wb") as handle:
-        for domain, rows in result.rows.items():
-            by_bucket: dict[int, list[dict[str, Any]]] = {}
-            for row in rows:
-                by_bucket.setdefault(shared.buckets[row["USUBJID"]], []).append(row)
-            for bucket, bucket_rows in by_bucket.items():
-                data = pickle.dumps(bucket_rows, protocol=pickle.HIGHEST_PROTOCOL)
-                places[(domain, bucket)] = (handle.tell(), len(data))
-                handle.write(data)
-    return replace(result, rows={}), _Spill(path, places)
+def by_bucket(result: ChunkResult, buckets: Mapping[str, int]) -> Iterator[tuple[Key, Rows]]:
+    """A chunk's rows by (domain, bucket), each group in read order."""
+    for domain, rows in result.rows.items():
+        groups: dict[int, Rows] = {}
+        for row in rows:
+            groups.setdefault(buckets[row["USUBJID"]], []).append(row)
+        for bucket, group in groups.items():
+            yield (domain, bucket), group
 
 
-def _settle(report: ConversionReport, results: list[tuple[ChunkResult, _Spill]],
-            shared: _Shared) -> None:
-    """Fold the chunks' report shares and column facts together, in read order."""
+class ChunkProgress:
+    """Reports the resources mapped so far, chunk by chunk, to ``progress(file, count)``."""
+
+    def __init__(self, progress: Callable[[str, int], None] | None) -> None:
+        self.progress = progress
+        self.done = 0
+
+    def __call__(self, task: Task, result: ChunkResult) -> None:
+        self.done += sum(result.outcomes.values())
+        if self.progress is not None:
+            self.progress(task.file, self.done)
+
+
+def settle(setup: Setup, shares: Iterable[ChunkResult]) -> None:
+    """Fold the report shares and column facts of the pass-1 rows and of every chunk
+    (``shares``, in task order) into the report and the plan."""
     stats: dict[str, dict[str, ColumnStats]] = {}
-    for result, spill in results:
-        report.settle(result.outcomes)
-        report.unmapped.extend(result.unmapped)
-        report.value_issues.extend(result.value_issues)
-        shared.spills.append(spill)
+    plan = setup.plan
+    for result in (setup.early, *shares):
+        setup.report.settle(result.outcomes)
+        setup.report.unmapped.extend(result.unmapped)
+        setup.report.value_issues.extend(result.value_issues)
         for domain, columns in result.stats.items():
             merged = stats.setdefault(domain, {})
             for name, column in columns.items():
                 merged.setdefault(name, ColumnStats(False, True)).merge(column)
-            shared.plan.fixed_seq[domain] = shared.plan.fixed_seq.get(domain, True) and \
+            plan.fixed_seq[domain] = plan.fixed_seq.get(domain, True) and \
                 result.fixed_seq[domain]
-    plan = shared.plan
     for domain, columns in stats.items():
         present = {name for name, column in columns.items() if column.present}
         plan.all_columns[domain] = list(columns) + _HIDDEN
@@ -430,20 +406,7 @@ def _settle(report: ConversionReport, results: list[tuple[ChunkResult, _Spill]],
 
 
 # -- pass 3: datasets ---------------------------------------------------------------------------
-@dataclass
-class _Piece:
-    """One bucket of a dataset, finished and parked on disk."""
-
-    path: Path | None
-    rows: int
-    subjects: int
-    stats: Any = None
-    findings: list[Finding] = field(default_factory=list)
-    runs: list[RuleRun] = field(default_factory=list)
-
-
-def finish_bucket(domain: str, rows: list[dict[str, Any]], plan: DatasetPlan
-                  ) -> FinishedBucket:
+def finish_bucket(domain: str, rows: Rows, plan: DatasetPlan) -> FinishedBucket:
     """The rows of one bucket (every row of its subjects) as a typed dataset piece: sorted,
     --SEQ numbered, provenance split off, conformance rules run with DM beside it."""
     from fhircdisc.converters.dataset_stream import stats_of
@@ -468,46 +431,101 @@ def finish_bucket(domain: str, rows: list[dict[str, Any]], plan: DatasetPlan
     return finished
 
 
-def _finish_bucket(job: tuple[str, int]) -> _Piece:
-    assert _SHARED is not None
-    shared = _SHARED
-    domain, bucket = job
-    rows: list[dict[str, Any]] = []
-    for spill in shared.spills:
-        place = spill.places.get((domain, bucket))
-        if place is None:
-            continue
-        with spill.path.open("rb") as handle:
-            handle.seek(place[0])
-            rows.extend(pickle.loads(handle.read(place[1])))
-    if not rows:
-        return _Piece(None, 0, 0)
-    done = finish_bucket(domain, rows, shared.plan)
-    piece = _Piece(shared.spill_dir / f"{domain}.{bucket:05d}.bucket", len(done.frame),
-                   int(done.frame["USUBJID"].nunique()), done.stats, done.findings, done.runs)
-    with piece.path.open("wb") as handle:  # type: ignore[union-attr]
-        pickle.dump((done.frame, done.provenance), handle, protocol=pickle.HIGHEST_PROTOCOL)
-    return piece
+@contextmanager
+def staging_folder(out: Path) -> Iterator[Path]:
+    """A new hidden folder in ``out`` (created if need be) for the output to be written
+    into; it is removed at the end, and so is ``out`` if it was created here and the
+    block failed before :func:`write_output` moved the files out."""
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create output folder {out}: {exc.strerror}") from exc
+    staging = Path(tempfile.mkdtemp(prefix=".fhircdisc-", dir=out))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and out.exists() and not any(out.iterdir()):
+            out.rmdir()
 
 
-def _write_streamed(domain: str, parts: list[_Piece], shared: _Shared, staging: Path,
-                    formats: list[str], stamp: str, out: Path, prov_path: Path) -> None:
+def write_output(setup: Setup, staging: Path, pieces: Mapping[str, list[Piece]],
+                 load: Callable[[Piece], FinishedBucket]) -> StreamResult:
+    """Write every output file into ``staging``, then move them into the output folder.
+
+    ``pieces``: per streamed domain, its non-empty buckets in bucket order; ``load``
+    gives a bucket's rows, asked for once per piece, in writing order.
+    """
+    small, report, out = setup.small, setup.report, setup.out
+    validation = small.validate() if setup.plan.validate and small.domains else None
+    datasets = {name: (len(frame), _subjects(frame)) for name, frame in small.domains.items()}
+    report.rows = {name: len(frame) for name, frame in small.domains.items()}
+    report.sort_items()
+
+    provenance = small.provenance.copy()
+    provenance["FILE"] = relative_files(provenance["FILE"], out)
+    prov_path = staging / PROVENANCE_NAME
+    before = provenance[provenance["DOMAIN"].isin(("DM", "EX", "AE"))]
+    before.to_csv(prov_path, index=False)
+    for name, frame in small.domains.items():
+        for fmt in setup.formats:
+            write_dataset(frame, staging, small.meta(name), fmt,
+                          creation_datetime=setup.creation_datetime)
+    for domain in setup.streamed():
+        parts = pieces.get(domain, [])
+        total = sum(part.rows for part in parts)
+        report.rows[domain] = total
+        datasets[domain] = (total, sum(part.subjects for part in parts))
+        _write_streamed(setup, staging, domain, parts, load, prov_path)
+        if validation is not None:
+            _add_findings(validation, domain, parts)
+    provenance[provenance["DOMAIN"] == "TS"].to_csv(prov_path, index=False, header=False,
+                                                    mode="a")
+    report.rows = dict(sorted(report.rows.items()))
+    document = report.to_dict()
+    if validation is not None:
+        validation.metadata["datasets"] = {name: datasets[name][0] for name in
+                                           _ordered(datasets)}
+        document["validation"] = validation.to_dict()
+    document["sources"] = [_relative(s, out) for s in document["sources"]]
+    (staging / REPORT_NAME).write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+    written = []
+    for item in sorted(staging.iterdir()):
+        if item.is_file():          # an engine's working folders stay behind
+            target = out / item.name
+            item.replace(target)
+            written.append(target)
+    return StreamResult(report, written, validation,
+                        {name: datasets[name] for name in _ordered(datasets)})
+
+
+def _ordered(datasets: dict[str, Any]) -> list[str]:
+    from fhircdisc.study import DOMAIN_ORDER
+
+    return sorted(datasets, key=lambda n: DOMAIN_ORDER.index(n) if n in DOMAIN_ORDER else 99)
+
+
+def _subjects(frame: pd.DataFrame) -> int:
+    return int(frame["USUBJID"].nunique()) if "USUBJID" in frame else 0
+
+
+def _write_streamed(setup: Setup, staging: Path, domain: str, parts: list[Piece],
+                    load: Callable[[Piece], FinishedBucket], prov_path: Path) -> None:
     from fhircdisc.converters.dataset_stream import merge_stats, open_dataset_writer
 
-    meta = shared.plan.meta(domain)
-    stats = merge_stats([p.stats for p in parts if p.stats is not None])
-    writers = [open_dataset_writer(staging, meta, fmt, stats, creation_datetime=stamp)
-               for fmt in formats]
+    meta = setup.plan.meta(domain)
+    stats = merge_stats(part.stats for part in parts)
+    writers = [open_dataset_writer(staging, meta, fmt, stats,
+                                   creation_datetime=setup.creation_datetime)
+               for fmt in setup.formats]
     try:
         for part in parts:
-            if part.path is None:
-                continue
-            with part.path.open("rb") as handle:
-                frame, provenance = pickle.load(handle)
-            part.path.unlink()
+            finished = load(part)
             for writer in writers:
-                writer.write(frame)
-            provenance["FILE"] = relative_files(provenance["FILE"], out)
+                writer.write(finished.frame)
+            provenance = finished.provenance
+            provenance["FILE"] = relative_files(provenance["FILE"], setup.out)
             provenance.to_csv(prov_path, index=False, header=False, mode="a")
         for writer in writers:
             writer.close()
@@ -517,7 +535,7 @@ def _write_streamed(domain: str, parts: list[_Piece], shared: _Shared, staging: 
         raise
 
 
-def _add_findings(validation: ValidationResult, domain: str, parts: list[_Piece]) -> None:
+def _add_findings(validation: ValidationResult, domain: str, parts: list[Piece]) -> None:
     """Bucket findings into the study's result: rows counted from the dataset's start,
     dataset-level findings once, each rule's run merged as if it had seen the whole
     dataset."""
@@ -587,13 +605,105 @@ def _merge_run(study_run: RuleRun, bucket_runs: list[RuleRun], domain: str,
                    _NOT_CHECKED + "; ".join(notes) if notes else None)
 
 
-# -- running tasks ------------------------------------------------------------------------------
+# -- the local engine: forked workers, rows spilled to disk -------------------------------------
+@dataclass
+class _Spill:
+    """Where a chunk's rows went: (domain, bucket) -> (offset, size) in one file."""
+
+    path: Path
+    places: dict[Key, tuple[int, int]]
+
+
+@dataclass
+class _Shared:
+    """State the forked workers inherit."""
+
+    setup: Setup
+    spill_dir: Path
+    spills: list[_Spill] = field(default_factory=list)
+
+
+_SHARED: _Shared | None = None
+
+
+def _stream(setup: Setup, staging: Path, workers: int,
+            progress: Callable[[str, int], None] | None) -> StreamResult:
+    """Passes 2 and 3 in forked worker processes, then the writing."""
+    global _SHARED
+    spill_dir = staging / ".spill"
+    spill_dir.mkdir()
+    _SHARED = shared = _Shared(setup, spill_dir)
+    try:
+        tick = ChunkProgress(progress)
+        shared.spills.append(_spill(setup.early, "early", shared))
+        results = _run(_map_task, setup.tasks, workers,
+                       lambda task, done: tick(task, done[0]))
+        shared.spills += [spill for _, spill in results]
+        settle(setup, [result for result, _ in results])
+        pieces: dict[str, list[Piece]] = {}
+        for piece in _run(_finish_bucket, setup.bucket_keys(), workers):
+            if piece is not None:
+                pieces.setdefault(piece.domain, []).append(piece)
+        return write_output(setup, staging, pieces, partial(_load_bucket, spill_dir))
+    finally:
+        _SHARED = None
+
+
+def _map_task(task: Task) -> tuple[ChunkResult, _Spill]:
+    assert _SHARED is not None
+    result = map_task(task, _SHARED.setup.context)
+    return replace(result, rows={}), _spill(result, f"{task.number:06d}", _SHARED)
+
+
+def _spill(result: ChunkResult, name: str, shared: _Shared) -> _Spill:
+    """Write the chunk's rows to disk by bucket."""
+    path = shared.spill_dir / f"{name}.pkl"
+    places: dict[Key, tuple[int, int]] = {}
+    with path.open("wb") as handle:
+        for key, rows in by_bucket(result, shared.setup.buckets):
+            data = pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)
+            places[key] = (handle.tell(), len(data))
+            handle.write(data)
+    return _Spill(path, places)
+
+
+def _finish_bucket(key: Key) -> Piece | None:
+    """Pass 3 of one bucket: its rows gathered from every spill, finished, parked on disk."""
+    assert _SHARED is not None
+    shared = _SHARED
+    rows: Rows = []
+    for spill in shared.spills:
+        place = spill.places.get(key)
+        if place is None:
+            continue
+        with spill.path.open("rb") as handle:
+            handle.seek(place[0])
+            rows.extend(pickle.loads(handle.read(place[1])))
+    if not rows:
+        return None
+    done = finish_bucket(key[0], rows, shared.setup.plan)
+    with _bucket_path(shared.spill_dir, key).open("wb") as handle:
+        pickle.dump(done, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    return done.piece(*key)
+
+
+def _bucket_path(spill_dir: Path, key: Key) -> Path:
+    return spill_dir / f"{key[0]}.{key[1]:05d}.bucket"
+
+
+def _load_bucket(spill_dir: Path, piece: Piece) -> FinishedBucket:
+    path = _bucket_path(spill_dir, (piece.domain, piece.bucket))
+    with path.open("rb") as handle:
+        finished: FinishedBucket = pickle.load(handle)
+    path.unlink()
+    return finished
+
+
 def _run(function: Callable[[Any], Any], jobs: list[Any], workers: int,
-         progress: Callable[[str, int], None] | None = None,
-         report: ConversionReport | None = None) -> list[Any]:
-    """``function`` over ``jobs`` in order, over forked workers when there are several."""
+         each: Callable[[Any, Any], None] | None = None) -> list[Any]:
+    """``function`` over ``jobs`` in order, over forked workers when there are several;
+    ``each(job, result)`` as results come in."""
     results: list[Any] = []
-    done = 0
     if workers <= 1 or len(jobs) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         mapped: Iterable[Any] = map(function, jobs)
         pool = None
@@ -603,9 +713,8 @@ def _run(function: Callable[[Any], Any], jobs: list[Any], workers: int,
     try:
         for job, result in zip(jobs, mapped, strict=True):
             results.append(result)
-            if progress is not None and isinstance(job, _Task):
-                done += sum(result[0].outcomes.values())
-                progress(job.file, done)
+            if each is not None:
+                each(job, result)
     finally:
         if pool is not None:
             pool.terminate()
@@ -613,4 +722,6 @@ def _run(function: Callable[[Any], Any], jobs: list[Any], workers: int,
     return results
 
 
-__all__ = ["BUCKET_ROWS", "CHUNK_LINES", "StreamResult", "stream_to_sdtm"]
+__all__ = ["BUCKET_ROWS", "CHUNK_LINES", "DatasetPlan", "FinishedBucket", "Piece", "Setup",
+           "StreamResult", "Task", "by_bucket", "finish_bucket", "map_task", "prepare",
+           "settle", "stream_to_sdtm", "write_output"]
