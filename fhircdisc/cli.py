@@ -11,12 +11,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
 
 from fhircdisc import __version__
-from fhircdisc.errors import FhircdiscError
+from fhircdisc.errors import FhircdiscError, InputError
 
 FORMAT_CHOICES = ("xpt", "json", "ndjson", "csv")
 VERSION_CHOICES = ("auto", "R4", "R4B", "R5")
@@ -46,7 +47,7 @@ def _read_progress(enabled: bool) -> Iterator[Callable[[str, int], None] | None]
         yield update
 
 
-ENGINES = ("auto", "memory", "stream")
+ENGINES = ("auto", "memory", "stream", "spark")
 #: from this much NDJSON input ``--engine auto`` streams
 STREAM_FROM_BYTES = 100 * 1024 * 1024
 
@@ -63,6 +64,18 @@ def _strict_check(inputs: tuple[Path, ...], fhir_version: str, workers: int | No
     from fhircdisc.converters.strict import check_resources
 
     check_resources(read_sources(inputs), fhir_version, workers)
+
+
+def _spark_engine() -> Callable[..., Any]:
+    from fhircdisc.converters.spark_engine import spark_to_sdtm
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return spark_to_sdtm(*args, **kwargs)
+        except ImportError as exc:          # PySpark is an optional extra
+            raise InputError(f"--engine spark needs PySpark and Java: "
+                             f"pip install 'fhircdisc[spark]' ({exc})") from exc
+    return run
 
 
 def _fail(exc: FhircdiscError) -> None:
@@ -101,6 +114,7 @@ def main() -> None:
 @click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True,
               help="memory: hold the study in memory; stream: Observations in chunks over "
               "worker processes, spilled to disk (bounded memory, for Bulk Data exports); "
+              "spark: the streaming passes as Spark jobs (needs fhircdisc[spark] and Java); "
               "auto: stream from 100 MB of NDJSON input.")
 @click.option("--workers", type=click.IntRange(min=1), help="Worker processes "
               "(default: one per core).")
@@ -123,14 +137,19 @@ def to_sdtm_command(inputs: tuple[Path, ...], out_dir: Path, study_id: str | Non
         if engine == "auto":
             engine = "stream" if _ndjson_bytes(inputs) >= STREAM_FROM_BYTES else "memory"
         with _read_progress(enabled=not quiet) as progress:
-            if engine == "stream":
-                from fhircdisc.converters.streaming import stream_to_sdtm
+            if engine in ("stream", "spark"):
+                options: dict[str, Any] = dict(
+                    study_id=study_id, site_id=site_id, subjects=subjects,
+                    fhir_version=fhir_version, terminology=terminology, enrol_all=enrol_all,
+                    progress=progress, validate=not no_validate,
+                    creation_datetime=creation_datetime)
+                if engine == "spark":
+                    result = _spark_engine()(inputs, out_dir, formats, **options)
+                else:
+                    from fhircdisc.converters.streaming import stream_to_sdtm
 
-                result = stream_to_sdtm(
-                    inputs, out_dir, formats, study_id=study_id, site_id=site_id,
-                    subjects=subjects, fhir_version=fhir_version, terminology=terminology,
-                    enrol_all=enrol_all, workers=workers, progress=progress,
-                    validate=not no_validate, creation_datetime=creation_datetime)
+                    result = stream_to_sdtm(inputs, out_dir, formats, workers=workers,
+                                            **options)
                 report, datasets, validation = result.report, result.datasets, \
                     result.validation
             else:
@@ -138,7 +157,7 @@ def to_sdtm_command(inputs: tuple[Path, ...], out_dir: Path, study_id: str | Non
                                 subjects=subjects, fhir_version=fhir_version,
                                 terminology=terminology, enrol_all=enrol_all,
                                 progress=progress, workers=workers)
-        if engine != "stream":
+        if engine == "memory":
             validation = None if no_validate or not study.domains else study.validate()
             study.write(out_dir, formats, creation_datetime=creation_datetime,
                         validation=validation)

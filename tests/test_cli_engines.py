@@ -89,3 +89,15 @@ def test_strict_passes_a_valid_export(export: Path, tmp_path: Path) -> None:
     code, text = _run("to-sdtm", str(folder), "-o", str(tmp_path / "out"), "--study-id", "H",
                       "--strict")
     assert code == 0, text
+
+
+def test_spark_engine_from_the_command_line(export: Path, tmp_path: Path) -> None:
+    pytest.importorskip("pyspark", reason="the spark extra is not installed")
+    outputs = {}
+    for engine in ("memory", "spark"):
+        out = tmp_path / engine
+        code, text = _run("to-sdtm", str(export), "-o", str(out), "--study-id", "HOSP",
+                          "--engine", engine, "--creation-datetime", STAMP, "-q")
+        assert code == 0, text
+        outputs[engine] = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+    assert outputs["spark"] == outputs["memory"]

@@ -35,6 +35,8 @@ an offset: its Observation lines are read on the driver and travel in the tasks.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -102,7 +104,7 @@ def spark_to_sdtm(sources: Iterable[str | Path], out_dir: str | Path,
                         validate=validate, creation_datetime=creation_datetime,
                         chunk_lines=chunk_lines, bucket_rows=bucket_rows)
         with staging_folder(setup.out) as staging, _SparkRun.of(sc, setup) as run:
-            rows = run.map_chunks(ChunkProgress(progress))
+            rows = run.map_chunks(ChunkProgress(progress, sum(setup.report.read_counts.values())))
             return write_output(setup, staging, run.finish_buckets(rows), run.load)
 
 
@@ -112,7 +114,15 @@ def _active_session() -> SparkSession:
     except ImportError as exc:
         raise ImportError("the Spark engine needs PySpark: pip install 'fhircdisc[spark]'"
                           ) from exc
-    return SparkSession.builder.getOrCreate()
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    builder = SparkSession.builder.appName("fhircdisc").config("spark.ui.enabled", "false")
+    # a session made here runs its Python workers with this interpreter (and its
+    # packages) rather than whatever ``python3`` is on PATH; PySpark reads the variable
+    # when the context starts
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    return builder.getOrCreate()
 
 
 @dataclass

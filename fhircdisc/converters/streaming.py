@@ -284,7 +284,7 @@ def _read_context(files: list[Path], chunk_lines: int,
     ordinals: list[Ordinal] = []
     tasks: list[Task] = []
     streamed = 0
-    read = 0
+    lines = 0
     for rank, path in enumerate(files):
         file = str(path)
         number_in_file = 0
@@ -317,9 +317,9 @@ def _read_context(files: list[Path], chunk_lines: int,
                     if isinstance(item, SourceResource):
                         number_in_file += 1
                         ordinals.append((rank, number, number_in_file))
-            read += 1
-            if progress is not None and read % 20_000 == 0:
-                progress(file, read)
+            lines += 1
+            if progress is not None and lines % 20_000 == 0:
+                progress(file, len(ordinals))       # Observations are counted in pass 2
         if current is not None and not gz and current.stop == 0:
             current.stop = path.stat().st_size
     return items, ordinals, tasks, streamed
@@ -370,11 +370,12 @@ def by_bucket(result: ChunkResult, buckets: Mapping[str, int]) -> Iterator[tuple
 
 
 class ChunkProgress:
-    """Reports the resources mapped so far, chunk by chunk, to ``progress(file, count)``."""
+    """Reports the resources read so far, chunk by chunk, to ``progress(file, count)``,
+    counting on from ``start`` (those read in pass 1)."""
 
-    def __init__(self, progress: Callable[[str, int], None] | None) -> None:
+    def __init__(self, progress: Callable[[str, int], None] | None, start: int = 0) -> None:
         self.progress = progress
-        self.done = 0
+        self.done = start
 
     def __call__(self, task: Task, result: ChunkResult) -> None:
         self.done += sum(result.outcomes.values())
@@ -634,7 +635,7 @@ def _stream(setup: Setup, staging: Path, workers: int,
     spill_dir.mkdir()
     _SHARED = shared = _Shared(setup, spill_dir)
     try:
-        tick = ChunkProgress(progress)
+        tick = ChunkProgress(progress, sum(setup.report.read_counts.values()))
         shared.spills.append(_spill(setup.early, "early", shared))
         results = _run(_map_task, setup.tasks, workers,
                        lambda task, done: tick(task, done[0]))
