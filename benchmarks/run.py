@@ -1,7 +1,7 @@
 """Benchmarks of the conversion paths, with baselines measured in the same run.
 
     python benchmarks/run.py [--observations 1000000] [--slice 2000]
-                             [--memory-sizes 500000,2000000] [--skip-reverse]
+                             [--memory-sizes 500000,2000000]
 
 On a generated Bulk Data export (benchmarks/generate.py), prints:
 - bare orjson parse of every line (the floor), resources/s;
@@ -12,7 +12,8 @@ On a generated Bulk Data export (benchmarks/generate.py), prints:
   conversion, run on a slice and extrapolated per resource (slice size printed);
 - peak resident memory of the streaming conversion in a fresh process, for each size of
   ``--memory-sizes``, and the growth between the smallest and the largest;
-- SDTM -> FHIR NDJSON on the CDISC pilot LB scaled up (benchmarks/sdtm_to_fhir.py).
+SDTM -> FHIR NDJSON on the CDISC pilot LB scaled up has its own benchmark:
+benchmarks/sdtm_to_fhir.py.
 """
 
 from __future__ import annotations
@@ -102,15 +103,6 @@ def peak_memory(folder: Path, out: Path) -> tuple[float, float]:
     return parent / 1024, child / 1024
 
 
-def sdtm_to_fhir_rows() -> list[tuple[str, str, str]]:
-    script = ROOT / "benchmarks" / "sdtm_to_fhir.py"
-    if not script.exists():
-        return []
-    from benchmarks import sdtm_to_fhir
-
-    return sdtm_to_fhir.figures()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -119,7 +111,6 @@ def main() -> None:
     parser.add_argument("--slice", type=int, default=2_000)
     parser.add_argument("--memory-sizes", default="500000,2000000",
                         help="Observation counts whose peak RSS is measured ('' to skip)")
-    parser.add_argument("--skip-reverse", action="store_true", help="no SDTM -> FHIR figures")
     args = parser.parse_args()
     console = Console()
     cores = os.cpu_count() or 1
@@ -164,9 +155,6 @@ def main() -> None:
         if len(peaks) > 1:
             table.add_row(f"peak RSS growth {sizes[0]:,} -> {sizes[-1]:,}",
                           f"{(peaks[-1] / peaks[0] - 1) * 100:+.1f}%", "")
-    if not args.skip_reverse:
-        for row in sdtm_to_fhir_rows():
-            table.add_row(*row)
     console.print(table)
 
 

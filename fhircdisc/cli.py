@@ -197,25 +197,30 @@ def to_fhir_command(sdtm_dir: Path, out_dir: Path, bundle_type: str, ndjson: boo
     import orjson
 
     from fhircdisc.converters.atomic import write_bytes_atomic
-    from fhircdisc.converters.fhir_writer import write_bundle, write_ndjson
+    from fhircdisc.converters.fhir_writer import write_bundle
     from fhircdisc.converters.sdtm_to_fhir import REPORT_NAME, to_fhir
+    from fhircdisc.converters.sdtm_to_fhir_ndjson import to_fhir_ndjson
     from fhircdisc.summary import print_fhir_summary
 
     try:
-        output = to_fhir(sdtm_dir, fhir_version=fhir_version, terminology=terminology,
-                         validate=not no_validate)
         if ndjson:
-            write_ndjson(output.resources, out_dir)
+            # LB streamed straight into Observation.ndjson, the same bytes as the
+            # resource-by-resource writer
+            report = to_fhir_ndjson(sdtm_dir, out_dir, fhir_version=fhir_version,
+                                    terminology=terminology, validate=not no_validate).report
         else:
+            output = to_fhir(sdtm_dir, fhir_version=fhir_version, terminology=terminology,
+                             validate=not no_validate)
             write_bundle(output.resources, out_dir / "bundle.json", bundle_type,
                          timestamp=timestamp)
+            report = output.report
         write_bytes_atomic(out_dir / REPORT_NAME, orjson.dumps(
-            output.report.to_dict(), option=orjson.OPT_INDENT_2))
+            report.to_dict(), option=orjson.OPT_INDENT_2))
     except FhircdiscError as exc:
         _fail(exc)
     if not quiet:
-        print_fhir_summary(output.report, Console(), out_dir)
-    sys.exit(1 if output.report.rejected else 0)
+        print_fhir_summary(report, Console(), out_dir)
+    sys.exit(1 if report.rejected else 0)
 
 
 @main.command("validate")

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pandas.api.extensions import ExtensionDtype
 
 from fhircdisc.converters.datasets import dataset_files, read_dataset
 from fhircdisc.converters.fhir_reader import Origin, SourceResource
@@ -47,6 +48,7 @@ from fhircdisc.mappings.extensions import (
 from fhircdisc.mappings.inverse import WriteContext, missing, write_row
 from fhircdisc.mappings.terminology import Terminology
 from fhircdisc.schemas import sdtmig
+from fhircdisc.study import Study
 
 DOMAINS = ("DM", "EX", "LB", "VS", "AE", "TS")
 REPORT_NAME = "fhir-report.json"
@@ -135,7 +137,23 @@ def full_url(resource: dict[str, Any]) -> str:
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{str(k): v for k, v in row.items()} for row in frame.to_dict("records")]
+    """The rows as dicts, values as ``frame.to_dict("records")`` gives them."""
+    keys = [str(k) for k in frame.columns]
+    columns = []
+    for position in range(frame.shape[1]):
+        series = frame.iloc[:, position]
+        values = series.tolist()                 # numbers as Python numbers
+        if (series.dtype == object or isinstance(series.dtype, ExtensionDtype)) and not all(
+                v is None or type(v) in (str, float) for v in values):
+            # other objects (numpy scalars, pd.NA): as to_dict boxes them
+            return [{str(k): v for k, v in row.items()} for row in frame.to_dict("records")]
+        columns.append(values)
+    return [dict(zip(keys, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def _values(frame: pd.DataFrame, column: str) -> list[Any]:
+    """A column's values as ``row.get(column)`` gives them row by row (``None`` if absent)."""
+    return frame[column].tolist() if column in frame else [None] * len(frame)
 
 
 def _text(value: Any) -> str | None:
@@ -186,6 +204,50 @@ def _type_csv(domain: str, frame: pd.DataFrame, path: Path) -> pd.DataFrame:
 # ----------------------------------------------------------------------- building
 
 
+def encounter_resource(usubjid: str, visitnum: float, visit: Any, patient: str,
+                       version: str) -> dict[str, Any]:
+    """The Encounter of one subject's visit (``patient``: the ``Patient/id`` reference)."""
+    number = _seq_text(visitnum, 0)
+    encounter: dict[str, Any] = {
+        "resourceType": "Encounter", "id": fhir_id("enc", usubjid, number),
+        "identifier": [{"system": VISITNUM_SYSTEM, "value": number}],
+        "subject": {"reference": patient},
+    }
+    if version == "R5":
+        encounter.update(status="completed", **{"class": [{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+            "code": "AMB"}]}]})
+    else:
+        encounter.update(status="finished", **{"class": {
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+            "code": "AMB"}})
+    if not missing(visit):
+        encounter["type"] = [{"text": str(visit)}]
+    return encounter
+
+
+def finish_resource(resource: dict[str, Any], version: str) -> None:
+    """What a resource needs beyond its rows: contained Medication, required parts."""
+    medication = resource.pop("_medication", None)
+    if resource["resourceType"] == "MedicationAdministration":
+        medication = medication or {"code": {"text": "UNKNOWN"}}
+        resource["contained"] = [{"resourceType": "Medication", "id": "med", **medication}]
+        if version == "R5":
+            resource["medication"] = {"reference": {"reference": "#med"}}
+            resource.setdefault("occurencePeriod", {})
+        else:
+            resource["medicationReference"] = {"reference": "#med"}
+            resource.setdefault("effectivePeriod", {})
+    if resource["resourceType"] == "AdverseEvent":
+        for entity in resource.get("suspectEntity") or []:
+            if version == "R5":
+                entity.setdefault("instanceCodeableConcept", {"text": "study treatment"})
+            else:
+                entity.setdefault("instance", {"display": "study treatment"})
+    if resource["resourceType"] == "Observation" and not resource.get("code"):
+        resource["code"] = {"text": "UNKNOWN"}
+
+
 class _Builder:
     def __init__(self, datasets: dict[str, tuple[pd.DataFrame, str]], terms: Terminology,
                  version: str, report: FhirReport) -> None:
@@ -216,10 +278,11 @@ class _Builder:
             }
             arms = dm[dm["STUDYID"] == studyid] if "STUDYID" in dm else dm
             pairs: dict[str, str] = {}
-            for _, row in arms.iterrows():
-                for cd, name in (("ARMCD", "ARM"), ("ACTARMCD", "ACTARM")):
-                    if not missing(row.get(cd)):
-                        pairs.setdefault(str(row[cd]), _text(row.get(name)) or str(row[cd]))
+            columns = [_values(arms, c) for c in ("ARMCD", "ARM", "ACTARMCD", "ACTARM")]
+            for armcd, arm, actarmcd, actarm in zip(*columns, strict=True):
+                for code, text in ((armcd, arm), (actarmcd, actarm)):
+                    if not missing(code):
+                        pairs.setdefault(str(code), _text(text) or str(code))
             if pairs:
                 key = "comparisonGroup" if self.version == "R5" else "arm"
                 study[key] = [({"linkId": fhir_id(cd), "name": cd} if self.version == "R5"
@@ -320,22 +383,8 @@ class _Builder:
             return None
         key = (usubjid, float(visitnum))
         if key not in self.encounters:
-            number = _seq_text(float(visitnum), 0)
-            encounter: dict[str, Any] = {
-                "resourceType": "Encounter", "id": fhir_id("enc", usubjid, number),
-                "identifier": [{"system": VISITNUM_SYSTEM, "value": number}],
-                "subject": {"reference": self.patients[usubjid]},
-            }
-            if self.version == "R5":
-                encounter.update(status="completed", **{"class": [{"coding": [{
-                    "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
-                    "code": "AMB"}]}]})
-            else:
-                encounter.update(status="finished", **{"class": {
-                    "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
-                    "code": "AMB"}})
-            if not missing(visit):
-                encounter["type"] = [{"text": str(visit)}]
+            encounter = encounter_resource(usubjid, float(visitnum), visit,
+                                           self.patients[usubjid], self.version)
             self._add(encounter, None, None)
             self.encounters[key] = f"Encounter/{encounter['id']}"
         return self.encounters[key]
@@ -436,25 +485,7 @@ class _Builder:
         return resource
 
     def _finish(self, resource: dict[str, Any]) -> None:
-        """What a resource needs beyond its rows: contained Medication, required parts."""
-        medication = resource.pop("_medication", None)
-        if resource["resourceType"] == "MedicationAdministration":
-            medication = medication or {"code": {"text": "UNKNOWN"}}
-            resource["contained"] = [{"resourceType": "Medication", "id": "med", **medication}]
-            if self.version == "R5":
-                resource["medication"] = {"reference": {"reference": "#med"}}
-                resource.setdefault("occurencePeriod", {})
-            else:
-                resource["medicationReference"] = {"reference": "#med"}
-                resource.setdefault("effectivePeriod", {})
-        if resource["resourceType"] == "AdverseEvent":
-            for entity in resource.get("suspectEntity") or []:
-                if self.version == "R5":
-                    entity.setdefault("instanceCodeableConcept", {"text": "study treatment"})
-                else:
-                    entity.setdefault("instance", {"display": "study treatment"})
-        if resource["resourceType"] == "Observation" and not resource.get("code"):
-            resource["code"] = {"text": "UNKNOWN"}
+        finish_resource(resource, self.version)
 
     # -- bookkeeping -------------------------------------------------------------------
     def _add(self, resource: dict[str, Any], domain: str | None, position: int | None) -> None:
@@ -484,10 +515,14 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _carry(builder: _Builder) -> None:
-    """Add ``sdtm-variable`` extensions for everything that would not come back."""
+def _carry(builder: _Builder, context: Iterable[dict[str, Any]] = ()) -> Study:
+    """Add ``sdtm-variable`` extensions for everything that would not come back.
+
+    ``context``: resources the builder's resources refer to that are not among them
+    (read back with them, given no extensions). Returns the study read back.
+    """
     items = [SourceResource(r, Origin("<memory>", f"{r['resourceType']}/{r['id']}"))
-             for r in builder.resources]
+             for r in [*builder.resources, *context]]
     back = convert_resources(items, sources=["<memory>"], terminology=builder.terms,
                              fhir_version=builder.version)
     by_key = {f"{r['resourceType']}/{r['id']}": r for r in builder.resources}
@@ -531,6 +566,7 @@ def _carry(builder: _Builder) -> None:
         if differing:
             node.setdefault("extension", []).extend(
                 variable_extension(c, v) for c, v in differing.items())
+    return back
 
 
 # ----------------------------------------------------------------------- entry points
@@ -544,10 +580,22 @@ def to_fhir(sdtm: str | Path | dict[str, pd.DataFrame], *, fhir_version: str = "
     resource is validated with fhir.resources (R4B models for R4) unless ``validate`` is
     false; a resource that fails is a bug and raises ``ConversionError``.
     """
+    version = _fhir_version(fhir_version)
+    datasets = _input_datasets(sdtm)
+    terms = terminology_module.load(terminology)
+    return _convert(datasets, terms, version, validate)
+
+
+def _fhir_version(fhir_version: str) -> str:
     version = fhir_version.upper()
     if version not in ("R4", "R4B", "R5"):
         raise InputError(f"unknown FHIR version {fhir_version!r}", hint="use R4 or R5")
-    version = "R5" if version == "R5" else "R4"
+    return "R5" if version == "R5" else "R4"
+
+
+def _input_datasets(sdtm: str | Path | dict[str, pd.DataFrame]
+                    ) -> dict[str, tuple[pd.DataFrame, str]]:
+    """The datasets to convert (name -> (frame, file)); DM is required."""
     if isinstance(sdtm, dict):
         datasets = {k.upper(): (v.reset_index(drop=True), f"<{k.upper()}>")
                     for k, v in sdtm.items() if k.upper() in DOMAINS}
@@ -556,7 +604,12 @@ def to_fhir(sdtm: str | Path | dict[str, pd.DataFrame], *, fhir_version: str = "
     if "DM" not in datasets:
         raise InputError("no DM dataset: subjects are needed to convert SDTM to FHIR",
                          str(sdtm) if not isinstance(sdtm, dict) else None)
-    terms = terminology_module.load(terminology)
+    return datasets
+
+
+def _convert(datasets: dict[str, tuple[pd.DataFrame, str]], terms: Terminology, version: str,
+             validate: bool) -> FhirOutput:
+    """``to_fhir`` on datasets already read."""
     report = FhirReport(fhir_version=version,
                         rows_in={name: len(frame) for name, (frame, _) in datasets.items()})
     builder = _Builder(datasets, terms, version, report)
