@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -13,8 +11,7 @@ from pathlib import Path
 import orjson
 import pandas as pd
 
-from fhircdisc.converters.atomic import write_bytes_atomic
-from fhircdisc.errors import OutputError
+from fhircdisc.converters.atomic import publish, staging_folder, write_bytes_atomic
 from fhircdisc.report import ConversionReport
 from fhircdisc.schemas import sdtmig
 from fhircdisc.schemas.columns import ColumnMeta, DatasetMeta
@@ -89,11 +86,6 @@ class Study:
         out = Path(out_dir)
         formats = list(dict.fromkeys(formats))
         stamp = creation_datetime or datetime.now(UTC).replace(microsecond=0).isoformat()
-        created = not out.exists()
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create output folder {out}: {exc.strerror}") from exc
         report = self.report.to_dict()
         if validation is not None:
             report["validation"] = validation.to_dict()
@@ -101,9 +93,7 @@ class Study:
         provenance = self.provenance.copy()
         if "FILE" in provenance:
             provenance["FILE"] = relative_files(provenance["FILE"], out)
-        staging = Path(tempfile.mkdtemp(prefix=".fhircdisc-", dir=out))
-        done = False
-        try:
+        with staging_folder(out) as staging:
             for name, frame in self.domains.items():
                 meta = self.meta(name)
                 for fmt in formats:
@@ -111,17 +101,7 @@ class Study:
             write_bytes_atomic(staging / REPORT_NAME, orjson.dumps(
                 report, option=orjson.OPT_INDENT_2))
             provenance.to_csv(staging / PROVENANCE_NAME, index=False)
-            written = []
-            for item in sorted(staging.iterdir()):
-                target = out / item.name
-                item.replace(target)
-                written.append(target)
-            done = True
-            return written
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-            if created and not done and not any(out.iterdir()):
-                out.rmdir()
+            return publish(staging, out)
 
 
 def relative_files(files: pd.Series, out: Path) -> pd.Series:

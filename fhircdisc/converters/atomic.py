@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from fhircdisc.errors import OutputError
 
 
 @contextlib.contextmanager
@@ -40,3 +43,36 @@ def write_bytes_atomic(target: Path, data: bytes) -> None:
     """Write ``data`` to ``target`` atomically."""
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
+
+
+@contextlib.contextmanager
+def staging_folder(out: Path) -> Iterator[Path]:
+    """A new hidden folder in ``out`` (created if need be) to write a run's files into.
+
+    The files reach ``out`` only through :func:`publish`; the staging folder is removed
+    at the end, and so is ``out`` if it was created here and nothing was published.
+    """
+    out = Path(out)
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create output folder {out}: {exc.strerror}") from exc
+    staging = Path(tempfile.mkdtemp(prefix=".fhircdisc-", dir=out))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and out.exists() and not any(out.iterdir()):
+            out.rmdir()
+
+
+def publish(staging: Path, out: Path) -> list[Path]:
+    """Move every file of ``staging`` into ``out`` (folders in it are working space)."""
+    written = []
+    for item in sorted(staging.iterdir()):
+        if item.is_file():
+            target = Path(out) / item.name
+            item.replace(target)
+            written.append(target)
+    return written

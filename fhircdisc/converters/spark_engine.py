@@ -45,6 +45,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fhircdisc.converters.atomic import staging_folder
 from fhircdisc.converters.chunk import ChunkResult, StudyContext
 from fhircdisc.converters.streaming import (
     BUCKET_ROWS,
@@ -64,7 +65,6 @@ from fhircdisc.converters.streaming import (
     map_task,
     prepare,
     settle,
-    staging_folder,
     write_output,
 )
 from fhircdisc.errors import FhircdiscError

@@ -31,8 +31,6 @@ import math
 import multiprocessing
 import os
 import pickle
-import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -45,6 +43,7 @@ from typing import Any
 import orjson
 import pandas as pd
 
+from fhircdisc.converters.atomic import publish, staging_folder
 from fhircdisc.converters.chunk import (
     STREAMED_DOMAINS,
     ChunkResult,
@@ -67,7 +66,6 @@ from fhircdisc.converters.fhir_reader import (
     read_ndjson_line,
 )
 from fhircdisc.converters.fhir_to_sdtm import SPECS, _Converter, read_context
-from fhircdisc.errors import OutputError
 from fhircdisc.mappings import derivations
 from fhircdisc.mappings import terminology as terminology_module
 from fhircdisc.report import ConversionReport
@@ -432,25 +430,6 @@ def finish_bucket(domain: str, rows: Rows, plan: DatasetPlan) -> FinishedBucket:
     return finished
 
 
-@contextmanager
-def staging_folder(out: Path) -> Iterator[Path]:
-    """A new hidden folder in ``out`` (created if need be) for the output to be written
-    into; it is removed at the end, and so is ``out`` if it was created here and the
-    block failed before :func:`write_output` moved the files out."""
-    created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create output folder {out}: {exc.strerror}") from exc
-    staging = Path(tempfile.mkdtemp(prefix=".fhircdisc-", dir=out))
-    try:
-        yield staging
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if created and out.exists() and not any(out.iterdir()):
-            out.rmdir()
-
-
 def write_output(setup: Setup, staging: Path, pieces: Mapping[str, list[Piece]],
                  load: Callable[[Piece], FinishedBucket]) -> StreamResult:
     """Write every output file into ``staging``, then move them into the output folder.
@@ -491,12 +470,7 @@ def write_output(setup: Setup, staging: Path, pieces: Mapping[str, list[Piece]],
         document["validation"] = validation.to_dict()
     document["sources"] = [_relative(s, out) for s in document["sources"]]
     (staging / REPORT_NAME).write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
-    written = []
-    for item in sorted(staging.iterdir()):
-        if item.is_file():          # an engine's working folders stay behind
-            target = out / item.name
-            item.replace(target)
-            written.append(target)
+    written = publish(staging, out)
     return StreamResult(report, written, validation,
                         {name: datasets[name] for name in _ordered(datasets)})
 
