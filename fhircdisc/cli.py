@@ -53,9 +53,9 @@ STREAM_FROM_BYTES = 100 * 1024 * 1024
 
 
 def _ndjson_bytes(inputs: tuple[Path, ...]) -> int:
-    from fhircdisc.converters.fhir_reader import _is_ndjson, expand_sources
+    from fhircdisc.converters.fhir_reader import expand_sources, is_ndjson
 
-    return sum(path.stat().st_size for path in expand_sources(inputs) if _is_ndjson(path))
+    return sum(path.stat().st_size for path in expand_sources(inputs) if is_ndjson(path))
 
 
 def _strict_check(inputs: tuple[Path, ...], fhir_version: str, workers: int | None) -> None:

@@ -89,7 +89,7 @@ class Study:
         report = self.report.to_dict()
         if validation is not None:
             report["validation"] = validation.to_dict()
-        report["sources"] = [_relative(s, out) for s in report["sources"]]
+        report["sources"] = [relative_path(s, out) for s in report["sources"]]
         provenance = self.provenance.copy()
         if "FILE" in provenance:
             provenance["FILE"] = relative_files(provenance["FILE"], out)
@@ -105,11 +105,11 @@ class Study:
 
 
 def relative_files(files: pd.Series, out: Path) -> pd.Series:
-    """:func:`_relative` of a column of file names (worked out once per distinct name)."""
-    return files.map({name: _relative(name, out) for name in files.dropna().unique()})
+    """:func:`relative_path` of a column of file names (worked out once per distinct name)."""
+    return files.map({name: relative_path(name, out) for name in files.dropna().unique()})
 
 
-def _relative(source: object, out: Path) -> object:
+def relative_path(source: object, out: Path) -> object:
     """A source path as seen from the output folder, when both share a parent folder.
 
     Keeps the links in a written report valid when the whole tree is moved, and makes

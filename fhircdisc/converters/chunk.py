@@ -128,12 +128,12 @@ def _reference(resources: list[SourceResource], own: list[Ordinal], context: Stu
                rows: dict[str, list[dict[str, Any]]], result: ChunkResult,
                ordinals: list[Ordinal]) -> None:
     """Resources the lane does not take, through the general engine."""
-    from fhircdisc.converters.fhir_to_sdtm import _Converter
+    from fhircdisc.converters.fhir_to_sdtm import Converter
 
     report = ConversionReport()
     for resource in resources:
         report.read(resource.type, resource.report_key)
-    converter = _Converter(context.index, context.enrolment, context.terminology, report)
+    converter = Converter(context.index, context.enrolment, context.terminology, report)
     mapped = converter._map_range(resources, 0, len(resources))
     for key, status in report.status.items():
         result.outcomes[(report.types[key], status)] += 1

@@ -101,13 +101,13 @@ def _read_text(path: Path) -> bytes:
         raise InputError(f"cannot read file: {exc}", str(path)) from exc
 
 
-def _is_ndjson(path: Path) -> bool:
+def is_ndjson(path: Path) -> bool:
     return path.name.lower().removesuffix(".gz").endswith(".ndjson")
 
 
 def read_file(path: Path) -> Iterator[SourceResource | ReadProblem]:
     """Resources (and problems) of one file, in file order."""
-    if _is_ndjson(path):
+    if is_ndjson(path):
         yield from _read_ndjson(path)
     else:
         yield from _read_json(path)

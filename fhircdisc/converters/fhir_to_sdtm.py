@@ -43,7 +43,7 @@ CONTEXT_TYPES = frozenset({"ResearchSubject", "Encounter", "Consent", "Medicatio
                            "Organization", "Specimen"})
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 _CATEGORY_DOMAIN = {"laboratory": "LB", "vital-signs": "VS"}
-_EXCLUDED_STATUS = {"entered-in-error"}
+EXCLUDED_STATUS = {"entered-in-error"}
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def convert_resources(items: Iterable[SourceResource | ReadProblem], *, sources:
         items, sources=sources, terminology=terminology, study_id=study_id, site_id=site_id,
         subjects=subjects, fhir_version=fhir_version, enrol_all=enrol_all)
     terms = terminology
-    converter = _Converter(index, enrolment, terms, report)
+    converter = Converter(index, enrolment, terms, report)
     if workers is None:
         workers = (os.cpu_count() or 1) if len(resources) >= PARALLEL_FROM else 1
     rows = converter.run(resources, workers)
@@ -168,7 +168,7 @@ def _unmapped(report: ConversionReport, resource: SourceResource, location: str,
                                         location, code, message, element, system, value))
 
 
-_ACTIVE: tuple[_Converter, list[SourceResource]] | None = None
+_ACTIVE: tuple[Converter, list[SourceResource]] | None = None
 #: from how many resources ``workers=None`` spreads the mapping over the cores
 PARALLEL_FROM = 20_000
 
@@ -185,7 +185,10 @@ def _map_in_worker(start: int, stop: int) -> tuple[dict[str, list[dict[str, Any]
     return rows, report.status, report.unmapped, report.value_issues
 
 
-class _Converter:
+class Converter:
+    """Maps resources to rows with the domain specs, given the index, the subjects and the
+    terminology; outcomes and problems go into ``report``."""
+
     def __init__(self, index: ResourceIndex, enrolment: Enrolment, terms: Terminology,
                  report: ConversionReport) -> None:
         self.index = index
@@ -286,7 +289,7 @@ class _Converter:
         if rtype not in ("Patient", "Observation", "MedicationAdministration", "AdverseEvent"):
             raise Unmapped("unsupported-resource-type",
                            f"{rtype} resources have no SDTM mapping in this version")
-        if data.get("status") in _EXCLUDED_STATUS:
+        if data.get("status") in EXCLUDED_STATUS:
             raise Unmapped("entered-in-error", f"{rtype} has status entered-in-error",
                            f"{rtype}.status")
         problem = element_problem(data)

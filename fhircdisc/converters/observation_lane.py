@@ -34,12 +34,12 @@ class ObservationLane:
 
     def __init__(self, index: ResourceIndex, enrolment: Enrolment,
                  terminology: Terminology) -> None:
-        from fhircdisc.converters.fhir_to_sdtm import _EXCLUDED_STATUS, COMPILED, _Converter
+        from fhircdisc.converters.fhir_to_sdtm import COMPILED, EXCLUDED_STATUS, Converter
 
-        self.excluded = _EXCLUDED_STATUS
+        self.excluded = EXCLUDED_STATUS
         self.compiled = COMPILED
         self.terminology = terminology
-        self.converter = _Converter(index, enrolment, terminology, report=None)  # type: ignore[arg-type]
+        self.converter = Converter(index, enrolment, terminology, report=None)  # type: ignore[arg-type]
         self.enrolment = enrolment
         self.subjects: dict[str, Any] = {}
         self.domains: dict[tuple[bytes, bytes], str | None] = {}

@@ -59,13 +59,13 @@ from fhircdisc.converters.datasets import write_dataset
 from fhircdisc.converters.fhir_reader import (
     ReadProblem,
     SourceResource,
-    _is_ndjson,
     expand_sources,
+    is_ndjson,
     ndjson_lines,
     read_file,
     read_ndjson_line,
 )
-from fhircdisc.converters.fhir_to_sdtm import SPECS, _Converter, read_context
+from fhircdisc.converters.fhir_to_sdtm import SPECS, Converter, read_context
 from fhircdisc.mappings import derivations
 from fhircdisc.mappings import terminology as terminology_module
 from fhircdisc.report import ConversionReport
@@ -74,9 +74,9 @@ from fhircdisc.study import (
     PROVENANCE_NAME,
     REPORT_NAME,
     Study,
-    _relative,
     dataset_meta,
     relative_files,
+    relative_path,
     tidy_columns,
     typed_frame,
 )
@@ -255,7 +255,7 @@ def prepare(sources: Iterable[str | Path], out_dir: str | Path,
     report, resources, index, enrolment = read_context(
         items, sources=[str(s) for s in sources], terminology=terms, study_id=study_id,
         site_id=site_id, subjects=subjects, fhir_version=fhir_version, enrol_all=enrol_all)
-    rows = _Converter(index, enrolment, terms, report).run(resources, 1)
+    rows = Converter(index, enrolment, terms, report).run(resources, 1)
     early = {domain: rows.pop(domain, []) for domain in STREAMED_DOMAINS}
     frames = derivations.derive(rows, SPECS)
     reference = {row["USUBJID"]: row.get("RFSTDTC") for row in rows.get("DM", [])}
@@ -286,7 +286,7 @@ def _read_context(files: list[Path], chunk_lines: int,
     for rank, path in enumerate(files):
         file = str(path)
         number_in_file = 0
-        if not _is_ndjson(path):
+        if not is_ndjson(path):
             for item in read_file(path):
                 items.append(item)
                 if isinstance(item, SourceResource):
@@ -468,7 +468,7 @@ def write_output(setup: Setup, staging: Path, pieces: Mapping[str, list[Piece]],
         validation.metadata["datasets"] = {name: datasets[name][0] for name in
                                            _ordered(datasets)}
         document["validation"] = validation.to_dict()
-    document["sources"] = [_relative(s, out) for s in document["sources"]]
+    document["sources"] = [relative_path(s, out) for s in document["sources"]]
     (staging / REPORT_NAME).write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
     written = publish(staging, out)
     return StreamResult(report, written, validation,
