@@ -31,6 +31,7 @@ import math
 import multiprocessing
 import os
 import pickle
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -119,6 +120,34 @@ class Task:
 
 
 @dataclass
+class SubjectBuckets:
+    """Subjects cut into ``count`` consecutive ranges of USUBJID (their sort order)."""
+
+    count: int
+    exact: dict[str, int]
+    #: the first USUBJID of each bucket
+    starts: list[str]
+
+    @classmethod
+    def make(cls, usubjids: list[str], count: int) -> SubjectBuckets:
+        """``count`` buckets of about as many subjects each (``usubjids`` sorted)."""
+        exact = {u: i * count // max(1, len(usubjids)) for i, u in enumerate(usubjids)}
+        starts: list[str] = []
+        for usubjid, bucket in exact.items():
+            if bucket == len(starts):
+                starts.append(usubjid)
+        return cls(count, exact, starts)
+
+    def of(self, usubjid: str | None) -> int:
+        """The bucket of a row: its subject's, or, for a USUBJID the enrolment does not
+        know (one carried in an ``sdtm-variable`` extension), where it sorts."""
+        found = self.exact.get(usubjid or "")
+        if found is not None:
+            return found
+        return max(0, bisect_right(self.starts, usubjid or "") - 1)
+
+
+@dataclass
 class DatasetPlan:
     """What finishing a bucket of a streamed dataset needs, known once every chunk is
     mapped: the columns kept, which are numeric, whether --SEQ is carried, and DM for the
@@ -151,7 +180,7 @@ class Setup:
     small: Study
     context: StudyContext
     #: USUBJID -> bucket
-    buckets: dict[str, int]
+    buckets: SubjectBuckets
     bucket_count: int
     #: columns, numeric types and --SEQ carrying are completed by :func:`settle`
     plan: DatasetPlan
@@ -270,7 +299,7 @@ def prepare(sources: Iterable[str | Path], out_dir: str | Path,
     gc.freeze()
     return Setup(Path(out_dir), list(dict.fromkeys(formats)), stamp, tasks, report, small,
                  StudyContext(index, enrolment, terms, reference),
-                 {u: i * count // max(1, len(usubjids)) for i, u in enumerate(usubjids)},
+                 SubjectBuckets.make(usubjids, count),
                  count, plan, _early_rows(early, ordinals, reference))
 
 
@@ -357,12 +386,12 @@ def map_task(task: Task, context: StudyContext) -> ChunkResult:
     return convert_lines(task_lines(task), task.file, task.rank, context)
 
 
-def by_bucket(result: ChunkResult, buckets: Mapping[str, int]) -> Iterator[tuple[Key, Rows]]:
+def by_bucket(result: ChunkResult, buckets: SubjectBuckets) -> Iterator[tuple[Key, Rows]]:
     """A chunk's rows by (domain, bucket), each group in read order."""
     for domain, rows in result.rows.items():
         groups: dict[int, Rows] = {}
         for row in rows:
-            groups.setdefault(buckets[row["USUBJID"]], []).append(row)
+            groups.setdefault(buckets.of(row.get("USUBJID")), []).append(row)
         for bucket, group in groups.items():
             yield (domain, bucket), group
 

@@ -58,6 +58,9 @@ def _odd_observations() -> list[dict[str, Any]]:
                                        "system": "http://unitsofmeasure.org"}),
         _obs("absent", valueQuantity=None, dataAbsentReason={"text": "lost"}),
         _obs("noid", id=None),
+        # a USUBJID of its own, carried: the row sorts (and is bucketed) by it
+        _obs("moved", extension=[variable_extension("USUBJID", "BENCH-p0000030X")]),
+        _obs("first", extension=[variable_extension("USUBJID", "AAA-0")]),
     ]
 
 
