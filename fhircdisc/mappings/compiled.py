@@ -208,17 +208,7 @@ class CompiledSpec:
         first failing rule in spec order raises it."""
         outcomes = [group.run(view, ctx) for group in self.groups]
         outcomes.append(_run_rules(self.direct, view, ctx))
-        errors = [o.error for o in outcomes if o.error is not None]
-        if errors:
-            raise min(errors, key=lambda e: e[0])[1]
-        issues = [issue for o in outcomes for issue in o.issues]
-        if issues:
-            issues.sort(key=lambda issue: self.rank.get(issue.var, 0))
-            ctx.issues.extend(issues)
-        found: dict[str, Any] = {}
-        for outcome in outcomes:
-            found.update(outcome.values)
-        return {var: found[var] for var in self.order}
+        return self._row(outcomes, {}, ctx)
 
     def map_plain(self, data: dict[str, Any], subject: Any, ctx: MapContext
                   ) -> dict[str, Any]:
@@ -238,6 +228,12 @@ class CompiledSpec:
         if direct:
             view = {**data, "_subject": subject}
             outcomes.append(_run_rules(direct, view, ctx))
+        return self._row(outcomes, found, ctx)
+
+    def _row(self, outcomes: list[_Outcome], found: dict[str, Any], ctx: MapContext
+             ) -> dict[str, Any]:
+        """The row the outcomes make with the values ``found`` beside them, in spec
+        order; the first error in spec order raises, as ``map_view`` would."""
         errors = [o.error for o in outcomes if o.error is not None]
         if errors:
             raise min(errors, key=lambda e: e[0])[1]
@@ -251,8 +247,6 @@ class CompiledSpec:
 
 
 _GENERIC = object()
-_RESULT_KEYS = ("valueString", "valueInteger", "valueBoolean", "valueDateTime", "valueTime",
-                "valueCodeableConcept")
 
 
 def _plain(rule: Rule, data: dict[str, Any], subject: Any) -> Any:
