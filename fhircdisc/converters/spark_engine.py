@@ -104,7 +104,7 @@ def spark_to_sdtm(sources: Iterable[str | Path], out_dir: str | Path,
                         validate=validate, creation_datetime=creation_datetime,
                         chunk_lines=chunk_lines, bucket_rows=bucket_rows)
         with staging_folder(setup.out) as staging, _SparkRun.of(sc, setup) as run:
-            rows = run.map_chunks(ChunkProgress(progress, sum(setup.report.read_counts.values())))
+            rows = run.map_chunks(ChunkProgress(progress, setup.report))
             return write_output(setup, staging, run.finish_buckets(rows), run.load)
 
 

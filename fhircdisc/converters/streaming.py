@@ -398,11 +398,12 @@ def by_bucket(result: ChunkResult, buckets: SubjectBuckets) -> Iterator[tuple[Ke
 
 class ChunkProgress:
     """Reports the resources read so far, chunk by chunk, to ``progress(file, count)``,
-    counting on from ``start`` (those read in pass 1)."""
+    counting on from those ``report`` has read in pass 1."""
 
-    def __init__(self, progress: Callable[[str, int], None] | None, start: int = 0) -> None:
+    def __init__(self, progress: Callable[[str, int], None] | None,
+                 report: ConversionReport) -> None:
         self.progress = progress
-        self.done = start
+        self.done = sum(report.read_counts.values())
 
     def __call__(self, task: Task, result: ChunkResult) -> None:
         self.done += sum(result.outcomes.values())
@@ -638,7 +639,7 @@ def _stream(setup: Setup, staging: Path, workers: int,
     spill_dir.mkdir()
     _SHARED = shared = _Shared(setup, spill_dir)
     try:
-        tick = ChunkProgress(progress, sum(setup.report.read_counts.values()))
+        tick = ChunkProgress(progress, setup.report)
         shared.spills.append(_spill(setup.early, "early", shared))
         results = _run(_map_task, setup.tasks, workers,
                        lambda task, done: tick(task, done[0]))
