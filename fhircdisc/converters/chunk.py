@@ -17,12 +17,9 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
-import orjson
-
 from fhircdisc.converters.enrolment import Enrolment
-from fhircdisc.converters.fhir_reader import Origin, SourceResource
+from fhircdisc.converters.fhir_reader import Origin, SourceResource, parse_ndjson_line
 from fhircdisc.converters.resource_index import ResourceIndex
-from fhircdisc.errors import InputError
 from fhircdisc.mappings import derivations
 from fhircdisc.mappings.terminology import Terminology
 from fhircdisc.report import ConversionReport, UnmappedItem, ValueIssueItem
@@ -99,11 +96,7 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
     others: list[SourceResource] = []
     other_ordinals: list[Ordinal] = []
     for number, line in lines:
-        try:
-            data = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise InputError(f"malformed JSON: {exc.msg}", file,
-                             f"line {number}, column {exc.colno}") from exc
+        data = parse_ndjson_line(line, number, file)
         mapped = lane.map(data, file, number, result.value_issues)
         if mapped is None:
             others.append(SourceResource(data, Origin(file, f"line {number}")))

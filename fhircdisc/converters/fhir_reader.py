@@ -184,16 +184,21 @@ def ndjson_lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
         raise InputError(f"cannot read file: {exc}", str(path)) from exc
 
 
+def parse_ndjson_line(line: bytes, number: int, file: str) -> Any:
+    """The JSON value of one NDJSON line; ``InputError`` naming file, line and column."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON: {exc.msg}", file,
+                         f"line {number}, column {exc.colno}") from exc
+
+
 def read_ndjson_line(line: bytes, number: int, file: str
                      ) -> Iterator[SourceResource | ReadProblem]:
     """The resource(s) of one NDJSON line (a Bundle line gives its entries)."""
     if not line.strip():
         return
-    try:
-        data = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON: {exc.msg}", file,
-                         f"line {number}, column {exc.colno}") from exc
+    data = parse_ndjson_line(line, number, file)
     origin = Origin(file, f"line {number}")
     if not isinstance(data, dict):
         yield ReadProblem(origin, "not-a-resource", "line is not a JSON object")
