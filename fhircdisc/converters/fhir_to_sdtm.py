@@ -366,7 +366,7 @@ class Converter:
     def _observation_views(self, resource: SourceResource, base: dict[str, Any]
                            ) -> Iterator[View]:
         data = resource.data
-        domain = self._observation_domain(data)
+        domain = observation_domain(data, self.terms)
         specimen = self.index.resolve(data.get("specimen"))
         if specimen is not None:
             base["_specimen"] = specimen.data
@@ -391,16 +391,19 @@ class Converter:
                 view["extension"] = inherited + list(component.get("extension") or [])
             yield View(domain, view, resource, f"{resource.origin.location}.component[{number}]")
 
-    def _observation_domain(self, data: dict[str, Any]) -> str:
-        for code in paths.get_all(data, "category.coding.code"):
-            if code in _CATEGORY_DOMAIN:
-                return _CATEGORY_DOMAIN[code]
-        for coding in paths.get_all(data, "code.coding"):
-            if self.terms.lookup("LBTEST", coding.get("system"), coding.get("code")):
-                return "LB"
-            if self.terms.lookup("VSTEST", coding.get("system"), coding.get("code")):
-                return "VS"
-        categories = ", ".join(paths.get_all(data, "category.coding.code")) or "none"
-        raise Unmapped("unsupported-category",
-                       f"Observation category ({categories}) is neither laboratory nor "
-                       "vital-signs, and its code is in no test table", "Observation.category")
+
+def observation_domain(data: dict[str, Any], terms: Terminology) -> str:
+    """LB or VS for an Observation: by its category, else by the test table its code is
+    in; ``Unmapped`` when neither tells."""
+    for code in paths.get_all(data, "category.coding.code"):
+        if code in _CATEGORY_DOMAIN:
+            return _CATEGORY_DOMAIN[code]
+    for coding in paths.get_all(data, "code.coding"):
+        if terms.lookup("LBTEST", coding.get("system"), coding.get("code")):
+            return "LB"
+        if terms.lookup("VSTEST", coding.get("system"), coding.get("code")):
+            return "VS"
+    categories = ", ".join(paths.get_all(data, "category.coding.code")) or "none"
+    raise Unmapped("unsupported-category",
+                   f"Observation category ({categories}) is neither laboratory nor "
+                   "vital-signs, and its code is in no test table", "Observation.category")

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from fhircdisc.converters.enrolment import Enrolment
+from fhircdisc.converters.fhir_to_sdtm import COMPILED, EXCLUDED_STATUS, observation_domain
 from fhircdisc.converters.resource_index import ResourceIndex
 from fhircdisc.mappings.algorithms import MapContext
 from fhircdisc.mappings.element_types import element_problem
@@ -34,19 +35,15 @@ class ObservationLane:
 
     def __init__(self, index: ResourceIndex, enrolment: Enrolment,
                  terminology: Terminology) -> None:
-        from fhircdisc.converters.fhir_to_sdtm import COMPILED, EXCLUDED_STATUS, Converter
-
-        self.excluded = EXCLUDED_STATUS
-        self.compiled = COMPILED
         self.terminology = terminology
-        self.converter = Converter(index, enrolment, terminology, report=None)  # type: ignore[arg-type]
+        self.index = index
         self.enrolment = enrolment
         self.subjects: dict[str, Any] = {}
         self.domains: dict[tuple[bytes, bytes], str | None] = {}
 
     def _subject(self, reference: str) -> Any:
         if reference not in self.subjects:
-            key = self.converter.index.key_of(reference)
+            key = self.index.key_of(reference)
             subject = None
             if key is not None and key.startswith("Patient/"):
                 subject = self.enrolment.subject_for(key)
@@ -59,7 +56,7 @@ class ObservationLane:
         key = (orjson.dumps(data.get("category")), orjson.dumps(data.get("code")))
         if key not in self.domains:
             try:
-                domain: str | None = self.converter._observation_domain(data)
+                domain: str | None = observation_domain(data, self.terminology)
             except Unmapped:
                 domain = None
             if len(self.domains) >= _CACHE_LIMIT:
@@ -72,7 +69,7 @@ class ObservationLane:
         """``(domain, row)`` of a plain Observation NDJSON line; None to leave it to the
         general engine. Value issues are appended to ``issues``."""
         if data.get("resourceType") != "Observation" or not _NOT_PLAIN.isdisjoint(data) \
-                or data.get("status") in self.excluded:
+                or data.get("status") in EXCLUDED_STATUS:
             return None
         if element_problem(data) is not None:
             return None
@@ -87,7 +84,7 @@ class ObservationLane:
             return None
         ctx = MapContext(self.terminology, "Observation")
         try:
-            row = self.compiled[domain].map_plain(data, subject, ctx)
+            row = COMPILED[domain].map_plain(data, subject, ctx)
         except Unmapped:
             return None
         rid = data.get("id")
