@@ -11,14 +11,15 @@ general engine, which then produces exactly the row or report entry it always do
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from itertools import chain
 from typing import Any
-
-import orjson
 
 from fhircdisc.converters.enrolment import Enrolment
 from fhircdisc.converters.fhir_to_sdtm import COMPILED, EXCLUDED_STATUS, observation_domain
 from fhircdisc.converters.resource_index import ResourceIndex
-from fhircdisc.mappings.algorithms import MapContext
+from fhircdisc.mappings.algorithms import MapContext, ValueIssue
+from fhircdisc.mappings.compiled import PlainTemplate, plain_key
 from fhircdisc.mappings.element_types import element_problem
 from fhircdisc.mappings.spec import Unmapped
 from fhircdisc.mappings.terminology import Terminology
@@ -28,6 +29,7 @@ from fhircdisc.report import ValueIssueItem
 _NOT_PLAIN = frozenset({"encounter", "context", "specimen", "component", "hasMember",
                         "extension", "dataAbsentReason", "patient"})
 _CACHE_LIMIT = 50_000
+_MISSING: Any = object()
 
 
 class ObservationLane:
@@ -39,7 +41,12 @@ class ObservationLane:
         self.index = index
         self.enrolment = enrolment
         self.subjects: dict[str, Any] = {}
-        self.domains: dict[tuple[bytes, bytes], str | None] = {}
+        self.templates: dict[bytes, tuple[str, PlainTemplate] | None] = {}
+        inputs, units = zip(*(COMPILED[domain].plain_inputs() for domain in ("LB", "VS")),
+                            strict=True)
+        self.inputs = ("category", "code", *sorted(set(chain.from_iterable(inputs))
+                                                   - {"category", "code"}))
+        self.units = tuple(sorted(set(chain.from_iterable(units))))
 
     def _subject(self, reference: str) -> Any:
         if reference not in self.subjects:
@@ -52,17 +59,23 @@ class ObservationLane:
             self.subjects[reference] = subject
         return self.subjects[reference]
 
-    def _domain(self, data: dict[str, Any]) -> str | None:
-        key = (orjson.dumps(data.get("category")), orjson.dumps(data.get("code")))
-        if key not in self.domains:
+    def _template(self, data: dict[str, Any]) -> tuple[str, PlainTemplate] | None:
+        """The domain and the grouped rules' outcome of a plain Observation, worked out
+        once per distinct category, code and grouped inputs; None when it would not map."""
+        key = plain_key(data, self.inputs, self.units)
+        entry = self.templates.get(key, _MISSING)
+        if entry is _MISSING:
+            entry = None
             try:
-                domain: str | None = observation_domain(data, self.terminology)
+                domain = observation_domain(data, self.terminology)
+                ctx = MapContext(self.terminology, "Observation")
+                entry = domain, COMPILED[domain].plain_template(data, ctx)
             except Unmapped:
-                domain = None
-            if len(self.domains) >= _CACHE_LIMIT:
-                self.domains.clear()
-            self.domains[key] = domain
-        return self.domains[key]
+                pass
+            if len(self.templates) >= _CACHE_LIMIT:
+                self.templates.clear()
+            self.templates[key] = entry
+        return entry
 
     def map(self, data: dict[str, Any], file: str, line: int,
             issues: list[ValueIssueItem]) -> tuple[str, dict[str, Any]] | None:
@@ -79,14 +92,20 @@ class ObservationLane:
         subject = self._subject(reference["reference"])
         if subject is None:
             return None
-        domain = self._domain(data)
-        if domain is None:
+        entry = self._template(data)
+        if entry is None:
             return None
-        ctx = MapContext(self.terminology, "Observation")
-        try:
-            row = COMPILED[domain].map_plain(data, subject, ctx)
-        except Unmapped:
-            return None
+        domain, template = entry
+        spec = COMPILED[domain]
+        row = spec.fill_plain(template, data, subject)
+        found: Iterable[ValueIssue] = template.issues
+        if row is None:
+            ctx = MapContext(self.terminology, "Observation")
+            try:
+                row = spec.map_plain(data, subject, ctx)
+            except Unmapped:
+                return None
+            found = ctx.issues
         rid = data.get("id")
         rid = str(rid) if rid is not None else ""
         location = f"line {line}"
@@ -94,7 +113,7 @@ class ObservationLane:
         row["_source"] = key
         row["_file"] = file
         row["_location"] = location
-        for issue in ctx.issues:
+        for issue in found:
             issues.append(ValueIssueItem(domain, key, issue.var, issue.reason_code,
                                          issue.message, issue.element, issue.system,
                                          issue.code))

@@ -88,6 +88,22 @@ def _key_part(name: str, value: Any) -> Any:
     return orjson.dumps(value)
 
 
+def plain_key(data: dict[str, Any], inputs: tuple[str, ...], units: tuple[str, ...]
+              ) -> bytes:
+    """A key telling apart the values of ``inputs`` and the code, system and unit of the
+    Quantity elements ``units`` of a resource parsed from JSON.
+
+    JSON text keeps apart what the rules tell apart (``1``, ``1.0``, ``true``, ``"1"``);
+    the one value it would merge with null, a float NaN, is not JSON.
+    """
+    values: list[Any] = [data.get(name) for name in inputs]
+    for name in units:
+        quantity = data.get(name)
+        values.append((quantity.get("code"), quantity.get("system"), quantity.get("unit"))
+                      if quantity.__class__ is dict else quantity)
+    return orjson.dumps(values)
+
+
 @dataclass
 class _Outcome:
     values: list[tuple[str, Any]]
@@ -202,6 +218,7 @@ class CompiledSpec:
                        for rules, inputs, units in parts.values()]
         self.order = [rule.var for rule in spec.rules]
         self.rank = {rule.var: index for index, rule in enumerate(spec.rules)}
+        self.steps = _plain_steps([rule for _, rule in self.direct])
 
     def map(self, view: dict[str, Any], ctx: MapContext) -> dict[str, Any]:
         """The row of ``view``, its value issues added to ``ctx``; ``Unmapped`` as the
@@ -230,6 +247,66 @@ class CompiledSpec:
             outcomes.append(_run_rules(direct, view, ctx))
         return self._row(outcomes, found, ctx)
 
+    def plain_inputs(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """What the grouped rules read of a plain resource: whole elements, and Quantity
+        elements of which only the code, system and unit are read."""
+        inputs = sorted({name for group in self.groups for name in group.present})
+        units = sorted({name for group in self.groups for name in group.units})
+        return tuple(inputs), tuple(units)
+
+    def plain_template(self, data: dict[str, Any], ctx: MapContext) -> PlainTemplate:
+        """The grouped rules' share of the row of a plain resource: the same for every
+        resource with the same :meth:`plain_inputs` values; ``Unmapped`` as ``map_plain``
+        raises it (a rule of the resource's own would fail only if the template can't)."""
+        outcomes = [_run_rules(group.rules, data, ctx) for group in self.groups]
+        errors = [o.error for o in outcomes if o.error is not None]
+        if errors:
+            raise min(errors, key=lambda e: e[0])[1]
+        issues = [issue for o in outcomes for issue in o.issues]
+        issues.sort(key=lambda issue: self.rank.get(issue.var, 0))
+        row: dict[str, Any] = dict.fromkeys(self.order)
+        for outcome in outcomes:
+            row.update(outcome.values)
+        return PlainTemplate(row, tuple(issues))
+
+    def fill_plain(self, template: PlainTemplate, data: dict[str, Any], subject: Any
+                   ) -> dict[str, Any] | None:
+        """``map_plain``'s row from ``template`` and the resource's own values, when each of
+        them is simple (see ``_plain``); None when one needs its algorithm run."""
+        steps = self.steps
+        if steps is None:
+            return None
+        row = template.row.copy()
+        quantity = data.get("valueQuantity")
+        for var, kind, arg in steps:
+            if kind == _CONTEXT:
+                row[var] = getattr(subject, arg, None) if subject is not None else None
+            elif kind == _NOT_DONE:
+                row[var] = "NOT DONE" if data.get("status") == "cancelled" else None
+            elif kind == _DATE:
+                value = data.get(arg)
+                if value.__class__ is not str or not value:
+                    return None
+                try:
+                    row[var] = fhir_to_dtc(value)
+                except DateFormatError:
+                    return None
+            else:
+                if quantity.__class__ is not dict:
+                    return None
+                value = quantity.get("value")
+                if value is None:
+                    return None
+                comparator = quantity.get("comparator")
+                if kind == _RESULT_CHAR:
+                    row[var] = (comparator or "") + _number_text(value)
+                    continue
+                if comparator or value.__class__ not in (int, float):
+                    return None
+                number = float(value)
+                row[var] = number if math.isfinite(number) else None
+        return row
+
     def _row(self, outcomes: list[_Outcome], found: dict[str, Any], ctx: MapContext
              ) -> dict[str, Any]:
         """The row the outcomes make with the values ``found`` beside them, in spec
@@ -244,6 +321,40 @@ class CompiledSpec:
         for outcome in outcomes:
             found.update(outcome.values)
         return {var: found[var] for var in self.order}
+
+
+@dataclass(frozen=True)
+class PlainTemplate:
+    """The grouped rules' outcome for plain resources sharing their inputs: every variable
+    in spec order (those of the resource's own rules still None), and the value issues."""
+
+    row: dict[str, Any]
+    issues: tuple[ValueIssue, ...]
+
+
+_CONTEXT, _NOT_DONE, _DATE, _RESULT_CHAR, _RESULT_NUM = range(5)
+_STEP_KINDS = {"context": _CONTEXT, "not_done": _NOT_DONE, "result_char": _RESULT_CHAR,
+               "result_num": _RESULT_NUM}
+
+
+def _plain_steps(rules: list[Rule]) -> tuple[tuple[str, int, str], ...] | None:
+    """The direct rules as ``(variable, kind, argument)`` steps that ``fill_plain`` works
+    out inline, as ``_plain`` would; None when one of them has no inline form."""
+    steps = []
+    for rule in rules:
+        if rule.fallback is not None:
+            return None
+        if rule.algorithm == "dtc":
+            first = next((path for path in rule.paths if not path.startswith("_specimen.")),
+                         None)
+            if first is None or "." in first:
+                return None
+            steps.append((rule.var, _DATE, first))
+        elif rule.algorithm in _STEP_KINDS:
+            steps.append((rule.var, _STEP_KINDS[rule.algorithm], rule.value or ""))
+        else:
+            return None
+    return tuple(steps)
 
 
 _GENERIC = object()
