@@ -95,13 +95,16 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
     ordinals: list[Ordinal] = []
     others: list[SourceResource] = []
     other_ordinals: list[Ordinal] = []
+    issues = result.value_issues
     for number, line in lines:
-        data = parse_ndjson_line(line, number, file)
-        mapped = lane.map(data, file, number, result.value_issues)
+        mapped = lane.map_line(line, file, number, issues)
         if mapped is None:
-            others.append(SourceResource(data, Origin(file, f"line {number}")))
-            other_ordinals.append((file_rank, number, 0))
-            continue
+            data = parse_ndjson_line(line, number, file)
+            mapped = lane.map(data, file, number, issues)
+            if mapped is None:
+                others.append(SourceResource(data, Origin(file, f"line {number}")))
+                other_ordinals.append((file_rank, number, 0))
+                continue
         domain, row = mapped
         row["_order"] = len(ordinals)
         ordinals.append((file_rank, number, 0))

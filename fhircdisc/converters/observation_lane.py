@@ -12,11 +12,15 @@ general engine, which then produces exactly the row or report entry it always do
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 from itertools import chain
 from typing import Any
 
+import orjson
+
 from fhircdisc.converters.enrolment import Enrolment
 from fhircdisc.converters.fhir_to_sdtm import COMPILED, EXCLUDED_STATUS, observation_domain
+from fhircdisc.converters.observation_lines import LineShape, orjson_number
 from fhircdisc.converters.resource_index import ResourceIndex
 from fhircdisc.mappings.algorithms import MapContext, ValueIssue
 from fhircdisc.mappings.compiled import PlainTemplate, plain_key
@@ -47,6 +51,10 @@ class ObservationLane:
         self.inputs = ("category", "code", *sorted(set(chain.from_iterable(inputs))
                                                    - {"category", "code"}))
         self.units = tuple(sorted(set(chain.from_iterable(units))))
+        dates = {name for domain in ("LB", "VS") for name in COMPILED[domain].date_elements}
+        self.shape = LineShape(self.inputs, ("status", "subject", *sorted(dates)),
+                               tuple(sorted({"valueQuantity", *self.units})), _NOT_PLAIN)
+        self.line_templates: dict[tuple[Any, ...], tuple[str, PlainTemplate] | None] = {}
 
     def _subject(self, reference: str) -> Any:
         if reference not in self.subjects:
@@ -76,6 +84,53 @@ class ObservationLane:
                 self.templates.clear()
             self.templates[key] = entry
         return entry
+
+    def _line_template(self, obs: Any, line: bytes) -> tuple[str, PlainTemplate] | None:
+        key = self.shape.key(obs)
+        entry = self.line_templates.get(key, _MISSING)
+        if entry is _MISSING:
+            entry = None
+            try:
+                data = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                return None
+            # the other elements were checked as the line was decoded
+            if element_problem(data) is None:
+                entry = self._template(data)
+            if len(self.line_templates) >= _CACHE_LIMIT:
+                self.line_templates.clear()
+            self.line_templates[key] = entry
+        return entry
+
+    def map_line(self, line: bytes, file: str, number: int,
+                 issues: list[ValueIssueItem]) -> tuple[str, dict[str, Any]] | None:
+        """``map`` of a plain Observation NDJSON line, read without building the whole
+        resource; None to leave it to ``map`` (which may still take it)."""
+        obs = self.shape.decode(line)
+        if obs is None or obs.resourceType != "Observation" or obs.status in EXCLUDED_STATUS:
+            return None
+        reference = obs.subject.reference if obs.subject is not None else None
+        if reference is None:
+            return None
+        subject = self._subject(reference)
+        if subject is None:
+            return None
+        entry = self._line_template(obs, line)
+        if entry is None:
+            return None
+        domain, template = entry
+        quantity = obs.valueQuantity
+        value = comparator = None
+        if quantity is not None:
+            value, comparator = quantity.value, quantity.comparator
+            if not orjson_number(value):
+                return None
+        row = COMPILED[domain].fill(template, value, comparator, obs.status,
+                                    partial(getattr, obs), subject)
+        if row is None:
+            return None
+        self._finish(row, domain, obs.id or "", file, number, template.issues, issues)
+        return domain, row
 
     def map(self, data: dict[str, Any], file: str, line: int,
             issues: list[ValueIssueItem]) -> tuple[str, dict[str, Any]] | None:
@@ -107,7 +162,13 @@ class ObservationLane:
                 return None
             found = ctx.issues
         rid = data.get("id")
-        rid = str(rid) if rid is not None else ""
+        self._finish(row, domain, str(rid) if rid is not None else "", file, line, found,
+                     issues)
+        return domain, row
+
+    @staticmethod
+    def _finish(row: dict[str, Any], domain: str, rid: str, file: str, line: int,
+                found: Iterable[ValueIssue], issues: list[ValueIssueItem]) -> None:
         location = f"line {line}"
         key = f"Observation/{rid}" if rid else f"Observation@{file} [{location}]"
         row["_source"] = key
@@ -117,4 +178,3 @@ class ObservationLane:
             issues.append(ValueIssueItem(domain, key, issue.var, issue.reason_code,
                                          issue.message, issue.element, issue.system,
                                          issue.code))
-        return domain, row

@@ -15,6 +15,7 @@ stays the reference (a test compares the two).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -273,31 +274,37 @@ class CompiledSpec:
                    ) -> dict[str, Any] | None:
         """``map_plain``'s row from ``template`` and the resource's own values, when each of
         them is simple (see ``_plain``); None when one needs its algorithm run."""
+        quantity = data.get("valueQuantity")
+        if quantity.__class__ is dict:
+            return self.fill(template, quantity.get("value"), quantity.get("comparator"),
+                             data.get("status"), data.get, subject)
+        return self.fill(template, None, None, data.get("status"), data.get, subject)
+
+    def fill(self, template: PlainTemplate, value: Any, comparator: Any, status: Any,
+             get: Callable[[str], Any], subject: Any) -> dict[str, Any] | None:
+        """``fill_plain`` from the resource's parts: the ``valueQuantity`` value and
+        comparator (None without a quantity), the status, and ``get`` giving an element
+        by name (the dates). ``date_elements`` names the elements ``get`` is asked for."""
         steps = self.steps
         if steps is None:
             return None
         row = template.row.copy()
-        quantity = data.get("valueQuantity")
         for var, kind, arg in steps:
             if kind == _CONTEXT:
                 row[var] = getattr(subject, arg, None) if subject is not None else None
             elif kind == _NOT_DONE:
-                row[var] = "NOT DONE" if data.get("status") == "cancelled" else None
+                row[var] = "NOT DONE" if status == "cancelled" else None
             elif kind == _DATE:
-                value = data.get(arg)
-                if value.__class__ is not str or not value:
+                date = get(arg)
+                if date.__class__ is not str or not date:
                     return None
                 try:
-                    row[var] = fhir_to_dtc(value)
+                    row[var] = fhir_to_dtc(date)
                 except DateFormatError:
                     return None
             else:
-                if quantity.__class__ is not dict:
-                    return None
-                value = quantity.get("value")
                 if value is None:
                     return None
-                comparator = quantity.get("comparator")
                 if kind == _RESULT_CHAR:
                     row[var] = (comparator or "") + _number_text(value)
                     continue
@@ -306,6 +313,11 @@ class CompiledSpec:
                 number = float(value)
                 row[var] = number if math.isfinite(number) else None
         return row
+
+    @property
+    def date_elements(self) -> tuple[str, ...]:
+        """The elements :meth:`fill` reads through ``get``."""
+        return tuple(arg for _, kind, arg in self.steps or () if kind == _DATE)
 
     def _row(self, outcomes: list[_Outcome], found: dict[str, Any], ctx: MapContext
              ) -> dict[str, Any]:

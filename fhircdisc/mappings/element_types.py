@@ -142,6 +142,11 @@ def _annotation(shape: Shape) -> Any:
     return _struct(shape)
 
 
+def element_type(resource_type: str, name: str) -> Any:
+    """The msgspec type checking element ``name`` of ``resource_type`` (null allowed)."""
+    return _annotation(RESOURCES[resource_type][name]) | None
+
+
 def element_problem(resource: dict[str, Any]) -> tuple[str, str] | None:
     """``(element path, message)`` of the first element the mappings read whose JSON shape
     is wrong, or ``None``. Elements the mappings do not read are not looked at.

@@ -1,0 +1,76 @@
+"""Plain Observation NDJSON lines decoded straight into what the fast lane reads.
+
+For a plain Observation the fast lane needs a handful of elements: the subject, the
+status, the date, the ``valueQuantity`` and, as a cache key, the exact text of the
+elements its grouped rules read (code, category, reference range, interpretation ...).
+msgspec decodes just those from the line, checking their JSON shapes as
+:mod:`fhircdisc.mappings.element_types` defines them, keeping the keyed elements as
+raw JSON text and refusing any line that has an element the plain lane does not take.
+That is about half the cost of building the whole resource as Python objects and then
+checking it. A line it refuses is not an error: it goes the ordinary way.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+from fhircdisc.mappings.element_types import RESOURCES, element_type
+
+#: an element type no JSON value satisfies (not even null): the element must be absent
+_ABSENT = Annotated[int, msgspec.Meta(ge=1, le=0)]
+_NO_TEXT = msgspec.Raw()
+#: integers orjson keeps as integers; beyond them it reads a float
+_INT_RANGE = (-(2**63), 2**64)
+
+
+class LineShape:
+    """The msgspec decoder of plain Observation lines for a lane keyed on ``keyed``
+    (kept as JSON text), reading ``typed`` (shape-checked values) and the Quantity
+    elements ``units``; every other Observation element the mappings know, and each of
+    ``absent``, must not be in the line."""
+
+    def __init__(self, keyed: tuple[str, ...], typed: tuple[str, ...],
+                 units: tuple[str, ...], absent: frozenset[str]) -> None:
+        overlap = set(keyed) & set(typed) | set(keyed) & set(units)
+        if overlap:
+            raise ValueError(f"elements both keyed and read as values: {sorted(overlap)}")
+        self.keyed = keyed
+        self.units = units
+        known = set(RESOURCES["Observation"])
+        fields: list[tuple[str, Any, Any]] = [("resourceType", str | None, None),
+                                              ("id", str | None, None)]
+        fields += [(name, element_type("Observation", name), None)
+                   for name in dict.fromkeys((*typed, *units))]
+        fields += [(name, msgspec.Raw, _NO_TEXT) for name in keyed]
+        taken = {name for name, _, _ in fields}
+        fields += [(name, _ABSENT, None) for name in sorted((known | absent) - taken)]
+        self.struct = msgspec.defstruct("PlainObservationLine", fields)
+        self.decoder = msgspec.json.Decoder(self.struct)
+
+    def decode(self, line: bytes) -> Any | None:
+        """The line's elements, or None when the lane does not take it as is: not ASCII
+        (left to the full parser, which checks the UTF-8 of every string), not valid, an
+        element of the wrong shape or one the lane does not take."""
+        if not line.isascii():
+            return None
+        try:
+            return self.decoder.decode(line)
+        except msgspec.DecodeError:
+            return None
+
+    def key(self, obs: Any) -> tuple[Any, ...]:
+        """The exact text of the keyed elements, and the code, system and unit of each
+        Quantity element: lines with equal keys have equal values there."""
+        key: list[Any] = [bytes(getattr(obs, name)) for name in self.keyed]
+        for name in self.units:
+            quantity = getattr(obs, name)
+            key.append(None if quantity is None
+                       else (quantity.code, quantity.system, quantity.unit))
+        return tuple(key)
+
+
+def orjson_number(value: Any) -> bool:
+    """Whether orjson reads this decoded number as the same Python value."""
+    return value.__class__ is not int or _INT_RANGE[0] <= value < _INT_RANGE[1]

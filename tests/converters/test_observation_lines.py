@@ -1,0 +1,153 @@
+"""Plain Observation lines read straight from their JSON text (``map_line``) give what the
+fast lane gives from the parsed resource (``map``): the same row and value issues, or
+the line is handed over; typical lines are taken."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from benchmarks.generate import CATEGORY, generate
+from fhircdisc.converters import streaming
+from fhircdisc.converters.observation_lane import ObservationLane
+
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+FLAGS = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+
+
+@pytest.fixture(scope="module")
+def lanes(tmp_path_factory: pytest.TempPathFactory) -> tuple[ObservationLane, ObservationLane]:
+    """Two lanes over the same study (5 patients): one per way in, so that neither's
+    caches serve the other."""
+    folder = tmp_path_factory.mktemp("export")
+    files = generate(folder, 10, 5)
+    with streaming.fewer_collections():
+        setup = streaming.prepare(files, folder / "out", ("xpt",), study_id="S")
+    ctx = setup.context
+    return (ObservationLane(ctx.index, ctx.enrolment, ctx.terminology),
+            ObservationLane(ctx.index, ctx.enrolment, ctx.terminology))
+
+
+def typical(n: int, **extra: Any) -> dict[str, Any]:
+    obs: dict[str, Any] = {
+        "resourceType": "Observation", "id": f"o{n}", "status": "final",
+        "category": [{"coding": [{"system": CATEGORY, "code": "laboratory"}]}],
+        "code": {"coding": [{"system": LOINC, "code": "2345-7", "display": "Glucose"}]},
+        "subject": {"reference": f"Patient/p{n % 5:07d}"},
+        "effectiveDateTime": "2021-05-06T07:08:00-05:00",
+        "valueQuantity": {"value": 101.5, "unit": "mg/dL", "system": UCUM, "code": "mg/dL"},
+        "referenceRange": [{"low": {"value": 70, "unit": "mg/dL"},
+                            "high": {"value": 140, "unit": "mg/dL"}}],
+        "interpretation": [{"coding": [{"system": FLAGS, "code": "N"}]}]}
+    obs.update(extra)
+    return obs
+
+
+def dumps(obs: dict[str, Any]) -> bytes:
+    """JSON text as an export has it (numbers of any size, text as is)."""
+    return json.dumps(obs, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def both(lanes: tuple[ObservationLane, ObservationLane], line: bytes
+         ) -> tuple[Any, Any]:
+    text_lane, parsed_lane = lanes
+    text_issues: list[Any] = []
+    parsed_issues: list[Any] = []
+    from_text = text_lane.map_line(line, "f.ndjson", 3, text_issues)
+    try:
+        data = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return (from_text, text_issues), None
+    from_parsed = parsed_lane.map(data, "f.ndjson", 3, parsed_issues)
+    return (from_text, text_issues), (from_parsed, parsed_issues)
+
+
+elements = {
+    "code": st.sampled_from([
+        {"coding": [{"system": LOINC, "code": "2345-7"}], "text": "Glucose"},
+        {"coding": [{"system": LOINC, "code": "8867-4"}]},
+        {"coding": [{"system": LOINC, "code": "99999-9"}]},
+        {"text": "free text only"}, "not a concept", None]),
+    "valueQuantity": st.one_of(st.none(), st.builds(
+        lambda value, unit, comparator: {k: v for k, v in {
+            "value": value, "unit": unit, "code": unit, "system": UCUM,
+            "comparator": comparator}.items() if v is not None},
+        st.one_of(st.integers(-(2**70), 2**70), st.floats(-1e6, 1e6), st.just(2.0),
+                  st.sampled_from(["12", True, None])),
+        st.sampled_from(["mg/dL", "/min", "furlongs", None, 7]),
+        st.sampled_from([None, "<", ">=", 3]))),
+    "status": st.sampled_from(["final", "cancelled", "entered-in-error", None, 5]),
+    "effectiveDateTime": st.sampled_from(["2021-03-04T10:20:00-05:00", "2021-03",
+                                          "2021-02-30", "", 5, None]),
+    "subject": st.sampled_from([{"reference": "Patient/p0000001"},
+                                {"reference": "Patient/nobody"}, {"display": "x"},
+                                "Patient/p0000001", None]),
+    "referenceRange": st.sampled_from([None, [{"low": {"value": 1}}], [{"low": "x"}], []]),
+    "interpretation": st.sampled_from([None, [{"coding": [{"system": FLAGS, "code": "H"}]}],
+                                       [None]]),
+    "encounter": st.sampled_from([None, {"reference": "Encounter/e1"}]),
+    "effectivePeriod": st.sampled_from([None, {"start": "2021-01-01"}]),
+    "valueString": st.sampled_from([None, "positive"]),
+    "id": st.sampled_from(["o1", "", 17, None]),
+    "note": st.sampled_from([None, [{"text": "caf\u00e9"}], [{"text": "x"}]]),
+    "resourceType": st.sampled_from(["Observation", "Observation", "Patient"]),
+}
+
+
+@st.composite
+def lines(draw: st.DrawFn) -> bytes:
+    obs = typical(draw(st.integers(0, 9)))
+    for name, strategy in elements.items():
+        if draw(st.booleans()):
+            value = draw(strategy)
+            if value is None and draw(st.booleans()):
+                obs.pop(name, None)         # absent rather than null
+            else:
+                obs[name] = value
+    line = dumps(obs)
+    if draw(st.booleans()):            # the same element twice: the last one counts
+        line = line[:-1] + b',"status":"cancelled"}'
+    return line
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.lists(lines(), min_size=1, max_size=8))
+def test_lines_read_from_text_map_as_parsed(lanes: Any, batch: list[bytes]) -> None:
+    for line in batch:
+        from_text, from_parsed = both(lanes, line)
+        if from_text[0] is None:
+            continue                      # handed over: map (or the engine) takes it
+        assert from_parsed is not None, line
+        assert from_text == from_parsed, line
+
+
+def test_typical_lines_are_read_from_text(lanes: Any) -> None:
+    taken = [both(lanes, dumps(typical(n)))[0] for n in range(10)]
+    assert all(result is not None for result, _ in taken)
+    domain, row = taken[1][0]
+    assert (domain, row["USUBJID"], row["LBTESTCD"], row["LBORRES"], row["LBSTRESN"],
+            row["LBDTC"], row["LBNRIND"], row["_source"], row["_location"]) == (
+        "LB", "S-p0000001", "GLUC", "101.5", 101.5, "2021-05-06T07:08:00", "NORMAL",
+        "Observation/o1", "line 3")
+
+
+@pytest.mark.parametrize("change", [
+    {"encounter": {"reference": "Encounter/e1"}}, {"encounter": None},
+    {"extension": []}, {"component": None}, {"dataAbsentReason": {"text": "lost"}},
+    {"effectivePeriod": {"start": "2021-01-01"}}, {"valueString": "positive"},
+    {"valueQuantity": {"value": 2**64, "unit": "mg/dL"}}, {"id": 7},
+    {"note": [{"text": "caf\u00e9"}]}, {"code": "not a concept"},
+    {"valueQuantity": {"value": "12", "unit": "mg/dL"}},
+])
+def test_lines_the_text_reader_hands_over(lanes: Any, change: dict[str, Any]) -> None:
+    """Elements the plain lane does not take (even as null), numbers orjson reads as
+    floats, text that is not ASCII, and wrong shapes go the ordinary way."""
+    from_text, _ = both(lanes, dumps(typical(1, **change)))
+    assert from_text == (None, [])
