@@ -50,11 +50,13 @@ class LineShape:
         self.decoder = msgspec.json.Decoder(self.struct)
 
     def decode(self, line: bytes) -> Any | None:
-        """The line's elements, or None when the lane does not take it as is: not ASCII
-        (left to the full parser, which checks the UTF-8 of every string), not valid, an
-        element of the wrong shape or one the lane does not take."""
+        """The line's elements, or None when the lane does not take it as is: not valid
+        JSON or UTF-8, an element of the wrong shape or one the lane does not take."""
         if not line.isascii():
-            return None
+            try:                 # msgspec does not look at the text of skipped elements
+                line.decode()
+            except UnicodeDecodeError:
+                return None
         try:
             return self.decoder.decode(line)
         except msgspec.DecodeError:
