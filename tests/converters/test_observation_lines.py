@@ -148,6 +148,13 @@ def test_typical_lines_are_read_from_text(lanes: Any) -> None:
 ])
 def test_lines_the_text_reader_hands_over(lanes: Any, change: dict[str, Any]) -> None:
     """Elements the plain lane does not take (even as null), numbers orjson reads as
-    floats, text that is not ASCII, and wrong shapes go the ordinary way."""
+    floats, and wrong shapes go the ordinary way."""
     from_text, _ = both(lanes, dumps(typical(1, **change)))
     assert from_text == (None, [])
+
+
+def test_text_must_be_utf8(lanes: Any) -> None:
+    line = dumps(typical(1, note=[{"text": "caf\u00e9 \u00b5mol"}]))
+    assert both(lanes, line)[0][0] is not None
+    broken = line.replace("\u00e9".encode(), b"\xe9")
+    assert both(lanes, broken) == ((None, []), None)
