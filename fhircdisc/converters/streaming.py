@@ -41,6 +41,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
 
@@ -67,6 +68,7 @@ from fhircdisc.converters.fhir_reader import (
     read_ndjson_line,
 )
 from fhircdisc.converters.fhir_to_sdtm import SPECS, Converter, read_context
+from fhircdisc.errors import InputError
 from fhircdisc.mappings import derivations
 from fhircdisc.mappings import terminology as terminology_module
 from fhircdisc.report import ConversionReport
@@ -307,49 +309,147 @@ def _read_context(files: list[Path], chunk_lines: int,
                   progress: Callable[[str, int], None] | None
                   ) -> tuple[list[SourceResource | ReadProblem], list[Ordinal], list[Task], int]:
     """Read everything but the Observation lines; cut those into tasks."""
-    items: list[SourceResource | ReadProblem] = []
-    ordinals: list[Ordinal] = []
-    tasks: list[Task] = []
-    streamed = 0
-    lines = 0
+    scan = _ContextScan(chunk_lines, progress)
     for rank, path in enumerate(files):
-        file = str(path)
-        number_in_file = 0
         if not is_ndjson(path):
+            number_in_file = 0
             for item in read_file(path):
-                items.append(item)
+                scan.items.append(item)
                 if isinstance(item, SourceResource):
                     number_in_file += 1
-                    ordinals.append((rank, 0, number_in_file))
-            continue
-        gz = path.name.lower().endswith(".gz")
-        current: Task | None = None
-        in_task = 0
+                    scan.ordinals.append((rank, 0, number_in_file))
+        elif path.name.lower().endswith(".gz"):
+            scan.gzipped(path, rank)
+        else:
+            scan.plain(path, rank)
+    return scan.items, scan.ordinals, scan.tasks, scan.streamed
+
+
+#: how much of an NDJSON file pass 1 reads at a time
+SCAN_BLOCK = 16 * 2**20
+#: the usual start of an Observation line, counted over a whole block at once
+_USUAL_START = b'{"resourceType":"Observation"'
+
+
+class _ContextScan:
+    """Pass 1 over the files: the resources read, and the Observation lines cut into
+    tasks of ``chunk_lines`` lines."""
+
+    def __init__(self, chunk_lines: int, progress: Callable[[str, int], None] | None
+                 ) -> None:
+        self.chunk_lines = chunk_lines
+        self.progress = progress
+        self.items: list[SourceResource | ReadProblem] = []
+        self.ordinals: list[Ordinal] = []
+        self.tasks: list[Task] = []
+        self.streamed = 0
+        self.read = 0
+        self.current: Task | None = None
+        self.in_task = 0
+        self.in_file = 0
+
+    def _take(self, line: bytes, number: int, file: str, rank: int) -> None:
+        for item in read_ndjson_line(line, number, file):
+            self.items.append(item)
+            if isinstance(item, SourceResource):
+                self.in_file += 1
+                self.ordinals.append((rank, number, self.in_file))
+
+    def _tick(self, file: str, lines: int) -> None:
+        before = self.read
+        self.read += lines
+        if self.progress is not None and before // 20_000 != self.read // 20_000:
+            self.progress(file, len(self.ordinals))    # Observations are counted in pass 2
+
+    def _streamed_line(self, file: str, rank: int, number: int, offset: int,
+                       gz: bool) -> Task:
+        """Count one streamed line in; the task it belongs to."""
+        self.streamed += 1
+        if self.current is None or self.in_task == self.chunk_lines:
+            if self.current is not None and not gz:
+                self.current.stop = offset
+            self.current = Task(len(self.tasks), file, rank, start=offset, first_line=number,
+                                lines=[] if gz else None)
+            self.tasks.append(self.current)
+            self.in_task = 0
+        self.in_task += 1
+        return self.current
+
+    def gzipped(self, path: Path, rank: int) -> None:
+        """A gzipped file, line by line: its Observation lines travel with their tasks."""
+        file = str(path)
+        self.current, self.in_file = None, 0
         for number, offset, line in ndjson_lines(path):
             if is_streamed_line(line):
-                streamed += 1
-                if current is None or in_task == chunk_lines:
-                    if current is not None and not gz:
-                        current.stop = offset
-                    current = Task(len(tasks), file, rank, start=offset, first_line=number,
-                                   lines=[] if gz else None)
-                    tasks.append(current)
-                    in_task = 0
-                in_task += 1
-                if current.lines is not None:
-                    current.lines.append((number, line))
+                task = self._streamed_line(file, rank, number, offset, True)
+                assert task.lines is not None
+                task.lines.append((number, line))
             else:
-                for item in read_ndjson_line(line, number, file):
-                    items.append(item)
-                    if isinstance(item, SourceResource):
-                        number_in_file += 1
-                        ordinals.append((rank, number, number_in_file))
-            lines += 1
-            if progress is not None and lines % 20_000 == 0:
-                progress(file, len(ordinals))       # Observations are counted in pass 2
-        if current is not None and not gz and current.stop == 0:
-            current.stop = path.stat().st_size
-    return items, ordinals, tasks, streamed
+                self._take(line, number, file, rank)
+            self._tick(file, 1)
+
+    def plain(self, path: Path, rank: int) -> None:
+        """An uncompressed file, a block at a time: a block of nothing but Observation
+        lines in their usual form is cut into tasks without looking at each line."""
+        file = str(path)
+        self.current, self.in_file = None, 0
+        number = 1
+        for offset, block in _blocks(path):
+            count = block.count(b"\n") + (not block.endswith(b"\n"))
+            usual = block.count(b"\n" + _USUAL_START) + block.startswith(_USUAL_START)
+            if usual == count:
+                self._streamed_run(file, rank, number, offset, block, count)
+            else:
+                position = offset
+                for index, line in enumerate(block.removesuffix(b"\n").split(b"\n")):
+                    text = line.rstrip(b"\r")
+                    if is_streamed_line(text):
+                        self._streamed_line(file, rank, number + index, position, False)
+                    else:
+                        self._take(text, number + index, file, rank)
+                    position += len(line) + 1
+            number += count
+            self._tick(file, count)
+        if self.current is not None and self.current.stop == 0:
+            self.current.stop = path.stat().st_size
+
+    def _streamed_run(self, file: str, rank: int, number: int, offset: int, block: bytes,
+                      count: int) -> None:
+        """``count`` lines that are all Observations: only where tasks start is worked
+        out."""
+        ends: Any = None
+        index = 0
+        while index < count:
+            if self.current is not None and self.in_task < self.chunk_lines:
+                take = min(self.chunk_lines - self.in_task, count - index)
+                self.in_task += take
+                self.streamed += take
+                index += take
+                continue
+            if ends is None:
+                ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == ord("\n"))
+            start = 0 if index == 0 else int(ends[index - 1]) + 1
+            self._streamed_line(file, rank, number + index, offset + start, False)
+            index += 1
+
+
+def _blocks(path: Path) -> Iterator[tuple[int, bytes]]:
+    """``(offset, block)``: the file in blocks of whole lines (the last may lack its end)."""
+    offset = 0
+    try:
+        with path.open("rb") as handle:
+            while data := handle.read(SCAN_BLOCK):
+                end = data.rfind(b"\n") + 1
+                if len(data) < SCAN_BLOCK:
+                    end = len(data)
+                elif end == 0:                       # a line longer than a block
+                    data += handle.readline()
+                    end = len(data)
+                yield offset, data[:end] if end < len(data) else data
+                offset += end
+                handle.seek(offset)
+    except OSError as exc:
+        raise InputError(f"cannot read file: {exc}", str(path)) from exc
 
 
 def _early_rows(early: dict[str, Rows], ordinals: list[Ordinal],

@@ -1,0 +1,59 @@
+"""Pass 1 of the streaming engine reads an uncompressed NDJSON file a block at a time;
+its tasks hold exactly the Observation lines, numbered, that a line-by-line read of the
+same file (gzipped) gives, however the blocks fall."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fhircdisc.converters import streaming
+
+OBSERVATION = orjson.dumps({"resourceType": "Observation", "id": "o", "status": "final"})
+SPACED = b'{ "resourceType" : "Observation", "id": "spaced"}'
+PATIENT = orjson.dumps({"resourceType": "Patient", "id": "p"})
+DEFINITION = orjson.dumps({"resourceType": "ObservationDefinition", "id": "d"})
+
+
+def scan(path: Path, chunk_lines: int) -> tuple[Any, ...]:
+    items, ordinals, tasks, streamed = streaming._read_context([path], chunk_lines, None)
+    lines = [list(streaming.task_lines(task)) for task in tasks]
+    ids = [getattr(item, "data", {}).get("id", "?") for item in items]
+    return lines, ids, ordinals, streamed
+
+
+kinds = st.sampled_from([OBSERVATION, OBSERVATION, OBSERVATION, SPACED, PATIENT, DEFINITION,
+                         b"", b"   "])
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(kinds, min_size=1, max_size=40), st.integers(1, 7),
+       st.sampled_from([40, 64, 200, 4096]), st.booleans(), st.booleans())
+def test_blocks_cut_tasks_as_a_line_by_line_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 kinds: list[bytes], chunk_lines: int,
+                                                 block: int, crlf: bool, last_end: bool
+                                                 ) -> None:
+    monkeypatch.setattr(streaming, "SCAN_BLOCK", block)
+    lines = [line.replace(b'"o"', b'"o%d"' % n) for n, line in enumerate(kinds)]
+    text = (b"\r\n" if crlf else b"\n").join(lines) + (b"\n" if last_end else b"")
+    plain = tmp_path / f"x{len(text)}.ndjson"
+    plain.write_bytes(text)
+    zipped = tmp_path / f"x{len(text)}.ndjson.gz"
+    zipped.write_bytes(gzip.compress(text))
+    assert scan(plain, chunk_lines) == scan(zipped, chunk_lines)
+
+
+def test_a_file_of_observations_is_cut_without_reading_each_line(tmp_path: Path) -> None:
+    path = tmp_path / "Observation.ndjson"
+    path.write_bytes(b"\n".join([PATIENT, *[OBSERVATION] * 10]) + b"\n")
+    tasks, ids, _, streamed = scan(path, 4)
+    assert streamed == 10 and ids == ["p"]
+    assert [[number for number, _ in task] for task in tasks] == [
+        [2, 3, 4, 5], [6, 7, 8, 9], [10, 11]]
