@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 from fhircdisc.converters.enrolment import Enrolment
@@ -155,17 +156,35 @@ def finish_rows(domain: str, rows: list[dict[str, Any]], ordinals: list[Ordinal]
 
 def column_stats(rows: list[dict[str, Any]]) -> dict[str, ColumnStats]:
     """Per variable: whether it has a value, and whether every value is a number."""
-    stats: dict[str, ColumnStats] = {}
-    for name in dict.fromkeys(chain.from_iterable(rows)):
-        if name.startswith("_"):
+    names = [name for name in dict.fromkeys(chain.from_iterable(rows))
+             if not name.startswith("_")]
+    columns: Iterable[tuple[Any, ...]]
+    try:
+        if len(names) < 2:
+            raise KeyError
+        columns = zip(*map(itemgetter(*names), rows), strict=True)
+    except KeyError:                        # rows without some of the variables
+        columns = (tuple(row.get(name) for row in rows) for name in names)
+    return {name: _column_stats(column) for name, column in zip(names, columns, strict=True)}
+
+
+_NUMBERS = frozenset({int, float})
+_TEXT_OR_NUMBERS = frozenset({str, int, float})
+
+
+def _column_stats(values: tuple[Any, ...]) -> ColumnStats:
+    kinds = set(map(type, values))
+    kinds.discard(type(None))
+    if kinds <= _NUMBERS:
+        return ColumnStats(int in kinds or any(v == v for v in values if v.__class__ is float))
+    if str in kinds and kinds <= _TEXT_OR_NUMBERS:
+        return ColumnStats(True, False)
+    column = ColumnStats()
+    for value in values:
+        if value is None or value != value:
             continue
-        column = stats[name] = ColumnStats()
-        for row in rows:
-            value = row.get(name)
-            if value is None or value != value:
-                continue
-            column.present = True
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                column.numeric = False
-                break
-    return stats
+        column.present = True
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            column.numeric = False
+            break
+    return column
