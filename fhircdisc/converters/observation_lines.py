@@ -12,6 +12,8 @@ checking it. A line it refuses is not an error: it goes the ordinary way.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from operator import attrgetter
 from typing import Annotated, Any
 
 import msgspec
@@ -38,6 +40,8 @@ class LineShape:
             raise ValueError(f"elements both keyed and read as values: {sorted(overlap)}")
         self.keyed = keyed
         self.units = units
+        self._keyed = _getter(keyed)
+        self._units = _getter(units)
         known = set(RESOURCES["Observation"])
         fields: list[tuple[str, Any, Any]] = [("resourceType", str | None, None),
                                               ("id", str | None, None)]
@@ -65,12 +69,18 @@ class LineShape:
     def key(self, obs: Any) -> tuple[Any, ...]:
         """The exact text of the keyed elements, and the code, system and unit of each
         Quantity element: lines with equal keys have equal values there."""
-        key: list[Any] = [bytes(getattr(obs, name)) for name in self.keyed]
-        for name in self.units:
-            quantity = getattr(obs, name)
+        key: list[Any] = list(map(bytes, self._keyed(obs)))
+        for quantity in self._units(obs):
             key.append(None if quantity is None
                        else (quantity.code, quantity.system, quantity.unit))
         return tuple(key)
+
+
+def _getter(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    """The attributes ``names`` of an object, as a tuple (of one, or none, too)."""
+    if len(names) > 1:
+        return attrgetter(*names)
+    return lambda obj: tuple(getattr(obj, name) for name in names)
 
 
 def orjson_number(value: Any) -> bool:

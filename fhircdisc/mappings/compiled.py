@@ -219,7 +219,7 @@ class CompiledSpec:
                        for rules, inputs, units in parts.values()]
         self.order = [rule.var for rule in spec.rules]
         self.rank = {rule.var: index for index, rule in enumerate(spec.rules)}
-        self.steps = _plain_steps([rule for _, rule in self.direct])
+        self.fill_plan = _fill_plan([rule for _, rule in self.direct])
 
     def map(self, view: dict[str, Any], ctx: MapContext) -> dict[str, Any]:
         """The row of ``view``, its value issues added to ``ctx``; ``Unmapped`` as the
@@ -285,39 +285,42 @@ class CompiledSpec:
         """``fill_plain`` from the resource's parts: the ``valueQuantity`` value and
         comparator (None without a quantity), the status, and ``get`` giving an element
         by name (the dates). ``date_elements`` names the elements ``get`` is asked for."""
-        steps = self.steps
-        if steps is None:
+        plan = self.fill_plan
+        if plan is None:
             return None
         row = template.row.copy()
-        for var, kind, arg in steps:
-            if kind == _CONTEXT:
-                row[var] = getattr(subject, arg, None) if subject is not None else None
-            elif kind == _NOT_DONE:
-                row[var] = "NOT DONE" if status == "cancelled" else None
-            elif kind == _DATE:
-                date = get(arg)
-                if date.__class__ is not str or not date:
-                    return None
-                try:
-                    row[var] = fhir_to_dtc(date)
-                except DateFormatError:
-                    return None
-            else:
-                if value is None:
-                    return None
-                if kind == _RESULT_CHAR:
-                    row[var] = (comparator or "") + _number_text(value)
-                    continue
+        for var, attr in plan.context:
+            row[var] = getattr(subject, attr, None) if subject is not None else None
+        for var in plan.not_done:
+            row[var] = "NOT DONE" if status == "cancelled" else None
+        for var, element in plan.dates:
+            date = get(element)
+            if date.__class__ is not str or not date:
+                return None
+            try:
+                row[var] = fhir_to_dtc(date)
+            except DateFormatError:
+                return None
+        if plan.text or plan.number:
+            if value is None:
+                return None
+            if plan.text:
+                text = (comparator or "") + _number_text(value)
+                for var in plan.text:
+                    row[var] = text
+            if plan.number:
                 if comparator or value.__class__ not in (int, float):
                     return None
                 number = float(value)
-                row[var] = number if math.isfinite(number) else None
+                finite = number if math.isfinite(number) else None
+                for var in plan.number:
+                    row[var] = finite
         return row
 
     @property
     def date_elements(self) -> tuple[str, ...]:
         """The elements :meth:`fill` reads through ``get``."""
-        return tuple(arg for _, kind, arg in self.steps or () if kind == _DATE)
+        return tuple(element for _, element in self.fill_plan.dates) if self.fill_plan else ()
 
     def _row(self, outcomes: list[_Outcome], found: dict[str, Any], ctx: MapContext
              ) -> dict[str, Any]:
@@ -344,29 +347,39 @@ class PlainTemplate:
     issues: tuple[ValueIssue, ...]
 
 
-_CONTEXT, _NOT_DONE, _DATE, _RESULT_CHAR, _RESULT_NUM = range(5)
-_STEP_KINDS = {"context": _CONTEXT, "not_done": _NOT_DONE, "result_char": _RESULT_CHAR,
-               "result_num": _RESULT_NUM}
+@dataclass(frozen=True)
+class _FillPlan:
+    """The direct rules by what ``fill`` does for them: variables given by an attribute
+    of the subject, by the status, by a date element, by the result as text and as a
+    number."""
+
+    context: tuple[tuple[str, str], ...]
+    not_done: tuple[str, ...]
+    dates: tuple[tuple[str, str], ...]
+    text: tuple[str, ...]
+    number: tuple[str, ...]
 
 
-def _plain_steps(rules: list[Rule]) -> tuple[tuple[str, int, str], ...] | None:
-    """The direct rules as ``(variable, kind, argument)`` steps that ``fill_plain`` works
-    out inline, as ``_plain`` would; None when one of them has no inline form."""
-    steps = []
+def _fill_plan(rules: list[Rule]) -> _FillPlan | None:
+    """The plan for ``rules``, each worked out as ``_plain`` would; None when one of them
+    has no inline form."""
+    parts: dict[str, list[Any]] = {"context": [], "not_done": [], "dtc": [],
+                                   "result_char": [], "result_num": []}
     for rule in rules:
-        if rule.fallback is not None:
+        if rule.fallback is not None or rule.algorithm not in parts:
             return None
         if rule.algorithm == "dtc":
             first = next((path for path in rule.paths if not path.startswith("_specimen.")),
                          None)
             if first is None or "." in first:
                 return None
-            steps.append((rule.var, _DATE, first))
-        elif rule.algorithm in _STEP_KINDS:
-            steps.append((rule.var, _STEP_KINDS[rule.algorithm], rule.value or ""))
+            parts["dtc"].append((rule.var, first))
+        elif rule.algorithm == "context":
+            parts["context"].append((rule.var, rule.value or ""))
         else:
-            return None
-    return tuple(steps)
+            parts[rule.algorithm].append(rule.var)
+    return _FillPlan(tuple(parts["context"]), tuple(parts["not_done"]), tuple(parts["dtc"]),
+                     tuple(parts["result_char"]), tuple(parts["result_num"]))
 
 
 _GENERIC = object()
