@@ -554,8 +554,8 @@ def finish_bucket(domain: str, rows: Rows, plan: DatasetPlan) -> FinishedBucket:
 
         result = validate_sdtm({"DM": plan.dm, domain: frame},
                                metas={"DM": plan.dm_meta, domain: meta},
-                               target="converted study")
-        finished.findings = [f for f in result.findings if f.dataset == domain]
+                               target="converted study", tested=(domain,))
+        finished.findings = result.findings
         finished.runs = result.runs
     return finished
 

@@ -12,7 +12,8 @@ import pytest
 from fhircdisc.schemas.columns import ColumnMeta, DatasetMeta
 from fhircdisc.schemas.conformance import CHECKS, Rule, load_rules, run_rule, validate_sdtm
 from fhircdisc.schemas.conformance.checks.dates import valid_dtc
-from fhircdisc.schemas.conformance.checks.registry import CheckSpec
+from fhircdisc.schemas.conformance.checks.presence import is_null
+from fhircdisc.schemas.conformance.checks.registry import CheckSpec, text_mask
 from fhircdisc.schemas.conformance.context import Skip
 from fhircdisc.schemas.conformance.engine import build_study
 
@@ -320,3 +321,51 @@ def test_result_records_versions_and_dataset_sizes() -> None:
     assert result.metadata["standard"] == "SDTMIG 3.4"
     assert result.metadata["datasets"]["LB"] == 3
     assert result.metadata["rules"] == len(RULES)
+
+
+def test_only_tested_datasets_yield_findings_with_the_others_as_context() -> None:
+    study = clean_study()
+    study["DM"].loc[0, "SEX"] = "MALE"
+    study["DM"].loc[0, "RFENDTC"] = "2019-12"
+    study["LB"].loc[0, "LBDY"] = 1.0
+    study["LB"].loc[2, "STUDYID"] = "ST2"
+    pair = {"DM": study["DM"], "LB": study["LB"]}
+    full = validate_sdtm(pair)
+    tested = validate_sdtm(pair, tested=("lb",))
+    assert tested.findings == [f for f in full.findings if f.dataset == "LB"]
+    assert {f.rule_id for f in tested.findings} == {"FC-SD-0014", "FC-SD-0026"}
+    runs = {r.rule_id: (r.status, r.reason) for r in tested.runs}
+    assert runs["FC-SD-0010"] == ("skipped", "no DM dataset under test")
+    assert runs["FC-SD-0006"] == ("success", None)
+    assert runs["FC-SD-0026"] == ("issues", None)
+
+
+@pytest.mark.parametrize("dtype", [object, "string", "str"])
+def test_is_null_finds_blank_text_of_every_string_dtype(dtype: Any) -> None:
+    values = pd.Series(["x", "", " ", "\t\u00a0", None, "y ", " "], dtype=dtype)
+    assert is_null(values).tolist() == [False, True, True, True, True, False, True]
+
+
+def test_is_null_ignores_non_text_cells_even_unhashable_ones() -> None:
+    values = pd.Series([0, False, 1.5, float("nan"), pd.NA, ["a"], " "], dtype=object)
+    assert is_null(values).tolist() == [False, False, False, True, True, False, True]
+
+
+def test_text_mask_asks_once_per_distinct_text() -> None:
+    asked: list[str] = []
+
+    def test(value: str) -> bool:
+        asked.append(value)
+        return value.startswith("a")
+
+    values = pd.Series(["ab", "b", "ab", None, 1, "b", "ac"], dtype=object)
+    assert text_mask(values, test).tolist() == [True, False, True, False, False, False, True]
+    assert sorted(asked) == ["ab", "ac", "b"]
+
+
+def test_every_row_of_a_repeated_bad_date_is_a_finding() -> None:
+    study = clean_study()
+    study["LB"]["LBDTC"] = pd.Series(["2020-02-30", 20200120, "2020-02-30"], dtype=object)
+    findings, _ = run("FC-SD-0008", study)
+    assert [(f.row, f.value) for f in findings] == [
+        (1, "2020-02-30"), (2, "20200120"), (3, "2020-02-30")]

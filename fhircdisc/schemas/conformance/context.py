@@ -60,6 +60,8 @@ class Dataset:
     name: str
     df: pd.DataFrame
     meta: DatasetMeta | None = None
+    _cells: dict[str, list[object]] = field(default_factory=dict, init=False, repr=False,
+                                            compare=False)
 
     @cached_property
     def prefix(self) -> str:
@@ -92,6 +94,13 @@ class Dataset:
         if name not in self.df.columns:
             raise Skip(f"variable {name} absent")
         return self.df[name]
+
+    def cell(self, name: str, row: int) -> object:
+        """The value of ``name`` at 0-based ``row`` (each column is read out once)."""
+        values = self._cells.get(name)
+        if values is None:
+            values = self._cells[name] = self.df[name].tolist()
+        return values[row]
 
     def require(self, *names: str) -> None:
         for name in names:

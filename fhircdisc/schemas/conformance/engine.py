@@ -7,7 +7,7 @@ needs, with the reasons) or ``error`` (the check raised; the other rules still r
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import pandas as pd
@@ -42,9 +42,9 @@ def _finding(rule: Rule, ds: Dataset, hit: Hit) -> Finding:
     usubjid = seq = None
     if row is not None:
         if ds.has("USUBJID"):
-            usubjid = text(ds.df["USUBJID"].iat[row])
+            usubjid = text(ds.cell("USUBJID", row))
         if ds.has(ds.prefix + "SEQ"):
-            seq = number(ds.df[ds.prefix + "SEQ"].iat[row])
+            seq = number(ds.cell(ds.prefix + "SEQ", row))
     value = text(hit.value)
     fields: dict[str, Any] = {
         "dataset": ds.name, "domain": ds.prefix, "variable": hit.variable or "",
@@ -58,31 +58,40 @@ def _finding(rule: Rule, ds: Dataset, hit: Hit) -> Finding:
                    variable=hit.variable, value=value)
 
 
-def _collect(rule: Rule, study: Study, default: Dataset | None,
-             hits: Iterable[Hit]) -> list[Finding]:
+def _collect(rule: Rule, study: Study, default: Dataset | None, hits: Iterable[Hit],
+             tested: Collection[str] | None) -> list[Finding]:
     out = []
     for hit in hits:
         ds = study.datasets[hit.dataset] if hit.dataset else default
         if ds is None:
             raise ValueError("a study-level check returned a hit without a dataset")
-        out.append(_finding(rule, ds, hit))
+        if tested is None or ds.name in tested:
+            out.append(_finding(rule, ds, hit))
     return out
 
 
-def run_rule(rule: Rule, study: Study) -> tuple[list[Finding], RuleRun]:
-    """One rule over the study: its findings and how its run went."""
+def run_rule(rule: Rule, study: Study, tested: Collection[str] | None = None
+             ) -> tuple[list[Finding], RuleRun]:
+    """One rule over the study: its findings and how its run went.
+
+    ``tested`` names the datasets under test (default: all); the others are context,
+    seen only by the checks that look across datasets, and yield no findings.
+    """
     spec = CHECKS.get(rule.check)
     if spec is None:
         return [], RuleRun(rule.id, "error", reason=f"unknown check {rule.check!r}")
     names = [n for n in study.datasets if rule.applies_to(n)]
     if not names:
         return [], RuleRun(rule.id, "skipped", reason=f"no {rule.scope()} dataset")
+    under_test = names if tested is None else [n for n in names if n in tested]
+    if not under_test:
+        return [], RuleRun(rule.id, "skipped", reason=f"no {rule.scope()} dataset under test")
     study.notes = []
     findings: list[Finding] = []
     skipped: list[str] = []
     errors: list[str] = []
     targets: list[Dataset | None] = (
-        [None] if spec.level == "study" else [study.datasets[n] for n in names])
+        [None] if spec.level == "study" else [study.datasets[n] for n in under_test])
     for ds in targets:
         where = ds.name if ds is not None else "study"
         try:
@@ -91,7 +100,7 @@ def run_rule(rule: Rule, study: Study) -> tuple[list[Finding], RuleRun]:
                 hits = spec.func(scope, Params(rule.params))
             else:
                 hits = spec.func(ds, Params(rule.params, ds.prefix), study)
-            findings += _collect(rule, study, ds, hits)
+            findings += _collect(rule, study, ds, hits, tested)
         except Skip as exc:
             skipped.append(f"{where}: {exc}")
         except Exception as exc:  # a broken check must not stop the other rules
@@ -111,12 +120,15 @@ def run_rule(rule: Rule, study: Study) -> tuple[list[Finding], RuleRun]:
 
 
 def validate_sdtm(datasets: Frames, *, metas: Mapping[str, DatasetMeta] | None = None,
-                  rules: list[Rule] | None = None, target: str = "") -> ValidationResult:
+                  rules: list[Rule] | None = None, target: str = "",
+                  tested: Collection[str] | None = None) -> ValidationResult:
     """Validate SDTM datasets (``{"DM": df, ...}``) against the rule table.
 
     ``metas`` gives each dataset's metadata (types, labels) as read from its file; without
     it types are inferred from the values and labels taken from SDTMIG. ``rules``
-    defaults to the packaged table (:func:`load_rules`).
+    defaults to the packaged table (:func:`load_rules`). ``tested`` limits the findings
+    to those datasets; the others are context for the checks that look across datasets
+    (DM beside LB), and a rule that applies to none of ``tested`` is skipped.
     """
     rules = load_rules() if rules is None else rules
     study = build_study(datasets, metas)
@@ -124,8 +136,9 @@ def validate_sdtm(datasets: Frames, *, metas: Mapping[str, DatasetMeta] | None =
         "standard": f"SDTMIG {SDTMIG_VERSION}", "ct_version": CT_VERSION,
         "rules": len(rules), "datasets": {n: len(d) for n, d in study.datasets.items()},
     })
+    names = None if tested is None else {name.upper() for name in tested}
     for rule in rules:
-        findings, run = run_rule(rule, study)
+        findings, run = run_rule(rule, study, names)
         result.findings.extend(findings)
         result.runs.append(run)
     return result

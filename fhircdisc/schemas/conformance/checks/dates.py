@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from fhircdisc.converters.datasets import is_missing
 from fhircdisc.mappings.dates import is_dtc
-from fhircdisc.schemas.conformance.checks.registry import check
+from fhircdisc.schemas.conformance.checks.registry import check, rows, text_mask
 from fhircdisc.schemas.conformance.context import Dataset, Hit, Params, Skip, Study
 
 # a date/time with missing middle components shown as '-' ("2003---15", "--12-15",
@@ -41,10 +41,10 @@ def iso8601_dates(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
     if not names:
         raise Skip("no *DTC variable")
     for name in names:
-        for row, value in enumerate(ds.df[name].tolist()):
-            if is_missing(value):
-                continue
-            if not isinstance(value, str) or not valid_dtc(value):
+        values = ds.df[name]
+        for row in rows(values.notna().to_numpy() & ~text_mask(values, valid_dtc)):
+            value = values.iat[row]
+            if not is_missing(value):
                 yield Hit(row=row, variable=name, value=value)
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 from fhircdisc.converters.datasets import is_missing
 from fhircdisc.mappings.dates import age_in_years
 from fhircdisc.schemas.conformance.checks.presence import is_null
-from fhircdisc.schemas.conformance.checks.registry import check, rows, text
+from fhircdisc.schemas.conformance.checks.registry import check, distinct, rows, text
 from fhircdisc.schemas.conformance.checks.terminology import numeric_text
 from fhircdisc.schemas.conformance.context import Dataset, Hit, Params, Skip, Study
 
@@ -20,8 +20,11 @@ _STUDY_DAY = re.compile(r"([A-Z]{2}(ST|EN)?|VISIT)DY\Z")
 
 def _dates(values: pd.Series) -> pd.Series:
     """The complete calendar date of each --DTC value (NaT when partial, missing, invalid)."""
-    day = values.map(lambda v: v[:10] if isinstance(v, str) and len(v) >= 10 else None)
-    return pd.to_datetime(day.astype(object), format="%Y-%m-%d", errors="coerce")
+    codes, distinct_values = distinct(values)
+    days = [v[:10] if isinstance(v, str) and len(v) >= 10 else None for v in distinct_values]
+    parsed = pd.to_datetime(pd.Series([*days, None], dtype=object), format="%Y-%m-%d",
+                            errors="coerce")
+    return pd.Series(parsed.to_numpy()[codes], index=values.index)
 
 
 @check("study_day", required=("dy", "dtc"), fields=("expected", "dtc_variable", "dtc_value",

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pandas as pd
 
-from fhircdisc.schemas.conformance.checks.registry import check, rows
+from fhircdisc.schemas.conformance.checks.registry import check, rows, text_mask
 from fhircdisc.schemas.conformance.context import Dataset, Hit, Params, Study
 
 
@@ -14,9 +14,12 @@ def is_null(series: pd.Series) -> pd.Series:
     """Missing cells: None/NaN, and text that is empty or only blanks."""
     missing = series.isna()
     if series.dtype == object or pd.api.types.is_string_dtype(series):
-        blank = series.map(lambda v: isinstance(v, str) and not v.strip())
-        missing = missing | blank.astype(bool)
+        missing = missing | text_mask(series, _blank)
     return missing
+
+
+def _blank(value: str) -> bool:
+    return not value.strip()
 
 
 def _core(ds: Dataset, core: str) -> list[str]:

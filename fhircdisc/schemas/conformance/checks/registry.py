@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 
 from fhircdisc.schemas.conformance.context import Hit
 
@@ -73,3 +74,20 @@ def number(value: Any) -> float | None:
 def rows(mask: Any) -> list[int]:
     """Positions (0-based) where a boolean mask (Series or array) is true."""
     return [int(i) for i in np.flatnonzero(np.asarray(mask, dtype=bool))]
+
+
+def distinct(series: pd.Series) -> tuple[np.ndarray, list[Any]]:
+    """Each cell as a code into the list of distinct values (-1: missing)."""
+    try:
+        codes, uniques = pd.factorize(series)
+    except TypeError:  # unhashable cells: each cell its own value
+        values = series.tolist()
+        return np.arange(len(values)), values
+    return codes, list(uniques)
+
+
+def text_mask(series: pd.Series, test: Callable[[str], bool]) -> np.ndarray:
+    """Where a cell is text that passes ``test``, asked once per distinct text."""
+    codes, values = distinct(series)
+    verdicts = [isinstance(v, str) and test(v) for v in values]
+    return np.array([*verdicts, False], dtype=bool)[codes]

@@ -7,22 +7,29 @@ from collections.abc import Iterator
 
 import pandas as pd
 
-from fhircdisc.schemas.conformance.checks.registry import check, rows
+from fhircdisc.schemas.conformance.checks.registry import check, rows, text_mask
 from fhircdisc.schemas.conformance.context import Dataset, Hit, Params, Study
 from fhircdisc.schemas.ct import codelists
 
 _RESULT_NUMBER = re.compile(r"(<=|>=|<|>|=)?\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\Z")
 
 
+def _any_text(value: str) -> bool:
+    return True
+
+
+def _is_result_number(value: str) -> bool:
+    return bool(_RESULT_NUMBER.match(value.strip()))
+
+
 def numeric_text(series: pd.Series) -> pd.Series:
     """Cells whose text is a plain number (``39``, ``-1.5``, ``.94``)."""
-    return pd.to_numeric(series.where(series.map(lambda v: isinstance(v, str))),
-                         errors="coerce").notna()
+    return pd.to_numeric(series.where(text_mask(series, _any_text)), errors="coerce").notna()
 
 
 def result_number(series: pd.Series) -> pd.Series:
     """Cells whose text is a number, possibly after a comparator (``<2.2204``, ``>= 10``)."""
-    return series.map(lambda v: isinstance(v, str) and bool(_RESULT_NUMBER.match(v.strip())))
+    return pd.Series(text_mask(series, _is_result_number), index=series.index)
 
 
 @check("codelist_values", required=("extensible",), optional=("skip", "numeric_ok", "allow"),
