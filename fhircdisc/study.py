@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pandas as pd
 
@@ -107,6 +108,57 @@ class Study:
 def relative_files(files: pd.Series, out: Path) -> pd.Series:
     """:func:`relative_path` of a column of file names (worked out once per distinct name)."""
     return files.map({name: relative_path(name, out) for name in files.dropna().unique()})
+
+
+def append_csv(frame: pd.DataFrame, path: Path) -> None:
+    """Append the rows of ``frame`` to the CSV file ``path``, the bytes of
+    ``frame.to_csv(path, index=False, header=False, mode="a")``."""
+    data = _csv_rows(frame)
+    if data is None:
+        frame.to_csv(path, index=False, header=False, mode="a")
+        return
+    with path.open("ab") as handle:
+        handle.write(data)
+
+
+_CSV_MARKS = (",", '"', "\r", "\n", "\x00")
+
+
+def _csv_rows(frame: pd.DataFrame) -> bytes | None:
+    """:func:`append_csv`'s bytes when every column is float64 or text and no field needs
+    quotes (None otherwise: then pandas writes them)."""
+    if len(frame.columns) < 2:
+        return None
+    columns = []
+    for _, series in frame.items():
+        texts = _csv_texts(series)
+        if texts is None or any(mark in "".join(texts) for mark in _CSV_MARKS):
+            return None
+        columns.append(texts)
+    if not len(frame):
+        return b""
+    lines = os.linesep.join(map(",".join, zip(*columns, strict=True)))
+    return (lines + os.linesep).encode("utf-8")
+
+
+def _csv_texts(series: pd.Series) -> list[str] | None:
+    """The fields of one column as pandas writes them to CSV: float64 by numpy's ``str``,
+    text as it is, missing values empty; None for columns of other values."""
+    if series.dtype == np.float64:
+        values = series.to_numpy()
+        texts = values.astype(str).astype(object)
+        texts[np.isnan(values)] = ""
+        floats: list[str] = texts.tolist()
+        return floats
+    if series.dtype != object and not isinstance(series.dtype, pd.StringDtype):
+        return None
+    cells = series.to_numpy(dtype=object, copy=True)
+    missing = pd.isna(cells)
+    if pd.api.types.infer_dtype(cells[~missing], skipna=False) not in ("string", "empty"):
+        return None
+    cells[missing] = ""
+    strings: list[str] = cells.tolist()
+    return strings
 
 
 def relative_path(source: object, out: Path) -> object:

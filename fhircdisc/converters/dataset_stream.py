@@ -33,7 +33,7 @@ that is renamed only by a successful :meth:`DatasetWriter.close`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -281,25 +281,30 @@ class DatasetWriter:
 
     def write(self, piece: pd.DataFrame) -> None:
         """Append the rows of ``piece`` (the columns of the metadata, in any order)."""
+        self._append(piece, None)
+
+    def _append(self, piece: pd.DataFrame, arrays: list[np.ndarray] | None) -> None:
+        """:meth:`write`; ``arrays``: the piece's ``column_arrays`` if already read."""
         self._require_open()
         try:
-            self._write(piece)
+            self._write(piece, arrays)
         except BaseException as exc:
             self._discard(exc)
             raise
 
-    def _write(self, piece: pd.DataFrame) -> None:
+    def _write(self, piece: pd.DataFrame, arrays: list[np.ndarray] | None) -> None:
         check_frame(piece, self.meta)
         n_rows = len(piece)
         first_row = self.rows_written + 1
         if self.rows_written + n_rows > self.stats.rows:
             raise ConversionError(f"{self.path}: more rows written ({self.rows_written + n_rows})"
                                   f" than the dataset statistics give ({self.stats.rows})")
-        try:
-            arrays = column_arrays(piece, self.meta, first_row)
-        except ConversionError:
-            self._encoder.check_limits(piece, first_row)  # reported before wrong types
-            raise
+        if arrays is None:
+            try:
+                arrays = column_arrays(piece, self.meta, first_row)
+            except ConversionError:
+                self._encoder.check_limits(piece, first_row)  # reported before wrong types
+                raise
         kinds = _num_kinds(self.meta, arrays)
         self._check_kinds(kinds, first_row, n_rows)
         data, longest = self._encoder.encode(piece, arrays, first_row)
@@ -388,6 +393,31 @@ class DatasetWriter:
             self.close()
         else:
             self.abort()
+
+
+def write_piece(writers: Sequence[DatasetWriter], piece: pd.DataFrame) -> None:
+    """:meth:`DatasetWriter.write` of ``piece`` to each of ``writers`` in turn, its columns
+    read once when the writers are of the same dataset and have written as many rows."""
+    arrays = _shared_arrays(writers, piece)
+    for writer in writers:
+        writer._append(piece, arrays)
+
+
+def _shared_arrays(writers: Sequence[DatasetWriter], piece: pd.DataFrame
+                   ) -> list[np.ndarray] | None:
+    """The ``column_arrays`` of ``piece`` that every one of ``writers`` would read; None
+    when they differ or cannot be read (each writer then reports the problem itself)."""
+    if len(writers) < 2:
+        return None
+    first = writers[0]
+    if any(writer.meta != first.meta or writer.rows_written != first.rows_written
+           for writer in writers):
+        return None
+    try:
+        check_frame(piece, first.meta)
+        return column_arrays(piece, first.meta, first.rows_written + 1)
+    except ConversionError:
+        return None
 
 
 def open_dataset_writer(out_dir: Path | str, meta: DatasetMeta, fmt: str,

@@ -617,7 +617,8 @@ def _subjects(frame: pd.DataFrame) -> int:
 
 def _write_streamed(setup: Setup, staging: Path, domain: str, parts: list[Piece],
                     load: Callable[[Piece], FinishedBucket], prov_path: Path) -> None:
-    from fhircdisc.converters.dataset_stream import merge_stats, open_dataset_writer
+    from fhircdisc.converters.dataset_stream import merge_stats, open_dataset_writer, write_piece
+    from fhircdisc.study import append_csv
 
     meta = setup.plan.meta(domain)
     stats = merge_stats(part.stats for part in parts)
@@ -627,11 +628,10 @@ def _write_streamed(setup: Setup, staging: Path, domain: str, parts: list[Piece]
     try:
         for part in parts:
             finished = load(part)
-            for writer in writers:
-                writer.write(finished.frame)
+            write_piece(writers, finished.frame)
             provenance = finished.provenance
             provenance["FILE"] = relative_files(provenance["FILE"], setup.out)
-            provenance.to_csv(prov_path, index=False, header=False, mode="a")
+            append_csv(provenance, prov_path)
         for writer in writers:
             writer.close()
     except BaseException:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from fhircdisc.mappings.dates import age_in_years, date_part, study_day
+from fhircdisc.mappings.dates import age_in_years, date_part
 from fhircdisc.mappings.spec import DomainSpec
 
 HIDDEN = ("_order", "_source", "_file", "_location")
@@ -68,12 +69,42 @@ def derive_dm(dm_rows: list[dict[str, Any]], ex_rows: list[dict[str, Any]]) -> N
 
 def study_days(rows: list[dict[str, Any]], reference: dict[str, str | None],
                 pairs: tuple[tuple[str, str], ...]) -> None:
+    """Each (--DTC, --DY) pair of ``pairs`` whose --DY is in a row: the study day of --DTC
+    from the subject's RFSTDTC (``reference``), unless the row carried --DY itself."""
+    if not pairs:
+        return
+    starts: dict[str, int | None] = {}
+    ordinals = _DateOrdinals()
     for row in rows:
-        ref = reference.get(row.get("USUBJID") or "")
+        subject = row.get("USUBJID") or ""
+        if subject in starts:
+            start = starts[subject]
+        else:
+            start = starts[subject] = ordinals[reference.get(subject)]
+        fixed = row.get("_fixed", ())
         for dtc_var, dy_var in pairs:
-            if dy_var in row:
-                day = study_day(row.get(dtc_var), ref)
-                _set(row, dy_var, float(day) if day is not None else None)
+            if dy_var in row and dy_var not in fixed:
+                row[dy_var] = None if start is None else _day(ordinals, row.get(dtc_var), start)
+
+
+class _DateOrdinals(dict[Any, int | None]):
+    """--DTC value (or its first 10 characters) -> ordinal of its :func:`date_part` (None:
+    partial or missing), each distinct value worked out once."""
+
+    def __missing__(self, dtc: Any) -> int | None:
+        day = date_part(dtc)
+        found = self[dtc] = None if day is None else day.toordinal()
+        return found
+
+
+def _day(ordinals: _DateOrdinals, dtc: Any, start: int) -> float | None:
+    """The study day of ``dtc`` (a float; None when partial or missing), ``start`` the
+    ordinal of the reference start date."""
+    event = ordinals[dtc[:10] if dtc.__class__ is str else dtc]
+    if event is None:
+        return None
+    delta = event - start
+    return float(delta + 1 if delta >= 0 else delta)
 
 
 def all_fixed(rows: list[dict[str, Any]], seq_var: str) -> bool:
@@ -93,16 +124,97 @@ def sequence(rows: list[dict[str, Any]], seq_var: str, keys: tuple[str, ...],
     if fixed:
         rows.sort(key=lambda r: (r.get("USUBJID") or "", r.get(seq_var) or 0.0))
         return
-    def sort_key(row: dict[str, Any]) -> tuple[Any, ...]:
-        return (row.get("USUBJID") or "", *[(row.get(k) is None, str(row.get(k) or ""))
-                                           for k in keys], row.get("_order", 0),
-                row.get("_location", ""))
-    rows.sort(key=sort_key)
-    counters: dict[str, int] = {}
-    for row in rows:
-        subject = row.get("USUBJID") or ""
-        counters[subject] = counters.get(subject, 0) + 1
-        row[seq_var] = float(counters[subject])
+    subjects = [row.get("USUBJID") or "" for row in rows]
+    texts = [_key_texts([row.get(key) for row in rows]) for key in keys]
+    if not set(map(type, subjects)) <= {str}:
+        order = _sorted_by_tuples(rows, subjects, texts)
+        numbers = _numbers([subjects[i] for i in order])
+    else:
+        codes = [_text_ranks(subjects), *map(_text_ranks, texts)]
+        order = _read_order_ties(rows, _stable_order(codes), codes)
+        numbers = _run_numbers(codes[0][order])
+    rows[:] = [rows[i] for i in order]
+    for row, number in zip(rows, numbers, strict=True):
+        row[seq_var] = number
+
+
+def _key_texts(values: list[Any]) -> list[str | None]:
+    """A sort key variable as it orders rows: a value by its text, ``None`` (after all)."""
+    return [None if value is None else str(value or "") for value in values]
+
+
+def _read_key(row: dict[str, Any]) -> tuple[Any, Any]:
+    """The last sort key of a row: where it was read."""
+    return row.get("_order", 0), row.get("_location", "")
+
+
+def _sorted_by_tuples(rows: list[dict[str, Any]], subjects: list[Any],
+                      texts: list[list[str | None]]) -> list[int]:
+    """The stable order of rows by subject, key texts (missing last) and read order."""
+    keyed = [[(text is None, text or "") for text in column] for column in texts]
+    keys = list(zip(subjects, *keyed, map(_read_key, rows), strict=True))
+    return sorted(range(len(keys)), key=keys.__getitem__)
+
+
+def _text_ranks(texts: list[str | None]) -> np.ndarray:
+    """Rank of each text among the distinct texts; ``None`` ranks after every text."""
+    present: set[Any] = set(texts)
+    present.discard(None)
+    rank: dict[str | None, int] = {text: number for number, text in enumerate(sorted(present))}
+    rank[None] = len(rank)
+    return np.fromiter(map(rank.__getitem__, texts), dtype=np.int64, count=len(texts))
+
+
+def _stable_order(codes: list[np.ndarray]) -> np.ndarray:
+    """The stable sort order of rows by ``codes`` (non-negative ranks, first the major)."""
+    combined = np.zeros(len(codes[0]), dtype=np.int64)
+    span = 1
+    for column in codes:
+        size = int(column.max(initial=0)) + 1
+        span *= size
+        if span >= 2**62:
+            return np.lexsort(codes[::-1])
+        combined = combined * size + column
+    return np.argsort(combined, kind="stable")
+
+
+def _read_order_ties(rows: list[dict[str, Any]], order: np.ndarray, codes: list[np.ndarray]
+                     ) -> list[int]:
+    """``order`` (a stable sort by ``codes``) with each run of rows equal in every code
+    sorted by read order (:func:`_read_key`)."""
+    tied = np.ones(max(len(order) - 1, 0), dtype=bool)
+    for column in codes:
+        ranked = column[order]
+        tied &= ranked[1:] == ranked[:-1]
+    result: list[int] = order.tolist()
+    if not tied.any():
+        return result
+    edges = np.flatnonzero(np.diff(np.concatenate(([False], tied, [False])).astype(np.int8)))
+    for first, last in zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True):
+        run = result[first:last + 1]
+        run.sort(key=lambda i: _read_key(rows[i]))
+        result[first:last + 1] = run
+    return result
+
+
+def _run_numbers(subjects: np.ndarray) -> list[float]:
+    """--SEQ of rows sorted by subject (their codes): 1.0, 2.0, ... within each subject."""
+    position = np.arange(len(subjects))
+    starts = np.ones(len(subjects), dtype=bool)
+    starts[1:] = subjects[1:] != subjects[:-1]
+    first = np.maximum.accumulate(np.where(starts, position, 0))
+    numbers: list[float] = (position - first + 1).astype(np.float64).tolist()
+    return numbers
+
+
+def _numbers(subjects: list[Any]) -> list[float]:
+    """--SEQ of rows sorted by subject: 1.0, 2.0, ... within each subject."""
+    counters: dict[Any, int] = {}
+    out = []
+    for subject in subjects:
+        counters[subject] = number = counters.get(subject, 0) + 1
+        out.append(float(number))
+    return out
 
 
 def _ts_rows(rows: list[dict[str, Any]], spec: DomainSpec, studyids: list[str]

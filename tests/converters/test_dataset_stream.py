@@ -29,6 +29,7 @@ from fhircdisc.converters.dataset_stream import (
     merge_stats,
     open_dataset_writer,
     stats_of,
+    write_piece,
 )
 from fhircdisc.converters.datasets import FORMATS, build_frame, read_dataset, write_dataset
 from fhircdisc.converters.xpt import XPT_MAX_MAGNITUDE, XPT_MIN_MAGNITUDE, ibm_doubles
@@ -471,3 +472,59 @@ def test_close_returns_the_path_once_written(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["lb.csv"]
     with pytest.raises(ConversionError, match="closed"):
         writer.write(df)
+
+
+# --------------------------------------------------------------------------- all formats
+
+
+def pieces_to_all(pieces: list[pd.DataFrame], meta: DatasetMeta, folder: Path) -> dict[str, bytes]:
+    """Every format written at once with :func:`write_piece`: file name -> bytes."""
+    stats = merge_stats(stats_of(p, meta) for p in pieces)
+    writers = [open_dataset_writer(folder, meta, fmt, stats, creation_datetime=CREATED)
+               for fmt in FORMATS]
+    try:
+        for piece in pieces:
+            write_piece(writers, piece)
+    except BaseException:
+        for writer in writers:
+            writer.abort()
+        raise
+    return {writer.close().name: writer.path.read_bytes() for writer in writers}
+
+
+@pytest.mark.parametrize("domain", ["DM", "LB", "TS"])
+def test_write_piece_to_every_format_is_byte_identical(domain: str, tmp_path: Path) -> None:
+    df, meta = pilot(domain)
+    pieces = split(df, [0, 1, len(df) // 2, len(df) // 2])
+    got = pieces_to_all(pieces, meta, tmp_path / "all")
+    assert got == {f"{domain.lower()}.{fmt}": whole_bytes(df, meta, fmt, tmp_path / fmt)
+                   for fmt in FORMATS}
+
+
+@pytest.mark.parametrize(("column", "value", "text"), [
+    ("LBORRES", 5, "LB.LBORRES row 25: Char variable holds int 5, expected text"),
+    ("LBORRES", "x" * 201, "LB.LBORRES row 25: value is 201 bytes, XPT v5 allows 200"),
+])
+def test_write_piece_errors_as_the_first_writer_reports_them(column: str, value: object,
+                                                             text: str, tmp_path: Path
+                                                             ) -> None:
+    df = lb_frame(40).astype({column: object})
+    df.loc[24, column] = value
+    with pytest.raises(ConversionError, match=text) as caught:
+        pieces_to_all(split(df, [20, 30]), META, tmp_path / "all")
+    assert str(caught.value).startswith(f"{tmp_path / 'all'}/lb.xpt: ") == ("bytes" in text)
+    assert list((tmp_path / "all").iterdir()) == []
+
+
+def test_write_piece_to_writers_at_different_rows(tmp_path: Path) -> None:
+    df = lb_frame(30)
+    stats = stats_of(df, META)
+    first = open_dataset_writer(tmp_path / "a", META, "csv", stats, creation_datetime=CREATED)
+    second = open_dataset_writer(tmp_path / "b", META, "csv", stats, creation_datetime=CREATED)
+    first.write(df.iloc[:10])
+    write_piece([first, second], df.iloc[10:])
+    write_piece([second], df.iloc[:10])
+    assert first.close().read_bytes() == whole_bytes(df, META, "csv", tmp_path / "whole")
+    assert second.close().read_bytes() == whole_bytes(
+        pd.concat([df.iloc[10:], df.iloc[:10]], ignore_index=True), META, "csv",
+        tmp_path / "turned")

@@ -1,0 +1,71 @@
+"""study.append_csv: the bytes pandas' ``to_csv`` appends, for any frame."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fhircdisc.study import append_csv
+
+TEXTS = st.one_of(st.none(), st.text(max_size=6),
+                  st.sampled_from(["", "LB", "line 12", "Observation/a,b", 'say "x"', "a\nb",
+                                   "a\rb", "é", "  "]))
+FLOATS = st.one_of(st.just(math.nan), st.floats(allow_nan=False),
+                   st.integers(-10**6, 10**17).map(float))
+OTHER = st.one_of(st.integers(-5, 5), st.booleans(), st.floats(), st.none())
+
+
+@st.composite
+def frames(draw: st.DrawFn) -> pd.DataFrame:
+    n_rows = draw(st.integers(0, 6))
+    data: dict[str, object] = {}
+    for number in range(draw(st.integers(1, 5))):
+        kind = draw(st.sampled_from(["text", "float", "object", "str"]))
+        if kind == "float":
+            data[f"c{number}"] = pd.Series(draw(st.lists(FLOATS, min_size=n_rows,
+                                                         max_size=n_rows)), dtype="float64")
+        elif kind == "object":
+            values = draw(st.lists(st.one_of(TEXTS, OTHER), min_size=n_rows, max_size=n_rows))
+            data[f"c{number}"] = pd.Series(values, dtype=object)
+        else:
+            values = draw(st.lists(TEXTS, min_size=n_rows, max_size=n_rows))
+            data[f"c{number}"] = pd.Series(values, dtype=object if kind == "text" else "str")
+    return pd.DataFrame(data)
+
+
+def expected_and_got(frame: pd.DataFrame, folder: Path) -> tuple[bytes, bytes]:
+    folder.mkdir(parents=True, exist_ok=True)
+    expected, got = folder / "expected.csv", folder / "got.csv"
+    for path in (expected, got):
+        path.write_bytes(b"DOMAIN,SEQ\n")
+    frame.to_csv(expected, index=False, header=False, mode="a")
+    append_csv(frame, got)
+    return expected.read_bytes(), got.read_bytes()
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(frames())
+def test_append_csv_writes_what_pandas_writes(tmp_path: Path, frame: pd.DataFrame) -> None:
+    expected, got = expected_and_got(frame, tmp_path)
+    assert got == expected
+
+
+@pytest.mark.parametrize("n_rows", [0, 1, 1000])
+def test_provenance_like_rows(tmp_path: Path, n_rows: int) -> None:
+    frame = pd.DataFrame({
+        "DOMAIN": "LB",
+        "USUBJID": pd.Series([f"S-{i % 7}" if i % 11 else None for i in range(n_rows)],
+                             dtype="str"),
+        "SEQ": np.arange(n_rows, dtype=np.float64) + 1,
+        "SOURCE": [f"Observation/{i}" for i in range(n_rows)],
+        "FILE": pd.Series(["../in/Observation.ndjson"] * n_rows, dtype=object),
+        "LOCATION": [f"line {i + 1}" for i in range(n_rows)]})
+    expected, got = expected_and_got(frame, tmp_path)
+    assert got == expected
