@@ -8,10 +8,12 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fhircdisc.schemas.columns import ColumnMeta, DatasetMeta
 from fhircdisc.schemas.conformance import CHECKS, Rule, load_rules, run_rule, validate_sdtm
-from fhircdisc.schemas.conformance.checks.dates import valid_dtc
+from fhircdisc.schemas.conformance.checks.dates import valid_dtc, valid_dtcs
 from fhircdisc.schemas.conformance.checks.presence import is_null
 from fhircdisc.schemas.conformance.checks.registry import CheckSpec, text_mask
 from fhircdisc.schemas.conformance.context import Skip
@@ -369,3 +371,26 @@ def test_every_row_of_a_repeated_bad_date_is_a_finding() -> None:
     findings, _ = run("FC-SD-0008", study)
     assert [(f.row, f.value) for f in findings] == [
         (1, "2020-02-30"), (2, "20200120"), (3, "2020-02-30")]
+
+
+def _dtc_form(form: str) -> st.SearchStrategy[str]:
+    """Text of a date form ('d' a digit), now and then with a wrong mark."""
+    parts = [st.sampled_from("0123456789") if mark == "d" else
+             st.sampled_from([mark, mark, mark, "x", "1"]) for mark in form]
+    return st.tuples(*parts).map("".join)
+
+
+_DTC_TEXTS = st.one_of(
+    _dtc_form("dddd-dd-dd"), _dtc_form("dddd-dd-ddTdd:dd"), _dtc_form("dddd-dd-ddTdd:dd:dd"),
+    st.text(max_size=20),
+    st.sampled_from(["2020-02-29", "2021-02-29", "1900-02-29", "2000-02-29", "0000-01-01",
+                     "2021-04-31", "2021-12-31T23:59:59", "2021-12-31T24:00:00",
+                     "\uff12\uff10\uff12\uff11-01-01", "2021-01-01\n", "2021---15"]))
+
+
+@settings(max_examples=1000)
+@given(st.lists(_DTC_TEXTS, max_size=10))
+def test_dates_checked_as_arrays_as_one_by_one(values: list[str]) -> None:
+    """The array check of complete dates agrees with the value-by-value definition,
+    calendar (leap years, month lengths) and clock included."""
+    assert valid_dtcs(values).tolist() == [valid_dtc(value) for value in values]

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+import numpy as np
+
 from fhircdisc.converters.datasets import is_missing
 from fhircdisc.mappings.dates import is_dtc
-from fhircdisc.schemas.conformance.checks.registry import check, rows, text_mask
+from fhircdisc.schemas.conformance.checks.registry import check, rows, texts_mask
 from fhircdisc.schemas.conformance.context import Dataset, Hit, Params, Skip, Study
 
 # a date/time with missing middle components shown as '-' ("2003---15", "--12-15",
@@ -34,6 +36,54 @@ def valid_dtc(value: str) -> bool:
     return dashed and bool(_MISSING_MIDDLE.match(value)) and not value.endswith("-")
 
 
+#: complete dates and date/times by length: where the digits are, and the marks between
+_COMPLETE_FORMS = {10: "dddd-dd-dd", 16: "dddd-dd-ddTdd:dd", 19: "dddd-dd-ddTdd:dd:dd"}
+_MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def valid_dtcs(values: list[str]) -> np.ndarray:
+    """:func:`valid_dtc` of each value; complete dates and date/times checked all at once
+    as arrays of characters, the other values one by one."""
+    verdicts = np.zeros(len(values), dtype=bool)
+    by_length: dict[int, list[int]] = {}
+    for place, value in enumerate(values):
+        if len(value) in _COMPLETE_FORMS:
+            by_length.setdefault(len(value), []).append(place)
+    for length, places in by_length.items():
+        chars = np.array([values[place] for place in places], dtype=f"<U{length}")
+        verdicts[places] = _complete(chars.view(np.uint32).reshape(len(places), length))
+    for place in np.flatnonzero(~verdicts).tolist():
+        verdicts[place] = valid_dtc(values[place])
+    return verdicts
+
+
+def _complete(chars: np.ndarray) -> np.ndarray:
+    """Rows of character codes that are a valid complete date or date/time of their form."""
+    form = _COMPLETE_FORMS[chars.shape[1]]
+    digit = np.array([mark == "d" for mark in form])
+    ok = np.all((chars[:, digit] >= ord("0")) & (chars[:, digit] <= ord("9")), axis=1)
+    marks = [(place, ord(mark)) for place, mark in enumerate(form) if mark != "d"]
+    for place, mark in marks:
+        ok &= chars[:, place] == mark
+    d = chars.astype(np.int64) - ord("0")
+
+    def number(first: int, size: int) -> np.ndarray:
+        total = np.zeros(len(d), dtype=np.int64)
+        for place in range(first, first + size):
+            total = total * 10 + d[:, place]
+        return total
+
+    year, month, day = number(0, 4), number(5, 2), number(8, 2)
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    days = _MONTH_DAYS[np.clip(month, 0, 12)] + ((month == 2) & leap)
+    ok &= (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= days)
+    if len(form) >= 16:
+        ok &= (number(11, 2) <= 23) & (number(14, 2) <= 59)
+    if len(form) == 19:
+        ok &= number(17, 2) <= 59
+    return ok
+
+
 @check("iso8601_dates")
 def iso8601_dates(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
     """Every value of every *DTC variable is ISO 8601 (partial dates allowed)."""
@@ -42,7 +92,7 @@ def iso8601_dates(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
         raise Skip("no *DTC variable")
     for name in names:
         values = ds.df[name]
-        for row in rows(values.notna().to_numpy() & ~text_mask(values, valid_dtc)):
+        for row in rows(values.notna().to_numpy() & ~texts_mask(values, valid_dtcs)):
             value = values.iat[row]
             if not is_missing(value):
                 yield Hit(row=row, variable=name, value=value)

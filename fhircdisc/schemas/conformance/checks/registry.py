@@ -88,6 +88,14 @@ def distinct(series: pd.Series) -> tuple[np.ndarray, list[Any]]:
 
 def text_mask(series: pd.Series, test: Callable[[str], bool]) -> np.ndarray:
     """Where a cell is text that passes ``test``, asked once per distinct text."""
+    return texts_mask(series, lambda texts: [test(text) for text in texts])
+
+
+def texts_mask(series: pd.Series, test: Callable[[list[str]], Any]) -> np.ndarray:
+    """``text_mask`` with a test of all the distinct texts at once (a verdict each)."""
     codes, values = distinct(series)
-    verdicts = [isinstance(v, str) and test(v) for v in values]
-    return np.array([*verdicts, False], dtype=bool)[codes]
+    places = [place for place, value in enumerate(values) if isinstance(value, str)]
+    verdicts = np.zeros(len(values) + 1, dtype=bool)
+    if places:
+        verdicts[places] = np.asarray(test([values[place] for place in places]), dtype=bool)
+    return verdicts[codes]
