@@ -10,7 +10,7 @@ a rule that could not run is never counted as passed.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 Severity = Literal["error", "warning", "notice"]
@@ -34,7 +34,10 @@ class Finding:
     source: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {name: getattr(self, name) for name in _FINDING_FIELDS}
+
+
+_FINDING_FIELDS = tuple(item.name for item in fields(Finding))
 
 
 @dataclass(frozen=True)
