@@ -31,6 +31,7 @@ import math
 import multiprocessing
 import os
 import pickle
+import shutil
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -561,11 +562,13 @@ def finish_bucket(domain: str, rows: Rows, plan: DatasetPlan) -> FinishedBucket:
 
 
 def write_output(setup: Setup, staging: Path, pieces: Mapping[str, list[Piece]],
-                 load: Callable[[Piece], FinishedBucket]) -> StreamResult:
+                 load: Callable[[Piece], FinishedBucket], workers: int = 1) -> StreamResult:
     """Write every output file into ``staging``, then move them into the output folder.
 
     ``pieces``: per streamed domain, its non-empty buckets in bucket order; ``load``
-    gives a bucket's rows, asked for once per piece, in writing order.
+    gives a bucket's rows, asked for once per piece, in writing order. With ``workers``
+    above one, the streamed datasets are written side by side in forked processes
+    (``load`` must work there), each with its share of the provenance table.
     """
     small, report, out = setup.small, setup.report, setup.out
     validation = small.validate() if setup.plan.validate and small.domains else None
@@ -582,12 +585,24 @@ def write_output(setup: Setup, staging: Path, pieces: Mapping[str, list[Piece]],
         for fmt in setup.formats:
             write_dataset(frame, staging, small.meta(name), fmt,
                           creation_datetime=setup.creation_datetime)
-    for domain in setup.streamed():
+    streamed = setup.streamed()
+    shares = [staging / f".{domain}.{PROVENANCE_NAME}" for domain in streamed]
+    global _WRITING
+    _WRITING = (setup, staging, pieces, load)
+    try:
+        _run(_write_domain, list(zip(streamed, shares, strict=True)), workers)
+    finally:
+        _WRITING = None
+    with prov_path.open("ab") as handle:
+        for share in shares:
+            with share.open("rb") as part:
+                shutil.copyfileobj(part, handle)
+            share.unlink()
+    for domain in streamed:
         parts = pieces.get(domain, [])
         total = sum(part.rows for part in parts)
         report.rows[domain] = total
         datasets[domain] = (total, sum(part.subjects for part in parts))
-        _write_streamed(setup, staging, domain, parts, load, prov_path)
         if validation is not None:
             _add_findings(validation, domain, parts)
     provenance[provenance["DOMAIN"] == "TS"].to_csv(prov_path, index=False, header=False,
@@ -613,6 +628,19 @@ def _ordered(datasets: dict[str, Any]) -> list[str]:
 
 def _subjects(frame: pd.DataFrame) -> int:
     return int(frame["USUBJID"].nunique()) if "USUBJID" in frame else 0
+
+
+_WRITING: tuple[Setup, Path, Mapping[str, list[Piece]], Callable[[Piece], FinishedBucket]] \
+    | None = None
+
+
+def _write_domain(job: tuple[str, Path]) -> None:
+    """One streamed dataset in every format, its provenance rows into their own file."""
+    assert _WRITING is not None
+    setup, staging, pieces, load = _WRITING
+    domain, share = job
+    share.touch()
+    _write_streamed(setup, staging, domain, pieces.get(domain, []), load, share)
 
 
 def _write_streamed(setup: Setup, staging: Path, domain: str, parts: list[Piece],
@@ -749,7 +777,7 @@ def _stream(setup: Setup, staging: Path, workers: int,
         for piece in _run(_finish_bucket, setup.bucket_keys(), workers):
             if piece is not None:
                 pieces.setdefault(piece.domain, []).append(piece)
-        return write_output(setup, staging, pieces, partial(_load_bucket, spill_dir))
+        return write_output(setup, staging, pieces, partial(_load_bucket, spill_dir), workers)
     finally:
         _SHARED = None
 
