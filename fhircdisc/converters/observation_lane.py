@@ -3,9 +3,13 @@
 Most Observations in a Bulk Data export are a code, a subject, a date and a result,
 with no encounter, specimen, components or extensions. For them the general engine's
 view building (reference resolution, panel splitting, carried variables) comes down to
-the resource plus its subject, so the lane builds that view directly, with the subject
-and the LB/VS routing cached per distinct reference and code, and maps it with the
-compiled specs. Anything else, and every resource that would not map, goes back to the
+the resource plus its subject, so the lane maps the resource directly: the subject is
+cached per reference, and the LB/VS routing with every rule that reads repeating
+elements (code, category, range, flag, unit) is worked out once per distinct value of
+them as a row *template*; a row is its template plus the resource's own values. An
+NDJSON line is first read straight from its text (``map_line``, see
+:mod:`fhircdisc.converters.observation_lines`), then, if that declines it, parsed
+(``map``). Anything else, and every resource that would not map, goes back to the
 general engine, which then produces exactly the row or report entry it always does.
 """
 
@@ -37,7 +41,7 @@ _MISSING: Any = object()
 
 
 class ObservationLane:
-    """Maps plain Observations (``map``); says None for any other resource."""
+    """Maps plain Observations (``map_line``, ``map``); says None for any other resource."""
 
     def __init__(self, index: ResourceIndex, enrolment: Enrolment,
                  terminology: Terminology) -> None:
