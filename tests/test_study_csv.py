@@ -50,7 +50,7 @@ def expected_and_got(frame: pd.DataFrame, folder: Path) -> tuple[bytes, bytes]:
 
 
 @settings(max_examples=300, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(frames())
 def test_append_csv_writes_what_pandas_writes(tmp_path: Path, frame: pd.DataFrame) -> None:
     expected, got = expected_and_got(frame, tmp_path)

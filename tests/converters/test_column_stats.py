@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fhircdisc.converters.chunk import ColumnStats, column_stats
@@ -32,7 +32,7 @@ values = st.one_of(st.none(), st.integers(), st.floats(allow_nan=True), st.text(
                    st.booleans(), st.just(np.float64(2.0)), st.just(float("nan")))
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.dictionaries(st.sampled_from(["A", "B", "C", "_order"]), values),
                 max_size=6))
 def test_column_stats_follow_the_definition(rows: list[dict[str, Any]]) -> None:

@@ -33,7 +33,7 @@ kinds = st.sampled_from([OBSERVATION, OBSERVATION, OBSERVATION, SPACED, PATIENT,
 
 
 @settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.lists(kinds, min_size=1, max_size=40), st.integers(1, 7),
        st.sampled_from([40, 64, 200, 4096]), st.booleans(), st.booleans())
 def test_blocks_cut_tasks_as_a_line_by_line_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -283,7 +283,7 @@ def test_property_special_text_is_byte_identical(
         compare(df, meta, pieces, fmt, tmp)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @example(rows=[[None, "\r"], ["a,b", 'q"q'], ["\n", ""], ["\r\n", '"']])
 @example(rows=[[""], ["\r"], [None]])
 @given(st.integers(1, 3).flatmap(lambda n: st.lists(
@@ -300,7 +300,7 @@ def test_property_csv_text_matches_the_csv_module(tmp_path_factory: pytest.TempP
     assert path.read_bytes() == buffer.getvalue().encode("utf-8")
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(split_datasets(special=True))
 def test_property_stats_merge(case: tuple[pd.DataFrame, DatasetMeta, list[pd.DataFrame]]
                               ) -> None:

@@ -261,7 +261,7 @@ def test_distinct_subjects_get_distinct_resource_ids(terms):
     assert differences(lb, back.domains.get("LB"), "LB") == {}
 
 
-@settings(max_examples=5, deadline=None)
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(frames=studies(ae=True, ts=True), version=st.sampled_from(VERSIONS))
 def test_generated_output_is_valid_fhir(frames, version):
     if version == "R5":

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fhircdisc.mappings import derivations
@@ -71,7 +71,7 @@ def lab_rows(draw: st.DrawFn, orders: st.SearchStrategy[Any] = ORDERS
     return rows
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(lab_rows())
 def test_sequence_matches_its_definition(rows: list[dict[str, Any]]) -> None:
     expected = copy.deepcopy(rows)
@@ -96,7 +96,7 @@ def test_sequence_keeps_read_order_of_ties_and_puts_missing_keys_last() -> None:
         (3, 1.0), (4, 2.0), (1, 3.0), (2, 4.0), (0, 1.0)]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.fixed_dictionaries(
     {"USUBJID": st.sampled_from(["S-1", "S-2", "S-3", ""]), "LBDTC": DATES},
     optional={"LBDY": st.none(), "LBENDTC": DATES, "LBENDY": st.none(),

@@ -7,7 +7,7 @@ from functools import cache
 from importlib import resources
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fhircdisc.mappings.terminology import load_builtin
@@ -103,7 +103,7 @@ PAIRS = [
 ]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pair=st.sampled_from(PAIRS),
        value=st.floats(min_value=1e-9, max_value=1e12, allow_nan=False, allow_infinity=False))
 def test_converting_there_and_back_returns_the_value(pair, value):
@@ -113,7 +113,7 @@ def test_converting_there_and_back_returns_the_value(pair, value):
     assert math.isclose(float(back.apply(there.apply(value))), value, rel_tol=1e-12)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(value=st.floats(min_value=-100, max_value=1000, allow_nan=False))
 def test_temperature_there_and_back(value):
     there, back = converter().conversion("C", "F"), converter().conversion("F", "C")

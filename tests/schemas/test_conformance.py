@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fhircdisc.schemas.columns import ColumnMeta, DatasetMeta
@@ -388,7 +388,7 @@ _DTC_TEXTS = st.one_of(
                      "\uff12\uff10\uff12\uff11-01-01", "2021-01-01\n", "2021---15"]))
 
 
-@settings(max_examples=1000)
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_DTC_TEXTS, max_size=10))
 def test_dates_checked_as_arrays_as_one_by_one(values: list[str]) -> None:
     """The array check of complete dates agrees with the value-by-value definition,
