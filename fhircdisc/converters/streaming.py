@@ -678,7 +678,7 @@ def _add_findings(validation: ValidationResult, domain: str, parts: list[Piece])
     for part in parts:
         for finding in part.findings:
             if finding.row is not None:
-                finding = replace(finding, row=finding.row + offset)
+                finding = finding.moved(offset)
             elif finding in seen:
                 continue
             seen.add(finding)

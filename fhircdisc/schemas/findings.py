@@ -10,7 +10,7 @@ a rule that could not run is never counted as passed.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
 Severity = Literal["error", "warning", "notice"]
@@ -32,12 +32,30 @@ class Finding:
     variable: str | None = None
     value: str | None = None
     source: str | None = None
+    #: how ``message`` was made (a rule's template and its fields), so that it can be
+    #: made again for rows numbered from elsewhere (:meth:`moved`)
+    wording: tuple[str, tuple[tuple[str, Any], ...]] | None = field(
+        default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _FINDING_FIELDS}
 
+    def moved(self, rows: int) -> Finding:
+        """The finding of a dataset piece seen in the whole dataset, where the piece
+        starts ``rows`` rows further down: its row and the rows its message names."""
+        row = None if self.row is None else self.row + rows
+        if self.wording is None:
+            return replace(self, row=row)
+        template, values = self.wording
+        shifted = {name: int(value) + rows if name in ROW_FIELDS and str(value).isdigit()
+                   else value for name, value in values}
+        return replace(self, row=row, message=template.format_map(shifted),
+                       wording=(template, tuple(shifted.items())))
 
-_FINDING_FIELDS = tuple(item.name for item in fields(Finding))
+
+#: message fields that are row numbers of the dataset
+ROW_FIELDS = frozenset({"row", "first_row"})
+_FINDING_FIELDS = tuple(item.name for item in fields(Finding) if item.name != "wording")
 
 
 @dataclass(frozen=True)

@@ -394,3 +394,18 @@ def test_dates_checked_as_arrays_as_one_by_one(values: list[str]) -> None:
     """The array check of complete dates agrees with the value-by-value definition,
     calendar (leap years, month lengths) and clock included."""
     assert valid_dtcs(values).tolist() == [valid_dtc(value) for value in values]
+
+
+def test_a_finding_moved_down_names_the_rows_of_the_whole_dataset() -> None:
+    """A piece's duplicate-record finding, seen in the whole dataset: its row and the row
+    its message points at move together; the report keeps only the usual fields."""
+    df = pd.DataFrame({"STUDYID": "S", "DOMAIN": "LB", "USUBJID": ["S-1", "S-1"],
+                       "LBSEQ": [1.0, 2.0], "LBTESTCD": ["GLUC", "GLUC"],
+                       "LBDTC": ["2021-01-01", "2021-01-01"], "VISITNUM": [1.0, 1.0]})
+    rule = next(r for r in load_rules() if r.id == "FC-SD-0023")
+    [finding], _ = run_rule(rule, build_study({"LB": df}))
+    assert finding.row == 2 and "as row 1 " in finding.message
+    moved = finding.moved(100)
+    assert moved.row == 102 and "as row 101 " in moved.message
+    assert moved.message == finding.message.replace("as row 1 ", "as row 101 ")
+    assert "wording" not in moved.to_dict() and moved.to_dict()["row"] == 102

@@ -54,6 +54,7 @@ def _finding(rule: Rule, ds: Dataset, hit: Hit) -> Finding:
     fields.update({k: text(v) or "" for k, v in hit.fields.items()})
     return Finding(rule_id=rule.id, severity=rule.severity, dataset=ds.name,
                    message=rule.message.format_map(fields),
+                   wording=(rule.message, tuple(fields.items())),
                    row=None if row is None else row + 1, usubjid=usubjid, seq=seq,
                    variable=hit.variable, value=value)
 
