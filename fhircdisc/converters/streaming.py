@@ -571,28 +571,29 @@ def write_output(setup: Setup, staging: Path, pieces: Mapping[str, list[Piece]],
     (``load`` must work there), each with its share of the provenance table.
     """
     small, report, out = setup.small, setup.report, setup.out
-    validation = small.validate() if setup.plan.validate and small.domains else None
-    datasets = {name: (len(frame), _subjects(frame)) for name, frame in small.domains.items()}
-    report.rows = {name: len(frame) for name, frame in small.domains.items()}
-    report.sort_items()
-
-    provenance = small.provenance.copy()
-    provenance["FILE"] = relative_files(provenance["FILE"], out)
-    prov_path = staging / PROVENANCE_NAME
-    before = provenance[provenance["DOMAIN"].isin(("DM", "EX", "AE"))]
-    before.to_csv(prov_path, index=False)
-    for name, frame in small.domains.items():
-        for fmt in setup.formats:
-            write_dataset(frame, staging, small.meta(name), fmt,
-                          creation_datetime=setup.creation_datetime)
     streamed = setup.streamed()
     shares = [staging / f".{domain}.{PROVENANCE_NAME}" for domain in streamed]
+    prov_path = staging / PROVENANCE_NAME
     global _WRITING
     _WRITING = (setup, staging, pieces, load)
     try:
-        _run(_write_domain, list(zip(streamed, shares, strict=True)), workers)
+        with _started(_write_domain, list(zip(streamed, shares, strict=True)),
+                      workers) as finish:
+            validation = small.validate() if setup.plan.validate and small.domains else None
+            provenance = small.provenance.copy()
+            provenance["FILE"] = relative_files(provenance["FILE"], out)
+            before = provenance[provenance["DOMAIN"].isin(("DM", "EX", "AE"))]
+            before.to_csv(prov_path, index=False)
+            for name, frame in small.domains.items():
+                for fmt in setup.formats:
+                    write_dataset(frame, staging, small.meta(name), fmt,
+                                  creation_datetime=setup.creation_datetime)
+            finish()
     finally:
         _WRITING = None
+    datasets = {name: (len(frame), _subjects(frame)) for name, frame in small.domains.items()}
+    report.rows = {name: len(frame) for name, frame in small.domains.items()}
+    report.sort_items()
     with prov_path.open("ab") as handle:
         for share in shares:
             with share.open("rb") as part:
@@ -830,6 +831,29 @@ def _load_bucket(spill_dir: Path, piece: Piece) -> FinishedBucket:
         finished: FinishedBucket = pickle.load(handle)
     path.unlink()
     return finished
+
+
+@contextmanager
+def _started(function: Callable[[Any], Any], jobs: list[Any], workers: int
+             ) -> Iterator[Callable[[], None]]:
+    """``function`` over ``jobs``, started in forked workers when there are several (the
+    caller goes on meanwhile), else run when the caller asks; yields that asking."""
+    if workers <= 1 or len(jobs) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        def run_here() -> None:
+            for job in jobs:
+                function(job)
+        yield run_here
+        return
+    pool = multiprocessing.get_context("fork").Pool(min(workers, len(jobs)))
+    try:
+        pending = pool.map_async(function, jobs)
+
+        def wait() -> None:
+            pending.get()
+        yield wait
+    finally:
+        pool.terminate()
+        pool.join()
 
 
 def _run(function: Callable[[Any], Any], jobs: list[Any], workers: int,
