@@ -5,9 +5,11 @@ it parses, and the ones only the general engine maps."""
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import orjson
+import pytest
 
 from fhircdisc import to_sdtm
 from fhircdisc.converters.streaming import stream_to_sdtm
@@ -27,7 +29,8 @@ def _copies(resource: dict, copy: int) -> dict:
     return {"resourceType": data.pop("resourceType"), **data}
 
 
-def test_fhir_examples_stream_as_in_memory(tmp_path: Path) -> None:
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_fhir_examples_stream_as_in_memory(tmp_path: Path, gzipped: bool) -> None:
     folder = shared("fhir-r4-examples")
     export = tmp_path / "export"
     export.mkdir()
@@ -35,7 +38,11 @@ def test_fhir_examples_stream_as_in_memory(tmp_path: Path) -> None:
         resources = [orjson.loads(path.read_bytes()) for path in
                      sorted(folder.glob(f"{kind}-*.json"))]
         lines = [orjson.dumps(_copies(r, copy)) for copy in range(40) for r in resources]
-        (export / f"{kind}.ndjson").write_bytes(b"\n".join(lines) + b"\n")
+        text = b"\n".join(lines) + b"\n"
+        if gzipped:
+            (export / f"{kind}.ndjson.gz").write_bytes(gzip.compress(text))
+        else:
+            (export / f"{kind}.ndjson").write_bytes(text)
     study = to_sdtm([export], study_id="EX")
     memory = tmp_path / "memory"
     study.write(memory, ("xpt", "csv"), creation_datetime=STAMP, validation=study.validate())
