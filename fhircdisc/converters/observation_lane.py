@@ -161,7 +161,7 @@ class ObservationLane:
         if row is None:
             ctx = MapContext(self.terminology, "Observation")
             try:
-                row = spec.map_plain(data, subject, ctx)
+                row = spec.complete(template, data, subject, ctx)
             except Unmapped:
                 return None
             found = ctx.issues

@@ -43,7 +43,7 @@ _UNIQUE = frozenset(_VALUES) | {"effectiveDateTime", "effectivePeriod", "effecti
 #: resolved context objects: alive for the whole conversion, so known by identity
 _IDENTITY = frozenset({"_subject", "_encounter", "_specimen"})
 CACHE_LIMIT = 20_000
-#: what a *plain* resource (see ``CompiledSpec.map_plain``) never has
+#: what a *plain* resource (see ``CompiledSpec.complete``) never has
 PLAIN_ABSENT = frozenset({"_specimen", "_encounter", "dataAbsentReason", "extension",
                           "component"})
 
@@ -141,7 +141,6 @@ class _Group:
         self.limit = limit
         self.cache: dict[tuple[Any, ...], _Outcome] = {}
         self.present = tuple(name for name in self.inputs if name not in PLAIN_ABSENT)
-        self.plain_cache: dict[tuple[Any, ...], _Outcome] = {}
 
     def _key(self, view: dict[str, Any]) -> tuple[Any, ...]:
         key = [_key_part(name, view.get(name)) for name in self.inputs]
@@ -150,26 +149,6 @@ class _Group:
             key.append(tuple(_key_part(part, quantity.get(part)) for part in _QUANTITY_PARTS)
                        if isinstance(quantity, dict) else _key_part(name, quantity))
         return tuple(key)
-
-    def run_plain(self, data: dict[str, Any], ctx: MapContext) -> _Outcome:
-        """``run`` on a plain resource: the inputs it never has are not part of the key."""
-        key = []
-        for name in self.present:
-            value = data.get(name)
-            key.append(value if value is None or value.__class__ is str
-                       else _key_part(name, value))
-        for name in self.units:
-            quantity = data.get(name)
-            key.append(tuple(_key_part(part, quantity.get(part)) for part in _QUANTITY_PARTS)
-                       if isinstance(quantity, dict) else _key_part(name, quantity))
-        frozen = tuple(key)
-        outcome = self.plain_cache.get(frozen)
-        if outcome is None:
-            outcome = _run_rules(self.rules, data, ctx)
-            if len(self.plain_cache) >= self.limit:
-                self.plain_cache.clear()
-            self.plain_cache[frozen] = outcome
-        return outcome
 
     def run(self, view: dict[str, Any], ctx: MapContext) -> _Outcome:
         key = self._key(view)
@@ -228,26 +207,6 @@ class CompiledSpec:
         outcomes.append(_run_rules(self.direct, view, ctx))
         return self._row(outcomes, {}, ctx)
 
-    def map_plain(self, data: dict[str, Any], subject: Any, ctx: MapContext
-                  ) -> dict[str, Any]:
-        """``map`` of a *plain* resource (no ``dataAbsentReason``, ``extension``,
-        ``component``, resolved encounter or specimen) plus its subject: the per-resource
-        rules that are simple there (identifiers, the result, the status, the date) are
-        worked out inline, the rest as in ``map``."""
-        outcomes = [group.run_plain(data, ctx) for group in self.groups]
-        found: dict[str, Any] = {}
-        direct: list[tuple[int, Rule]] = []
-        for index, rule in self.direct:
-            value = _plain(rule, data, subject)
-            if value is _GENERIC:
-                direct.append((index, rule))
-            else:
-                found[rule.var] = value
-        if direct:
-            view = {**data, "_subject": subject}
-            outcomes.append(_run_rules(direct, view, ctx))
-        return self._row(outcomes, found, ctx)
-
     def plain_inputs(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """What the grouped rules read of a plain resource: whole elements, and Quantity
         elements of which only the code, system and unit are read."""
@@ -257,8 +216,8 @@ class CompiledSpec:
 
     def plain_template(self, data: dict[str, Any], ctx: MapContext) -> PlainTemplate:
         """The grouped rules' share of the row of a plain resource: the same for every
-        resource with the same :meth:`plain_inputs` values; ``Unmapped`` as ``map_plain``
-        raises it (a rule of the resource's own would fail only if the template can't)."""
+        resource with the same :meth:`plain_inputs` values; ``Unmapped`` as ``map`` raises
+        it when a grouped rule fails."""
         outcomes = [_run_rules(group.rules, data, ctx) for group in self.groups]
         errors = [o.error for o in outcomes if o.error is not None]
         if errors:
@@ -270,10 +229,26 @@ class CompiledSpec:
             row.update(outcome.values)
         return PlainTemplate(row, tuple(issues))
 
+    def complete(self, template: PlainTemplate, data: dict[str, Any], subject: Any,
+                 ctx: MapContext) -> dict[str, Any]:
+        """``map`` of a *plain* resource (no ``dataAbsentReason``, ``extension``,
+        ``component``, resolved encounter or specimen) plus its subject, from its
+        ``template``: the resource's own rules run by their algorithms; the value issues
+        added to ``ctx``, ``Unmapped`` as ``map`` raises it."""
+        outcome = _run_rules(self.direct, {**data, "_subject": subject}, ctx)
+        if outcome.error is not None:
+            raise outcome.error[1]
+        issues = [*template.issues, *outcome.issues]
+        issues.sort(key=lambda issue: self.rank.get(issue.var, 0))
+        ctx.issues.extend(issues)
+        row = template.row.copy()
+        row.update(outcome.values)
+        return row
+
     def fill_plain(self, template: PlainTemplate, data: dict[str, Any], subject: Any
                    ) -> dict[str, Any] | None:
-        """``map_plain``'s row from ``template`` and the resource's own values, when each of
-        them is simple (see ``_plain``); None when one needs its algorithm run."""
+        """:meth:`complete`'s row, without running the algorithms, when each of the
+        resource's own values is simple (see :class:`_FillPlan`); None otherwise."""
         quantity = data.get("valueQuantity")
         if quantity.__class__ is dict:
             return self.fill(template, quantity.get("value"), quantity.get("comparator"),
@@ -361,8 +336,10 @@ class _FillPlan:
 
 
 def _fill_plan(rules: list[Rule]) -> _FillPlan | None:
-    """The plan for ``rules``, each worked out as ``_plain`` would; None when one of them
-    has no inline form."""
+    """The plan for ``rules``, each worked out inline as its algorithm would on a plain
+    resource (``fill`` declines values that need the algorithm: a missing or
+    non-numeric result, a comparator on a number, a missing or invalid date); None when
+    one of the rules has no inline form."""
     parts: dict[str, list[Any]] = {"context": [], "not_done": [], "dtc": [],
                                    "result_char": [], "result_num": []}
     for rule in rules:
@@ -380,41 +357,6 @@ def _fill_plan(rules: list[Rule]) -> _FillPlan | None:
             parts[rule.algorithm].append(rule.var)
     return _FillPlan(tuple(parts["context"]), tuple(parts["not_done"]), tuple(parts["dtc"]),
                      tuple(parts["result_char"]), tuple(parts["result_num"]))
-
-
-_GENERIC = object()
-
-
-def _plain(rule: Rule, data: dict[str, Any], subject: Any) -> Any:
-    """A direct rule's value on a plain resource, or ``_GENERIC`` to run the algorithm."""
-    algorithm = rule.algorithm
-    if algorithm == "context":
-        return getattr(subject, rule.value or "", None) if subject is not None else None
-    quantity = data.get("valueQuantity")
-    if algorithm == "not_done":
-        return "NOT DONE" if data.get("status") == "cancelled" else None
-    if algorithm in ("result_char", "result_num"):
-        if quantity.__class__ is not dict or quantity.get("value") is None:
-            return _GENERIC
-        value = quantity["value"]
-        if algorithm == "result_char":
-            return (quantity.get("comparator") or "") + _number_text(value)
-        if quantity.get("comparator") or value.__class__ not in (int, float):
-            return _GENERIC
-        number = float(value)
-        return number if math.isfinite(number) else None
-    if algorithm == "dtc" and rule.fallback is None:
-        for path in rule.paths:
-            if path.startswith("_specimen."):
-                continue                     # a plain resource has no specimen
-            value = data.get(path) if "." not in path else _GENERIC
-            if value.__class__ is str and value:
-                try:
-                    return fhir_to_dtc(value)
-                except DateFormatError:
-                    return _GENERIC          # the algorithm says how it is invalid
-            return _GENERIC
-    return _GENERIC
 
 
 def compile_specs(specs: dict[str, DomainSpec], domains: tuple[str, ...]
