@@ -61,15 +61,14 @@ class ObservationLane:
         self.line_templates: dict[tuple[Any, ...], tuple[str, PlainTemplate] | None] = {}
 
     def _subject(self, reference: str) -> Any:
-        if reference not in self.subjects:
+        subject = self.subjects.get(reference, _MISSING)
+        if subject is _MISSING:
             key = self.index.key_of(reference)
             subject = None
             if key is not None and key.startswith("Patient/"):
                 subject = self.enrolment.subject_for(key)
-            if len(self.subjects) >= _CACHE_LIMIT:
-                self.subjects.clear()
-            self.subjects[reference] = subject
-        return self.subjects[reference]
+            _keep(self.subjects, reference, subject)
+        return subject
 
     def _template(self, data: dict[str, Any]) -> tuple[str, PlainTemplate] | None:
         """The domain and the grouped rules' outcome of a plain Observation, worked out
@@ -84,26 +83,20 @@ class ObservationLane:
                 entry = domain, COMPILED[domain].plain_template(data, ctx)
             except Unmapped:
                 pass
-            if len(self.templates) >= _CACHE_LIMIT:
-                self.templates.clear()
-            self.templates[key] = entry
+            _keep(self.templates, key, entry)
         return entry
 
     def _line_template(self, obs: Any, line: bytes) -> tuple[str, PlainTemplate] | None:
         key = self.shape.key(obs)
         entry = self.line_templates.get(key, _MISSING)
         if entry is _MISSING:
-            entry = None
             try:
                 data = orjson.loads(line)
             except orjson.JSONDecodeError:
                 return None
             # the other elements were checked as the line was decoded
-            if element_problem(data) is None:
-                entry = self._template(data)
-            if len(self.line_templates) >= _CACHE_LIMIT:
-                self.line_templates.clear()
-            self.line_templates[key] = entry
+            entry = self._template(data) if element_problem(data) is None else None
+            _keep(self.line_templates, key, entry)
         return entry
 
     def map_line(self, line: bytes, file: str, number: int,
@@ -182,3 +175,10 @@ class ObservationLane:
             issues.append(ValueIssueItem(domain, key, issue.var, issue.reason_code,
                                          issue.message, issue.element, issue.system,
                                          issue.code))
+
+
+def _keep(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    """Store ``value`` in a lane cache, emptied first when it is full."""
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
