@@ -834,26 +834,37 @@ def _load_bucket(spill_dir: Path, piece: Piece) -> FinishedBucket:
 
 
 @contextmanager
+def _pool(workers: int, jobs: list[Any]) -> Iterator[Any]:
+    """Forked worker processes for ``jobs`` when there are several of both and the system
+    forks; else None. Stopped on leaving."""
+    if workers <= 1 or len(jobs) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        yield None
+        return
+    pool = multiprocessing.get_context("fork").Pool(min(workers, len(jobs)))
+    try:
+        yield pool
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+@contextmanager
 def _started(function: Callable[[Any], Any], jobs: list[Any], workers: int
              ) -> Iterator[Callable[[], None]]:
     """``function`` over ``jobs``, started in forked workers when there are several (the
     caller goes on meanwhile), else run when the caller asks; yields that asking."""
-    if workers <= 1 or len(jobs) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-        def run_here() -> None:
-            for job in jobs:
-                function(job)
-        yield run_here
-        return
-    pool = multiprocessing.get_context("fork").Pool(min(workers, len(jobs)))
-    try:
-        pending = pool.map_async(function, jobs)
+    with _pool(workers, jobs) as pool:
+        if pool is None:
+            def run_here() -> None:
+                for job in jobs:
+                    function(job)
+            yield run_here
+        else:
+            pending = pool.map_async(function, jobs)
 
-        def wait() -> None:
-            pending.get()
-        yield wait
-    finally:
-        pool.terminate()
-        pool.join()
+            def wait() -> None:
+                pending.get()
+            yield wait
 
 
 def _run(function: Callable[[Any], Any], jobs: list[Any], workers: int,
@@ -861,21 +872,12 @@ def _run(function: Callable[[Any], Any], jobs: list[Any], workers: int,
     """``function`` over ``jobs`` in order, over forked workers when there are several;
     ``each(job, result)`` as results come in."""
     results: list[Any] = []
-    if workers <= 1 or len(jobs) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-        mapped: Iterable[Any] = map(function, jobs)
-        pool = None
-    else:
-        pool = multiprocessing.get_context("fork").Pool(min(workers, len(jobs)))
-        mapped = pool.imap(function, jobs)
-    try:
+    with _pool(workers, jobs) as pool:
+        mapped = map(function, jobs) if pool is None else pool.imap(function, jobs)
         for job, result in zip(jobs, mapped, strict=True):
             results.append(result)
             if each is not None:
                 each(job, result)
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
     return results
 
 
