@@ -20,6 +20,7 @@ from typing import Any
 
 from fhircdisc.converters.enrolment import Enrolment
 from fhircdisc.converters.fhir_reader import Origin, SourceResource, parse_ndjson_line
+from fhircdisc.converters.lane_block import LaneBlock
 from fhircdisc.converters.resource_index import ResourceIndex
 from fhircdisc.mappings import derivations
 from fhircdisc.mappings.terminology import Terminology
@@ -69,7 +70,10 @@ class ColumnStats:
 class ChunkResult:
     """The rows of one chunk (read order) and its share of the conversion report."""
 
+    #: rows made one by one (by the general engine), in read order
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: the fast lane's rows, as columns (they come before ``rows``)
+    blocks: dict[str, LaneBlock] = field(default_factory=dict)
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     unmapped: list[UnmappedItem] = field(default_factory=list)
     value_issues: list[ValueIssueItem] = field(default_factory=list)
@@ -86,6 +90,7 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
     Rows come back finished but for --SEQ: values carried in ``sdtm-variable``
     extensions applied, study days derived, ``_order`` set to the read order.
     """
+    from fhircdisc.converters.fhir_to_sdtm import COMPILED
     from fhircdisc.converters.observation_lane import ObservationLane
 
     if context.lane is None:
@@ -93,31 +98,55 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
     lane = context.lane
     result = ChunkResult()
     rows: dict[str, list[dict[str, Any]]] = {}
+    blocks: dict[str, LaneBlock] = {}
     ordinals: list[Ordinal] = []
     others: list[SourceResource] = []
     other_ordinals: list[Ordinal] = []
     issues = result.value_issues
+    taken = 0
     for number, line in lines:
-        mapped = lane.map_line(line, file, number, issues)
+        parts = lane.read_line(line)
+        if parts is not None:
+            domain, template, subject, own, rid = parts
+            block = blocks.get(domain)
+            if block is None:
+                block = blocks[domain] = LaneBlock(COMPILED[domain], file, file_rank)
+            block.add(template, subject, own,
+                      lane.note(domain, rid, file, number, template.issues, issues), number)
+            taken += 1
+            continue
+        data = parse_ndjson_line(line, number, file)
+        mapped = lane.map(data, file, number, issues)
         if mapped is None:
-            data = parse_ndjson_line(line, number, file)
-            mapped = lane.map(data, file, number, issues)
-            if mapped is None:
-                others.append(SourceResource(data, Origin(file, f"line {number}")))
-                other_ordinals.append((file_rank, number, 0))
-                continue
+            others.append(SourceResource(data, Origin(file, f"line {number}")))
+            other_ordinals.append((file_rank, number, 0))
+            continue
         domain, row = mapped
         row["_order"] = len(ordinals)
         ordinals.append((file_rank, number, 0))
         rows.setdefault(domain, []).append(row)
         result.outcomes[("Observation", "mapped")] += 1
+    if taken:
+        result.outcomes[("Observation", "mapped")] += taken
     if others:
         _reference(others, other_ordinals, context, rows, result, ordinals)
+    for domain, block in blocks.items():
+        block.freeze()
+        for dtc_var, dy_var in _DAY_PAIRS.get(domain, ()):
+            if dy_var in block.names:
+                block.set_column(dy_var, derivations.days_of(
+                    block.column("USUBJID"), block.column(dtc_var), context.reference))
+        result.blocks[domain] = block
+        result.stats[domain] = block_stats(block)
+        result.fixed_seq[domain] = False
     for domain, domain_rows in rows.items():
         finish_rows(domain, domain_rows, ordinals, context.reference)
         result.rows[domain] = domain_rows
-        result.stats[domain] = column_stats(domain_rows)
-        result.fixed_seq[domain] = derivations.all_fixed(domain_rows, f"{domain}SEQ")
+        stats = result.stats.setdefault(domain, {})
+        for name, column in column_stats(domain_rows).items():
+            stats.setdefault(name, ColumnStats(False, True)).merge(column)
+        result.fixed_seq[domain] = result.fixed_seq.get(domain, True) and \
+            derivations.all_fixed(domain_rows, f"{domain}SEQ")
     return result
 
 
@@ -170,6 +199,21 @@ def column_stats(rows: list[dict[str, Any]]) -> dict[str, ColumnStats]:
 
 _NUMBERS = frozenset({int, float})
 _TEXT_OR_NUMBERS = frozenset({str, int, float})
+
+
+def block_stats(block: LaneBlock) -> dict[str, ColumnStats]:
+    """:func:`column_stats` of the rows of a block, from their distinct values where the
+    templates or the subjects give them."""
+    stats: dict[str, ColumnStats] = {}
+    if not len(block):
+        return stats
+    for name in block.names:
+        if name.startswith("_"):
+            continue
+        distinct = block.distinct(name)
+        values = block.own[name].tolist() if distinct is None else distinct
+        stats[name] = _column_stats(tuple(values))
+    return stats
 
 
 def _column_stats(values: tuple[Any, ...]) -> ColumnStats:

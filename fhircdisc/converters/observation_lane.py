@@ -39,6 +39,9 @@ _NOT_PLAIN = frozenset({"encounter", "context", "specimen", "component", "hasMem
 _CACHE_LIMIT = 50_000
 _MISSING: Any = object()
 
+LineParts = tuple[str, PlainTemplate, Any, tuple[Any, ...], str]
+"""(domain, template, subject, own values, id) of a plain Observation line."""
+
 
 class ObservationLane:
     """Maps plain Observations (``map_line``, ``map``); says None for any other resource."""
@@ -99,10 +102,10 @@ class ObservationLane:
             _keep(self.line_templates, key, entry)
         return entry
 
-    def map_line(self, line: bytes, file: str, number: int,
-                 issues: list[ValueIssueItem]) -> tuple[str, dict[str, Any]] | None:
-        """``map`` of a plain Observation NDJSON line, read without building the whole
-        resource; None to leave it to ``map`` (which may still take it)."""
+    def read_line(self, line: bytes) -> LineParts | None:
+        """What the row of a plain Observation NDJSON line is made of, read without
+        building the whole resource: its domain, template, subject, own values
+        (``CompiledSpec.own_values``) and id; None to leave the line to ``map``."""
         obs = self.shape.decode(line)
         if obs is None or obs.resourceType != "Observation" or obs.status in EXCLUDED_STATUS:
             return None
@@ -122,11 +125,22 @@ class ObservationLane:
             value, comparator = quantity.value, quantity.comparator
             if not orjson_number(value):
                 return None
-        row = COMPILED[domain].fill(template, value, comparator, obs.status,
-                                    partial(getattr, obs), subject)
-        if row is None:
+        own = COMPILED[domain].own_values(value, comparator, obs.status,
+                                          partial(getattr, obs))
+        if own is None:
             return None
-        self._finish(row, domain, obs.id or "", file, number, template.issues, issues)
+        return domain, template, subject, own, obs.id or ""
+
+    def map_line(self, line: bytes, file: str, number: int,
+                 issues: list[ValueIssueItem]) -> tuple[str, dict[str, Any]] | None:
+        """``map`` of a plain Observation NDJSON line, read without building the whole
+        resource; None to leave it to ``map`` (which may still take it)."""
+        parts = self.read_line(line)
+        if parts is None:
+            return None
+        domain, template, subject, own, rid = parts
+        row = COMPILED[domain].row_of(template, subject, own)
+        self._finish(row, domain, rid, file, number, template.issues, issues)
         return domain, row
 
     def map(self, data: dict[str, Any], file: str, line: int,
@@ -166,15 +180,21 @@ class ObservationLane:
     @staticmethod
     def _finish(row: dict[str, Any], domain: str, rid: str, file: str, line: int,
                 found: Iterable[ValueIssue], issues: list[ValueIssueItem]) -> None:
-        location = f"line {line}"
-        key = f"Observation/{rid}" if rid else f"Observation@{file} [{location}]"
-        row["_source"] = key
+        row["_source"] = ObservationLane.note(domain, rid, file, line, found, issues)
         row["_file"] = file
-        row["_location"] = location
+        row["_location"] = f"line {line}"
+
+    @staticmethod
+    def note(domain: str, rid: str, file: str, line: int, found: Iterable[ValueIssue],
+             issues: list[ValueIssueItem]) -> str:
+        """The report key of the Observation at ``line`` of ``file``; its value issues
+        ``found`` added to ``issues`` under that key."""
+        key = f"Observation/{rid}" if rid else f"Observation@{file} [line {line}]"
         for issue in found:
             issues.append(ValueIssueItem(domain, key, issue.var, issue.reason_code,
                                          issue.message, issue.element, issue.system,
                                          issue.code))
+        return key
 
 
 def _keep(cache: dict[Any, Any], key: Any, value: Any) -> None:

@@ -54,8 +54,8 @@ from fhircdisc.converters.streaming import (
     DatasetPlan,
     FinishedBucket,
     Key,
+    Parts,
     Piece,
-    Rows,
     Setup,
     StreamResult,
     Task,
@@ -75,7 +75,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 #: a chunk's rows of one bucket, with the chunk's number (-1: rows read in pass 1)
-ChunkRows = tuple[int, Rows]
+ChunkRows = tuple[int, Parts]
 
 
 def spark_to_sdtm(sources: Iterable[str | Path], out_dir: str | Path,
@@ -212,7 +212,7 @@ def _map_chunk(task: Task, context: Broadcast[StudyContext], buckets: Broadcast[
     except FhircdiscError as exc:     # raised by the driver, first one in read order
         return exc, []
     keyed = [(key, (task.number, rows)) for key, rows in by_bucket(result, buckets.value)]
-    return replace(result, rows={}), keyed
+    return replace(result, rows={}, blocks={}), keyed
 
 
 def _finish(item: tuple[Key, Iterable[ChunkRows]], plan: Broadcast[DatasetPlan]
@@ -220,8 +220,9 @@ def _finish(item: tuple[Key, Iterable[ChunkRows]], plan: Broadcast[DatasetPlan]
     """Pass 3 of one bucket; its rows in the order the chunks were read, as the local
     engine gathers them (a carried --SEQ keeps that order among equal numbers)."""
     key, shares = item
-    rows = [row for _, chunk_rows in sorted(shares, key=itemgetter(0)) for row in chunk_rows]
-    return key, finish_bucket(key[0], rows, plan.value)
+    parts = [part for _, chunk_parts in sorted(shares, key=itemgetter(0))
+             for part in chunk_parts]
+    return key, finish_bucket(key[0], parts, plan.value)
 
 
 def _piece(item: tuple[Key, FinishedBucket]) -> Piece:

@@ -69,6 +69,7 @@ from fhircdisc.converters.fhir_reader import (
     read_ndjson_line,
 )
 from fhircdisc.converters.fhir_to_sdtm import SPECS, Converter, read_context
+from fhircdisc.converters.lane_block import ABSENT, LaneBlock, object_array
 from fhircdisc.errors import InputError
 from fhircdisc.mappings import derivations
 from fhircdisc.mappings import terminology as terminology_module
@@ -93,6 +94,8 @@ _HIDDEN = list(derivations.HIDDEN)
 _DATASET_RANK = {name: rank for rank, name in enumerate(("DM", "EX", "AE", "LB", "VS", "TS"))}
 
 Rows = list[dict[str, Any]]
+Parts = list[LaneBlock | Rows]
+"""Rows in read order: lane blocks and lists of row dicts."""
 Key = tuple[str, int]
 """(domain, bucket): the rows of one range of subjects of a streamed dataset."""
 
@@ -487,14 +490,27 @@ def map_task(task: Task, context: StudyContext) -> ChunkResult:
     return convert_lines(task_lines(task), task.file, task.rank, context)
 
 
-def by_bucket(result: ChunkResult, buckets: SubjectBuckets) -> Iterator[tuple[Key, Rows]]:
-    """A chunk's rows by (domain, bucket), each group in read order."""
+def by_bucket(result: ChunkResult, buckets: SubjectBuckets) -> Iterator[tuple[Key, Parts]]:
+    """A chunk's rows by (domain, bucket): its lane block's share, then its rows' share,
+    each in read order."""
+    groups: dict[Key, Parts] = {}
+    for domain, block in result.blocks.items():
+        cache: dict[Any, int] = {}
+        found = [cache[u] if u in cache else cache.setdefault(u, buckets.of(u))
+                 for u in block.column("USUBJID").tolist()]
+        if len(cache) == 1 or len(set(cache.values())) == 1:
+            groups[(domain, found[0])] = [block]
+            continue
+        of_rows = np.asarray(found)
+        for bucket in sorted(set(found)):
+            groups[(domain, bucket)] = [block.take(np.flatnonzero(of_rows == bucket))]
     for domain, rows in result.rows.items():
-        groups: dict[int, Rows] = {}
+        parts: dict[int, Rows] = {}
         for row in rows:
-            groups.setdefault(buckets.of(row.get("USUBJID")), []).append(row)
-        for bucket, group in groups.items():
-            yield (domain, bucket), group
+            parts.setdefault(buckets.of(row.get("USUBJID")), []).append(row)
+        for bucket, group in parts.items():
+            groups.setdefault((domain, bucket), []).append(group)
+    yield from groups.items()
 
 
 class ChunkProgress:
@@ -536,16 +552,30 @@ def settle(setup: Setup, shares: Iterable[ChunkResult]) -> None:
 
 
 # -- pass 3: datasets ---------------------------------------------------------------------------
-def finish_bucket(domain: str, rows: Rows, plan: DatasetPlan) -> FinishedBucket:
-    """The rows of one bucket (every row of its subjects) as a typed dataset piece: sorted,
-    --SEQ numbered, provenance split off, conformance rules run with DM beside it."""
+def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucket:
+    """The rows of one bucket (every row of its subjects, in ``parts`` in read order) as
+    a typed dataset piece: sorted, --SEQ numbered, provenance split off, conformance
+    rules run with DM beside it."""
     from fhircdisc.converters.dataset_stream import stats_of
 
-    derivations.sequence(rows, f"{domain}SEQ", SPECS[domain].seq_keys,
-                         fixed=plan.fixed_seq[domain])
-    raw = pd.DataFrame.from_records(rows, columns=plan.all_columns[domain])
+    seq_var = f"{domain}SEQ"
+    names = plan.all_columns[domain]
+    keys = SPECS[domain].seq_keys
+    columns = gather(parts, (*names, *keys, "USUBJID", seq_var))
+    fixed = plan.fixed_seq[domain]
+    orders = _present(columns["_order"], 0)
+    places = _present(columns["_location"], "")
+    order, numbers = derivations.sequence_order(
+        _present(columns["USUBJID"]), [_present(columns[key]) for key in keys],
+        _present(columns[seq_var]) if fixed else None, lambda i: (orders[i], places[i]))
+    at = np.asarray(order, dtype=np.intp)
+    columns = {name: values[at] for name, values in columns.items()}
+    if numbers is not None:
+        columns[seq_var] = object_array(numbers, len(numbers))
+    raw = raw_frame(domain, names, columns,
+                    exact=("USUBJID", seq_var, "_source", "_file", "_location"))
     provenance = pd.DataFrame({"DOMAIN": domain, "USUBJID": raw["USUBJID"],
-                               "SEQ": raw[f"{domain}SEQ"], "SOURCE": raw["_source"],
+                               "SEQ": raw[seq_var], "SOURCE": raw["_source"],
                                "FILE": raw["_file"], "LOCATION": raw["_location"]})
     frame = typed_frame(domain, raw, plan.columns[domain])
     meta = plan.meta(domain)
@@ -559,6 +589,47 @@ def finish_bucket(domain: str, rows: Rows, plan: DatasetPlan) -> FinishedBucket:
         finished.findings = result.findings
         finished.runs = result.runs
     return finished
+
+
+def gather(parts: Parts, names: Iterable[str]) -> dict[str, np.ndarray]:
+    """The values of each of ``names`` over the rows of ``parts``, in order, as object
+    arrays (:data:`ABSENT` where a row does not have the variable)."""
+    columns: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    for part in parts:
+        if isinstance(part, LaneBlock):
+            for name, found in columns.items():
+                found.append(part.column(name))
+        else:
+            for name, found in columns.items():
+                found.append(object_array((row.get(name, ABSENT) for row in part), len(part)))
+    return {name: np.concatenate(found) if found else object_array((), 0)
+            for name, found in columns.items()}
+
+
+def _present(values: np.ndarray, absent: Any = None) -> list[Any]:
+    """The values of a gathered column, ``absent`` where a row does not have it (as
+    ``row.get(name, absent)`` gives it)."""
+    return [absent if value is ABSENT else value for value in values.tolist()]
+
+
+def raw_frame(domain: str, names: list[str], columns: dict[str, np.ndarray],
+              exact: tuple[str, ...]) -> pd.DataFrame:
+    """The frame of ``columns`` (``names``, in that order) as ``typed_frame`` needs it:
+    variables SDTMIG types as they are (``typed_frame`` gives them their type), the
+    others, and those of ``exact``, typed as ``DataFrame.from_records`` of the rows
+    would type them."""
+    from fhircdisc.schemas import sdtmig
+
+    inferred = [name for name in names
+                if name in exact or sdtmig.variable(domain, name) is None]
+    typed = pd.DataFrame.from_records(list(zip(*(columns[name] for name in inferred),
+                                               strict=True)),
+                                      columns=inferred) if inferred else None
+    data: dict[str, Any] = {}
+    for name in names:
+        data[name] = typed[name] if typed is not None and name in inferred \
+            else pd.Series(columns[name], dtype=object, copy=False)
+    return pd.DataFrame(data, columns=names)
 
 
 def write_output(setup: Setup, staging: Path, pieces: Mapping[str, list[Piece]],
@@ -786,7 +857,7 @@ def _stream(setup: Setup, staging: Path, workers: int,
 def _map_task(task: Task) -> tuple[ChunkResult, _Spill]:
     assert _SHARED is not None
     result = map_task(task, _SHARED.setup.context)
-    return replace(result, rows={}), _spill(result, f"{task.number:06d}", _SHARED)
+    return replace(result, rows={}, blocks={}), _spill(result, f"{task.number:06d}", _SHARED)
 
 
 def _spill(result: ChunkResult, name: str, shared: _Shared) -> _Spill:
@@ -794,8 +865,8 @@ def _spill(result: ChunkResult, name: str, shared: _Shared) -> _Spill:
     path = shared.spill_dir / f"{name}.pkl"
     places: dict[Key, tuple[int, int]] = {}
     with path.open("wb") as handle:
-        for key, rows in by_bucket(result, shared.setup.buckets):
-            data = pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)
+        for key, parts in by_bucket(result, shared.setup.buckets):
+            data = pickle.dumps(parts, protocol=pickle.HIGHEST_PROTOCOL)
             places[key] = (handle.tell(), len(data))
             handle.write(data)
     return _Spill(path, places)
@@ -805,17 +876,17 @@ def _finish_bucket(key: Key) -> Piece | None:
     """Pass 3 of one bucket: its rows gathered from every spill, finished, parked on disk."""
     assert _SHARED is not None
     shared = _SHARED
-    rows: Rows = []
+    parts: Parts = []
     for spill in shared.spills:
         place = spill.places.get(key)
         if place is None:
             continue
         with spill.path.open("rb") as handle:
             handle.seek(place[0])
-            rows.extend(pickle.loads(handle.read(place[1])))
-    if not rows:
+            parts.extend(pickle.loads(handle.read(place[1])))
+    if not any(len(part) for part in parts):
         return None
-    done = finish_bucket(key[0], rows, shared.setup.plan)
+    done = finish_bucket(key[0], parts, shared.setup.plan)
     with _bucket_path(shared.spill_dir, key).open("wb") as handle:
         pickle.dump(done, handle, protocol=pickle.HIGHEST_PROTOCOL)
     return done.piece(*key)

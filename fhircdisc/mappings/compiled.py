@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -260,37 +261,51 @@ class CompiledSpec:
         """``fill_plain`` from the resource's parts: the ``valueQuantity`` value and
         comparator (None without a quantity), the status, and ``get`` giving an element
         by name (the dates). ``date_elements`` names the elements ``get`` is asked for."""
+        own = self.own_values(value, comparator, status, get)
+        return None if own is None else self.row_of(template, subject, own)
+
+    def row_of(self, template: PlainTemplate, subject: Any, own: tuple[Any, ...]
+               ) -> dict[str, Any]:
+        """The row of a template, the subject and the :meth:`own_values` of a resource."""
         plan = self.fill_plan
-        if plan is None:
-            return None
+        assert plan is not None
         row = template.row.copy()
         for var, attr in plan.context:
             row[var] = getattr(subject, attr, None) if subject is not None else None
-        for var in plan.not_done:
-            row[var] = "NOT DONE" if status == "cancelled" else None
-        for var, element in plan.dates:
+        for var, index in plan.own:
+            row[var] = own[index]
+        return row
+
+    def own_values(self, value: Any, comparator: Any, status: Any,
+                   get: Callable[[str], Any]) -> tuple[Any, ...] | None:
+        """The values :meth:`fill` puts over the template besides the subject's, in the
+        order :attr:`_FillPlan.own` places them (the not-done flag, each date, the result as text
+        and as a number); None when one of them needs the rule's algorithm."""
+        plan = self.fill_plan
+        if plan is None:
+            return None
+        dates = []
+        for _, element in plan.dates:
             date = get(element)
             if date.__class__ is not str or not date:
                 return None
             try:
-                row[var] = fhir_to_dtc(date)
+                dates.append(fhir_to_dtc(date))
             except DateFormatError:
                 return None
+        text = number = None
         if plan.text or plan.number:
             if value is None:
                 return None
             if plan.text:
                 text = (comparator or "") + _number_text(value)
-                for var in plan.text:
-                    row[var] = text
             if plan.number:
                 if comparator or value.__class__ not in (int, float):
                     return None
                 number = float(value)
-                finite = number if math.isfinite(number) else None
-                for var in plan.number:
-                    row[var] = finite
-        return row
+                if not math.isfinite(number):
+                    number = None
+        return ("NOT DONE" if status == "cancelled" else None, *dates, text, number)
 
     @property
     def date_elements(self) -> tuple[str, ...]:
@@ -333,6 +348,16 @@ class _FillPlan:
     dates: tuple[tuple[str, str], ...]
     text: tuple[str, ...]
     number: tuple[str, ...]
+
+    @cached_property
+    def own(self) -> tuple[tuple[str, int], ...]:
+        """Each variable set from the resource itself, with the place of its value in
+        :meth:`CompiledSpec.own_values`."""
+        last = len(self.dates) + 1
+        return (*((var, 0) for var in self.not_done),
+                *((var, place) for place, (var, _) in enumerate(self.dates, 1)),
+                *((var, last) for var in self.text),
+                *((var, last + 1) for var in self.number))
 
 
 def _fill_plan(rules: list[Rule]) -> _FillPlan | None:

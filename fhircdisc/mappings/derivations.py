@@ -7,6 +7,7 @@ TS rows from the study parameters.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -107,6 +108,25 @@ def _day(ordinals: _DateOrdinals, dtc: Any, start: int) -> float | None:
     return float(delta + 1 if delta >= 0 else delta)
 
 
+def days_of(subjects: Iterable[Any], dtcs: Iterable[Any], reference: dict[str, str | None]
+            ) -> np.ndarray:
+    """:func:`study_days` on columns: the study day of each --DTC of ``dtcs`` for the
+    USUBJID beside it in ``subjects``, as an object array (None where there is none)."""
+    starts: dict[Any, int | None] = {}
+    ordinals = _DateOrdinals()
+    days = []
+    for subject, dtc in zip(subjects, dtcs, strict=True):
+        subject = subject or ""
+        if subject in starts:
+            start = starts[subject]
+        else:
+            start = starts[subject] = ordinals[reference.get(subject)]
+        days.append(None if start is None else _day(ordinals, dtc, start))
+    out = np.empty(len(days), dtype=object)
+    out[:] = days
+    return out
+
+
 def all_fixed(rows: list[dict[str, Any]], seq_var: str) -> bool:
     """Whether every row carried its own --SEQ (then the source's numbering is kept)."""
     return bool(rows) and all(seq_var in row.get("_fixed", ()) for row in rows)
@@ -121,21 +141,35 @@ def sequence(rows: list[dict[str, Any]], seq_var: str, keys: tuple[str, ...],
     """
     if fixed is None:
         fixed = all_fixed(rows, seq_var)
-    if fixed:
-        rows.sort(key=lambda r: (r.get("USUBJID") or "", r.get(seq_var) or 0.0))
-        return
-    subjects = [row.get("USUBJID") or "" for row in rows]
-    texts = [_key_texts([row.get(key) for row in rows]) for key in keys]
-    if not set(map(type, subjects)) <= {str}:
-        order = _sorted_by_tuples(rows, subjects, texts)
-        numbers = _numbers([subjects[i] for i in order])
-    else:
-        codes = [_text_ranks(subjects), *map(_text_ranks, texts)]
-        order = _read_order_ties(rows, _stable_order(codes), codes)
-        numbers = _run_numbers(codes[0][order])
+    order, numbers = sequence_order(
+        [row.get("USUBJID") for row in rows], [[row.get(key) for row in rows] for key in keys],
+        [row.get(seq_var) for row in rows] if fixed else None,
+        lambda i: _read_key(rows[i]))
     rows[:] = [rows[i] for i in order]
-    for row, number in zip(rows, numbers, strict=True):
-        row[seq_var] = number
+    if numbers is not None:
+        for row, number in zip(rows, numbers, strict=True):
+            row[seq_var] = number
+
+
+def sequence_order(subjects: list[Any], keys: list[list[Any]], carried: list[Any] | None,
+                   read_key: Callable[[int], Any]) -> tuple[list[int], list[float] | None]:
+    """:func:`sequence` on columns: the order of the rows, and their --SEQ in that order.
+
+    ``subjects``: each row's USUBJID; ``keys``: the values of each sort key variable;
+    ``carried``: each row's own --SEQ, to sort by and keep (then no numbers come back);
+    ``read_key(i)``: where row ``i`` was read, to order rows equal in everything else.
+    """
+    size = len(subjects)
+    if carried is not None:
+        return sorted(range(size), key=lambda i: (subjects[i] or "", carried[i] or 0.0)), None
+    subjects = [subject or "" for subject in subjects]
+    texts = [_key_texts(values) for values in keys]
+    if not set(map(type, subjects)) <= {str}:
+        order = _sorted_by_tuples(subjects, texts, read_key)
+        return order, _numbers([subjects[i] for i in order])
+    codes = [_text_ranks(subjects), *map(_text_ranks, texts)]
+    order = _read_order_ties(read_key, _stable_order(codes), codes)
+    return order, _run_numbers(codes[0][order])
 
 
 def _key_texts(values: list[Any]) -> list[str | None]:
@@ -148,11 +182,11 @@ def _read_key(row: dict[str, Any]) -> tuple[Any, Any]:
     return row.get("_order", 0), row.get("_location", "")
 
 
-def _sorted_by_tuples(rows: list[dict[str, Any]], subjects: list[Any],
-                      texts: list[list[str | None]]) -> list[int]:
+def _sorted_by_tuples(subjects: list[Any], texts: list[list[str | None]],
+                      read_key: Callable[[int], Any]) -> list[int]:
     """The stable order of rows by subject, key texts (missing last) and read order."""
     keyed = [[(text is None, text or "") for text in column] for column in texts]
-    keys = list(zip(subjects, *keyed, map(_read_key, rows), strict=True))
+    keys = list(zip(subjects, *keyed, map(read_key, range(len(subjects))), strict=True))
     return sorted(range(len(keys)), key=keys.__getitem__)
 
 
@@ -178,10 +212,10 @@ def _stable_order(codes: list[np.ndarray]) -> np.ndarray:
     return np.argsort(combined, kind="stable")
 
 
-def _read_order_ties(rows: list[dict[str, Any]], order: np.ndarray, codes: list[np.ndarray]
-                     ) -> list[int]:
+def _read_order_ties(read_key: Callable[[int], Any], order: np.ndarray,
+                     codes: list[np.ndarray]) -> list[int]:
     """``order`` (a stable sort by ``codes``) with each run of rows equal in every code
-    sorted by read order (:func:`_read_key`)."""
+    sorted by read order (``read_key``)."""
     tied = np.ones(max(len(order) - 1, 0), dtype=bool)
     for column in codes:
         ranked = column[order]
@@ -192,7 +226,7 @@ def _read_order_ties(rows: list[dict[str, Any]], order: np.ndarray, codes: list[
     edges = np.flatnonzero(np.diff(np.concatenate(([False], tied, [False])).astype(np.int8)))
     for first, last in zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True):
         run = result[first:last + 1]
-        run.sort(key=lambda i: _read_key(rows[i]))
+        run.sort(key=read_key)
         result[first:last + 1] = run
     return result
 
@@ -272,4 +306,5 @@ def derive(rows: dict[str, list[dict[str, Any]]], specs: dict[str, DomainSpec]
     return frames
 
 
-__all__ = ["HIDDEN", "all_fixed", "date_part", "derive", "sequence", "study_days"]
+__all__ = ["HIDDEN", "all_fixed", "date_part", "days_of", "derive", "sequence", "sequence_order",
+           "study_days"]

@@ -1,0 +1,154 @@
+"""The fast lane's rows kept as columns (``LaneBlock``) are the rows it would make as
+dicts: every column, the column facts, a bucket's share, and the finished dataset piece
+(sorted, --SEQ numbered, typed, provenance) are the same either way."""
+
+from __future__ import annotations
+
+import math
+import pickle
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from benchmarks.generate import generate
+from fhircdisc.converters import streaming
+from fhircdisc.converters.chunk import block_stats, column_stats
+from fhircdisc.converters.fhir_to_sdtm import COMPILED
+from fhircdisc.converters.lane_block import ABSENT, LaneBlock
+from fhircdisc.converters.observation_lane import ObservationLane
+from fhircdisc.mappings import derivations
+from fhircdisc.study import tidy_columns, typed_frame
+from tests.converters.test_observation_lines import dumps, lines, typical
+
+HIDDEN = ("_source", "_file", "_location", "_order")
+
+
+@pytest.fixture(scope="module")
+def lane(tmp_path_factory: pytest.TempPathFactory) -> ObservationLane:
+    folder = tmp_path_factory.mktemp("export")
+    files = generate(folder, 10, 5)
+    with streaming.fewer_collections():
+        setup = streaming.prepare(files, folder / "out", ("xpt",), study_id="S")
+    ctx = setup.context
+    return ObservationLane(ctx.index, ctx.enrolment, ctx.terminology)
+
+
+def both_ways(lane: ObservationLane, batch: list[bytes]
+              ) -> dict[str, tuple[LaneBlock, list[dict[str, Any]]]]:
+    """Per domain: the lines the lane reads from text as a block, and as row dicts."""
+    made: dict[str, tuple[LaneBlock, list[dict[str, Any]]]] = {}
+    for number, line in enumerate(batch, 1):
+        parts = lane.read_line(line)
+        if parts is None:
+            continue
+        domain, template, subject, own, rid = parts
+        if domain not in made:
+            made[domain] = (LaneBlock(COMPILED[domain], "f.ndjson", 2), [])
+        block, rows = made[domain]
+        block.add(template, subject, own,
+                  lane.note(domain, rid, "f.ndjson", number, template.issues, []), number)
+        row = COMPILED[domain].row_of(template, subject, own)
+        row.update(_source=block._rows[-1][3], _file="f.ndjson", _location=f"line {number}",
+                   _order=(2, number, 0))
+        rows.append(row)
+    for block, _ in made.values():
+        block.freeze()
+    return made
+
+
+def same(a: Any, b: Any) -> bool:
+    return a == b or (isinstance(a, float) and isinstance(b, float)
+                      and math.isnan(a) and math.isnan(b))
+
+
+def assert_columns(block: LaneBlock, rows: list[dict[str, Any]]) -> None:
+    assert len(block) == len(rows)
+    for name in (*block.names, *HIDDEN):
+        got = block.column(name).tolist()
+        want = [row[name] for row in rows]
+        assert all(map(same, got, want)), name
+    assert block.column("NOT_A_VARIABLE").tolist() == [ABSENT] * len(rows)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.lists(lines(), min_size=1, max_size=30), st.randoms(use_true_random=False))
+def test_block_columns_are_the_rows(lane: ObservationLane, batch: list[bytes],
+                                    rng: Any) -> None:
+    for block, rows in both_ways(lane, batch).values():
+        assert_columns(block, rows)
+        assert block_stats(block) == column_stats(rows)
+        picked = sorted(rng.sample(range(len(rows)), rng.randint(0, len(rows))))
+        part = block.take(np.asarray(picked, dtype=np.intp))
+        assert_columns(part, [rows[i] for i in picked])
+        assert block_stats(part) == column_stats([rows[i] for i in picked])
+        assert_columns(pickle.loads(pickle.dumps(part)), [rows[i] for i in picked])
+
+
+def test_block_of_typical_lines(lane: ObservationLane) -> None:
+    batch = [dumps(typical(n)) for n in range(10)]
+    batch[4] = dumps(typical(4, status="cancelled"))
+    [(block, _)] = both_ways(lane, batch).values()
+    assert len(block) == 10
+    assert len(block.templates) == 1            # one test, unit, range and flag
+    assert len(block.subjects) == 5
+    assert block.column("LBSTAT").tolist() == [None] * 4 + ["NOT DONE"] + [None] * 5
+    assert block.column("USUBJID").tolist()[:2] == ["S-p0000000", "S-p0000001"]
+    assert block.column("_location").tolist()[-1] == "line 10"
+    assert block.column("LBORRES").tolist() == ["101.5"] * 10
+
+
+def test_finished_piece_is_the_same_from_block_or_rows(lane: ObservationLane) -> None:
+    """``finish_bucket`` of a block (split over buckets) and of the same rows as dicts."""
+    batch = [dumps(typical(n, effectiveDateTime=f"2021-05-{1 + n % 3:02d}T07:08:00Z"))
+             for n in range(40)]
+    batch += [dumps(typical(n, code={"coding": [{"system": "http://loinc.org",
+                                                 "code": "8867-4"}]}))
+              for n in range(7)]
+    made = both_ways(lane, batch)
+    for domain, (block, rows) in made.items():
+        stats = column_stats(rows)
+        present = {name for name, column in stats.items() if column.present}
+        plan = streaming.DatasetPlan(
+            columns={domain: tidy_columns(domain, list(stats), present)},
+            all_columns={domain: [*stats, *derivations.HIDDEN]},
+            numeric={domain: {n for n, c in stats.items() if c.present and c.numeric}},
+            fixed_seq={domain: False}, validate=False)
+        half = len(rows) // 2
+        split = [block.take(np.arange(half)), block.take(np.arange(half, len(rows)))]
+        from_block = streaming.finish_bucket(domain, split, plan)
+        from_rows = streaming.finish_bucket(domain, [rows[:half], rows[half:]], plan)
+        pd.testing.assert_frame_equal(from_block.frame, from_rows.frame)
+        pd.testing.assert_frame_equal(from_block.provenance, from_rows.provenance)
+        assert from_block.stats == from_rows.stats
+        frame = from_block.frame
+        for _, subject in frame.groupby("USUBJID", sort=False):
+            assert subject[f"{domain}SEQ"].tolist() == [float(n) for n in
+                                                        range(1, len(subject) + 1)]
+        assert frame["USUBJID"].is_monotonic_increasing
+
+
+cells = st.one_of(st.none(), st.text(max_size=3), st.floats(allow_nan=True),
+                  st.integers(-5, 5), st.booleans(), st.just(float("nan")))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.dictionaries(st.sampled_from(
+    ["USUBJID", "LBTESTCD", "LBSTRESN", "LBORRES", "LBSEQ", "XXCUSTOM", "_source"]),
+    cells, max_size=7), min_size=1, max_size=12))
+def test_raw_frame_types_as_records_do(rows: list[dict[str, Any]]) -> None:
+    """Columns gathered from rows and typed give what ``DataFrame.from_records`` of the
+    rows gives: the typed frame, and the untyped columns exactly."""
+    names = ["USUBJID", "LBTESTCD", "LBSTRESN", "LBORRES", "LBSEQ", "XXCUSTOM", "_source"]
+    columns = streaming.gather([rows], names)
+    exact = ("USUBJID", "LBSEQ", "_source")
+    raw = streaming.raw_frame("LB", names, columns, exact=exact)
+    records = pd.DataFrame.from_records(rows, columns=names)
+    for name in (*exact, "XXCUSTOM"):
+        pd.testing.assert_series_equal(raw[name], records[name])
+    keep = names[:-1]
+    pd.testing.assert_frame_equal(typed_frame("LB", raw, keep), typed_frame("LB", records, keep))
