@@ -49,7 +49,6 @@ from fhircdisc.converters.datasets import (
     check_frame,
     column_arrays,
     is_missing,
-    none_mask,
     num_array,
 )
 from fhircdisc.errors import ConversionError
@@ -149,9 +148,16 @@ def _lenient_array(values: list[object], char: bool) -> np.ndarray:
 
 
 def _stats_of_arrays(meta: DatasetMeta, arrays: list[np.ndarray], n_rows: int) -> DatasetStats:
-    lengths = {col.name: max(map(len, values[~none_mask(values)].tolist()), default=0)
+    lengths = {col.name: _longest(values)
                for col, values in zip(meta.columns, arrays, strict=True) if col.type == "Char"}
     return DatasetStats(n_rows, lengths, _num_kinds(meta, arrays))
+
+
+def _longest(values: np.ndarray) -> int:
+    """The length of the longest text of a ``char_array`` (each distinct text once)."""
+    distinct = set(values.tolist())
+    distinct.discard(None)
+    return max(map(len, distinct), default=0)
 
 
 def _num_kinds(meta: DatasetMeta, arrays: list[np.ndarray]) -> dict[str, NumKind]:

@@ -155,7 +155,11 @@ def _check(df: pd.DataFrame | None, meta: DatasetMeta, *, names: bool,
 def _clean(col: ColumnMeta, values: list[Any]) -> bool:
     """True when no value can break a limit (checked column-wise, at C speed)."""
     if col.type == "Char":
-        texts = [v for v in values if v.__class__ is str]
+        try:
+            distinct: Any = set(values)      # columns repeat their values: test each once
+        except TypeError:
+            distinct = values
+        texts = [v for v in distinct if v.__class__ is str]
         return "".join(texts).isascii() and max(map(len, texts), default=0) <= MAX_CHAR_BYTES
     try:
         numbers = np.asarray(values, dtype="float64")
