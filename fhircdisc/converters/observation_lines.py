@@ -23,6 +23,7 @@ from fhircdisc.mappings.element_types import RESOURCES, element_type
 #: an element type no JSON value satisfies (not even null): the element must be absent
 _ABSENT = Annotated[int, msgspec.Meta(ge=1, le=0)]
 _NO_TEXT = msgspec.Raw()
+_SEPARATOR = b"\x1f"
 #: integers orjson keeps as integers; beyond them it reads a float
 _INT_RANGE = (-(2**63), 2**64)
 
@@ -69,7 +70,12 @@ class LineShape:
     def key(self, obs: Any) -> tuple[Any, ...]:
         """The exact text of the keyed elements, and the code, system and unit of each
         Quantity element: lines with equal keys have equal values there."""
-        key: list[Any] = list(map(bytes, self._keyed(obs)))
+        texts = self._keyed(obs)
+        joined = _SEPARATOR.join(texts)
+        # JSON text has no raw control character, so the separator splits it back
+        # unambiguously; the check keeps that true whatever the decoder lets through
+        key: list[Any] = [joined if joined.count(_SEPARATOR) == len(texts) - 1
+                          else tuple(map(bytes, texts))]
         for quantity in self._units(obs):
             key.append(None if quantity is None
                        else (quantity.code, quantity.system, quantity.unit))
@@ -80,7 +86,10 @@ def _getter(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
     """The attributes ``names`` of an object, as a tuple (of one, or none, too)."""
     if len(names) > 1:
         return attrgetter(*names)
-    return lambda obj: tuple(getattr(obj, name) for name in names)
+    if names:
+        one = attrgetter(names[0])
+        return lambda obj: (one(obj),)
+    return lambda obj: ()
 
 
 def orjson_number(value: Any) -> bool:

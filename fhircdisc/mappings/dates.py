@@ -12,12 +12,23 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from typing import Any
 
 _FHIR_DATETIME = re.compile(
     r"^(?P<date>\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?)"
     r"(T(?P<time>([01]\d|2[0-3]):[0-5]\d(:([0-5]\d|60)(\.\d{1,9})?)?)"
     r"(?P<tz>Z|[+-]((0\d|1[0-3]):[0-5]\d|14:00))?)?$"
 )
+#: the parts of a ``_FHIR_DATETIME`` with a full date and a time
+_FULL_DATE = re.compile(r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])")
+_TIME_PART = re.compile(
+    r"T(?P<time>([01]\d|2[0-3]):[0-5]\d(:([0-5]\d|60)(\.\d{1,9})?)?)"
+    r"(Z|[+-]((0\d|1[0-3]):[0-5]\d|14:00))?"
+)
+_CACHE_LIMIT = 50_000
+_DAYS: dict[str, bool] = {}
+_TIMES: dict[str, str | None] = {}
+_UNSEEN: Any = object()
 _SDTM_DTC = re.compile(
     r"^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01])"
     r"(T([01]\d|2[0-3])(:[0-5]\d(:[0-5]\d(\.\d{1,9})?)?)?)?)?)?$"
@@ -30,6 +41,27 @@ class DateFormatError(ValueError):
 
 def fhir_to_dtc(value: object) -> str:
     """Convert a FHIR date/dateTime/instant string to an SDTM --DTC value."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text[10:11] == "T":
+            # a full date, then a time: the two parts are checked separately, each
+            # distinct day and each distinct time (with its offset) once
+            day, rest = text[:10], text[10:]
+            valid = _DAYS.get(day)
+            if valid is None:
+                valid = _remember(_DAYS, day, _FULL_DATE.fullmatch(day) is not None
+                                  and _is_calendar_date(day))
+            time = _TIMES.get(rest, _UNSEEN)
+            if time is _UNSEEN:
+                found = _TIME_PART.fullmatch(rest)
+                time = _remember(_TIMES, rest, found["time"] if found else None)
+            if valid and time is not None:
+                return f"{day}T{time}"
+    return _parse_fhir_date(value)
+
+
+def _parse_fhir_date(value: object) -> str:
+    """:func:`fhir_to_dtc` by the whole pattern."""
     if not isinstance(value, str):
         raise DateFormatError(f"expected an ISO 8601 date string, got {value!r}")
     match = _FHIR_DATETIME.match(value.strip())
@@ -65,6 +97,21 @@ def is_dtc(value: str) -> bool:
     except DateFormatError:
         return False
     return True
+
+
+def _is_calendar_date(day: str) -> bool:
+    try:
+        date.fromisoformat(day)
+    except ValueError:
+        return False
+    return True
+
+
+def _remember(cache: dict[str, Any], key: str, value: Any) -> Any:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 def _check_calendar(day: str, original: str) -> None:

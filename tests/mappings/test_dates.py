@@ -1,7 +1,7 @@
 import datetime as dt
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fhircdisc.mappings.dates import (
@@ -64,3 +64,34 @@ def test_study_day_matches_calendar_difference(ref, offset):
     day = study_day(event.isoformat(), ref.isoformat())
     assert day == (offset + 1 if offset >= 0 else offset)
     assert day != 0
+
+
+_days = st.sampled_from(["2021-05-06", "2020-02-29", "2021-02-29", "2021-02-30", "2021-13-01",
+                         "2021-00-10", "2021-05-32", "\u0662\u0660\u0662\u0661-05-06",
+                         "2021-05", "2021", "21-05-06", "2021/05/06"])
+_times = st.sampled_from(["07", "07:08", "07:08:09", "23:59:60", "24:00:00", "07:60",
+                          "07:08:09.5", "07:08:09.1234567891", "7:08", ""])
+_zones = st.sampled_from(["", "Z", "-05:00", "+14:00", "+14:30", "+13:59", "+5:00", "z"])
+_texts = st.one_of(
+    st.tuples(st.sampled_from(["", " ", "\n"]), _days, st.sampled_from(["T", "t", " ", ""]),
+              _times, _zones, st.sampled_from(["", " ", "x"])).map("".join),
+    st.text(alphabet="0123456789-T:+Z. ", max_size=30))
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_texts)
+def test_cached_parts_convert_as_the_whole_pattern(text: str) -> None:
+    """The day-and-time fast path (cached per part) gives the whole pattern's value, or
+    its error, for any text: valid or not, seen before or not."""
+    from fhircdisc.mappings.dates import _parse_fhir_date
+
+    for _ in range(2):                       # the second time from the caches
+        try:
+            expected: object = _parse_fhir_date(text)
+        except DateFormatError as exc:
+            expected = str(exc)
+        try:
+            got: object = fhir_to_dtc(text)
+        except DateFormatError as exc:
+            got = str(exc)
+        assert got == expected
