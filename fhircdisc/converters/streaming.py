@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -620,16 +620,28 @@ def raw_frame(domain: str, names: list[str], columns: dict[str, np.ndarray],
     would type them."""
     from fhircdisc.schemas import sdtmig
 
-    inferred = [name for name in names
-                if name in exact or sdtmig.variable(domain, name) is None]
-    typed = pd.DataFrame.from_records(list(zip(*(columns[name] for name in inferred),
-                                               strict=True)),
-                                      columns=inferred) if inferred else None
-    data: dict[str, Any] = {}
-    for name in names:
-        data[name] = typed[name] if typed is not None and name in inferred \
-            else pd.Series(columns[name], dtype=object, copy=False)
+    inferred = {name for name in names if name in exact or sdtmig.variable(domain, name) is None}
+    data = {name: _as_records_type(columns[name]) if name in inferred
+            else pd.Series(columns[name], dtype=object, copy=False) for name in names}
     return pd.DataFrame(data, columns=names)
+
+
+@cache
+def _records_text_dtype() -> Any:
+    """The dtype ``DataFrame.from_records`` gives a column of text."""
+    return pd.DataFrame.from_records([("text",)], columns=["x"])["x"].dtype
+
+
+def _as_records_type(values: np.ndarray) -> Any:
+    """An object column as ``DataFrame.from_records`` of the rows types it; text and
+    float columns directly, any other through ``from_records`` itself."""
+    kind = pd.api.types.infer_dtype(values, skipna=False) if len(values) else "empty"
+    if kind == "string":
+        return pd.Series(values, dtype=_records_text_dtype())
+    if kind == "floating":
+        return pd.Series(values.astype(np.float64))
+    return pd.DataFrame.from_records([(value,) for value in values.tolist()],
+                                     columns=["x"])["x"]
 
 
 def write_output(setup: Setup, staging: Path, pieces: Mapping[str, list[Piece]],
