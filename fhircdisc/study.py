@@ -132,7 +132,10 @@ def _csv_rows(frame: pd.DataFrame) -> bytes | None:
     columns = []
     for _, series in frame.items():
         texts = _csv_texts(series)
-        if texts is None or any(mark in "".join(texts) for mark in _CSV_MARKS):
+        if texts is None:
+            return None
+        joined = "".join(set(texts))
+        if any(mark in joined for mark in _CSV_MARKS):
             return None
         columns.append(texts)
     if not len(frame):

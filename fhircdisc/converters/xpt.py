@@ -505,8 +505,9 @@ class XptPieceEncoder:
             texts = values.copy()
             texts[none_mask(values)] = ""
             listed: list[str] = texts.tolist()
-            longest[col.name] = max(map(len, listed), default=0)
-            joined = "".join(listed)
+            distinct = set(listed)
+            longest[col.name] = max(map(len, distinct), default=0)
+            joined = "".join(distinct)
             if longest[col.name] > MAX_CHAR_BYTES or not joined.isascii():
                 suspect = True
                 continue
