@@ -70,7 +70,7 @@ class ColumnStats:
 class ChunkResult:
     """The rows of one chunk (read order) and its share of the conversion report."""
 
-    #: rows made one by one (by the general engine), in read order
+    #: rows made as dicts (lines read the parsed way, the general engine), in read order
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     #: the fast lane's rows, as columns (they come before ``rows``)
     blocks: dict[str, LaneBlock] = field(default_factory=dict)
@@ -88,7 +88,8 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
     """Map the Observation lines of one file (``(line number, bytes)``) to LB/VS rows.
 
     Rows come back finished but for --SEQ: values carried in ``sdtm-variable``
-    extensions applied, study days derived, ``_order`` set to the read order.
+    extensions applied, study days derived, ``_order`` set to the read order; the lines
+    read from their text as one :class:`LaneBlock` per domain, the others as dicts.
     """
     from fhircdisc.converters.fhir_to_sdtm import COMPILED
     from fhircdisc.converters.observation_lane import ObservationLane
