@@ -200,11 +200,32 @@ def typed_frame(domain: str, frame: pd.DataFrame, columns: list[str]) -> pd.Data
     frame = frame.reindex(columns=columns).copy()
     for name in columns:
         spec = sdtmig.variable(domain, name)
-        if spec is not None and spec.type == "Num":
-            frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
-        elif spec is not None:
-            frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
+        if spec is not None:
+            frame[name] = num_column(frame[name]) if spec.type == "Num" \
+                else char_column(frame[name])
     return frame
+
+
+def num_column(series: pd.Series) -> pd.Series:
+    """A column as float64: numbers and numeric text as numbers, anything else NaN."""
+    if series.dtype == object:
+        values = series.to_numpy(dtype=object)
+        if pd.api.types.infer_dtype(values, skipna=True) in ("floating", "empty"):
+            try:              # floats and missing cells: no text to parse
+                return pd.Series(values.astype(np.float64), index=series.index,
+                                 name=series.name)
+            except (TypeError, ValueError):
+                pass
+    return pd.to_numeric(series, errors="coerce").astype("float64")
+
+
+def char_column(series: pd.Series) -> pd.Series:
+    """A column as objects, None where a cell is missing."""
+    if series.dtype == object or isinstance(series.dtype, pd.StringDtype):
+        values = series.to_numpy(dtype=object, copy=True)
+        if pd.api.types.infer_dtype(values, skipna=False) == "string":   # nothing missing
+            return pd.Series(values, index=series.index, name=series.name, dtype=object)
+    return series.astype(object).where(series.notna(), None)
 
 
 def dataset_meta(domain: str, columns: list[str], numeric: Container[str]) -> DatasetMeta:

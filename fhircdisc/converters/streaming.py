@@ -123,6 +123,8 @@ class Task:
     stop: int = 0
     first_line: int = 1
     lines: list[tuple[int, bytes]] | None = None
+    #: whether the byte range holds lines other than Observations (read in pass 1)
+    mixed: bool = False
 
 
 @dataclass
@@ -410,6 +412,8 @@ class _ContextScan:
                     if is_streamed_line(text):
                         self._streamed_line(file, rank, number + index, position, False)
                     else:
+                        if self.current is not None:
+                            self.current.mixed = True
                         self._take(text, number + index, file, rank)
                     position += len(line) + 1
             number += count
@@ -479,7 +483,13 @@ def task_lines(task: Task) -> Iterator[tuple[int, bytes]]:
     with open(task.file, "rb") as handle:
         handle.seek(task.start)
         block = handle.read(task.stop - task.start)
-    for number, line in enumerate(block.split(b"\n"), start=task.first_line):
+    lines = block.split(b"\n")
+    if not task.mixed:                 # nothing but Observation lines (and a last end)
+        if lines and not lines[-1]:
+            lines.pop()
+        yield from enumerate((line.rstrip(b"\r") for line in lines), start=task.first_line)
+        return
+    for number, line in enumerate(lines, start=task.first_line):
         line = line.rstrip(b"\r")
         if is_streamed_line(line):
             yield number, line

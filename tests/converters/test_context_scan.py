@@ -57,3 +57,12 @@ def test_a_file_of_observations_is_cut_without_reading_each_line(tmp_path: Path)
     assert streamed == 10 and ids == ["p"]
     assert [[number for number, _ in task] for task in tasks] == [
         [2, 3, 4, 5], [6, 7, 8, 9], [10, 11]]
+
+
+def test_tasks_know_when_their_range_holds_other_lines(tmp_path: Path) -> None:
+    """Only a range with other lines in it is filtered line by line in pass 2."""
+    path = tmp_path / "Observation.ndjson"
+    path.write_bytes(b"\n".join([*[OBSERVATION] * 5, PATIENT, *[OBSERVATION] * 5]) + b"\n")
+    _, _, tasks, _ = streaming._read_context([path], 4, None)
+    assert [task.mixed for task in tasks] == [False, True, False]
+    assert [number for number, _ in streaming.task_lines(tasks[1])] == [5, 7, 8, 9]
