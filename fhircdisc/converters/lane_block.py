@@ -13,7 +13,6 @@ tests compare the output of both ways byte for byte.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -48,6 +47,8 @@ class LaneBlock:
         self.subjects: list[dict[str, Any]] = []
         self._template_numbers: dict[int, int] = {}
         self._subject_numbers: dict[int, int] = {}
+        #: the objects numbered by identity, held so that no other takes their id
+        self._held: list[Any] = []
         self._rows: list[tuple[int, int, tuple[Any, ...], str, int]] = []
         #: filled by :meth:`freeze`
         self.template = np.empty(0, dtype=np.int32)
@@ -67,11 +68,13 @@ class LaneBlock:
         if number is None:
             number = self._template_numbers[id(template)] = len(self.templates)
             self.templates.append(template.row)
+            self._held.append(template)
         person = self._subject_numbers.get(id(subject))
         if person is None:
             person = self._subject_numbers[id(subject)] = len(self.subjects)
             self.subjects.append({var: getattr(subject, attr, None)
                                   for var, attr in self.context})
+            self._held.append(subject)
         self._rows.append((number, person, own, source, line))
 
     def freeze(self) -> LaneBlock:
@@ -90,6 +93,7 @@ class LaneBlock:
         self._rows = []
         self._template_numbers = {}
         self._subject_numbers = {}
+        self._held = []
         return self
 
     def set_column(self, var: str, values: np.ndarray) -> None:
@@ -108,16 +112,15 @@ class LaneBlock:
             return _lookup([subject.get(name) for subject in self.subjects], self.subject)
         if name in self.names:
             return _lookup([row.get(name) for row in self.templates], self.template)
-        made: dict[str, Callable[[], Any]] = {
-            "_source": lambda: self.sources,
-            "_file": lambda: object_array([self.file] * size, size),
-            "_location": lambda: object_array((f"line {n}" for n in self.lines.tolist()),
-                                              size),
-            "_order": lambda: object_array(((self.rank, n, 0) for n in self.lines.tolist()),
-                                           size),
-        }
-        maker = made.get(name)
-        return maker() if maker is not None else object_array([ABSENT] * size, size)
+        if name == "_source":
+            return self.sources
+        if name == "_file":
+            return object_array([self.file] * size, size)
+        if name == "_location":
+            return object_array((f"line {n}" for n in self.lines.tolist()), size)
+        if name == "_order":
+            return object_array(((self.rank, n, 0) for n in self.lines.tolist()), size)
+        return object_array([ABSENT] * size, size)
 
     def distinct(self, name: str) -> list[Any] | None:
         """Every value ``name`` takes in some row when it comes from the templates or the

@@ -508,7 +508,7 @@ def by_bucket(result: ChunkResult, buckets: SubjectBuckets) -> Iterator[tuple[Ke
         cache: dict[Any, int] = {}
         found = [cache[u] if u in cache else cache.setdefault(u, buckets.of(u))
                  for u in block.column("USUBJID").tolist()]
-        if len(cache) == 1 or len(set(cache.values())) == 1:
+        if len(set(cache.values())) == 1:
             groups[(domain, found[0])] = [block]
             continue
         of_rows = np.asarray(found)

@@ -21,6 +21,7 @@ from fhircdisc.converters.fhir_to_sdtm import COMPILED
 from fhircdisc.converters.lane_block import ABSENT, LaneBlock
 from fhircdisc.converters.observation_lane import ObservationLane
 from fhircdisc.mappings import derivations
+from fhircdisc.mappings.compiled import PlainTemplate
 from fhircdisc.study import tidy_columns, typed_frame
 from tests.converters.test_observation_lines import dumps, lines, typical
 
@@ -152,3 +153,16 @@ def test_raw_frame_types_as_records_do(rows: list[dict[str, Any]]) -> None:
         pd.testing.assert_series_equal(raw[name], records[name])
     keep = names[:-1]
     pd.testing.assert_frame_equal(typed_frame("LB", raw, keep), typed_frame("LB", records, keep))
+
+
+def test_templates_are_told_apart_after_the_lane_forgets_them(lane: ObservationLane) -> None:
+    """A template the lane's cache lets go of while the block is built keeps its own
+    number: a new template made at the same address is not taken for it."""
+    domain, template, subject, own, _ = lane.read_line(dumps(typical(1)))
+    block = LaneBlock(COMPILED[domain], "f.ndjson", 0)
+    for n in range(50):
+        made = PlainTemplate({**template.row, "LBTESTCD": f"T{n}"}, ())
+        block.add(made, subject, own, f"Observation/o{n}", n + 1)
+        del made
+    block.freeze()
+    assert block.column("LBTESTCD").tolist() == [f"T{n}" for n in range(50)]
