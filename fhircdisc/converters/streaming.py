@@ -400,12 +400,14 @@ class _ContextScan:
         file = str(path)
         self.current, self.in_file = None, 0
         number = 1
-        for offset, block in _blocks(path):
-            count = block.count(b"\n") + (not block.endswith(b"\n"))
-            usual = block.count(b"\n" + _USUAL_START) + block.startswith(_USUAL_START)
+        for offset, data, end in _blocks(path):
+            count = data.count(b"\n", 0, end) + (not data.endswith(b"\n", 0, end))
+            usual = data.count(b"\n" + _USUAL_START, 0, end) + \
+                data.startswith(_USUAL_START, 0, end)
             if usual == count:
-                self._streamed_run(file, rank, number, offset, block, count)
+                self._streamed_run(file, rank, number, offset, memoryview(data)[:end], count)
             else:
+                block = data[:end]
                 position = offset
                 for index, line in enumerate(block.removesuffix(b"\n").split(b"\n")):
                     text = line.rstrip(b"\r")
@@ -421,8 +423,8 @@ class _ContextScan:
         if self.current is not None and self.current.stop == 0:
             self.current.stop = path.stat().st_size
 
-    def _streamed_run(self, file: str, rank: int, number: int, offset: int, block: bytes,
-                      count: int) -> None:
+    def _streamed_run(self, file: str, rank: int, number: int, offset: int,
+                      block: memoryview, count: int) -> None:
         """``count`` lines that are all Observations: only where tasks start is worked
         out."""
         ends: Any = None
@@ -441,8 +443,9 @@ class _ContextScan:
             index += 1
 
 
-def _blocks(path: Path) -> Iterator[tuple[int, bytes]]:
-    """``(offset, block)``: the file in blocks of whole lines (the last may lack its end)."""
+def _blocks(path: Path) -> Iterator[tuple[int, bytes, int]]:
+    """``(offset, data, end)``: the file in blocks of whole lines, ``data[:end]`` (the
+    last may lack its end)."""
     offset = 0
     try:
         with path.open("rb") as handle:
@@ -453,7 +456,7 @@ def _blocks(path: Path) -> Iterator[tuple[int, bytes]]:
                 elif end == 0:                       # a line longer than a block
                     data += handle.readline()
                     end = len(data)
-                yield offset, data[:end] if end < len(data) else data
+                yield offset, data, end
                 offset += end
                 handle.seek(offset)
     except OSError as exc:
