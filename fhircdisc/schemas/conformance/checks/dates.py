@@ -45,13 +45,14 @@ def valid_dtcs(values: list[str]) -> np.ndarray:
     """:func:`valid_dtc` of each value; complete dates and date/times checked all at once
     as arrays of characters, the other values one by one."""
     verdicts = np.zeros(len(values), dtype=bool)
-    by_length: dict[int, list[int]] = {}
-    for place, value in enumerate(values):
-        if len(value) in _COMPLETE_FORMS:
-            by_length.setdefault(len(value), []).append(place)
-    for length, places in by_length.items():
-        chars = np.array([values[place] for place in places], dtype=f"<U{length}")
-        verdicts[places] = _complete(chars.view(np.uint32).reshape(len(places), length))
+    texts = np.empty(len(values), dtype=object)
+    texts[:] = values
+    lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+    for length in _COMPLETE_FORMS:
+        places = np.flatnonzero(lengths == length)
+        if len(places):
+            chars = texts[places].astype(f"<U{length}")
+            verdicts[places] = _complete(chars.view(np.uint32).reshape(len(places), length))
     for place in np.flatnonzero(~verdicts).tolist():
         verdicts[place] = valid_dtc(values[place])
     return verdicts

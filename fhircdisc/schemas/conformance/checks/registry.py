@@ -94,7 +94,10 @@ def text_mask(series: pd.Series, test: Callable[[str], bool]) -> np.ndarray:
 def texts_mask(series: pd.Series, test: Callable[[list[str]], Any]) -> np.ndarray:
     """``text_mask`` with a test of all the distinct texts at once (a verdict each)."""
     codes, values = distinct(series)
-    places = [place for place, value in enumerate(values) if isinstance(value, str)]
+    if pd.api.types.infer_dtype(values, skipna=False) == "string":
+        places = list(range(len(values)))
+    else:
+        places = [place for place, value in enumerate(values) if isinstance(value, str)]
     verdicts = np.zeros(len(values) + 1, dtype=bool)
     if places:
         verdicts[places] = np.asarray(test([values[place] for place in places]), dtype=bool)
