@@ -7,7 +7,8 @@ On a generated Bulk Data export (benchmarks/generate.py), prints:
 - bare orjson parse of every line (the floor), resources/s;
 - FHIR -> SDTM with the streaming engine (``stream_to_sdtm``, XPT output, conformance
   check on), on one process and on every core: resources/s and time as a multiple of the
-  bare parse; and the in-memory engine on the same input when it is small enough;
+  bare parse, and the time of each pass on every core; and the in-memory engine on the
+  same input when it is small enough;
 - a baseline that validates each resource with fhir.resources before the streaming
   conversion, run on a slice and extrapolated per resource (slice size printed);
 - peak resident memory of the streaming conversion in a fresh process, for each size of
@@ -52,14 +53,19 @@ def bare_parse(files: list[Path]) -> tuple[int, float]:
     return count, time.perf_counter() - start
 
 
-def stream(files: list[Path], out: Path, workers: int) -> float:
+def stream(files: list[Path], out: Path, workers: int) -> tuple[float, dict[str, float]]:
+    """Seconds for the streaming conversion, and for each of its passes."""
     from fhircdisc.converters.streaming import stream_to_sdtm
 
     start = time.perf_counter()
-    stream_to_sdtm(files, out, ("xpt",), study_id="BENCH", workers=workers)
+    result = stream_to_sdtm(files, out, ("xpt",), study_id="BENCH", workers=workers)
     elapsed = time.perf_counter() - start
     shutil.rmtree(out)
-    return elapsed
+    return elapsed, result.timings
+
+
+PASSES = {"context": "pass 1: context, tasks", "observations": "pass 2: Observations",
+          "datasets": "pass 3: buckets finished", "writing": "writing"}
 
 
 def in_memory(files: list[Path], out: Path) -> float:
@@ -125,13 +131,19 @@ def main() -> None:
         files = generate(work / "export", args.observations, args.patients)
         count, parse_s = bare_parse(files)
         table.add_row("bare orjson parse", f"{count / parse_s:,.0f} resources/s", "1.0x")
-        one = stream(files, work / "out", 1)
+        one, timings = stream(files, work / "out", 1)
         table.add_row("FHIR -> SDTM, streaming, 1 process", f"{count / one:,.0f} resources/s",
                       f"{one / parse_s:.1f}x the parse time")
-        every = stream(files, work / "out", cores) if cores > 1 else one
+        if cores > 1:
+            every, timings = stream(files, work / "out", cores)
+        else:
+            every = one
         table.add_row(f"FHIR -> SDTM, streaming, {cores} processes",
                       f"{count / every:,.0f} resources/s",
                       f"{every / parse_s:.1f}x the parse time; {one / every:.2f}x 1 process")
+        for name, label in PASSES.items():
+            seconds = timings.get(name, 0.0)
+            table.add_row(f"  {label}", f"{seconds:.1f} s", f"{seconds / every:.0%} of the time")
         if args.observations <= MEMORY_ENGINE_UP_TO:
             memory_s = in_memory(files, work / "out")
             table.add_row("FHIR -> SDTM, in-memory engine", f"{count / memory_s:,.0f} "

@@ -32,6 +32,7 @@ import multiprocessing
 import os
 import pickle
 import shutil
+import time
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -109,6 +110,9 @@ class StreamResult:
     validation: ValidationResult | None = None
     #: domain -> (rows, subjects)
     datasets: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: seconds spent in each pass (``context``, ``observations``, ``datasets``,
+    #: ``writing``) when the local engine ran it
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -248,13 +252,17 @@ def stream_to_sdtm(sources: Iterable[str | Path], out_dir: str | Path,
     puts the conformance findings in the report. Output is written into a staging folder
     and moved into ``out_dir`` only when every file succeeded."""
     with fewer_collections():
+        start = time.perf_counter()
         setup = prepare(sources, out_dir, formats, study_id=study_id, site_id=site_id,
                         subjects=subjects, fhir_version=fhir_version,
                         terminology=terminology, enrol_all=enrol_all, progress=progress,
                         validate=validate, creation_datetime=creation_datetime,
                         chunk_lines=chunk_lines, bucket_rows=bucket_rows)
+        context = time.perf_counter() - start
         with staging_folder(setup.out) as staging:
-            return _stream(setup, staging, max(1, workers or os.cpu_count() or 1), progress)
+            result = _stream(setup, staging, max(1, workers or os.cpu_count() or 1), progress)
+        result.timings = {"context": context, **result.timings}
+        return result
 
 
 @contextmanager
@@ -864,17 +872,25 @@ def _stream(setup: Setup, staging: Path, workers: int,
     spill_dir.mkdir()
     _SHARED = shared = _Shared(setup, spill_dir)
     try:
+        marks = [time.perf_counter()]
         tick = ChunkProgress(progress, setup.report)
         shared.spills.append(_spill(setup.early, "early", shared))
         results = _run(_map_task, setup.tasks, workers,
                        lambda task, done: tick(task, done[0]))
         shared.spills += [spill for _, spill in results]
         settle(setup, [result for result, _ in results])
+        marks.append(time.perf_counter())
         pieces: dict[str, list[Piece]] = {}
         for piece in _run(_finish_bucket, setup.bucket_keys(), workers):
             if piece is not None:
                 pieces.setdefault(piece.domain, []).append(piece)
-        return write_output(setup, staging, pieces, partial(_load_bucket, spill_dir), workers)
+        marks.append(time.perf_counter())
+        result = write_output(setup, staging, pieces, partial(_load_bucket, spill_dir),
+                              workers)
+        marks.append(time.perf_counter())
+        result.timings = dict(zip(("observations", "datasets", "writing"),
+                                  np.diff(marks).tolist(), strict=True))
+        return result
     finally:
         _SHARED = None
 

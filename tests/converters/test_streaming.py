@@ -4,6 +4,7 @@ counts; and a failure leaves nothing behind."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -107,9 +108,14 @@ def memory_output(export: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
 def test_stream_writes_the_same_files_as_memory(export: Path, memory_output: dict[str, bytes],
                                                 tmp_path: Path, workers: int,
                                                 chunk_lines: int, bucket_rows: int) -> None:
+    start = time.perf_counter()
     result = stream_to_sdtm([export], tmp_path / "out", FORMATS, study_id="BENCH",
                             workers=workers, creation_datetime=STAMP, chunk_lines=chunk_lines,
                             bucket_rows=bucket_rows)
+    elapsed = time.perf_counter() - start
+    assert list(result.timings) == ["context", "observations", "datasets", "writing"]
+    assert all(seconds > 0 for seconds in result.timings.values())
+    assert sum(result.timings.values()) <= elapsed
     streamed = _files(tmp_path / "out")
     assert sorted(streamed) == sorted(memory_output)
     for name, data in memory_output.items():
