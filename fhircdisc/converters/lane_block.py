@@ -7,7 +7,7 @@ keeps exactly that: per row a template number, a subject number, the own values,
 resource's key and line. A column is made from them only when a dataset piece is
 built (:meth:`LaneBlock.column`), so no row dict is built, pickled or read back.
 
-A block is the same rows as the dicts ``CompiledSpec.fill`` would make; the streaming
+A block is the same rows as the dicts ``CompiledSpec.row_of`` would make; the streaming
 tests compare the output of both ways byte for byte.
 """
 

@@ -206,7 +206,9 @@ class CompiledSpec:
         first failing rule in spec order raises it."""
         outcomes = [group.run(view, ctx) for group in self.groups]
         outcomes.append(_run_rules(self.direct, view, ctx))
-        return self._row(outcomes, {}, ctx)
+        row, issues = self._merged(outcomes)
+        ctx.issues.extend(issues)
+        return row
 
     def plain_inputs(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """What the grouped rules read of a plain resource: whole elements, and Quantity
@@ -219,15 +221,8 @@ class CompiledSpec:
         """The grouped rules' share of the row of a plain resource: the same for every
         resource with the same :meth:`plain_inputs` values; ``Unmapped`` as ``map`` raises
         it when a grouped rule fails."""
-        outcomes = [_run_rules(group.rules, data, ctx) for group in self.groups]
-        errors = [o.error for o in outcomes if o.error is not None]
-        if errors:
-            raise min(errors, key=lambda e: e[0])[1]
-        issues = [issue for o in outcomes for issue in o.issues]
-        issues.sort(key=lambda issue: self.rank.get(issue.var, 0))
-        row: dict[str, Any] = dict.fromkeys(self.order)
-        for outcome in outcomes:
-            row.update(outcome.values)
+        row, issues = self._merged([_run_rules(group.rules, data, ctx)
+                                    for group in self.groups])
         return PlainTemplate(row, tuple(issues))
 
     def complete(self, template: PlainTemplate, data: dict[str, Any], subject: Any,
@@ -251,17 +246,9 @@ class CompiledSpec:
         """:meth:`complete`'s row, without running the algorithms, when each of the
         resource's own values is simple (see :class:`_FillPlan`); None otherwise."""
         quantity = data.get("valueQuantity")
-        if quantity.__class__ is dict:
-            return self.fill(template, quantity.get("value"), quantity.get("comparator"),
-                             data.get("status"), data.get, subject)
-        return self.fill(template, None, None, data.get("status"), data.get, subject)
-
-    def fill(self, template: PlainTemplate, value: Any, comparator: Any, status: Any,
-             get: Callable[[str], Any], subject: Any) -> dict[str, Any] | None:
-        """``fill_plain`` from the resource's parts: the ``valueQuantity`` value and
-        comparator (None without a quantity), the status, and ``get`` giving an element
-        by name (the dates). ``date_elements`` names the elements ``get`` is asked for."""
-        own = self.own_values(value, comparator, status, get)
+        value, comparator = (quantity.get("value"), quantity.get("comparator")) \
+            if quantity.__class__ is dict else (None, None)
+        own = self.own_values(value, comparator, data.get("status"), data.get)
         return None if own is None else self.row_of(template, subject, own)
 
     def row_of(self, template: PlainTemplate, subject: Any, own: tuple[Any, ...]
@@ -278,9 +265,12 @@ class CompiledSpec:
 
     def own_values(self, value: Any, comparator: Any, status: Any,
                    get: Callable[[str], Any]) -> tuple[Any, ...] | None:
-        """The values :meth:`fill` puts over the template besides the subject's, in the
-        order :attr:`_FillPlan.own` places them (the not-done flag, each date, the result as text
-        and as a number); None when one of them needs the rule's algorithm."""
+        """The values a plain resource puts over its template besides the subject's, in
+        the order :attr:`_FillPlan.own` places them (the not-done flag, each date, the
+        result as text and as a number), from its parts: the ``valueQuantity`` value and
+        comparator (None without a quantity), the status, and ``get`` giving an element
+        by name (the dates, see ``date_elements``); None when one of them needs the rule's
+        algorithm."""
         plan = self.fill_plan
         if plan is None:
             return None
@@ -309,23 +299,22 @@ class CompiledSpec:
 
     @property
     def date_elements(self) -> tuple[str, ...]:
-        """The elements :meth:`fill` reads through ``get``."""
+        """The elements :meth:`own_values` reads through ``get``."""
         return tuple(element for _, element in self.fill_plan.dates) if self.fill_plan else ()
 
-    def _row(self, outcomes: list[_Outcome], found: dict[str, Any], ctx: MapContext
-             ) -> dict[str, Any]:
-        """The row the outcomes make with the values ``found`` beside them, in spec
-        order; the first error in spec order raises, as ``map_view`` would."""
+    def _merged(self, outcomes: list[_Outcome]) -> tuple[dict[str, Any], list[ValueIssue]]:
+        """The row the outcomes make (every variable, in spec order; those no outcome
+        gives None) and their value issues in spec order; the first error in spec order
+        raises, as ``map_view`` would."""
         errors = [o.error for o in outcomes if o.error is not None]
         if errors:
             raise min(errors, key=lambda e: e[0])[1]
-        issues = [issue for o in outcomes for issue in o.issues]
-        if issues:
-            issues.sort(key=lambda issue: self.rank.get(issue.var, 0))
-            ctx.issues.extend(issues)
+        issues = sorted((issue for o in outcomes for issue in o.issues),
+                        key=lambda issue: self.rank.get(issue.var, 0))
+        row: dict[str, Any] = dict.fromkeys(self.order)
         for outcome in outcomes:
-            found.update(outcome.values)
-        return {var: found[var] for var in self.order}
+            row.update(outcome.values)
+        return row, issues
 
 
 @dataclass(frozen=True)
@@ -339,7 +328,7 @@ class PlainTemplate:
 
 @dataclass(frozen=True)
 class _FillPlan:
-    """The direct rules by what ``fill`` does for them: variables given by an attribute
+    """The direct rules by what ``own_values`` does for them: variables given by an attribute
     of the subject, by the status, by a date element, by the result as text and as a
     number."""
 
@@ -362,7 +351,7 @@ class _FillPlan:
 
 def _fill_plan(rules: list[Rule]) -> _FillPlan | None:
     """The plan for ``rules``, each worked out inline as its algorithm would on a plain
-    resource (``fill`` declines values that need the algorithm: a missing or
+    resource (``own_values`` declines values that need the algorithm: a missing or
     non-numeric result, a comparator on a number, a missing or invalid date); None when
     one of the rules has no inline form."""
     parts: dict[str, list[Any]] = {"context": [], "not_done": [], "dtc": [],
