@@ -74,18 +74,13 @@ def study_days(rows: list[dict[str, Any]], reference: dict[str, str | None],
     from the subject's RFSTDTC (``reference``), unless the row carried --DY itself."""
     if not pairs:
         return
-    starts: dict[str, int | None] = {}
-    ordinals = _DateOrdinals()
+    day = _StudyDay(reference)
     for row in rows:
-        subject = row.get("USUBJID") or ""
-        if subject in starts:
-            start = starts[subject]
-        else:
-            start = starts[subject] = ordinals[reference.get(subject)]
+        subject = row.get("USUBJID")
         fixed = row.get("_fixed", ())
         for dtc_var, dy_var in pairs:
             if dy_var in row and dy_var not in fixed:
-                row[dy_var] = None if start is None else _day(ordinals, row.get(dtc_var), start)
+                row[dy_var] = day(subject, row.get(dtc_var))
 
 
 class _DateOrdinals(dict[Any, int | None]):
@@ -98,30 +93,37 @@ class _DateOrdinals(dict[Any, int | None]):
         return found
 
 
-def _day(ordinals: _DateOrdinals, dtc: Any, start: int) -> float | None:
-    """The study day of ``dtc`` (a float; None when partial or missing), ``start`` the
-    ordinal of the reference start date."""
-    event = ordinals[dtc[:10] if dtc.__class__ is str else dtc]
-    if event is None:
-        return None
-    delta = event - start
-    return float(delta + 1 if delta >= 0 else delta)
+class _StudyDay:
+    """The study day of a --DTC for a USUBJID (a float; None when the date or the
+    subject's RFSTDTC is partial or missing), each subject's start and each distinct date
+    worked out once."""
+
+    def __init__(self, reference: dict[str, str | None]) -> None:
+        self.reference = reference
+        self.starts: dict[Any, int | None] = {}
+        self.ordinals = _DateOrdinals()
+
+    def __call__(self, subject: Any, dtc: Any) -> float | None:
+        subject = subject or ""
+        if subject in self.starts:
+            start = self.starts[subject]
+        else:
+            start = self.starts[subject] = self.ordinals[self.reference.get(subject)]
+        if start is None:
+            return None
+        event = self.ordinals[dtc[:10] if dtc.__class__ is str else dtc]
+        if event is None:
+            return None
+        delta = event - start
+        return float(delta + 1 if delta >= 0 else delta)
 
 
 def days_of(subjects: Iterable[Any], dtcs: Iterable[Any], reference: dict[str, str | None]
             ) -> np.ndarray:
     """:func:`study_days` on columns: the study day of each --DTC of ``dtcs`` for the
     USUBJID beside it in ``subjects``, as an object array (None where there is none)."""
-    starts: dict[Any, int | None] = {}
-    ordinals = _DateOrdinals()
-    days = []
-    for subject, dtc in zip(subjects, dtcs, strict=True):
-        subject = subject or ""
-        if subject in starts:
-            start = starts[subject]
-        else:
-            start = starts[subject] = ordinals[reference.get(subject)]
-        days.append(None if start is None else _day(ordinals, dtc, start))
+    day = _StudyDay(reference)
+    days = [day(subject, dtc) for subject, dtc in zip(subjects, dtcs, strict=True)]
     out = np.empty(len(days), dtype=object)
     out[:] = days
     return out
