@@ -115,11 +115,8 @@ def _remember(cache: dict[str, Any], key: str, value: Any) -> Any:
 
 
 def _check_calendar(day: str, original: str) -> None:
-    if len(day) == 10:
-        try:
-            date.fromisoformat(day)
-        except ValueError as exc:
-            raise DateFormatError(f"{original!r} is not a calendar date") from exc
+    if len(day) == 10 and not _is_calendar_date(day):
+        raise DateFormatError(f"{original!r} is not a calendar date")
 
 
 def date_part(dtc: str | None) -> date | None:
