@@ -39,8 +39,6 @@ class LineShape:
         overlap = set(keyed) & set(typed) | set(keyed) & set(units)
         if overlap:
             raise ValueError(f"elements both keyed and read as values: {sorted(overlap)}")
-        self.keyed = keyed
-        self.units = units
         self._keyed = _getter(keyed)
         self._units = _getter(units)
         known = set(RESOURCES["Observation"])

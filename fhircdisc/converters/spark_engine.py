@@ -58,6 +58,7 @@ from fhircdisc.converters.streaming import (
     Piece,
     Setup,
     StreamResult,
+    SubjectBuckets,
     Task,
     by_bucket,
     fewer_collections,
@@ -132,7 +133,7 @@ class _SparkRun:
     sc: SparkContext
     setup: Setup
     context: Broadcast[StudyContext]
-    buckets: Broadcast[dict[str, int]]
+    buckets: Broadcast[SubjectBuckets]
     plan: Broadcast[DatasetPlan] | None = None
     mapped: RDD[Any] | None = None
     finished: RDD[tuple[Key, FinishedBucket]] | None = None
@@ -204,7 +205,7 @@ class _SparkRun:
 
 
 # -- what the executors run ---------------------------------------------------------------------
-def _map_chunk(task: Task, context: Broadcast[StudyContext], buckets: Broadcast[dict[str, int]]
+def _map_chunk(task: Task, context: Broadcast[StudyContext], buckets: Broadcast[SubjectBuckets]
                ) -> tuple[ChunkResult | FhircdiscError, list[tuple[Key, ChunkRows]]]:
     """Pass 2 of one task: its report share, and its rows by (domain, bucket)."""
     try:
