@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -113,7 +114,8 @@ def _check_name_label(domain: str, what: str, variable: str | None, name: str | 
     return out
 
 
-def check_xpt_v5(df: pd.DataFrame, meta: DatasetMeta) -> list[XptViolation]:
+def check_xpt_v5(df: pd.DataFrame, meta: DatasetMeta,
+                 distinct: Callable[[str], list[Any]] | None = None) -> list[XptViolation]:
     """Every way ``df``/``meta`` break the XPT v5 limits (empty list: writable).
 
     Checks dataset and variable names (at most 8 characters; a dataset name is a letter
@@ -121,12 +123,14 @@ def check_xpt_v5(df: pd.DataFrame, meta: DatasetMeta) -> list[XptViolation]:
     with a digit), labels (at most 40 characters, ASCII), Char values (at most 200 bytes,
     ASCII) and Num values (finite and within the range XPT keeps, see module docstring).
     Columns of ``meta`` absent from ``df`` are skipped here (``write_xpt`` reports them).
+    ``distinct`` gives a column's distinct values when the caller already has them; the
+    rows of a column are only gone through when one of those breaks a limit.
     """
-    return _check(df, meta, names=True) + _trailing_blank_rows(df, meta)
+    return _check(df, meta, names=True, distinct=distinct) + _trailing_blank_rows(df, meta)
 
 
-def _check(df: pd.DataFrame | None, meta: DatasetMeta, *, names: bool,
-           first_row: int = 1) -> list[XptViolation]:
+def _check(df: pd.DataFrame | None, meta: DatasetMeta, *, names: bool, first_row: int = 1,
+           distinct: Callable[[str], list[Any]] | None = None) -> list[XptViolation]:
     """Name/label violations (``names``) and value violations of ``df`` (if given), in order.
 
     ``first_row`` is the number of the first row of ``df`` in the whole dataset.
@@ -148,6 +152,8 @@ def _check(df: pd.DataFrame | None, meta: DatasetMeta, *, names: bool,
                 out.append(XptViolation(domain, col.name, None, "variable appears twice"))
             seen.add(col.name)
         if df is not None and col.name in df.columns:
+            if distinct is not None and _clean(col, distinct(col.name)):
+                continue
             out += _value_violations(domain, col, df[col.name].tolist(), first_row)
     return out
 
@@ -159,7 +165,8 @@ def _clean(col: ColumnMeta, values: list[Any]) -> bool:
             distinct: Any = set(values)      # columns repeat their values: test each once
         except TypeError:
             distinct = values
-        texts = [v for v in distinct if v.__class__ is str]
+        texts = (distinct if pd.api.types.infer_dtype(distinct, skipna=False) == "string"
+                 else [v for v in distinct if v.__class__ is str])
         return "".join(texts).isascii() and max(map(len, texts), default=0) <= MAX_CHAR_BYTES
     try:
         numbers = np.asarray(values, dtype="float64")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,8 +16,9 @@ from fhircdisc.schemas.columns import ColumnMeta, DatasetMeta
 from fhircdisc.schemas.conformance import CHECKS, Rule, load_rules, run_rule, validate_sdtm
 from fhircdisc.schemas.conformance.checks.dates import valid_dtc, valid_dtcs
 from fhircdisc.schemas.conformance.checks.presence import is_null
-from fhircdisc.schemas.conformance.checks.registry import CheckSpec, text_mask
-from fhircdisc.schemas.conformance.context import Skip
+from fhircdisc.schemas.conformance.checks.registry import CheckSpec
+from fhircdisc.schemas.conformance.checks.terminology import _RESULT_NUMBER, _is_result_number
+from fhircdisc.schemas.conformance.context import ColumnValues, Dataset, Skip, first_rows
 from fhircdisc.schemas.conformance.engine import build_study
 
 Study = dict[str, pd.DataFrame]
@@ -342,15 +344,21 @@ def test_only_tested_datasets_yield_findings_with_the_others_as_context() -> Non
     assert runs["FC-SD-0026"] == ("issues", None)
 
 
+def _one_column(values: pd.Series) -> Dataset:
+    return Dataset("LB", pd.DataFrame({"X": values}))
+
+
 @pytest.mark.parametrize("dtype", [object, "string", "str"])
 def test_is_null_finds_blank_text_of_every_string_dtype(dtype: Any) -> None:
     values = pd.Series(["x", "", " ", "\t\u00a0", None, "y ", " "], dtype=dtype)
-    assert is_null(values).tolist() == [False, True, True, True, True, False, True]
+    assert is_null(_one_column(values), "X").tolist() == [
+        False, True, True, True, True, False, True]
 
 
 def test_is_null_ignores_non_text_cells_even_unhashable_ones() -> None:
     values = pd.Series([0, False, 1.5, float("nan"), pd.NA, ["a"], " "], dtype=object)
-    assert is_null(values).tolist() == [False, False, False, True, True, False, True]
+    assert is_null(_one_column(values), "X").tolist() == [
+        False, False, False, True, True, False, True]
 
 
 def test_text_mask_asks_once_per_distinct_text() -> None:
@@ -361,8 +369,50 @@ def test_text_mask_asks_once_per_distinct_text() -> None:
         return value.startswith("a")
 
     values = pd.Series(["ab", "b", "ab", None, 1, "b", "ac"], dtype=object)
-    assert text_mask(values, test).tolist() == [True, False, True, False, False, False, True]
+    assert ColumnValues.of(values).text_where(test).tolist() == [
+        True, False, True, False, False, False, True]
     assert sorted(asked) == ["ab", "ac", "b"]
+
+
+_CELLS = st.one_of(st.sampled_from(["A", "B", "", " ", "1", "1.0"]), st.none(),
+                   st.just(float("nan")), st.sampled_from([1, 1.0, 2.5, 0]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_CELLS, max_size=30), st.sets(st.sampled_from(["A", "B", "", "1", 1, 2.5])))
+def test_column_values_answer_as_the_pandas_operations_they_replace(
+        cells: list[Any], allowed: set[Any]) -> None:
+    series = pd.Series(cells, dtype=object)
+    values = ColumnValues.of(series)
+    assert values.missing().tolist() == series.isna().tolist()
+    assert values.isin(allowed).tolist() == (series.notna() & series.isin(allowed)).tolist()
+    assert values.text_where(str.isalpha).tolist() == [
+        isinstance(cell, str) and cell.isalpha() for cell in cells]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_CELLS, _CELLS, st.sampled_from(["x", "y", None])), max_size=40))
+def test_first_rows_groups_as_pandas_groupby_with_missing_values_equal(
+        rows: list[tuple[Any, Any, Any]]) -> None:
+    frame = pd.DataFrame(rows, columns=["a", "b", "c"], dtype=object)
+    groups = frame.groupby(["a", "b", "c"], dropna=False, sort=False).ngroup().to_numpy()
+    expected = [int(np.flatnonzero(groups == group)[0]) for group in groups]
+    got = first_rows([ColumnValues.of(frame[name]) for name in frame.columns], len(frame))
+    assert got.tolist() == expected
+
+
+def test_first_rows_renumbers_keys_too_wide_for_one_integer() -> None:
+    # four columns of 2**16 - 1 distinct values each: the combined key needs 64 bits
+    # before the first column is counted, so without renumbering the first column
+    # would be shifted out and the last row would pass for a copy of the first
+    size = 2**16
+    tail = np.append(np.arange(size - 1), 0)
+    columns = [np.arange(size), tail, tail, tail, tail]
+    got = first_rows([ColumnValues.of(pd.Series(c)) for c in columns], size)
+    assert (got == np.arange(size)).all()
+    columns[0] = np.append(np.arange(size - 1), 0)
+    got = first_rows([ColumnValues.of(pd.Series(c)) for c in columns], size)
+    assert got[-1] == 0 and (got[:-1] == np.arange(size - 1)).all()
 
 
 def test_every_row_of_a_repeated_bad_date_is_a_finding() -> None:
@@ -409,3 +459,9 @@ def test_a_finding_moved_down_names_the_rows_of_the_whole_dataset() -> None:
     assert moved.row == 102 and "as row 101 " in moved.message
     assert moved.message == finding.message.replace("as row 1 ", "as row 101 ")
     assert "wording" not in moved.to_dict() and moved.to_dict()["row"] == 102
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.sampled_from("0123456789.-+<>= eE\u0661\u00b2x"), max_size=8))
+def test_result_number_fast_path_agrees_with_the_pattern(value: str) -> None:
+    assert _is_result_number(value) == bool(_RESULT_NUMBER.match(value.strip()))

@@ -9,7 +9,7 @@ import numpy as np
 
 from fhircdisc.converters.datasets import is_missing
 from fhircdisc.mappings.dates import is_dtc
-from fhircdisc.schemas.conformance.checks.registry import check, rows, texts_mask
+from fhircdisc.schemas.conformance.checks.registry import check, rows
 from fhircdisc.schemas.conformance.context import Dataset, Hit, Params, Skip, Study
 
 # a date/time with missing middle components shown as '-' ("2003---15", "--12-15",
@@ -92,9 +92,9 @@ def iso8601_dates(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
     if not names:
         raise Skip("no *DTC variable")
     for name in names:
-        values = ds.df[name]
-        for row in rows(values.notna().to_numpy() & ~texts_mask(values, valid_dtcs)):
-            value = values.iat[row]
+        values = ds.values(name)
+        for row in rows(values.present() & ~values.texts_where(valid_dtcs)):
+            value = ds.cell(name, row)
             if not is_missing(value):
                 yield Hit(row=row, variable=name, value=value)
 

@@ -11,20 +11,21 @@ import pandas as pd
 from fhircdisc.converters.datasets import is_missing
 from fhircdisc.mappings.dates import age_in_years
 from fhircdisc.schemas.conformance.checks.presence import is_null
-from fhircdisc.schemas.conformance.checks.registry import check, distinct, rows, text
-from fhircdisc.schemas.conformance.checks.terminology import numeric_text
-from fhircdisc.schemas.conformance.context import Dataset, Hit, Params, Skip, Study
+from fhircdisc.schemas.conformance.checks.registry import check, rows, text
+from fhircdisc.schemas.conformance.checks.terminology import text_numbers
+from fhircdisc.schemas.conformance.context import ColumnValues, Dataset, Hit, Params, Skip, Study
 
 _STUDY_DAY = re.compile(r"([A-Z]{2}(ST|EN)?|VISIT)DY\Z")
 
 
-def _dates(values: pd.Series) -> pd.Series:
+def _dates(values: pd.Series, distinct: ColumnValues | None = None) -> pd.Series:
     """The complete calendar date of each --DTC value (NaT when partial, missing, invalid)."""
-    codes, distinct_values = distinct(values)
-    days = [v[:10] if isinstance(v, str) and len(v) >= 10 else None for v in distinct_values]
+    if distinct is None:
+        distinct = ColumnValues.of(values)
+    days = [v[:10] if isinstance(v, str) and len(v) >= 10 else None for v in distinct.uniques]
     parsed = pd.to_datetime(pd.Series([*days, None], dtype=object), format="%Y-%m-%d",
                             errors="coerce")
-    return pd.Series(parsed.to_numpy()[codes], index=values.index)
+    return pd.Series(parsed.to_numpy()[distinct.codes], index=values.index)
 
 
 @check("study_day", required=("dy", "dtc"), fields=("expected", "dtc_variable", "dtc_value",
@@ -38,7 +39,7 @@ def study_day(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
     dy = pd.to_numeric(ds.column(dy_name), errors="coerce")
     dtc = ds.column(dtc_name)
     rfstdtc = study.subject_values(ds, "RFSTDTC")
-    delta = (_dates(dtc) - _dates(rfstdtc)).dt.days
+    delta = (_dates(dtc, ds.values(dtc_name)) - _dates(rfstdtc)).dt.days
     expected = delta + (delta >= 0)
     bad = dy.notna() & expected.notna() & (dy != expected)
     for row in rows(bad):
@@ -69,11 +70,10 @@ def stresn_matches_stresc(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]
     stresc_name, stresn_name = p.name("stresc"), p.name("stresn")
     stresc = ds.column(stresc_name)
     stresn = pd.to_numeric(ds.column(stresn_name), errors="coerce")
-    numeric = numeric_text(stresc)
-    expected = pd.to_numeric(stresc.where(numeric), errors="coerce")
-    same = np.isclose(stresn.to_numpy(dtype=float), expected.to_numpy(dtype=float),
-                      rtol=1e-9, atol=0.0)
-    bad = numeric.to_numpy(dtype=bool) & ~same
+    expected = text_numbers(ds.values(stresc_name))
+    numeric = ~np.isnan(expected)
+    same = np.isclose(stresn.to_numpy(dtype=float), expected, rtol=1e-9, atol=0.0)
+    bad = numeric & ~same
     for row in rows(bad):
         yield Hit(row=row, variable=stresn_name, value=stresn.iat[row],
                   fields={"stresc_value": stresc.iat[row]})
@@ -88,11 +88,11 @@ def unit_with_result(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
     checked: a result collected without a unit is dimensionless or ordinal (pH, specific
     gravity, a 0-4 morphology grade) and has no standard unit either.
     """
-    result, unit = ds.column(p.name("result")), ds.column(p.name("unit"))
-    bad = result.notna() & is_null(unit)
+    result = ds.values(p.name("result"))
+    bad = result.present() & is_null(ds, p.name("unit"))
     original = ds.column(p.name("original_unit")) if "original_unit" in p.raw else None
     if original is not None:
-        bad = bad & ~is_null(original)
+        bad &= ~is_null(ds, p.name("original_unit"))
     for row in rows(bad):
         yield Hit(row=row, variable=p.name("unit"), value=None,
                   fields={"original_unit_value": None if original is None

@@ -7,17 +7,9 @@ from collections import Counter
 from collections.abc import Iterator
 
 import numpy as np
-import pandas as pd
 
 from fhircdisc.schemas.conformance.checks.registry import check, rows, text
-from fhircdisc.schemas.conformance.context import Dataset, Hit, Params, Skip, Study
-
-
-def first_rows(frame: pd.DataFrame) -> np.ndarray:
-    """For each row, the position of the first row with the same values (missing = equal)."""
-    groups = frame.groupby(list(frame.columns), dropna=False, sort=False).ngroup()
-    positions = pd.Series(np.arange(len(frame)), index=frame.index)
-    return positions.groupby(groups.to_numpy()).transform("min").to_numpy()
+from fhircdisc.schemas.conformance.context import Dataset, Hit, Params, Skip, Study, first_rows
 
 
 @check("seq_unique", required=("seq", "by"), fields=("first_row",))
@@ -25,8 +17,8 @@ def seq_unique(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
     """--SEQ is unique within each ``by`` value (USUBJID)."""
     seq, by = p.name("seq"), p.name("by")
     ds.require(by, seq)
-    first = first_rows(ds.df[[by, seq]])
-    dup = ds.df[seq].notna().to_numpy() & (first != np.arange(len(ds)))
+    first = first_rows([ds.values(by), ds.values(seq)], len(ds))
+    dup = ds.values(seq).present() & (first != np.arange(len(ds)))
     for row in rows(dup):
         yield Hit(row=row, variable=seq, value=ds.df[seq].iat[row],
                   fields={"first_row": int(first[row]) + 1})
@@ -35,11 +27,12 @@ def seq_unique(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
 @check("usubjid_in_dm")
 def usubjid_in_dm(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
     """Every USUBJID of the dataset has a DM record."""
-    subjects = ds.column("USUBJID")
-    known = set(study.dm().column("USUBJID").dropna())
-    bad = subjects.notna() & ~subjects.isin(known)
+    subjects = ds.values("USUBJID")
+    dm = study.dm().values("USUBJID")
+    known = set(dm.uniques)
+    bad = subjects.present() & ~subjects.isin(known)
     for row in rows(bad):
-        yield Hit(row=row, variable="USUBJID", value=subjects.iat[row])
+        yield Hit(row=row, variable="USUBJID", value=ds.cell("USUBJID", row))
 
 
 @check("duplicate_records", required=("keys",), optional=("optional",),
@@ -50,12 +43,11 @@ def duplicate_records(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
     keys = p.names("keys")
     ds.require(*keys)
     keys += [k for k in p.names("optional") if ds.has(k) and k not in keys]
-    frame = ds.df[keys]
-    first = first_rows(frame)
+    first = first_rows([ds.values(key) for key in keys], len(ds))
     label = "+".join(keys)
-    for row in rows(first != np.arange(len(frame))):
+    for row in rows(first != np.arange(len(ds))):
         yield Hit(row=row, variable=keys[0] if len(keys) == 1 else None,
-                  value=" / ".join(text(frame[k].iat[row]) or "" for k in keys),
+                  value=" / ".join(text(ds.cell(k, row)) or "" for k in keys),
                   fields={"keys": label, "first_row": int(first[row]) + 1})
 
 
@@ -84,7 +76,9 @@ def single_studyid(study: Study, p: Params) -> Iterator[Hit]:
     counts: Counter[str] = Counter()
     for ds in study.datasets.values():
         if ds.has("STUDYID"):
-            counts.update(ds.df["STUDYID"].dropna())
+            values = ds.values("STUDYID")
+            tally = np.bincount(values.codes[values.present()], minlength=len(values.uniques))
+            counts.update(dict(zip(values.uniques, tally.tolist(), strict=True)))
     if not counts:
         raise Skip("no STUDYID value")
     dm = study.datasets.get("DM")
@@ -93,8 +87,8 @@ def single_studyid(study: Study, p: Params) -> Iterator[Hit]:
     for ds in study.datasets.values():
         if not ds.has("STUDYID"):
             continue
-        values = ds.df["STUDYID"]
-        bad = values.notna() & (values != expected)
+        values = ds.values("STUDYID")
+        bad = values.present() & ~values.isin({expected})
         for row in rows(bad):
-            yield Hit(row=row, variable="STUDYID", value=values.iat[row], dataset=ds.name,
+            yield Hit(row=row, variable="STUDYID", value=ds.cell("STUDYID", row), dataset=ds.name,
                       fields={"expected": expected})

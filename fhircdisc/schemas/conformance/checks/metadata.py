@@ -43,11 +43,9 @@ def variable_type(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
 @check("domain_matches_dataset")
 def domain_matches_dataset(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
     """DOMAIN equals the dataset name, or begins it for a split dataset (LBCH: LB)."""
-    values = ds.column("DOMAIN")
+    values = ds.values("DOMAIN")
     name = ds.name
     split = len(name) in (3, 4) and not name.startswith("SUPP")
-    ok = values.isna() | (values == name)
-    if split:
-        ok = ok | (values == name[:2])
+    ok = values.missing() | values.isin({name, name[:2]} if split else {name})
     for row in rows(~ok):
-        yield Hit(row=row, variable="DOMAIN", value=values.iat[row])
+        yield Hit(row=row, variable="DOMAIN", value=ds.cell("DOMAIN", row))

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import pandas as pd
+import numpy as np
 
-from fhircdisc.schemas.conformance.checks.registry import check, rows, text_mask
+from fhircdisc.schemas.conformance.checks.registry import check, rows
 from fhircdisc.schemas.conformance.context import Dataset, Hit, Params, Study
 
 
-def is_null(series: pd.Series) -> pd.Series:
-    """Missing cells: None/NaN, and text that is empty or only blanks."""
-    missing = series.isna()
-    if series.dtype == object or pd.api.types.is_string_dtype(series):
-        missing = missing | text_mask(series, _blank)
-    return missing
+def is_null(ds: Dataset, name: str) -> np.ndarray:
+    """Rows where ``name`` is missing: None/NaN, and text that is empty or only blanks."""
+    values = ds.values(name)
+    return values.missing() | values.text_where(_blank)
 
 
 def _blank(value: str) -> bool:
@@ -39,5 +37,5 @@ def required_not_null(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
     """Required variables are populated in every record."""
     for name in _core(ds, "Req"):
         if ds.has(name):
-            for row in rows(is_null(ds.df[name])):
+            for row in rows(is_null(ds, name)):
                 yield Hit(row=row, variable=name)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 
 from fhircdisc.schemas.conformance.context import Hit
 
@@ -74,31 +73,3 @@ def number(value: Any) -> float | None:
 def rows(mask: Any) -> list[int]:
     """Positions (0-based) where a boolean mask (Series or array) is true."""
     return [int(i) for i in np.flatnonzero(np.asarray(mask, dtype=bool))]
-
-
-def distinct(series: pd.Series) -> tuple[np.ndarray, list[Any]]:
-    """Each cell as a code into the list of distinct values (-1: missing)."""
-    try:
-        codes, uniques = pd.factorize(series)
-    except TypeError:  # unhashable cells: each cell its own value
-        values = series.tolist()
-        return np.arange(len(values)), values
-    return codes, list(uniques)
-
-
-def text_mask(series: pd.Series, test: Callable[[str], bool]) -> np.ndarray:
-    """Where a cell is text that passes ``test``, asked once per distinct text."""
-    return texts_mask(series, lambda texts: [test(text) for text in texts])
-
-
-def texts_mask(series: pd.Series, test: Callable[[list[str]], Any]) -> np.ndarray:
-    """``text_mask`` with a test of all the distinct texts at once (a verdict each)."""
-    codes, values = distinct(series)
-    if pd.api.types.infer_dtype(values, skipna=False) == "string":
-        places = list(range(len(values)))
-    else:
-        places = [place for place, value in enumerate(values) if isinstance(value, str)]
-    verdicts = np.zeros(len(values) + 1, dtype=bool)
-    if places:
-        verdicts[places] = np.asarray(test([values[place] for place in places]), dtype=bool)
-    return verdicts[codes]

@@ -5,31 +5,29 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+import numpy as np
 import pandas as pd
 
-from fhircdisc.schemas.conformance.checks.registry import check, rows, text_mask
-from fhircdisc.schemas.conformance.context import Dataset, Hit, Params, Study
+from fhircdisc.schemas.conformance.checks.registry import check, rows
+from fhircdisc.schemas.conformance.context import ColumnValues, Dataset, Hit, Params, Study
 from fhircdisc.schemas.ct import codelists
 
 _RESULT_NUMBER = re.compile(r"(<=|>=|<|>|=)?\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\Z")
 
 
-def _any_text(value: str) -> bool:
-    return True
-
-
 def _is_result_number(value: str) -> bool:
+    if value.replace(".", "", 1).isdecimal():  # the usual result, without the pattern
+        return True
     return bool(_RESULT_NUMBER.match(value.strip()))
 
 
-def numeric_text(series: pd.Series) -> pd.Series:
-    """Cells whose text is a plain number (``39``, ``-1.5``, ``.94``)."""
-    return pd.to_numeric(series.where(text_mask(series, _any_text)), errors="coerce").notna()
-
-
-def result_number(series: pd.Series) -> pd.Series:
-    """Cells whose text is a number, possibly after a comparator (``<2.2204``, ``>= 10``)."""
-    return pd.Series(text_mask(series, _is_result_number), index=series.index)
+def text_numbers(values: ColumnValues) -> np.ndarray:
+    """Per row, the number its text is when that text is a plain number (``39``,
+    ``-1.5``, ``.94``), else NaN (also for values that are not text)."""
+    texts = [value if isinstance(value, str) else None for value in values.uniques]
+    numbers = pd.to_numeric(pd.Series(texts, dtype=object), errors="coerce")
+    table = np.append(numbers.to_numpy(dtype=float, na_value=np.nan), np.nan)
+    return table[values.codes]
 
 
 @check("codelist_values", required=("extensible",), optional=("skip", "numeric_ok", "allow"),
@@ -63,11 +61,11 @@ def codelist_values(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
         if not lists or any(cl.extensible for cl in lists) != want_extensible:
             continue
         allowed = frozenset().union(*(cl.values for cl in lists), allow.get(spec.name, ()))
-        values = ds.df[spec.name]
-        bad = values.notna() & ~values.isin(allowed)
-        if spec.name in numeric_ok:
-            bad = bad & ~result_number(values).astype(bool)
+        values = ds.values(spec.name)
+        bad = values.present() & ~values.isin(allowed)
+        if spec.name in numeric_ok and bad.any():
+            bad &= ~values.text_where(_is_result_number)
         for row in rows(bad):
-            yield Hit(row=row, variable=spec.name, value=values.iat[row],
+            yield Hit(row=row, variable=spec.name, value=ds.cell(spec.name, row),
                       fields={"codelist": ";".join(c.code for c in lists),
                               "codelist_name": " / ".join(c.name for c in lists)})
