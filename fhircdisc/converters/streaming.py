@@ -47,6 +47,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from fhircdisc.column_values import ColumnValues, PackedFrame, pack_frame
 from fhircdisc.converters.atomic import publish, staging_folder
 from fhircdisc.converters.chunk import (
     STREAMED_DOMAINS,
@@ -225,13 +226,31 @@ class Piece:
 
 @dataclass
 class FinishedBucket:
-    """One bucket of a dataset, ready to write."""
+    """One bucket of a dataset, ready to write.
+
+    ``coded`` holds the columns of ``frame`` already made into codes (by the conformance
+    checks); with them the bucket pickles as integer codes and distinct values.
+    """
 
     frame: pd.DataFrame
     provenance: pd.DataFrame
     stats: Any
     findings: list[Finding]
     runs: list[RuleRun]
+    coded: dict[str, ColumnValues] = field(default_factory=dict)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        packed = pack_frame(self.frame, self.coded)
+        if packed is not None:
+            state["frame"], state["coded"] = packed, {}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if isinstance(state["frame"], PackedFrame):
+            state["coded"] = state["frame"].coded
+            state["frame"] = state["frame"].frame()
+        self.__dict__.update(state)
 
     def piece(self, domain: str, bucket: int) -> Piece:
         """This bucket without its rows."""
@@ -603,12 +622,14 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
     finished = FinishedBucket(frame, provenance, stats_of(frame, meta), [], [])
     if plan.validate and plan.dm is not None:
         from fhircdisc.schemas.conformance import validate_sdtm
+        from fhircdisc.schemas.conformance.context import Dataset
 
-        result = validate_sdtm({"DM": plan.dm, domain: frame},
-                               metas={"DM": plan.dm_meta, domain: meta},
+        dataset = Dataset(domain, frame, meta)
+        result = validate_sdtm({"DM": plan.dm, domain: dataset}, metas={"DM": plan.dm_meta},
                                target="converted study", tested=(domain,))
         finished.findings = result.findings
         finished.runs = result.runs
+        finished.coded = dataset.known_values()
     return finished
 
 

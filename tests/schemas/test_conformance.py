@@ -12,13 +12,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fhircdisc.column_values import ColumnValues, first_rows
 from fhircdisc.schemas.columns import ColumnMeta, DatasetMeta
 from fhircdisc.schemas.conformance import CHECKS, Rule, load_rules, run_rule, validate_sdtm
 from fhircdisc.schemas.conformance.checks.dates import valid_dtc, valid_dtcs
 from fhircdisc.schemas.conformance.checks.presence import is_null
 from fhircdisc.schemas.conformance.checks.registry import CheckSpec
 from fhircdisc.schemas.conformance.checks.terminology import _RESULT_NUMBER, _is_result_number
-from fhircdisc.schemas.conformance.context import ColumnValues, Dataset, Skip, first_rows
+from fhircdisc.schemas.conformance.context import Dataset, Skip
 from fhircdisc.schemas.conformance.engine import build_study
 
 Study = dict[str, pd.DataFrame]

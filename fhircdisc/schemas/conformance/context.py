@@ -7,14 +7,13 @@ with the reason ("variable LBSTRESN absent"); any other exception is an executio
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from fhircdisc.column_values import ColumnValues
 from fhircdisc.schemas import sdtmig
 from fhircdisc.schemas.columns import DatasetMeta
 
@@ -53,85 +52,6 @@ class Params:
 
     def text(self, key: str, default: str = "") -> str:
         return self.raw.get(key, default)
-
-
-@dataclass(frozen=True)
-class ColumnValues:
-    """A column as codes into its distinct values, so that a check asks about each
-    distinct value once and spreads the answer over the rows.
-
-    ``codes[row]`` is the place of the row's value in ``uniques``, -1 where it is missing
-    (None, NaN, NaT, NA: what ``isna`` calls missing).
-    """
-
-    codes: np.ndarray
-    uniques: list[Any]
-
-    @classmethod
-    def of(cls, series: pd.Series) -> ColumnValues:
-        try:
-            codes, uniques = pd.factorize(series)
-        except TypeError:  # unhashable cells: each cell its own value
-            values = series.tolist()
-            missing = np.asarray(pd.isna(series), dtype=bool)
-            return cls(np.where(missing, -1, np.arange(len(values))), values)
-        return cls(np.asarray(codes, dtype=np.intp), uniques.tolist())
-
-    def missing(self) -> np.ndarray:
-        return self.codes < 0
-
-    def present(self) -> np.ndarray:
-        return self.codes >= 0
-
-    def spread(self, verdicts: Any) -> np.ndarray:
-        """Per row, the verdict on its value (``verdicts``: one per distinct value);
-        False where the value is missing."""
-        table = np.zeros(len(self.uniques) + 1, dtype=bool)
-        table[:-1] = np.asarray(verdicts, dtype=bool).reshape(len(self.uniques))
-        return table[self.codes]
-
-    def texts_where(self, test: Callable[[list[str]], Any]) -> np.ndarray:
-        """Where the value is text that passes ``test``, which is given every distinct
-        text at once and answers with a verdict each."""
-        if pd.api.types.infer_dtype(self.uniques, skipna=False) == "string":
-            return self.spread(test(self.uniques)) if self.uniques else self.spread([])
-        places = [place for place, value in enumerate(self.uniques) if isinstance(value, str)]
-        verdicts = np.zeros(len(self.uniques), dtype=bool)
-        if places:
-            verdicts[places] = np.asarray(test([self.uniques[place] for place in places]),
-                                          dtype=bool)
-        return self.spread(verdicts)
-
-    def text_where(self, test: Callable[[str], bool]) -> np.ndarray:
-        """Where the value is text that passes ``test`` (asked once per distinct text)."""
-        return self.texts_where(lambda texts: [test(text) for text in texts])
-
-    def isin(self, allowed: Collection[Any]) -> np.ndarray:
-        """Where the value is one of ``allowed`` (False where missing)."""
-        return self.spread([_member(value, allowed) for value in self.uniques])
-
-
-def _member(value: Any, allowed: Collection[Any]) -> bool:
-    try:
-        return value in allowed
-    except TypeError:  # an unhashable value is in no set
-        return False
-
-
-def first_rows(columns: list[ColumnValues], size: int) -> np.ndarray:
-    """For each row, the position of the first row with the same values in every one of
-    ``columns`` (missing values equal to each other)."""
-    key = np.zeros(size, dtype=np.int64)
-    span = 1
-    for column in columns:
-        width = len(column.uniques) + 1
-        if span * width >= 2**62:  # renumber the combined key densely before it overflows
-            _, key = np.unique(key, return_inverse=True)
-            span = int(key.max()) + 1 if size else 1
-        key = key * width + (column.codes + 1)
-        span *= width
-    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    return np.asarray(first[inverse.reshape(-1)], dtype=np.intp)
 
 
 @dataclass
@@ -192,6 +112,10 @@ class Dataset:
         if found is None:
             found = self._values[name] = ColumnValues.of(self.column(name))
         return found
+
+    def known_values(self) -> dict[str, ColumnValues]:
+        """The columns made into :class:`ColumnValues` so far, by name."""
+        return dict(self._values)
 
     def require(self, *names: str) -> None:
         for name in names:

@@ -20,14 +20,19 @@ from fhircdisc.schemas.conformance.rules import Rule, load_rules
 from fhircdisc.schemas.findings import Finding, RuleRun, ValidationResult
 from fhircdisc.schemas.sdtmig import CT_VERSION, SDTMIG_VERSION
 
-Frames = Mapping[str, "pd.DataFrame | tuple[pd.DataFrame, DatasetMeta]"]
+Frames = Mapping[str, "pd.DataFrame | tuple[pd.DataFrame, DatasetMeta] | Dataset"]
 
 
 def build_study(datasets: Frames, metas: Mapping[str, DatasetMeta] | None = None) -> Study:
-    """Datasets keyed by upper-case name; a value may be a frame or ``(frame, meta)``."""
+    """Datasets keyed by upper-case name; a value may be a frame, ``(frame, meta)``, or a
+    :class:`Dataset` made by the caller (taken as it is, e.g. to reuse its column codes
+    afterwards; its frame must be indexed 0..n-1)."""
     out: dict[str, Dataset] = {}
     for key, value in datasets.items():
         name = key.upper()
+        if isinstance(value, Dataset):
+            out[name] = value
+            continue
         df, meta = value if isinstance(value, tuple) else (value, None)
         if metas is not None:
             meta = metas.get(key, metas.get(name, meta))

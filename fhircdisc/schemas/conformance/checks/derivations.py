@@ -8,12 +8,13 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
+from fhircdisc.column_values import ColumnValues
 from fhircdisc.converters.datasets import is_missing
 from fhircdisc.mappings.dates import age_in_years
 from fhircdisc.schemas.conformance.checks.presence import is_null
 from fhircdisc.schemas.conformance.checks.registry import check, rows, text
 from fhircdisc.schemas.conformance.checks.terminology import text_numbers
-from fhircdisc.schemas.conformance.context import ColumnValues, Dataset, Hit, Params, Skip, Study
+from fhircdisc.schemas.conformance.context import Dataset, Hit, Params, Skip, Study
 
 _STUDY_DAY = re.compile(r"([A-Z]{2}(ST|EN)?|VISIT)DY\Z")
 

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from fhircdisc.column_values import first_rows
 from fhircdisc.schemas.conformance.checks.registry import check, rows, text
-from fhircdisc.schemas.conformance.context import Dataset, Hit, Params, Skip, Study, first_rows
+from fhircdisc.schemas.conformance.context import Dataset, Hit, Params, Skip, Study
 
 
 @check("seq_unique", required=("seq", "by"), fields=("first_row",))

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
+from fhircdisc.column_values import ColumnValues
 from fhircdisc.schemas.conformance.checks.registry import check, rows
-from fhircdisc.schemas.conformance.context import ColumnValues, Dataset, Hit, Params, Study
+from fhircdisc.schemas.conformance.context import Dataset, Hit, Params, Study
 from fhircdisc.schemas.ct import codelists
 
 _RESULT_NUMBER = re.compile(r"(<=|>=|<|>|=)?\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\Z")

@@ -1,0 +1,166 @@
+"""A column as codes into its distinct values.
+
+Columns of SDTM datasets repeat their values: a test code, a unit, a category take a
+handful of values over thousands of rows. Made once, the codes let a conformance check
+ask about each distinct value once, let duplicate keys be found by comparing integers,
+and let a finished dataset piece travel between processes as small integer arrays
+instead of one pickled object per cell.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class ColumnValues:
+    """A column as codes into its distinct values, so that a check asks about each
+    distinct value once and spreads the answer over the rows.
+
+    ``codes[row]`` is the place of the row's value in ``uniques``, -1 where it is missing
+    (None, NaN, NaT, NA: what ``isna`` calls missing).
+    """
+
+    codes: np.ndarray
+    uniques: list[Any]
+
+    @classmethod
+    def of(cls, series: pd.Series) -> ColumnValues:
+        try:
+            codes, uniques = pd.factorize(series)
+        except TypeError:  # unhashable cells: each cell its own value
+            values = series.tolist()
+            missing = np.asarray(pd.isna(series), dtype=bool)
+            return cls(np.where(missing, -1, np.arange(len(values))), values)
+        return cls(np.asarray(codes, dtype=np.intp), uniques.tolist())
+
+    def missing(self) -> np.ndarray:
+        return self.codes < 0
+
+    def present(self) -> np.ndarray:
+        return self.codes >= 0
+
+    def spread(self, verdicts: Any) -> np.ndarray:
+        """Per row, the verdict on its value (``verdicts``: one per distinct value);
+        False where the value is missing."""
+        table = np.zeros(len(self.uniques) + 1, dtype=bool)
+        table[:-1] = np.asarray(verdicts, dtype=bool).reshape(len(self.uniques))
+        return table[self.codes]
+
+    def texts_where(self, test: Callable[[list[str]], Any]) -> np.ndarray:
+        """Where the value is text that passes ``test``, which is given every distinct
+        text at once and answers with a verdict each."""
+        if pd.api.types.infer_dtype(self.uniques, skipna=False) == "string":
+            return self.spread(test(self.uniques)) if self.uniques else self.spread([])
+        places = [place for place, value in enumerate(self.uniques) if isinstance(value, str)]
+        verdicts = np.zeros(len(self.uniques), dtype=bool)
+        if places:
+            verdicts[places] = np.asarray(test([self.uniques[place] for place in places]),
+                                          dtype=bool)
+        return self.spread(verdicts)
+
+    def text_where(self, test: Callable[[str], bool]) -> np.ndarray:
+        """Where the value is text that passes ``test`` (asked once per distinct text)."""
+        return self.texts_where(lambda texts: [test(text) for text in texts])
+
+    def isin(self, allowed: Collection[Any]) -> np.ndarray:
+        """Where the value is one of ``allowed`` (False where missing)."""
+        return self.spread([_member(value, allowed) for value in self.uniques])
+
+
+def _member(value: Any, allowed: Collection[Any]) -> bool:
+    try:
+        return value in allowed
+    except TypeError:  # an unhashable value is in no set
+        return False
+
+
+def first_rows(columns: list[ColumnValues], size: int) -> np.ndarray:
+    """For each row, the position of the first row with the same values in every one of
+    ``columns`` (missing values equal to each other)."""
+    key = np.zeros(size, dtype=np.int64)
+    span = 1
+    for column in columns:
+        width = len(column.uniques) + 1
+        if span * width >= 2**62:  # renumber the combined key densely before it overflows
+            _, key = np.unique(key, return_inverse=True)
+            span = int(key.max()) + 1 if size else 1
+        key = key * width + (column.codes + 1)
+        span *= width
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return np.asarray(first[inverse.reshape(-1)], dtype=np.intp)
+
+
+@dataclass(frozen=True)
+class _Coded:
+    """An ``object`` column as codes into its distinct values and the one missing value
+    (None or NaN) it holds where the code is -1."""
+
+    codes: np.ndarray
+    uniques: list[Any]
+    missing: Any
+
+    def column(self) -> np.ndarray:
+        table = np.empty(len(self.uniques) + 1, dtype=object)
+        table[:-1] = self.uniques
+        table[-1] = self.missing
+        return table[self.codes]
+
+
+@dataclass(frozen=True)
+class PackedFrame:
+    """A frame made small to pickle (:func:`pack_frame`); :meth:`frame` gives it back."""
+
+    names: list[Any]
+    columns: list[Any]  # a _Coded, or the column as it was
+    coded: dict[Any, ColumnValues]
+
+    def frame(self) -> pd.DataFrame:
+        data = {name: pd.Series(column.column(), dtype=object, copy=False)
+                if isinstance(column, _Coded) else column
+                for name, column in zip(self.names, self.columns, strict=True)}
+        return pd.DataFrame(data, columns=self.names)
+
+
+def pack_frame(frame: pd.DataFrame, coded: Mapping[Any, ColumnValues]) -> PackedFrame | None:
+    """``frame`` with each ``object`` column that ``coded`` describes kept as narrow
+    integer codes and its distinct values; None when the frame does not lend itself
+    (an index other than 0..n-1, repeated column names)."""
+    index = frame.index
+    if not (isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1) \
+            or not frame.columns.is_unique:
+        return None
+    names = list(frame.columns)
+    columns: list[Any] = []
+    kept: dict[Any, ColumnValues] = {}
+    for name in names:
+        series = frame[name]
+        values = coded.get(name)
+        packed = None if values is None or series.dtype != object else _code(series, values)
+        columns.append(series if packed is None else packed)
+        if values is not None:
+            kept[name] = values if packed is None else ColumnValues(packed.codes, values.uniques)
+    return PackedFrame(names, columns, kept)
+
+
+def _code(series: pd.Series, values: ColumnValues) -> _Coded | None:
+    if len(values.codes) != len(series):
+        return None
+    absent = series.to_numpy()[values.codes < 0]
+    missing: Any = None
+    if len(absent):
+        if all(value is None for value in absent):
+            missing = None
+        elif all(isinstance(value, float) and value != value for value in absent):
+            missing = math.nan
+        else:
+            return None  # None and NaN both: the codes cannot tell them apart
+    size = len(values.uniques)
+    width = np.int8 if size < 2**7 else np.int16 if size < 2**15 else np.int32
+    return _Coded(values.codes.astype(width), values.uniques, missing)

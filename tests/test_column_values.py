@@ -1,0 +1,69 @@
+"""Column codes: packing a finished frame for another process gives the same frame back."""
+
+from __future__ import annotations
+
+import math
+import pickle
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fhircdisc.column_values import ColumnValues, PackedFrame, pack_frame
+
+_TEXT = st.one_of(st.sampled_from(["GLUC", "mg/dL", "", " ", "N"]), st.text(max_size=4))
+
+
+def _same_cells(left: pd.Series, right: pd.Series) -> bool:
+    for a, b in zip(left.tolist(), right.tolist(), strict=True):
+        if isinstance(a, float) and math.isnan(a):
+            if not (isinstance(b, float) and math.isnan(b)):
+                return False
+        elif a is None:
+            if b is not None:
+                return False
+        elif type(a) is not type(b) or a != b:
+            return False
+    return True
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(_TEXT | st.none(), _TEXT | st.just(math.nan),
+                          st.floats(allow_nan=True), _TEXT | st.none() | st.just(math.nan)),
+                max_size=40))
+def test_a_packed_frame_unpacks_to_the_same_cells_and_types(rows: list[tuple[Any, ...]]
+                                                            ) -> None:
+    frame = pd.DataFrame({"TESTCD": pd.Series([r[0] for r in rows], dtype=object),
+                          "ORRES": pd.Series([r[1] for r in rows], dtype=object),
+                          "STRESN": pd.Series([r[2] for r in rows], dtype="float64"),
+                          "MIXED": pd.Series([r[3] for r in rows], dtype=object)})
+    coded = {name: ColumnValues.of(frame[name]) for name in frame.columns}
+    packed = pack_frame(frame, coded)
+    assert packed is not None
+    back = pickle.loads(pickle.dumps(packed)).frame()
+    assert list(back.columns) == list(frame.columns)
+    assert back.dtypes.tolist() == frame.dtypes.tolist()
+    for name in frame.columns:
+        assert _same_cells(frame[name], back[name]), name
+    mixed = frame["MIXED"].tolist()
+    both_missing = any(v is None for v in mixed) and any(
+        isinstance(v, float) and math.isnan(v) for v in mixed)
+    # a column holding both None and NaN is kept as it is, not coded
+    assert isinstance(packed.columns[3], pd.Series) == both_missing
+
+
+def test_codes_are_as_narrow_as_the_distinct_values_allow() -> None:
+    frame = pd.DataFrame({"FEW": pd.Series(["A", "B"] * 500, dtype=object),
+                          "MANY": pd.Series([f"v{i}" for i in range(1000)], dtype=object)})
+    packed = pack_frame(frame, {name: ColumnValues.of(frame[name]) for name in frame})
+    assert packed is not None
+    assert [column.codes.dtype for column in packed.columns] == [np.int8, np.int16]
+    assert len(pickle.dumps(packed.columns[0])) < len(pickle.dumps(frame["FEW"])) / 2
+
+
+def test_frames_that_do_not_lend_themselves_are_not_packed() -> None:
+    frame = pd.DataFrame({"A": pd.Series(["x", "y"], dtype=object)}, index=[5, 6])
+    assert pack_frame(frame, {"A": ColumnValues.of(frame["A"])}) is None
+    assert isinstance(pack_frame(frame.reset_index(drop=True), {}), PackedFrame)
