@@ -42,6 +42,7 @@ from typing import IO, Literal, Protocol
 import numpy as np
 import pandas as pd
 
+from fhircdisc.column_values import ColumnValues
 from fhircdisc.converters.atomic import atomic_path
 from fhircdisc.converters.datasets import (
     FORMATS,
@@ -176,9 +177,10 @@ class _PieceEncoder(Protocol):
     def check_limits(self, piece: pd.DataFrame, first_row: int) -> None:
         """Raise if values of ``piece`` break a limit of the format (called on type errors)."""
 
-    def encode(self, piece: pd.DataFrame, arrays: list[np.ndarray],
-               first_row: int) -> tuple[bytes | memoryview, dict[str, int]]:
-        """The bytes of the rows and, if the format depends on it, each Char's longest value."""
+    def encode(self, piece: pd.DataFrame, arrays: list[np.ndarray], first_row: int,
+               coded: Mapping[str, ColumnValues]) -> tuple[bytes | memoryview, dict[str, int]]:
+        """The bytes of the rows and, if the format depends on it, each Char's longest
+        value (``coded``: columns of the piece already made into codes, if any)."""
 
     def tail(self, rows: int) -> bytes:
         """The bytes after the last row."""
@@ -198,9 +200,9 @@ class _Xpt:
     def check_limits(self, piece: pd.DataFrame, first_row: int) -> None:
         self.encoder.check_limits(piece, first_row)
 
-    def encode(self, piece: pd.DataFrame, arrays: list[np.ndarray],
-               first_row: int) -> tuple[bytes | memoryview, dict[str, int]]:
-        return self.encoder.encode(piece, arrays, first_row)
+    def encode(self, piece: pd.DataFrame, arrays: list[np.ndarray], first_row: int,
+               coded: Mapping[str, ColumnValues]) -> tuple[bytes | memoryview, dict[str, int]]:
+        return self.encoder.encode(piece, arrays, first_row, coded)
 
     def tail(self, rows: int) -> bytes:
         return self.encoder.tail(rows)
@@ -221,8 +223,8 @@ class _Json:
     def check_limits(self, piece: pd.DataFrame, first_row: int) -> None:
         pass  # infinities are found while encoding
 
-    def encode(self, piece: pd.DataFrame, arrays: list[np.ndarray],
-               first_row: int) -> tuple[bytes | memoryview, dict[str, int]]:
+    def encode(self, piece: pd.DataFrame, arrays: list[np.ndarray], first_row: int,
+               coded: Mapping[str, ColumnValues]) -> tuple[bytes | memoryview, dict[str, int]]:
         return self.encoder.encode(arrays, len(piece), first_row), {}
 
     def tail(self, rows: int) -> bytes:
@@ -241,8 +243,8 @@ class _Csv:
     def check_limits(self, piece: pd.DataFrame, first_row: int) -> None:
         pass  # CSV holds any value
 
-    def encode(self, piece: pd.DataFrame, arrays: list[np.ndarray],
-               first_row: int) -> tuple[bytes | memoryview, dict[str, int]]:
+    def encode(self, piece: pd.DataFrame, arrays: list[np.ndarray], first_row: int,
+               coded: Mapping[str, ColumnValues]) -> tuple[bytes | memoryview, dict[str, int]]:
         return self.encoder.encode(arrays), {}
 
     def tail(self, rows: int) -> bytes:
@@ -287,18 +289,21 @@ class DatasetWriter:
 
     def write(self, piece: pd.DataFrame) -> None:
         """Append the rows of ``piece`` (the columns of the metadata, in any order)."""
-        self._append(piece, None)
+        self._append(piece, None, {})
 
-    def _append(self, piece: pd.DataFrame, arrays: list[np.ndarray] | None) -> None:
-        """:meth:`write`; ``arrays``: the piece's ``column_arrays`` if already read."""
+    def _append(self, piece: pd.DataFrame, arrays: list[np.ndarray] | None,
+                coded: Mapping[str, ColumnValues]) -> None:
+        """:meth:`write`; ``arrays``: the piece's ``column_arrays`` if already read;
+        ``coded``: columns of the piece already made into codes."""
         self._require_open()
         try:
-            self._write(piece, arrays)
+            self._write(piece, arrays, coded)
         except BaseException as exc:
             self._discard(exc)
             raise
 
-    def _write(self, piece: pd.DataFrame, arrays: list[np.ndarray] | None) -> None:
+    def _write(self, piece: pd.DataFrame, arrays: list[np.ndarray] | None,
+               coded: Mapping[str, ColumnValues]) -> None:
         check_frame(piece, self.meta)
         n_rows = len(piece)
         first_row = self.rows_written + 1
@@ -313,7 +318,7 @@ class DatasetWriter:
                 raise
         kinds = _num_kinds(self.meta, arrays)
         self._check_kinds(kinds, first_row, n_rows)
-        data, longest = self._encoder.encode(piece, arrays, first_row)
+        data, longest = self._encoder.encode(piece, arrays, first_row, coded)
         for name, length in longest.items():
             if length > self.stats.char_length(name):
                 raise ConversionError(
@@ -401,12 +406,16 @@ class DatasetWriter:
             self.abort()
 
 
-def write_piece(writers: Sequence[DatasetWriter], piece: pd.DataFrame) -> None:
+def write_piece(writers: Sequence[DatasetWriter], piece: pd.DataFrame,
+                coded: Mapping[str, ColumnValues] | None = None) -> None:
     """:meth:`DatasetWriter.write` of ``piece`` to each of ``writers`` in turn, its columns
-    read once when the writers are of the same dataset and have written as many rows."""
+    read once when the writers are of the same dataset and have written as many rows.
+
+    ``coded``: columns of ``piece`` already made into codes (``ColumnValues`` of exactly
+    these rows); an encoder that can use them works per distinct value."""
     arrays = _shared_arrays(writers, piece)
     for writer in writers:
-        writer._append(piece, arrays)
+        writer._append(piece, arrays, coded or {})
 
 
 def _shared_arrays(writers: Sequence[DatasetWriter], piece: pd.DataFrame

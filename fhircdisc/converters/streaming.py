@@ -782,7 +782,7 @@ def _write_streamed(setup: Setup, staging: Path, domain: str, parts: list[Piece]
     try:
         for part in parts:
             finished = load(part)
-            write_piece(writers, finished.frame)
+            write_piece(writers, finished.frame, finished.coded)
             provenance = finished.provenance
             provenance["FILE"] = relative_files(provenance["FILE"], setup.out)
             append_csv(provenance, prov_path)

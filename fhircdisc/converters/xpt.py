@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fhircdisc.column_values import ColumnValues
 from fhircdisc.converters.atomic import atomic_path
 from fhircdisc.converters.datasets import (
     build_frame,
@@ -491,14 +492,17 @@ class XptPieceEncoder:
         if violations:
             raise ConversionError(_violation_message(self.path, violations))
 
-    def encode(self, piece: pd.DataFrame, arrays: list[np.ndarray],
-               first_row: int) -> tuple[bytes | memoryview, dict[str, int]]:
+    def encode(self, piece: pd.DataFrame, arrays: list[np.ndarray], first_row: int,
+               coded: Mapping[str, ColumnValues] | None = None
+               ) -> tuple[bytes | memoryview, dict[str, int]]:
         """The observation records of a piece and the longest value of each Char column.
 
-        ``arrays`` are the piece's columns (``column_arrays``). Raises ConversionError if
-        the piece breaks an XPT v5 limit; a vectorised test decides whether the
-        per-value check (and its messages) is needed. A value longer than the width
-        fixed at construction is cut here: the caller must refuse the piece then.
+        ``arrays`` are the piece's columns (``column_arrays``); ``coded``, columns of the
+        piece already made into codes, whose Char values are then encoded once per
+        distinct value. Raises ConversionError if the piece breaks an XPT v5 limit; a
+        vectorised test decides whether the per-value check (and its messages) is
+        needed. A value longer than the width fixed at construction is cut here: the
+        caller must refuse the piece then.
         """
         n_rows = len(piece)
         longest: dict[str, int] = {}
@@ -509,20 +513,30 @@ class XptPieceEncoder:
                 suspect |= not _representable(values).all()
                 fields.append(np.ascontiguousarray(ibm_doubles(values)).view("V8"))
                 continue
-            texts = values.copy()
-            texts[none_mask(values)] = ""
-            listed: list[str] = texts.tolist()
-            distinct = set(listed)
+            known = coded.get(col.name) if coded else None
+            if known is not None and len(known.codes) == n_rows \
+                    and pd.api.types.infer_dtype(known.uniques, skipna=False) in ("string",
+                                                                                  "empty"):
+                texts: list[str] = [*known.uniques, ""]  # "": where the value is missing
+                distinct: Any = texts
+            else:
+                known = None
+                filled = values.copy()
+                filled[none_mask(values)] = ""
+                texts = filled.tolist()
+                distinct = set(texts)
             longest[col.name] = max(map(len, distinct), default=0)
             joined = "".join(distinct)
             if longest[col.name] > MAX_CHAR_BYTES or not joined.isascii():
                 suspect = True
                 continue
             if "\x00" in joined:  # readstat copies a value up to its first NUL
-                texts[:] = [t.partition("\x00")[0] for t in listed]
-            block = texts.astype(f"S{width}")  # NUL-padded ASCII
+                texts = [text.partition("\x00")[0] for text in texts]
+            block = np.array(texts, dtype=f"S{width}")  # NUL-padded ASCII
             padded = block.view(np.uint8)
             np.copyto(padded, 0x20, where=padded == 0)
+            if known is not None:
+                block = block[known.codes]  # code -1 takes the last: a missing value's blank
             fields.append(block.view(f"V{width}").reshape(n_rows, 1))
         if suspect:
             self.check_limits(piece, first_row)

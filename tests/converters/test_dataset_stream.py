@@ -23,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from fhircdisc.column_values import ColumnValues
 from fhircdisc.converters.csv_io import format_number, format_numbers, write_csv
 from fhircdisc.converters.dataset_stream import (
     DatasetStats,
@@ -73,11 +74,17 @@ def whole_bytes(df: pd.DataFrame, meta: DatasetMeta, fmt: str, folder: Path) -> 
 
 
 def streamed_bytes(pieces: list[pd.DataFrame], meta: DatasetMeta, fmt: str,
-                   folder: Path) -> bytes:
+                   folder: Path, *, coded: bool = False) -> bytes:
+    """The file written piece by piece (``coded``: each piece with its columns' codes, as
+    the streaming engine hands them over)."""
     stats = merge_stats(stats_of(p, meta) for p in pieces)
     with open_dataset_writer(folder, meta, fmt, stats, creation_datetime=CREATED) as writer:
         for piece in pieces:
-            writer.write(piece)
+            if coded:
+                write_piece([writer], piece, {str(name): ColumnValues.of(piece[name])
+                                              for name in piece.columns})
+            else:
+                writer.write(piece)
     assert writer.path == folder / f"{meta.name.lower()}.{fmt}"
     return writer.path.read_bytes()
 
@@ -97,8 +104,12 @@ def compare(df: pd.DataFrame, meta: DatasetMeta, pieces: list[pd.DataFrame], fmt
     a, b = tmp / f"whole-{fmt}", tmp / f"pieces-{fmt}"
     a.mkdir(parents=True)
     b.mkdir(parents=True)
+    c = tmp / f"coded-{fmt}"
+    c.mkdir(parents=True)
     expected = outcome(lambda: whole_bytes(df, meta, fmt, a), a)
     got = outcome(lambda: streamed_bytes(pieces, meta, fmt, b), b)
+    from_codes = outcome(lambda: streamed_bytes(pieces, meta, fmt, c, coded=True), c)
+    assert from_codes == got
     if isinstance(expected, bytes):
         assert got == expected
         if fmt == "ndjson":
@@ -134,6 +145,7 @@ def test_real_data_in_pieces_is_byte_identical(domain: str, fmt: str, tmp_path: 
     assert sum(len(p) for p in pieces) == n
     expected = whole_bytes(df, meta, fmt, tmp_path / "whole")
     assert streamed_bytes(pieces, meta, fmt, tmp_path / "pieces") == expected
+    assert streamed_bytes(pieces, meta, fmt, tmp_path / "coded", coded=True) == expected
     if fmt == "ndjson":
         assert expected == ndjson_reference(df, meta, tmp_path / "reference")
     assert [p.name for p in (tmp_path / "pieces").iterdir()] == [f"{domain.lower()}.{fmt}"]
