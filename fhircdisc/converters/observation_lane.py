@@ -90,7 +90,7 @@ class ObservationLane:
         return entry
 
     def _line_template(self, obs: Any, line: bytes) -> tuple[str, PlainTemplate] | None:
-        key = self.shape.key(obs)
+        key = self.shape.key(obs, line)
         entry = self.line_templates.get(key, _MISSING)
         if entry is _MISSING:
             try:

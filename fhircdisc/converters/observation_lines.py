@@ -65,19 +65,22 @@ class LineShape:
         except msgspec.DecodeError:
             return None
 
-    def key(self, obs: Any) -> tuple[Any, ...]:
+    def key(self, obs: Any, line: bytes) -> tuple[Any, ...]:
         """The exact text of the keyed elements, and the code, system and unit of each
-        Quantity element: lines with equal keys have equal values there."""
+        Quantity element: lines with equal keys have equal values there. ``line`` is the
+        text ``obs`` was decoded from."""
         texts = self._keyed(obs)
-        joined = _SEPARATOR.join(texts)
-        # JSON text has no raw control character, so the separator splits it back
-        # unambiguously; the check keeps that true whatever the decoder lets through
-        key: list[Any] = [joined if joined.count(_SEPARATOR) == len(texts) - 1
-                          else tuple(map(bytes, texts))]
-        for quantity in self._units(obs):
-            key.append(None if quantity is None
-                       else (quantity.code, quantity.system, quantity.unit))
-        return tuple(key)
+        # JSON text has no raw control character, so the separator splits the joined
+        # texts back unambiguously; a line that holds one anyway is keyed by the tuple
+        head: Any = tuple(map(bytes, texts)) if _SEPARATOR in line else _SEPARATOR.join(texts)
+        quantities = self._units(obs)
+        if len(quantities) == 1:
+            quantity = quantities[0]
+            return (head, None if quantity is None
+                    else (quantity.code, quantity.system, quantity.unit))
+        return (head, *(None if quantity is None
+                        else (quantity.code, quantity.system, quantity.unit)
+                        for quantity in quantities))
 
 
 def _getter(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
