@@ -119,22 +119,35 @@ def merge_stats(stats: Iterable[DatasetStats]) -> DatasetStats:
     return total
 
 
-def stats_of(df: pd.DataFrame, meta: DatasetMeta) -> DatasetStats:
+def stats_of(df: pd.DataFrame, meta: DatasetMeta,
+             coded: Mapping[str, ColumnValues] | None = None) -> DatasetStats:
     """The :class:`DatasetStats` of ``df`` (one piece or a whole dataset).
 
     Values of the wrong type (a number in a Char column, text in a Num column) are left
     out here; the writer reports them with their row number in the whole dataset.
-    Raises ConversionError if the columns of ``df`` are not those of ``meta``.
+    ``coded``: columns of ``df`` already made into codes, whose distinct values give
+    the longest text. Raises ConversionError if the columns of ``df`` are not those of
+    ``meta``.
     """
     check_frame(df, meta)
     arrays: list[np.ndarray] = []
+    lengths: dict[str, int] = {}
     for col in meta.columns:
+        known = coded.get(col.name) if coded and col.type == "Char" else None
+        if known is not None and len(known.codes) == len(df) \
+                and pd.api.types.infer_dtype(known.uniques, skipna=False) in ("string", "empty"):
+            lengths[col.name] = max(map(len, known.uniques), default=0)
+            arrays.append(_NOTHING)
+            continue
         try:
             arrays.append(char_array(df, meta, col) if col.type == "Char"
                           else num_array(df, meta, col))
         except ConversionError:
             arrays.append(_lenient_array(df[col.name].tolist(), col.type == "Char"))
-    return _stats_of_arrays(meta, arrays, len(df))
+    return _stats_of_arrays(meta, arrays, len(df), lengths)
+
+
+_NOTHING = np.empty(0, dtype=object)
 
 
 def _lenient_array(values: list[object], char: bool) -> np.ndarray:
@@ -148,8 +161,10 @@ def _lenient_array(values: list[object], char: bool) -> np.ndarray:
     return np.array(numbers, dtype=np.float64)
 
 
-def _stats_of_arrays(meta: DatasetMeta, arrays: list[np.ndarray], n_rows: int) -> DatasetStats:
-    lengths = {col.name: _longest(values)
+def _stats_of_arrays(meta: DatasetMeta, arrays: list[np.ndarray], n_rows: int,
+                     known: Mapping[str, int] | None = None) -> DatasetStats:
+    """The statistics of the columns ``arrays``; ``known``: Char lengths already found."""
+    lengths = {col.name: known[col.name] if known and col.name in known else _longest(values)
                for col, values in zip(meta.columns, arrays, strict=True) if col.type == "Char"}
     return DatasetStats(n_rows, lengths, _num_kinds(meta, arrays))
 

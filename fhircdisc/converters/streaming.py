@@ -619,7 +619,7 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
                                "FILE": raw["_file"], "LOCATION": raw["_location"]})
     frame = typed_frame(domain, raw, plan.columns[domain])
     meta = plan.meta(domain)
-    finished = FinishedBucket(frame, provenance, stats_of(frame, meta), [], [])
+    finished = FinishedBucket(frame, provenance, None, [], [])
     if plan.validate and plan.dm is not None:
         from fhircdisc.schemas.conformance import validate_sdtm
         from fhircdisc.schemas.conformance.context import Dataset
@@ -630,6 +630,7 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
         finished.findings = result.findings
         finished.runs = result.runs
         finished.coded = dataset.known_values()
+    finished.stats = stats_of(frame, meta, finished.coded)
     return finished
 
 

@@ -320,6 +320,9 @@ def test_property_stats_merge(case: tuple[pd.DataFrame, DatasetMeta, list[pd.Dat
     merged = merge_stats(stats_of(p, meta) for p in pieces)
     assert merged == stats_of(df, meta)
     assert merge_stats(reversed([stats_of(p, meta) for p in pieces])) == merged
+    for piece in pieces:  # the distinct values of coded columns give the same lengths
+        coded = {str(name): ColumnValues.of(piece[name]) for name in piece.columns}
+        assert stats_of(piece, meta, coded) == stats_of(piece, meta)
 
 
 # --------------------------------------------------------------------------- errors
