@@ -110,22 +110,20 @@ def relative_files(files: pd.Series, out: Path) -> pd.Series:
     return files.map({name: relative_path(name, out) for name in files.dropna().unique()})
 
 
-def append_csv(frame: pd.DataFrame, path: Path) -> None:
-    """Append the rows of ``frame`` to the CSV file ``path``, the bytes of
-    ``frame.to_csv(path, index=False, header=False, mode="a")``."""
+def csv_rows(frame: pd.DataFrame) -> bytes:
+    """The rows of ``frame`` as CSV without a header: the bytes
+    ``frame.to_csv(path, index=False, header=False, mode="a")`` appends to a file."""
     data = _csv_rows(frame)
     if data is None:
-        frame.to_csv(path, index=False, header=False, mode="a")
-        return
-    with path.open("ab") as handle:
-        handle.write(data)
+        return frame.to_csv(index=False, header=False).encode("utf-8")
+    return data
 
 
 _CSV_MARKS = (",", '"', "\r", "\n", "\x00")
 
 
 def _csv_rows(frame: pd.DataFrame) -> bytes | None:
-    """:func:`append_csv`'s bytes when every column is float64 or text and no field needs
+    """:func:`csv_rows`'s bytes when every column is float64 or text and no field needs
     quotes (None otherwise: then pandas writes them)."""
     if len(frame.columns) < 2:
         return None

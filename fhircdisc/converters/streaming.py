@@ -81,6 +81,7 @@ from fhircdisc.study import (
     PROVENANCE_NAME,
     REPORT_NAME,
     Study,
+    csv_rows,
     dataset_meta,
     relative_files,
     relative_path,
@@ -173,6 +174,8 @@ class DatasetPlan:
     dm: pd.DataFrame | None = None
     dm_meta: Any = None
     validate: bool = True
+    #: the output folder, which the provenance's file names are made relative to
+    out: Path | None = None
 
     def meta(self, domain: str) -> Any:
         """Writer metadata of a streamed dataset."""
@@ -228,12 +231,13 @@ class Piece:
 class FinishedBucket:
     """One bucket of a dataset, ready to write.
 
-    ``coded`` holds the columns of ``frame`` already made into codes (by the conformance
-    checks); with them the bucket pickles as integer codes and distinct values.
+    ``provenance`` is its rows of the provenance table, as CSV lines. ``coded`` holds the
+    columns of ``frame`` already made into codes (by the conformance checks); with them
+    the bucket pickles as integer codes and distinct values.
     """
 
     frame: pd.DataFrame
-    provenance: pd.DataFrame
+    provenance: bytes
     stats: Any
     findings: list[Finding]
     runs: list[RuleRun]
@@ -328,7 +332,7 @@ def prepare(sources: Iterable[str | Path], out_dir: str | Path,
     usubjids = sorted(s.usubjid for s in enrolment.subjects.values())
     expected = streamed + sum(len(r) for r in early.values())
     count = max(1, min(len(usubjids), math.ceil(expected / bucket_rows)))
-    plan = DatasetPlan(dm=small.domains.get("DM"), validate=validate)
+    plan = DatasetPlan(dm=small.domains.get("DM"), validate=validate, out=Path(out_dir))
     if plan.dm is not None:
         plan.dm_meta = small.meta("DM")
     gc.freeze()
@@ -614,9 +618,10 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
         columns[seq_var] = object_array(numbers, len(numbers))
     raw = raw_frame(domain, names, columns,
                     exact=("USUBJID", seq_var, "_source", "_file", "_location"))
-    provenance = pd.DataFrame({"DOMAIN": domain, "USUBJID": raw["USUBJID"],
-                               "SEQ": raw[seq_var], "SOURCE": raw["_source"],
-                               "FILE": raw["_file"], "LOCATION": raw["_location"]})
+    files = raw["_file"] if plan.out is None else relative_files(raw["_file"], plan.out)
+    provenance = csv_rows(pd.DataFrame({"DOMAIN": domain, "USUBJID": raw["USUBJID"],
+                                        "SEQ": raw[seq_var], "SOURCE": raw["_source"],
+                                        "FILE": files, "LOCATION": raw["_location"]}))
     frame = typed_frame(domain, raw, plan.columns[domain])
     meta = plan.meta(domain)
     finished = FinishedBucket(frame, provenance, None, [], [])
@@ -773,7 +778,6 @@ def _write_domain(job: tuple[str, Path]) -> None:
 def _write_streamed(setup: Setup, staging: Path, domain: str, parts: list[Piece],
                     load: Callable[[Piece], FinishedBucket], prov_path: Path) -> None:
     from fhircdisc.converters.dataset_stream import merge_stats, open_dataset_writer, write_piece
-    from fhircdisc.study import append_csv
 
     meta = setup.plan.meta(domain)
     stats = merge_stats(part.stats for part in parts)
@@ -781,12 +785,11 @@ def _write_streamed(setup: Setup, staging: Path, domain: str, parts: list[Piece]
                                    creation_datetime=setup.creation_datetime)
                for fmt in setup.formats]
     try:
-        for part in parts:
-            finished = load(part)
-            write_piece(writers, finished.frame, finished.coded)
-            provenance = finished.provenance
-            provenance["FILE"] = relative_files(provenance["FILE"], setup.out)
-            append_csv(provenance, prov_path)
+        with prov_path.open("ab") as provenance:
+            for part in parts:
+                finished = load(part)
+                write_piece(writers, finished.frame, finished.coded)
+                provenance.write(finished.provenance)
         for writer in writers:
             writer.close()
     except BaseException:
