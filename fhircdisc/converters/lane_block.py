@@ -49,7 +49,9 @@ class LaneBlock:
         self._subject_numbers: dict[int, int] = {}
         #: the objects numbered by identity, held so that no other takes their id
         self._held: list[Any] = []
-        self._rows: list[tuple[int, int, tuple[Any, ...], str, int]] = []
+        #: the rows added, field by field, until :meth:`freeze`
+        self._added: tuple[list[int], list[int], list[tuple[Any, ...]], list[str],
+                           list[int]] = ([], [], [], [], [])
         #: filled by :meth:`freeze`
         self.template = np.empty(0, dtype=np.int32)
         self.subject = np.empty(0, dtype=np.int32)
@@ -59,7 +61,7 @@ class LaneBlock:
         self.own: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
-        return len(self.template) if not self._rows else len(self._rows)
+        return len(self._added[0]) or len(self.template)
 
     def add(self, template: PlainTemplate, subject: Any, own: tuple[Any, ...],
             source: str, line: int) -> None:
@@ -75,22 +77,26 @@ class LaneBlock:
             self.subjects.append({var: getattr(subject, attr, None)
                                   for var, attr in self.context})
             self._held.append(subject)
-        self._rows.append((number, person, own, source, line))
+        templates, subjects, owns, sources, lines = self._added
+        templates.append(number)
+        subjects.append(person)
+        owns.append(own)
+        sources.append(source)
+        lines.append(line)
 
     def freeze(self) -> LaneBlock:
         """Turn the rows added into columns (once, after the last ``add``)."""
-        rows = self._rows
-        size = len(rows)
+        templates, subjects, owns, sources, lines = self._added
+        size = len(templates)
         if size:
-            templates, subjects, owns, sources, lines = zip(*rows, strict=True)
-            self.template = np.fromiter(templates, dtype=np.int32, count=size)
-            self.subject = np.fromiter(subjects, dtype=np.int32, count=size)
-            self.lines = np.fromiter(lines, dtype=np.int64, count=size)
+            self.template = np.array(templates, dtype=np.int32)
+            self.subject = np.array(subjects, dtype=np.int32)
+            self.lines = np.array(lines, dtype=np.int64)
             self.sources = object_array(sources, size)
             values = list(zip(*owns, strict=True))
             for var, place in self.own_places:
                 self.own[var] = object_array(values[place], size)
-        self._rows = []
+        self._added = ([], [], [], [], [])
         self._template_numbers = {}
         self._subject_numbers = {}
         self._held = []
