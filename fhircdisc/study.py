@@ -132,7 +132,7 @@ def _csv_rows(frame: pd.DataFrame) -> bytes | None:
         texts = _csv_texts(series)
         if texts is None:
             return None
-        joined = "".join(set(texts))
+        joined = "".join(texts)
         if any(mark in joined for mark in _CSV_MARKS):
             return None
         columns.append(texts)
@@ -147,6 +147,9 @@ def _csv_texts(series: pd.Series) -> list[str] | None:
     text as it is, missing values empty; None for columns of other values."""
     if series.dtype == np.float64:
         values = series.to_numpy()
+        whole = _whole_number_texts(values)
+        if whole is not None:
+            return whole
         texts = values.astype(str).astype(object)
         texts[np.isnan(values)] = ""
         floats: list[str] = texts.tolist()
@@ -160,6 +163,18 @@ def _csv_texts(series: pd.Series) -> list[str] | None:
     cells[missing] = ""
     strings: list[str] = cells.tolist()
     return strings
+
+
+def _whole_number_texts(values: np.ndarray) -> list[str] | None:
+    """numpy's ``str`` of float64 values that are all whole numbers below 1e15 or missing
+    (``3.0``, empty for NaN), without its shortest-repr search; None for other values."""
+    present = values[~np.isnan(values)]
+    if not (np.all(np.abs(present) < 1e15) and np.all(present == np.floor(present))) \
+            or np.any(np.signbit(present) & (present == 0)):
+        return None
+    whole = np.nan_to_num(values).astype(np.int64).tolist()
+    missing = np.isnan(values).tolist()
+    return ["" if gap else f"{number}.0" for number, gap in zip(whole, missing, strict=True)]
 
 
 def relative_path(source: object, out: Path) -> object:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fhircdisc.study import csv_rows
+from fhircdisc.study import _whole_number_texts, csv_rows
 
 TEXTS = st.one_of(st.none(), st.text(max_size=6),
                   st.sampled_from(["", "LB", "line 12", "Observation/a,b", 'say "x"', "a\nb",
@@ -70,3 +70,19 @@ def test_provenance_like_rows(tmp_path: Path, n_rows: int) -> None:
         "LOCATION": [f"line {i + 1}" for i in range(n_rows)]})
     expected, got = expected_and_got(frame, tmp_path)
     assert got == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(FLOATS, st.integers(-10**15, 10**15).map(float),
+                          st.sampled_from([0.0, -0.0, 1e15, -1e15 + 1, 2.5])), max_size=20))
+def test_whole_numbers_are_written_as_numpy_writes_them(values: list[float]) -> None:
+    array = np.array(values, dtype=np.float64)
+    texts = _whole_number_texts(array)
+    if texts is not None:
+        expected = array.astype(str).astype(object)
+        expected[np.isnan(array)] = ""
+        assert texts == expected.tolist()
+    else:
+        present = array[~np.isnan(array)]
+        assert not (np.all(present == np.floor(present)) and np.all(np.abs(present) < 1e15)
+                    and not np.any(np.signbit(present) & (present == 0)))

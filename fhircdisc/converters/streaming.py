@@ -613,15 +613,18 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
         _present(columns["USUBJID"]), [_present(columns[key]) for key in keys],
         _present(columns[seq_var]) if fixed else None, lambda i: (orders[i], places[i]))
     at = np.asarray(order, dtype=np.intp)
-    columns = {name: values[at] for name, values in columns.items()}
+    kept = set(plan.columns[domain])
+    wanted = list(dict.fromkeys([*(name for name in names if name in kept), "USUBJID",
+                                 seq_var]))
+    columns = {name: columns[name][at] for name in (*wanted, *_PROVENANCE)}
     if numbers is not None:
         columns[seq_var] = object_array(numbers, len(numbers))
-    raw = raw_frame(domain, names, columns,
-                    exact=("USUBJID", seq_var, "_source", "_file", "_location"))
-    files = raw["_file"] if plan.out is None else relative_files(raw["_file"], plan.out)
+    raw = raw_frame(domain, wanted, columns, exact=("USUBJID", seq_var))
+    source, file, location = (pd.Series(columns[name], dtype=object) for name in _PROVENANCE)
+    files = file if plan.out is None else relative_files(file, plan.out)
     provenance = csv_rows(pd.DataFrame({"DOMAIN": domain, "USUBJID": raw["USUBJID"],
-                                        "SEQ": raw[seq_var], "SOURCE": raw["_source"],
-                                        "FILE": files, "LOCATION": raw["_location"]}))
+                                        "SEQ": raw[seq_var], "SOURCE": source,
+                                        "FILE": files, "LOCATION": location}))
     frame = typed_frame(domain, raw, plan.columns[domain])
     meta = plan.meta(domain)
     finished = FinishedBucket(frame, provenance, None, [], [])
@@ -637,6 +640,10 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
         finished.coded = dataset.known_values()
     finished.stats = stats_of(frame, meta, finished.coded)
     return finished
+
+
+#: where each row came from: its resource's report key, file and place in the file
+_PROVENANCE = ("_source", "_file", "_location")
 
 
 def gather(parts: Parts, names: Iterable[str]) -> dict[str, np.ndarray]:
