@@ -128,6 +128,12 @@ class LaneBlock:
             return object_array(((self.rank, n, 0) for n in self.lines.tolist()), size)
         return object_array([ABSENT] * size, size)
 
+    def has(self, name: str) -> bool:
+        """Whether the rows have ``name`` (a variable or a ``_`` column); :meth:`column`
+        gives :data:`ABSENT` for any other."""
+        return name in self.own or name in self.context_vars or name in self.names \
+            or name in ("_source", "_file", "_location", "_order")
+
     def distinct(self, name: str) -> list[Any] | None:
         """Every value ``name`` takes in some row when it comes from the templates or the
         subjects (each at least once); None when it is the rows' own."""

@@ -605,18 +605,26 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
     seq_var = f"{domain}SEQ"
     names = plan.all_columns[domain]
     keys = SPECS[domain].seq_keys
-    columns = gather(parts, (*names, *keys, "USUBJID", seq_var))
+    gathered = gather(parts, dict.fromkeys(
+        name for name in (*names, *keys, "USUBJID", seq_var) if name != "_order"))
     fixed = plan.fixed_seq[domain]
-    orders = _present(columns["_order"], 0)
-    places = _present(columns["_location"], "")
+    ties: list[list[Any]] = []
+
+    def read_key(i: int) -> tuple[Any, Any]:  # asked only for rows equal in every key
+        if not ties:
+            ties.append(_present(gather(parts, ("_order",))["_order"], 0, parts, "_order"))
+            ties.append(_present(gathered["_location"], "", parts, "_location"))
+        return ties[0][i], ties[1][i]
+
     order, numbers = derivations.sequence_order(
-        _present(columns["USUBJID"]), [_present(columns[key]) for key in keys],
-        _present(columns[seq_var]) if fixed else None, lambda i: (orders[i], places[i]))
+        _present(gathered["USUBJID"], None, parts, "USUBJID"),
+        [_present(gathered[key], None, parts, key) for key in keys],
+        _present(gathered[seq_var], None, parts, seq_var) if fixed else None, read_key)
     at = np.asarray(order, dtype=np.intp)
     kept = set(plan.columns[domain])
     wanted = list(dict.fromkeys([*(name for name in names if name in kept), "USUBJID",
                                  seq_var]))
-    columns = {name: columns[name][at] for name in (*wanted, *_PROVENANCE)}
+    columns = {name: gathered[name][at] for name in (*wanted, *_PROVENANCE)}
     if numbers is not None:
         columns[seq_var] = object_array(numbers, len(numbers))
     raw = raw_frame(domain, wanted, columns, exact=("USUBJID", seq_var))
@@ -661,9 +669,11 @@ def gather(parts: Parts, names: Iterable[str]) -> dict[str, np.ndarray]:
             for name, found in columns.items()}
 
 
-def _present(values: np.ndarray, absent: Any = None) -> list[Any]:
-    """The values of a gathered column, ``absent`` where a row does not have it (as
-    ``row.get(name, absent)`` gives it)."""
+def _present(values: np.ndarray, absent: Any, parts: Parts, name: str) -> list[Any]:
+    """The values of a gathered column ``name``, ``absent`` where a row does not have it
+    (as ``row.get(name, absent)`` gives it)."""
+    if all(isinstance(part, LaneBlock) and part.has(name) for part in parts):
+        return values.tolist()  # every row has it
     return [absent if value is ABSENT else value for value in values.tolist()]
 
 

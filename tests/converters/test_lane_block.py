@@ -72,7 +72,9 @@ def assert_columns(block: LaneBlock, rows: list[dict[str, Any]]) -> None:
         got = block.column(name).tolist()
         want = [row[name] for row in rows]
         assert all(map(same, got, want)), name
+        assert block.has(name) and not any(value is ABSENT for value in got), name
     assert block.column("NOT_A_VARIABLE").tolist() == [ABSENT] * len(rows)
+    assert not block.has("NOT_A_VARIABLE")
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[
