@@ -128,6 +128,20 @@ class LaneBlock:
             return object_array(((self.rank, n, 0) for n in self.lines.tolist()), size)
         return object_array([ABSENT] * size, size)
 
+    def table(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """``name`` as a table of values and, per row, its place in the table (the
+        templates' or the subjects' values, ``column`` being ``table[places]``); None when
+        the rows hold their own values of it, or do not have it."""
+        if name in self.own:
+            return None
+        if name in self.context_vars:
+            values = [subject.get(name) for subject in self.subjects]
+            return object_array(values, len(values)), self.subject
+        if name in self.names:
+            values = [row.get(name) for row in self.templates]
+            return object_array(values, len(values)), self.template
+        return None
+
     def has(self, name: str) -> bool:
         """Whether the rows have ``name`` (a variable or a ``_`` column); :meth:`column`
         gives :data:`ABSENT` for any other."""

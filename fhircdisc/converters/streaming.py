@@ -605,15 +605,15 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
     seq_var = f"{domain}SEQ"
     names = plan.all_columns[domain]
     keys = SPECS[domain].seq_keys
-    gathered = gather(parts, dict.fromkeys(
-        name for name in (*names, *keys, "USUBJID", seq_var) if name != "_order"))
+    gathered = gather(parts, dict.fromkeys(("USUBJID", *keys, seq_var)))
     fixed = plan.fixed_seq[domain]
     ties: list[list[Any]] = []
 
     def read_key(i: int) -> tuple[Any, Any]:  # asked only for rows equal in every key
         if not ties:
-            ties.append(_present(gather(parts, ("_order",))["_order"], 0, parts, "_order"))
-            ties.append(_present(gathered["_location"], "", parts, "_location"))
+            tied = gather(parts, ("_order", "_location"))
+            ties.append(_present(tied["_order"], 0, parts, "_order"))
+            ties.append(_present(tied["_location"], "", parts, "_location"))
         return ties[0][i], ties[1][i]
 
     order, numbers = derivations.sequence_order(
@@ -624,9 +624,15 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
     kept = set(plan.columns[domain])
     wanted = list(dict.fromkeys([*(name for name in names if name in kept), "USUBJID",
                                  seq_var]))
-    columns = {name: gathered[name][at] for name in (*wanted, *_PROVENANCE)}
-    if numbers is not None:
-        columns[seq_var] = object_array(numbers, len(numbers))
+    columns: dict[str, np.ndarray] = {}
+    coded: dict[str, ColumnValues] = {}
+    for name in (*wanted, *_PROVENANCE):
+        if name == seq_var and numbers is not None:
+            columns[name] = object_array(numbers, len(numbers))
+            continue
+        columns[name], values = ordered_column(parts, name, at)
+        if values is not None:
+            coded[name] = values
     raw = raw_frame(domain, wanted, columns, exact=("USUBJID", seq_var))
     source, file, location = (pd.Series(columns[name], dtype=object) for name in _PROVENANCE)
     files = file if plan.out is None else relative_files(file, plan.out)
@@ -641,6 +647,8 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
         from fhircdisc.schemas.conformance.context import Dataset
 
         dataset = Dataset(domain, frame, meta)
+        dataset.adopt({name: values for name, values in coded.items()
+                       if (column := meta.column(name)) is not None and column.type == "Char"})
         result = validate_sdtm({"DM": plan.dm, domain: dataset}, metas={"DM": plan.dm_meta},
                                target="converted study", tested=(domain,))
         finished.findings = result.findings
@@ -667,6 +675,50 @@ def gather(parts: Parts, names: Iterable[str]) -> dict[str, np.ndarray]:
                 found.append(object_array((row.get(name, ABSENT) for row in part), len(part)))
     return {name: np.concatenate(found) if found else object_array((), 0)
             for name, found in columns.items()}
+
+
+def ordered_column(parts: Parts, name: str, at: np.ndarray
+                   ) -> tuple[np.ndarray, ColumnValues | None]:
+    """The values of ``name`` over the rows of ``parts`` taken in the order ``at`` (as
+    ``gather(parts, [name])[name][at]``), and, when every part holds it as numbers into a
+    table of values (the templates, the subjects), the column as codes into its distinct
+    values, found from the tables alone."""
+    tables: list[np.ndarray] = []
+    numbers: list[np.ndarray] = []
+    tabled = True
+    offset = 0
+    for part in parts:
+        found = part.table(name) if isinstance(part, LaneBlock) else None
+        if found is None:
+            tabled = False
+            values = part.column(name) if isinstance(part, LaneBlock) else object_array(
+                (row.get(name, ABSENT) for row in part), len(part))
+            found = values, np.arange(len(values))
+        tables.append(found[0])
+        numbers.append(found[1].astype(np.intp) + offset)
+        offset += len(found[0])
+    if not tables:
+        return object_array((), 0), None
+    table = np.concatenate(tables)
+    rows = np.concatenate(numbers)[at]
+    if not tabled:
+        return table[rows], None
+    try:
+        codes, uniques = pd.factorize(table)
+    except TypeError:  # unhashable values: let the checks make the codes from the rows
+        return table[rows], None
+    return table[rows], _used(np.asarray(codes, dtype=np.intp)[rows], uniques.tolist())
+
+
+def _used(codes: np.ndarray, uniques: list[Any]) -> ColumnValues:
+    """``codes`` into ``uniques`` with the values no row takes left out."""
+    taken = np.bincount(codes + 1, minlength=len(uniques) + 1)[1:] > 0
+    if taken.all():
+        return ColumnValues(codes, uniques)
+    places = np.cumsum(taken) - 1
+    renumber = np.append(places, -1)  # code -1 (missing) stays -1
+    return ColumnValues(renumber[codes], [u for u, t in zip(uniques, taken.tolist(),
+                                                             strict=True) if t])
 
 
 def _present(values: np.ndarray, absent: Any, parts: Parts, name: str) -> list[Any]:

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from benchmarks.generate import generate
+from fhircdisc.column_values import ColumnValues, first_rows
 from fhircdisc.converters import streaming
 from fhircdisc.converters.chunk import block_stats, column_stats
 from fhircdisc.converters.fhir_to_sdtm import COMPILED
@@ -135,6 +136,37 @@ def test_finished_piece_is_the_same_from_block_or_rows(lane: ObservationLane) ->
         assert frame["USUBJID"].is_monotonic_increasing
 
 
+@settings(max_examples=100, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.lists(lines(), min_size=1, max_size=30), st.randoms(use_true_random=False))
+def test_ordered_columns_and_their_codes_from_the_tables(lane: ObservationLane,
+                                                         batch: list[bytes], rng: Any) -> None:
+    """A column taken in sort order is the gathered column reordered; when every part
+    holds it in a table, its codes group the rows exactly as coding the values would,
+    and name only values some row takes."""
+    for block, rows in both_ways(lane, batch).values():
+        size = len(rows)
+        half = rng.randint(0, size)
+        at = np.asarray(rng.sample(range(size), size), dtype=np.intp)
+        blocks = [block.take(np.arange(half)), block.take(np.arange(half, size))]
+        for parts in (blocks, [blocks[0], rows[half:]]):
+            all_blocks = all(isinstance(part, LaneBlock) for part in parts)
+            for name in (*block.names, *HIDDEN):
+                values, coded = streaming.ordered_column(parts, name, at)
+                expected = streaming.gather(parts, [name])[name][at]
+                assert all(map(same, values.tolist(), expected.tolist())), name
+                tabled = all_blocks and name not in block.own and not name.startswith("_")
+                assert (coded is not None) == tabled, name
+                if coded is None:
+                    continue
+                reference = ColumnValues.of(pd.Series(values, dtype=object))
+                assert coded.missing().tolist() == reference.missing().tolist()
+                assert first_rows([coded], size).tolist() == \
+                    first_rows([reference], size).tolist()
+                assert sorted(set(coded.codes[coded.codes >= 0].tolist())) == \
+                    list(range(len(coded.uniques)))
+
+
 cells = st.one_of(st.none(), st.text(max_size=3), st.floats(allow_nan=True),
                   st.integers(-5, 5), st.booleans(), st.just(float("nan")))
 
@@ -168,3 +200,11 @@ def test_templates_are_told_apart_after_the_lane_forgets_them(lane: ObservationL
         del made
     block.freeze()
     assert block.column("LBTESTCD").tolist() == [f"T{n}" for n in range(50)]
+
+
+def test_codes_leave_out_the_values_no_row_takes() -> None:
+    coded = streaming._used(np.array([0, 2, -1, 2]), ["a", "b", "c"])
+    assert coded.codes.tolist() == [0, 1, -1, 1]
+    assert coded.uniques == ["a", "c"]
+    kept = streaming._used(np.array([1, 0]), ["a", "b"])
+    assert (kept.codes.tolist(), kept.uniques) == ([1, 0], ["a", "b"])

@@ -113,6 +113,15 @@ class Dataset:
             found = self._values[name] = ColumnValues.of(self.column(name))
         return found
 
+    def adopt(self, values: Mapping[str, ColumnValues]) -> None:
+        """Take columns already made into codes (by whoever built the frame), so that the
+        checks do not make them again; each must describe this frame's column exactly."""
+        for name, found in values.items():
+            if len(found.codes) != len(self.df):
+                raise ValueError(f"codes of {name} are for {len(found.codes)} rows, "
+                                 f"the dataset has {len(self.df)}")
+            self._values[name] = found
+
     def known_values(self) -> dict[str, ColumnValues]:
         """The columns made into :class:`ColumnValues` so far, by name."""
         return dict(self._values)

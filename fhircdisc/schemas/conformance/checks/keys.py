@@ -78,8 +78,14 @@ def single_studyid(study: Study, p: Params) -> Iterator[Hit]:
     for ds in study.datasets.values():
         if ds.has("STUDYID"):
             values = ds.values("STUDYID")
-            tally = np.bincount(values.codes[values.present()], minlength=len(values.uniques))
-            counts.update(dict(zip(values.uniques, tally.tolist(), strict=True)))
+            present = values.present()
+            tally = np.bincount(values.codes[present], minlength=len(values.uniques)).tolist()
+            first = np.full(len(values.uniques), len(ds), dtype=np.intp)
+            np.minimum.at(first, values.codes[present], np.flatnonzero(present))
+            # in the order the values first appear, as counting the cells would meet them
+            counts.update({values.uniques[place]: tally[place]
+                           for place in np.argsort(first, kind="stable").tolist()
+                           if tally[place]})
     if not counts:
         raise Skip("no STUDYID value")
     dm = study.datasets.get("DM")
