@@ -24,7 +24,9 @@ class ColumnValues:
     distinct value once and spreads the answer over the rows.
 
     ``codes[row]`` is the place of the row's value in ``uniques``, -1 where it is missing
-    (None, NaN, NaT, NA: what ``isna`` calls missing).
+    (None, NaN, NaT, NA: what ``isna`` calls missing). Every value of ``uniques`` is some
+    row's, in no promised order. Cells that cannot be hashed (lists) are each a value of
+    their own.
     """
 
     codes: np.ndarray
@@ -35,9 +37,10 @@ class ColumnValues:
         try:
             codes, uniques = pd.factorize(series)
         except TypeError:  # unhashable cells: each cell its own value
-            values = series.tolist()
             missing = np.asarray(pd.isna(series), dtype=bool)
-            return cls(np.where(missing, -1, np.arange(len(values))), values)
+            values = [value for value, gap in zip(series.tolist(), missing.tolist(),
+                                                  strict=True) if not gap]
+            return cls(np.where(missing, -1, np.cumsum(~missing) - 1), values)
         return cls(np.asarray(codes, dtype=np.intp), uniques.tolist())
 
     def missing(self) -> np.ndarray:
@@ -119,7 +122,15 @@ class PackedFrame:
 
     names: list[Any]
     columns: list[Any]  # a _Coded, or the column as it was
-    coded: dict[Any, ColumnValues]
+    coded: dict[Any, ColumnValues]  # of the columns kept as they were
+
+    def column_values(self) -> dict[Any, ColumnValues]:
+        """The codes the frame was packed with, by column name."""
+        found = dict(self.coded)
+        for name, column in zip(self.names, self.columns, strict=True):
+            if isinstance(column, _Coded):
+                found[name] = ColumnValues(column.codes.astype(np.intp), column.uniques)
+        return found
 
     def frame(self) -> pd.DataFrame:
         data = {name: pd.Series(column.column(), dtype=object, copy=False)
@@ -144,8 +155,8 @@ def pack_frame(frame: pd.DataFrame, coded: Mapping[Any, ColumnValues]) -> Packed
         values = coded.get(name)
         packed = None if values is None or series.dtype != object else _code(series, values)
         columns.append(series if packed is None else packed)
-        if values is not None:
-            kept[name] = values if packed is None else ColumnValues(packed.codes, values.uniques)
+        if values is not None and packed is None:
+            kept[name] = values
     return PackedFrame(names, columns, kept)
 
 

@@ -67,3 +67,21 @@ def test_frames_that_do_not_lend_themselves_are_not_packed() -> None:
     frame = pd.DataFrame({"A": pd.Series(["x", "y"], dtype=object)}, index=[5, 6])
     assert pack_frame(frame, {"A": ColumnValues.of(frame["A"])}) is None
     assert isinstance(pack_frame(frame.reset_index(drop=True), {}), PackedFrame)
+
+
+def test_unpacked_codes_are_the_packed_ones_at_full_width() -> None:
+    frame = pd.DataFrame({"A": pd.Series(["x", None, "y", "x"], dtype=object),
+                          "N": pd.Series([1.0, 2.0, 1.0, math.nan])})
+    coded = {name: ColumnValues.of(frame[name]) for name in frame.columns}
+    packed = pickle.loads(pickle.dumps(pack_frame(frame, coded)))
+    back = packed.column_values()
+    for name in frame.columns:
+        assert back[name].codes.dtype == np.intp
+        assert back[name].codes.tolist() == coded[name].codes.tolist()
+        assert back[name].uniques == coded[name].uniques
+
+
+def test_unhashable_cells_are_each_a_value_and_missing_ones_none() -> None:
+    values = ColumnValues.of(pd.Series([["a"], None, ["a"], math.nan], dtype=object))
+    assert values.codes.tolist() == [0, -1, 1, -1]
+    assert values.uniques == [["a"], ["a"]]

@@ -253,7 +253,7 @@ class FinishedBucket:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         if isinstance(state["frame"], PackedFrame):
-            state["coded"] = state["frame"].coded
+            state["coded"] = state["frame"].column_values()
             state["frame"] = state["frame"].frame()
         self.__dict__.update(state)
 
