@@ -640,14 +640,16 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
                                         "FILE": files, "LOCATION": location}))
     frame = typed_frame(domain, raw, plan.columns[domain])
     meta = plan.meta(domain)
-    finished = FinishedBucket(frame, provenance, None, [], [])
+    # typing keeps a Char value as it is (a missing one becomes None): the codes still hold
+    finished = FinishedBucket(frame, provenance, None, [], [], coded={
+        name: values for name, values in coded.items()
+        if (column := meta.column(name)) is not None and column.type == "Char"})
     if plan.validate and plan.dm is not None:
         from fhircdisc.schemas.conformance import validate_sdtm
         from fhircdisc.schemas.conformance.context import Dataset
 
         dataset = Dataset(domain, frame, meta)
-        dataset.adopt({name: values for name, values in coded.items()
-                       if (column := meta.column(name)) is not None and column.type == "Char"})
+        dataset.adopt(finished.coded)
         result = validate_sdtm({"DM": plan.dm, domain: dataset}, metas={"DM": plan.dm_meta},
                                target="converted study", tested=(domain,))
         finished.findings = result.findings

@@ -129,6 +129,21 @@ def test_stream_writes_the_same_files_as_memory(export: Path, memory_output: dic
         assert reasons.get(reason), reason
 
 
+def test_without_validation_the_datasets_are_the_same(export: Path,
+                                                    memory_output: dict[str, bytes],
+                                                    tmp_path: Path) -> None:
+    """The datasets and the provenance do not depend on the conformance checks having
+    coded the columns (only the report differs: it has no findings)."""
+    stream_to_sdtm([export], tmp_path / "out", FORMATS, study_id="BENCH", workers=1,
+                   creation_datetime=STAMP, chunk_lines=700, bucket_rows=400, validate=False)
+    streamed = _files(tmp_path / "out")
+    assert sorted(streamed) == sorted(memory_output)
+    for name, data in memory_output.items():
+        if name != "conversion-report.json":
+            assert streamed[name] == data, name
+    assert "validation" not in orjson.loads(streamed["conversion-report.json"])
+
+
 def test_the_odd_cases_come_out_as_the_general_engine_says(export: Path, tmp_path: Path
                                                           ) -> None:
     import pandas as pd
