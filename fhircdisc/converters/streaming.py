@@ -538,14 +538,19 @@ def by_bucket(result: ChunkResult, buckets: SubjectBuckets) -> Iterator[tuple[Ke
     each in read order."""
     groups: dict[Key, Parts] = {}
     for domain, block in result.blocks.items():
-        cache: dict[Any, int] = {}
-        found = [cache[u] if u in cache else cache.setdefault(u, buckets.of(u))
-                 for u in block.column("USUBJID").tolist()]
-        if len(set(cache.values())) == 1:
-            groups[(domain, found[0])] = [block]
+        tabled = block.table("USUBJID")
+        if tabled is not None:       # the subjects' buckets, then each row's subject's
+            table, places = tabled
+            of_rows = np.asarray([buckets.of(u) for u in table.tolist()], dtype=np.intp)[places]
+        else:
+            cache: dict[Any, int] = {}
+            of_rows = np.asarray([cache[u] if u in cache else cache.setdefault(u, buckets.of(u))
+                                  for u in block.column("USUBJID").tolist()], dtype=np.intp)
+        taken = np.unique(of_rows).tolist()
+        if len(taken) == 1:
+            groups[(domain, taken[0])] = [block]
             continue
-        of_rows = np.asarray(found)
-        for bucket in sorted(set(found)):
+        for bucket in taken:
             groups[(domain, bucket)] = [block.take(np.flatnonzero(of_rows == bucket))]
     for domain, rows in result.rows.items():
         parts: dict[int, Rows] = {}
