@@ -433,11 +433,11 @@ class _ContextScan:
         self.current, self.in_file = None, 0
         number = 1
         for offset, data, end in _blocks(path):
-            count = data.count(b"\n", 0, end) + (not data.endswith(b"\n", 0, end))
-            usual = data.count(b"\n" + _USUAL_START, 0, end) + \
-                data.startswith(_USUAL_START, 0, end)
-            if usual == count:
-                self._streamed_run(file, rank, number, offset, memoryview(data)[:end], count)
+            octets = np.frombuffer(data, dtype=np.uint8, count=end)
+            breaks = np.flatnonzero(octets == ord("\n"))
+            count = len(breaks) + (not data.endswith(b"\n", 0, end))
+            if _usual_lines(octets, breaks) + data.startswith(_USUAL_START, 0, end) == count:
+                self._streamed_run(file, rank, number, offset, breaks, count)
             else:
                 block = data[:end]
                 position = offset
@@ -456,10 +456,9 @@ class _ContextScan:
             self.current.stop = path.stat().st_size
 
     def _streamed_run(self, file: str, rank: int, number: int, offset: int,
-                      block: memoryview, count: int) -> None:
-        """``count`` lines that are all Observations: only where tasks start is worked
-        out."""
-        ends: Any = None
+                      ends: np.ndarray, count: int) -> None:
+        """``count`` lines that are all Observations (``ends``: where their line breaks
+        are in the block): only where tasks start is worked out."""
         index = 0
         while index < count:
             if self.current is not None and self.in_task < self.chunk_lines:
@@ -468,11 +467,19 @@ class _ContextScan:
                 self.streamed += take
                 index += take
                 continue
-            if ends is None:
-                ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == ord("\n"))
             start = 0 if index == 0 else int(ends[index - 1]) + 1
             self._streamed_line(file, rank, number + index, offset + start, False)
             index += 1
+
+
+def _usual_lines(text: np.ndarray, breaks: np.ndarray) -> int:
+    """How many line breaks of ``text`` are followed by :data:`_USUAL_START` within it."""
+    starts = breaks + 1
+    starts = starts[starts + len(_USUAL_START) <= len(text)]
+    usual = np.ones(len(starts), dtype=bool)
+    for place, byte in enumerate(_USUAL_START):
+        usual &= text[starts + place] == byte
+    return int(np.count_nonzero(usual))
 
 
 def _blocks(path: Path) -> Iterator[tuple[int, bytes, int]]:
