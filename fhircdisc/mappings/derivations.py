@@ -103,12 +103,16 @@ class _StudyDay:
         self.starts: dict[Any, int | None] = {}
         self.ordinals = _DateOrdinals()
 
-    def __call__(self, subject: Any, dtc: Any) -> float | None:
+    def start(self, subject: Any) -> int | None:
+        """The ordinal of the subject's RFSTDTC (None: partial or missing)."""
         subject = subject or ""
         if subject in self.starts:
-            start = self.starts[subject]
-        else:
-            start = self.starts[subject] = self.ordinals[self.reference.get(subject)]
+            return self.starts[subject]
+        start = self.starts[subject] = self.ordinals[self.reference.get(subject)]
+        return start
+
+    def __call__(self, subject: Any, dtc: Any) -> float | None:
+        start = self.start(subject)
         if start is None:
             return None
         event = self.ordinals[dtc[:10] if dtc.__class__ is str else dtc]
@@ -123,10 +127,28 @@ def days_of(subjects: Iterable[Any], dtcs: Iterable[Any], reference: dict[str, s
     """:func:`study_days` on columns: the study day of each --DTC of ``dtcs`` for the
     USUBJID beside it in ``subjects``, as an object array (None where there is none)."""
     day = _StudyDay(reference)
-    days = [day(subject, dtc) for subject, dtc in zip(subjects, dtcs, strict=True)]
-    out = np.empty(len(days), dtype=object)
-    out[:] = days
+    starts = _ordinals(list(subjects), day.start)
+    events = _ordinals([dtc[:10] if dtc.__class__ is str else dtc for dtc in dtcs],
+                       day.ordinals.__getitem__)
+    delta = events - starts
+    with np.errstate(invalid="ignore"):
+        found = np.where(delta >= 0, delta + 1, delta)
+    out = found.astype(object)
+    out[np.isnan(found)] = None
     return out
+
+
+def _ordinals(values: list[Any], ordinal: Callable[[Any], int | None]) -> np.ndarray:
+    """``ordinal`` of each value as floats (NaN for None), asked once per distinct value
+    (and for each missing one: None and NaN may differ)."""
+    codes, distinct = pd.factorize(np.asarray(values, dtype=object))
+    table = np.array([np.nan if o is None else float(o)
+                      for o in (*map(ordinal, distinct.tolist()), None)])
+    found = table[codes]
+    for place in np.flatnonzero(codes < 0).tolist():
+        own = ordinal(values[place])
+        found[place] = np.nan if own is None else float(own)
+    return found
 
 
 def all_fixed(rows: list[dict[str, Any]], seq_var: str) -> bool:

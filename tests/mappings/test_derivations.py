@@ -115,3 +115,18 @@ def test_stable_order_of_codes_is_lexsort(size: int) -> None:
     rng = np.random.default_rng(size)
     codes = [rng.integers(0, size, 500), rng.integers(0, 3, 500), rng.integers(0, size, 500)]
     assert derivations._stable_order(codes).tolist() == np.lexsort(codes[::-1]).tolist()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(
+    st.sampled_from(["S-1", "S-2", "S-3", "", None, float("nan")]),
+    st.one_of(st.none(), st.sampled_from(
+        ["2020-01-10", "2020-01-09T08:00", "2019-12-31T23:59:59+01:00", "2020-02",
+         "2020-02-30", "", "x", "2020-01-10T10:00"]))), max_size=40))
+def test_study_days_on_columns_are_those_of_each_row(pairs: list[tuple[Any, Any]]) -> None:
+    reference = {"S-1": "2020-01-10", "S-2": "2020-01", "S-3": None, "": "2020-01-01"}
+    subjects, dtcs = [p[0] for p in pairs], [p[1] for p in pairs]
+    expected = [derivations._StudyDay(reference)(s, d) for s, d in pairs]
+    got = derivations.days_of(subjects, dtcs, reference).tolist()
+    assert [repr(v) for v in got] == [repr(v) for v in expected]
+    assert all(v is None or type(v) is float for v in got)
