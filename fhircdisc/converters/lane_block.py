@@ -114,10 +114,10 @@ class LaneBlock:
         own = self.own.get(name)
         if own is not None:
             return own
-        if name in self.context_vars:
-            return _lookup([subject.get(name) for subject in self.subjects], self.subject)
-        if name in self.names:
-            return _lookup([row.get(name) for row in self.templates], self.template)
+        found = self.table(name)
+        if found is not None:
+            table, places = found
+            return table[places]
         if name == "_source":
             return self.sources
         if name == "_file":
@@ -150,12 +150,9 @@ class LaneBlock:
 
     def distinct(self, name: str) -> list[Any] | None:
         """Every value ``name`` takes in some row when it comes from the templates or the
-        subjects (each at least once); None when it is the rows' own."""
-        if name in self.own or name.startswith("_"):
-            return None
-        if name in self.context_vars:
-            return [subject.get(name) for subject in self.subjects]
-        return [row.get(name) for row in self.templates]
+        subjects (each at least once); None when the rows hold their own values of it."""
+        found = self.table(name)
+        return None if found is None else found[0].tolist()
 
     def take(self, rows: np.ndarray) -> LaneBlock:
         """The rows at ``rows`` (positions, in the order given) as a block of their own,
@@ -168,12 +165,6 @@ class LaneBlock:
         part.sources = self.sources[rows]
         part.own = {var: values[rows] for var, values in self.own.items()}
         return part
-
-
-def _lookup(values: list[Any], numbers: np.ndarray) -> np.ndarray:
-    """``values[number]`` for each number, as an object array."""
-    table = object_array(values, len(values))
-    return table[numbers] if len(table) else object_array([], 0)
 
 
 def _compact(numbers: np.ndarray, values: list[Any]) -> tuple[np.ndarray, list[Any]]:
