@@ -43,6 +43,14 @@ class ColumnValues:
             return cls(np.where(missing, -1, np.cumsum(~missing) - 1), values)
         return cls(np.asarray(codes, dtype=np.intp), uniques.tolist())
 
+    def texts(self, rows: int) -> list[str] | None:
+        """The distinct values when these are codes of ``rows`` rows and every distinct
+        value is text (then a missing cell is the only other kind); None otherwise."""
+        if len(self.codes) != rows or pd.api.types.infer_dtype(
+                self.uniques, skipna=False) not in ("string", "empty"):
+            return None
+        return self.uniques
+
     def missing(self) -> np.ndarray:
         return self.codes < 0
 

@@ -85,3 +85,11 @@ def test_unhashable_cells_are_each_a_value_and_missing_ones_none() -> None:
     values = ColumnValues.of(pd.Series([["a"], None, ["a"], math.nan], dtype=object))
     assert values.codes.tolist() == [0, -1, 1, -1]
     assert values.uniques == [["a"], ["a"]]
+
+
+def test_texts_are_given_only_for_all_text_columns_of_that_length() -> None:
+    text = ColumnValues.of(pd.Series(["b", None, "a", "b"], dtype=object))
+    assert text.texts(4) == ["b", "a"]
+    assert text.texts(3) is None
+    assert ColumnValues.of(pd.Series(["a", 1], dtype=object)).texts(2) is None
+    assert ColumnValues.of(pd.Series([None, None], dtype=object)).texts(2) == []

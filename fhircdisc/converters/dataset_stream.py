@@ -134,9 +134,9 @@ def stats_of(df: pd.DataFrame, meta: DatasetMeta,
     lengths: dict[str, int] = {}
     for col in meta.columns:
         known = coded.get(col.name) if coded and col.type == "Char" else None
-        if known is not None and len(known.codes) == len(df) \
-                and pd.api.types.infer_dtype(known.uniques, skipna=False) in ("string", "empty"):
-            lengths[col.name] = max(map(len, known.uniques), default=0)
+        texts = known.texts(len(df)) if known is not None else None
+        if texts is not None:
+            lengths[col.name] = max(map(len, texts), default=0)
             arrays.append(_NOTHING)
             continue
         try:

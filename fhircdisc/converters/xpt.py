@@ -514,10 +514,9 @@ class XptPieceEncoder:
                 fields.append(np.ascontiguousarray(ibm_doubles(values)).view("V8"))
                 continue
             known = coded.get(col.name) if coded else None
-            if known is not None and len(known.codes) == n_rows \
-                    and pd.api.types.infer_dtype(known.uniques, skipna=False) in ("string",
-                                                                                  "empty"):
-                texts: list[str] = [*known.uniques, ""]  # "": where the value is missing
+            uniques = known.texts(n_rows) if known is not None else None
+            if uniques is not None:
+                texts: list[str] = [*uniques, ""]  # "": where the value is missing
                 distinct: Any = texts
             else:
                 known = None
