@@ -680,14 +680,18 @@ def gather(parts: Parts, names: Iterable[str]) -> dict[str, np.ndarray]:
     arrays (:data:`ABSENT` where a row does not have the variable)."""
     columns: dict[str, list[np.ndarray]] = {name: [] for name in names}
     for part in parts:
-        if isinstance(part, LaneBlock):
-            for name, found in columns.items():
-                found.append(part.column(name))
-        else:
-            for name, found in columns.items():
-                found.append(object_array((row.get(name, ABSENT) for row in part), len(part)))
+        for name, found in columns.items():
+            found.append(_part_column(part, name))
     return {name: np.concatenate(found) if found else object_array((), 0)
             for name, found in columns.items()}
+
+
+def _part_column(part: LaneBlock | Rows, name: str) -> np.ndarray:
+    """The values of ``name`` over the rows of one part, :data:`ABSENT` where a row does
+    not have it."""
+    if isinstance(part, LaneBlock):
+        return part.column(name)
+    return object_array((row.get(name, ABSENT) for row in part), len(part))
 
 
 def ordered_column(parts: Parts, name: str, at: np.ndarray
@@ -704,8 +708,7 @@ def ordered_column(parts: Parts, name: str, at: np.ndarray
         found = part.table(name) if isinstance(part, LaneBlock) else None
         if found is None:
             tabled = False
-            values = part.column(name) if isinstance(part, LaneBlock) else object_array(
-                (row.get(name, ABSENT) for row in part), len(part))
+            values = _part_column(part, name)
             found = values, np.arange(len(values))
         tables.append(found[0])
         numbers.append(found[1].astype(np.intp) + offset)
