@@ -37,6 +37,7 @@ from fhircdisc.converters.xpt import XPT_MAX_MAGNITUDE, XPT_MIN_MAGNITUDE, ibm_d
 from fhircdisc.errors import ConversionError
 from fhircdisc.schemas.columns import ColumnMeta, DatasetMeta
 from tests.conftest import shared
+from tests.converters.pyreadstat_xpt import pyreadstat_xpt
 from tests.converters.strategies import PRINTABLE, datasets, numbers
 
 CREATED = "2025-01-31T12:00:00"
@@ -70,7 +71,12 @@ def split(df: pd.DataFrame, cuts: list[int]) -> list[pd.DataFrame]:
 
 
 def whole_bytes(df: pd.DataFrame, meta: DatasetMeta, fmt: str, folder: Path) -> bytes:
-    return write_dataset(df, folder, meta, fmt, creation_datetime=CREATED).read_bytes()
+    """The file ``write_dataset`` writes; an XPT file is also held to pyreadstat's."""
+    data = write_dataset(df, folder, meta, fmt, creation_datetime=CREATED).read_bytes()
+    if fmt == "xpt":
+        reference = folder.parent / f"{folder.name}-pyreadstat.xpt"
+        assert data == pyreadstat_xpt(df, meta, reference, CREATED)
+    return data
 
 
 def streamed_bytes(pieces: list[pd.DataFrame], meta: DatasetMeta, fmt: str,

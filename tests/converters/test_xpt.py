@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +25,12 @@ from fhircdisc.converters.xpt import (
 )
 from fhircdisc.errors import ConversionError, InputError
 from fhircdisc.schemas.columns import ColumnMeta, DatasetMeta
+from tests.converters.pyreadstat_xpt import pyreadstat_xpt
 from tests.converters.strategies import datasets, numbers
 
 EXAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cdisc-sdtm-example"
 DOMAINS = ("DM", "EX", "LB", "VS", "AE", "TS")
+CREATED = "2025-01-31T12:00:00"
 V5_LIBRARY_HEADER = b"HEADER RECORD*******LIBRARY HEADER RECORD!!!!!!!"
 
 
@@ -66,6 +69,24 @@ def test_real_xpt_round_trip(domain: str, tmp_path: Path) -> None:
     # (v5 "LIBRARY HEADER RECORD", v8 "LIBV8 HEADER RECORD")
     assert out.read_bytes()[:48] == V5_LIBRARY_HEADER
     assert list(tmp_path.iterdir()) == [out]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_real_xpt_bytes_are_pyreadstats(domain: str, tmp_path: Path) -> None:
+    """The records are encoded a column at a time: the file is still, byte for byte, the
+    one pyreadstat writes value by value."""
+    df, meta = read_xpt(example(domain, "xpt"))
+    out = tmp_path / "ours.xpt"
+    write_xpt(df, out, meta, created=CREATED)
+    assert out.read_bytes() == pyreadstat_xpt(df, meta, tmp_path / "reference.xpt", CREATED)
+
+
+def test_header_stamp_defaults_to_now(tmp_path: Path) -> None:
+    meta = DatasetMeta("NU", "Numbers", (ColumnMeta("X", "x", "Num"),))
+    out = tmp_path / "nu.xpt"
+    write_xpt(frame(meta, [[1.0]]), out, meta)
+    stamp = out.read_bytes()[144:160].decode()  # the library header's creation stamp
+    assert abs(datetime.strptime(stamp, "%d%b%y:%H:%M:%S") - datetime.now()).total_seconds() < 3600
 
 
 def test_real_xpt_shapes_and_types() -> None:
@@ -305,7 +326,8 @@ def test_property_round_trip(tmp_path_factory: pytest.TempPathFactory,
             write_xpt(df, out, meta)
         assert not out.exists()
         return
-    write_xpt(df, out, meta)
+    write_xpt(df, out, meta, created=CREATED)
+    assert out.read_bytes() == pyreadstat_xpt(df, meta, out.with_suffix(".ref"), CREATED)
     back, meta2 = read_xpt(out)
     # numbers in range survive bit for bit (see test_xpt_keeps_doubles_exactly_in_range)
     pd.testing.assert_frame_equal(back, expected_after_read(df, meta), check_exact=True)
