@@ -13,10 +13,12 @@ tests compare the output of both ways byte for byte.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from fhircdisc.converters.observation_lines import tuple_getter
 from fhircdisc.mappings.compiled import CompiledSpec, PlainTemplate
 
 #: the value of a variable a row does not have (NaN, as ``DataFrame.from_records`` of row
@@ -44,7 +46,10 @@ class LaneBlock:
         self.context_vars = frozenset(var for var, _ in plan.context)
         self.own_places = plan.own
         self.templates: list[dict[str, Any]] = []
-        self.subjects: list[dict[str, Any]] = []
+        #: each subject's context values (in ``context`` order) until :meth:`freeze`
+        self._subjects: list[tuple[Any, ...]] = []
+        #: then the subjects' context values as columns: variable -> value per subject
+        self.subjects: dict[str, np.ndarray] = {}
         self._template_numbers: dict[int, int] = {}
         self._subject_numbers: dict[int, int] = {}
         #: the objects numbered by identity, held so that no other takes their id
@@ -73,9 +78,8 @@ class LaneBlock:
             self._held.append(template)
         person = self._subject_numbers.get(id(subject))
         if person is None:
-            person = self._subject_numbers[id(subject)] = len(self.subjects)
-            self.subjects.append({var: getattr(subject, attr, None)
-                                  for var, attr in self.context})
+            person = self._subject_numbers[id(subject)] = len(self._subjects)
+            self._subjects.append(_context_values(subject, self.context))
             self._held.append(subject)
         templates, subjects, owns, sources, lines = self._added
         templates.append(number)
@@ -96,6 +100,10 @@ class LaneBlock:
             values = list(zip(*owns, strict=True))
             for var, place in self.own_places:
                 self.own[var] = object_array(values[place], size)
+        people = list(zip(*self._subjects, strict=True)) or [()] * len(self.context)
+        self.subjects = {var: object_array(column, len(self._subjects))
+                         for (var, _), column in zip(self.context, people, strict=True)}
+        self._subjects = []
         self._added = ([], [], [], [], [])
         self._template_numbers = {}
         self._subject_numbers = {}
@@ -135,8 +143,7 @@ class LaneBlock:
         if name in self.own:
             return None
         if name in self.context_vars:
-            values = [subject.get(name) for subject in self.subjects]
-            return object_array(values, len(values)), self.subject
+            return self.subjects[name], self.subject
         if name in self.names:
             values = [row.get(name) for row in self.templates]
             return object_array(values, len(values)), self.template
@@ -160,11 +167,27 @@ class LaneBlock:
         part = LaneBlock.__new__(LaneBlock)
         part.__dict__.update(self.__dict__)
         part.template, part.templates = _compact(self.template[rows], self.templates)
-        part.subject, part.subjects = _compact(self.subject[rows], self.subjects)
+        used, inverse = np.unique(self.subject[rows], return_inverse=True)
+        part.subject = inverse.astype(np.int32)
+        part.subjects = {var: values[used] for var, values in self.subjects.items()}
         part.lines = self.lines[rows]
         part.sources = self.sources[rows]
         part.own = {var: values[rows] for var, values in self.own.items()}
         return part
+
+
+def _context_values(subject: Any, context: tuple[tuple[str, str], ...]) -> tuple[Any, ...]:
+    """The subject's value of each context variable (None where it has no such attribute)."""
+    getter = _GETTERS.get(context)
+    if getter is None:
+        getter = _GETTERS[context] = tuple_getter(tuple(attr for _, attr in context))
+    try:
+        return getter(subject)
+    except AttributeError:
+        return tuple(getattr(subject, attr, None) for _, attr in context)
+
+
+_GETTERS: dict[tuple[tuple[str, str], ...], Callable[[Any], tuple[Any, ...]]] = {}
 
 
 def _compact(numbers: np.ndarray, values: list[Any]) -> tuple[np.ndarray, list[Any]]:

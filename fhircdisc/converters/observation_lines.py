@@ -39,8 +39,8 @@ class LineShape:
         overlap = set(keyed) & set(typed) | set(keyed) & set(units)
         if overlap:
             raise ValueError(f"elements both keyed and read as values: {sorted(overlap)}")
-        self._keyed = _getter(keyed)
-        self._units = _getter(units)
+        self._keyed = tuple_getter(keyed)
+        self._units = tuple_getter(units)
         known = set(RESOURCES["Observation"])
         fields: list[tuple[str, Any, Any]] = [("resourceType", str | None, None),
                                               ("id", str | None, None)]
@@ -83,8 +83,9 @@ class LineShape:
                         for quantity in quantities))
 
 
-def _getter(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
-    """The attributes ``names`` of an object, as a tuple (of one, or none, too)."""
+def tuple_getter(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    """A function giving the attributes ``names`` of an object, as a tuple (of one, or
+    none, too)."""
     if len(names) > 1:
         return attrgetter(*names)
     if names:

@@ -99,7 +99,7 @@ def test_block_of_typical_lines(lane: ObservationLane) -> None:
     [(block, _)] = both_ways(lane, batch).values()
     assert len(block) == 10
     assert len(block.templates) == 1            # one test, unit, range and flag
-    assert len(block.subjects) == 5
+    assert len(block.subjects["USUBJID"]) == 5
     assert block.column("LBSTAT").tolist() == [None] * 4 + ["NOT DONE"] + [None] * 5
     assert block.column("USUBJID").tolist()[:2] == ["S-p0000000", "S-p0000001"]
     assert block.column("_location").tolist()[-1] == "line 10"
