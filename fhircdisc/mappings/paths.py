@@ -15,7 +15,6 @@ Examples: ``code.coding[system=http://loinc.org].code``, ``valueQuantity.value``
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -64,26 +63,30 @@ def parse(path: str) -> tuple[Step, ...]:
     return tuple(steps)
 
 
-def _iter(node: Any, steps: tuple[Step, ...]) -> Iterator[Any]:
-    if not steps:
-        if node is not None and node != "" and node != [] and node != {}:
-            yield node
-        return
-    step, rest = steps[0], steps[1:]
-    if isinstance(node, list):
-        for item in node:
-            yield from _iter(item, steps)
-        return
-    if not isinstance(node, dict):
-        return
-    child = node.get(step.name)
-    if child is None:
-        return
-    items = child if isinstance(child, list) else [child]
-    for item in items:
-        if step.key is not None and get(item, step.key) != step.value:
+def _collect(node: Any, steps: tuple[Step, ...], index: int, out: list[Any]) -> None:
+    """Append to ``out`` every non-empty value at ``steps[index:]`` below ``node``."""
+    # iterative down plain steps; recursion only where a list or filter branches
+    while index < len(steps):
+        if isinstance(node, list):
+            for item in node:
+                _collect(item, steps, index, out)
+            return
+        if not isinstance(node, dict):
+            return
+        step = steps[index]
+        child = node.get(step.name)
+        if child is None:
+            return
+        if step.key is None and not isinstance(child, list):
+            node = child
+            index += 1
             continue
-        yield from _iter(item, rest)
+        for item in child if isinstance(child, list) else (child,):
+            if step.key is None or get(item, step.key) == step.value:
+                _collect(item, steps, index + 1, out)
+        return
+    if node is not None and node != "" and node != [] and node != {}:
+        out.append(node)
 
 
 def _empty(value: Any) -> bool:
@@ -126,7 +129,9 @@ def get(node: Any, path: str) -> Any:
 
 def get_all(node: Any, path: str) -> list[Any]:
     """Every non-empty value at ``path`` in ``node``."""
-    return list(_iter(node, parse(path)))
+    out: list[Any] = []
+    _collect(node, parse(path), 0, out)
+    return out
 
 
 def first(node: Any, paths: tuple[str, ...]) -> tuple[str | None, Any]:
