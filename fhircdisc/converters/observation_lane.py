@@ -52,6 +52,9 @@ class ObservationLane:
         self.index = index
         self.enrolment = enrolment
         self.subjects: dict[str, Any] = {}
+        #: a hospital export's subjects each come back every few lines: room for all of
+        #: them (they are in memory anyway), and for as many references that resolve to none
+        self.subject_limit = _CACHE_LIMIT + len(enrolment.subjects)
         self.templates: dict[bytes, tuple[str, PlainTemplate] | None] = {}
         inputs, units = zip(*(COMPILED[domain].plain_inputs() for domain in ("LB", "VS")),
                             strict=True)
@@ -70,7 +73,7 @@ class ObservationLane:
             subject = None
             if key is not None and key.startswith("Patient/"):
                 subject = self.enrolment.subject_for(key)
-            _keep(self.subjects, reference, subject)
+            _keep(self.subjects, reference, subject, self.subject_limit)
         return subject
 
     def _template(self, data: dict[str, Any]) -> tuple[str, PlainTemplate] | None:
@@ -197,8 +200,8 @@ class ObservationLane:
         return key
 
 
-def _keep(cache: dict[Any, Any], key: Any, value: Any) -> None:
-    """Store ``value`` in a lane cache, emptied first when it is full."""
-    if len(cache) >= _CACHE_LIMIT:
+def _keep(cache: dict[Any, Any], key: Any, value: Any, limit: int = _CACHE_LIMIT) -> None:
+    """Store ``value`` in a lane cache, emptied first when it holds ``limit`` entries."""
+    if len(cache) >= limit:
         cache.clear()
     cache[key] = value

@@ -5,6 +5,7 @@ the line is handed over; typical lines are taken."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -13,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from benchmarks.generate import CATEGORY, generate
-from fhircdisc.converters import streaming
+from fhircdisc.converters import observation_lane, streaming
 from fhircdisc.converters.observation_lane import ObservationLane
 
 LOINC = "http://loinc.org"
@@ -158,3 +159,24 @@ def test_text_must_be_utf8(lanes: Any) -> None:
     assert both(lanes, line)[0][0] is not None
     broken = line.replace("\u00e9".encode(), b"\xe9")
     assert both(lanes, broken) == ((None, []), None)
+
+
+def test_every_enrolled_subject_stays_cached(monkeypatch: pytest.MonkeyPatch,
+                                             tmp_path: Path) -> None:
+    """More subjects than the lane's cache limit: each subject's reference is still
+    resolved once, not again each time the cache would have been emptied."""
+    monkeypatch.setattr(observation_lane, "_CACHE_LIMIT", 2)
+    files = generate(tmp_path, 10, 5)
+    with streaming.fewer_collections():
+        setup = streaming.prepare(files, tmp_path / "out", ("xpt",), study_id="S")
+    ctx = setup.context
+    lane = ObservationLane(ctx.index, ctx.enrolment, ctx.terminology)
+    resolved: list[object] = []
+    key_of = ctx.index.key_of
+    monkeypatch.setattr(ctx.index, "key_of", lambda ref: resolved.append(ref) or key_of(ref))
+    batch = [dumps(typical(n)) for n in range(20)]         # five subjects, four times each
+    assert all(lane.read_line(line) is not None for line in batch)
+    assert sorted(resolved) == [f"Patient/p{n:07d}" for n in range(5)]
+    junk = [dumps(typical(n, subject={"reference": f"Patient/x{n}"})) for n in range(6)]
+    assert [lane.read_line(line) for line in junk] == [None] * 6
+    assert len(lane.subjects) <= 2 + 5                     # unresolved ones stay bounded
