@@ -130,3 +130,15 @@ def test_xpt_limit_violation_leaves_no_output(tmp_path):
     assert result.exit_code == 2
     assert "LB.LBORRES row 1: value is 250 bytes, XPT v5 allows 200" in result.output
     assert not out.exists()
+
+
+def test_source_resource_properties_are_worked_out_once_and_stay() -> None:
+    from fhircdisc.converters.fhir_reader import Origin, SourceResource
+
+    resource = SourceResource({"resourceType": "Patient", "id": 7}, Origin("f.ndjson", "line 3"))
+    assert (resource.type, resource.id, resource.key) == ("Patient", "7", "Patient/7")
+    assert resource.report_key == "Patient/7@f.ndjson [line 3]"
+    resource.data["id"] = "changed"               # read once: later reads keep the first
+    assert resource.key == "Patient/7" and vars(resource)["key"] == "Patient/7"
+    no_id = SourceResource({"resourceType": "Observation"}, Origin("b.json", "$.entry[2]"))
+    assert no_id.id is None and no_id.key == "Observation@b.json [$.entry[2]]"
