@@ -8,6 +8,7 @@ TS rows from the study parameters.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -325,7 +326,7 @@ def derive(rows: dict[str, list[dict[str, Any]]], specs: dict[str, DomainSpec]
         domain_rows = rows.get(domain, [])
         if not domain_rows:
             continue
-        columns = list(dict.fromkeys(key for row in domain_rows for key in row))
+        columns = list(dict.fromkeys(chain.from_iterable(domain_rows)))  # keys, in order
         frames[domain] = pd.DataFrame.from_records(domain_rows, columns=columns)
     return frames
 
