@@ -229,7 +229,7 @@ def _column_stats(values: tuple[Any, ...]) -> ColumnStats:
         if value is None or value != value:
             continue
         column.present = True
-        if not isinstance(value, int | float) or isinstance(value, bool):
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
             column.numeric = False
             break
     return column

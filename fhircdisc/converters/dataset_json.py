@@ -373,7 +373,7 @@ def _convert_cell(kind: str, value: object) -> tuple[object, str | None]:
     if kind == "integer":
         if isinstance(value, int):
             return float(value), None
-    elif isinstance(value, int | float):
+    elif isinstance(value, (int, float)):
         return float(value), None
     elif kind == "decimal" and isinstance(value, str):
         text = value.strip()

@@ -156,7 +156,7 @@ def _lenient_array(values: list[object], char: bool) -> np.ndarray:
         out = np.empty(len(values), dtype=object)
         out[:] = [v if isinstance(v, str) else None for v in values]
         return out
-    numbers = [float(v) if isinstance(v, int | float | np.integer | np.floating)
+    numbers = [float(v) if isinstance(v, (int, float, np.integer, np.floating))
                and not isinstance(v, bool) and not is_missing(v) else np.nan for v in values]
     return np.array(numbers, dtype=np.float64)
 

@@ -103,7 +103,7 @@ def num_cells(df: pd.DataFrame, meta: DatasetMeta, col: ColumnMeta,
     for row, value in enumerate(df[col.name].tolist(), start=first_row):
         if is_missing(value):
             out.append(math.nan)
-        elif isinstance(value, bool | np.bool_) or not isinstance(value, Real | Integral):
+        elif isinstance(value, (bool, np.bool_)) or not isinstance(value, (Real, Integral)):
             raise ConversionError(
                 f"{meta.name}.{col.name} row {row}: Num variable holds "
                 f"{type(value).__name__} {value!r}, expected a number"

@@ -100,7 +100,7 @@ def _lookup(ctx: MapContext, view: dict[str, Any], rule: Rule) -> Term | None:
         node = paths.get_all(view, path)
         if not node:
             continue
-        if all(isinstance(n, str | int | float | bool) for n in node):
+        if all(isinstance(n, (str, int, float, bool)) for n in node):
             candidates = [{"system": rule.system, "code": str(n)} for n in node]
         else:
             candidates = _codings(node)
@@ -142,7 +142,7 @@ def assign(view: dict[str, Any], rule: Rule, ctx: MapContext) -> str | None:
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    return str(value).strip() if not isinstance(value, dict | list) else None
+    return str(value).strip() if not isinstance(value, (dict, list)) else None
 
 
 @algorithm("assign_num")

@@ -83,7 +83,7 @@ def _unit_projection(rule: Rule) -> str | None:
 def _key_part(name: str, value: Any) -> Any:
     if value is None or isinstance(value, str):
         return value
-    if isinstance(value, int | float | bool):
+    if isinstance(value, (int, float, bool)):
         return (value.__class__, value)   # True, 1 and 1.0 must not share an entry
     if name in _IDENTITY:
         return id(value)

@@ -67,7 +67,7 @@ def _kind(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "boolean"
-    if isinstance(value, int | float):
+    if isinstance(value, (int, float)):
         return "number"
     if isinstance(value, str):
         return "string"
@@ -86,7 +86,7 @@ def _expected(type_name: str) -> str:
 
 def _describe(value: Any) -> str:
     found = _ARTICLE[_kind(value)]
-    if isinstance(value, str | int | float | bool) and value is not None:
+    if isinstance(value, (str, int, float, bool)) and value is not None:
         text = repr(value)
         found += f" ({text[:40] + '...' if len(text) > 40 else text})"
     return found

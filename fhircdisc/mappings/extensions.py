@@ -33,7 +33,7 @@ def variable_extension(name: str, value: Any) -> dict[str, Any]:
     """One ``sdtm-variable`` extension (no value part when the value is empty)."""
     parts: list[dict[str, Any]] = [{"url": "name", "valueCode": name}]
     if not missing(value):
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
             parts.append({"url": "value", "valueDecimal": float(value)})
         else:
             parts.append({"url": "value", "valueString": str(value)})

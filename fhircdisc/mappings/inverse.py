@@ -51,7 +51,7 @@ def missing(value: Any) -> bool:
 
 def number(text: Any) -> float | None:
     """A finite number from an SDTM value (numbers, or text that is exactly a number)."""
-    if isinstance(text, int | float) and not isinstance(text, bool):
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
         return float(text) if math.isfinite(text) else None
     if isinstance(text, str) and _NUMBER.match(text.strip()):
         value = float(text)

@@ -335,6 +335,6 @@ def _as_type(values: pd.Series, kind: str) -> pd.Series:
 def _text(value: object) -> str | None:
     if is_missing(value):
         return None
-    if isinstance(value, float | np.floating):
+    if isinstance(value, (float, np.floating)):
         return format_number(float(value))
     return str(value)

@@ -120,8 +120,8 @@ def _header(result: ValidationResult, title: str, generated: str,
 def _meta_value(value: Any) -> str:
     if isinstance(value, Mapping):
         return ", ".join(f"{k} {_meta_value(v)}" for k, v in value.items())
-    if isinstance(value, list | tuple | set | frozenset):
-        items = sorted(value, key=str) if isinstance(value, set | frozenset) else value
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=str) if isinstance(value, (set, frozenset)) else value
         return ", ".join(_meta_value(v) for v in items)
     return "" if value is None else str(value)
 

@@ -26,7 +26,7 @@ def actual_type(ds: Dataset, name: str) -> str | None:
     values = series.dropna()
     if values.empty:
         return None  # all missing: nothing shows the type
-    numeric = values.map(lambda v: isinstance(v, Real) and not isinstance(v, bool | np.bool_))
+    numeric = values.map(lambda v: isinstance(v, Real) and not isinstance(v, (bool, np.bool_)))
     return "Num" if bool(numeric.all()) else "Char"
 
 
