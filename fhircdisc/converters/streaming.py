@@ -182,6 +182,22 @@ class DatasetPlan:
         """Writer metadata of a streamed dataset."""
         return dataset_meta(domain, self.columns[domain], self.numeric[domain])
 
+    def dm_dataset(self) -> Any:
+        """DM as the conformance rules see it, made once per process: the column codes
+        the cross-dataset rules make of it (USUBJID, RFSTDTC ...) serve every bucket
+        after the first, instead of 100,000 subjects coded again for each."""
+        made = self.__dict__.get("_dm_dataset")
+        if made is None:
+            from fhircdisc.schemas.conformance.context import Dataset
+
+            assert self.dm is not None
+            made = self.__dict__["_dm_dataset"] = Dataset(
+                "DM", self.dm.reset_index(drop=True), self.dm_meta)
+        return made
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {name: value for name, value in self.__dict__.items() if name != "_dm_dataset"}
+
 
 @dataclass
 class Setup:
@@ -662,7 +678,7 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
 
         dataset = Dataset(domain, frame, meta)
         dataset.adopt(finished.coded)
-        result = validate_sdtm({"DM": plan.dm, domain: dataset}, metas={"DM": plan.dm_meta},
+        result = validate_sdtm({"DM": plan.dm_dataset(), domain: dataset},
                                target="converted study", tested=(domain,))
         finished.findings = result.findings
         finished.runs = result.runs

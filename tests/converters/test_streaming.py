@@ -190,3 +190,20 @@ def test_demo_bundle_streams_like_memory(demo_bundle_path: Path, tmp_path: Path)
     stream_to_sdtm([demo_bundle_path], tmp_path / "stream", ("xpt",),
                    terminology=[DEMO_TERMINOLOGY], creation_datetime=STAMP, workers=2)
     assert _files(tmp_path / "stream") == _files(tmp_path / "memory")
+
+
+def test_dm_for_the_bucket_checks_is_made_once_and_not_shipped(tmp_path: Path) -> None:
+    import pickle
+
+    from fhircdisc.converters import streaming
+
+    files = generate(tmp_path / "export", 30, 4)
+    with streaming.fewer_collections():
+        setup = streaming.prepare(files, tmp_path / "out", ("xpt",), study_id="S")
+    plan = setup.plan
+    dm = plan.dm_dataset()
+    assert dm is plan.dm_dataset()                      # every bucket of a worker
+    assert sorted(dm.column("USUBJID")) == sorted(setup.small.domains["DM"]["USUBJID"])
+    shipped = pickle.loads(pickle.dumps(plan))          # Spark ships the plan: no caches
+    assert "_dm_dataset" not in vars(shipped)
+    assert shipped.dm_dataset() is not dm and shipped.dm.equals(plan.dm)
