@@ -125,9 +125,19 @@ def _run_rules(rules: list[tuple[int, Rule]], view: dict[str, Any], ctx: MapCont
             if value is None and rule.fallback is not None:
                 value = ALGORITHMS[rule.fallback.algorithm](view, rule.fallback, sub)
         except Unmapped as exc:
-            return _Outcome(values, sub.issues, (index, exc))
+            return _Outcome(values, sub.issues, (index, _bare(exc)))
         values.append((rule.var, value))
     return _Outcome(values, sub.issues, None)
+
+
+def _bare(exc: Unmapped) -> Unmapped:
+    """``exc`` without its traceback and the exception it came from, to be kept in a cache:
+    a traceback holds the frames it passed through and their callers' frames, which hold
+    a whole chunk of resources and rows (a worker grew by 60 MB a chunk when one line in
+    ten had an unknown code). Only its fields are read (reason, message, element, code)."""
+    exc.__traceback__ = None
+    exc.__cause__ = exc.__context__ = None
+    return exc
 
 
 class _Group:
@@ -308,7 +318,11 @@ class CompiledSpec:
         raises, as ``map_view`` would."""
         errors = [o.error for o in outcomes if o.error is not None]
         if errors:
-            raise min(errors, key=lambda e: e[0])[1]
+            # raised as a copy: the cached one would take on this call's traceback, and
+            # with it every frame up the stack and what they hold
+            first = min(errors, key=lambda e: e[0])[1]
+            raise Unmapped(first.reason_code, first.message, first.element, first.system,
+                           first.code)
         issues = sorted((issue for o in outcomes for issue in o.issues),
                         key=lambda issue: self.rank.get(issue.var, 0))
         row: dict[str, Any] = dict.fromkeys(self.order)

@@ -231,3 +231,35 @@ def test_rule_inputs_name_what_each_rule_reads() -> None:
     assert rule_inputs(lb.rule("LBSPEC")) == ("_specimen", "code")
     assert rule_inputs(lb.rule("LBSTAT")) is None          # reads every value[x]: run directly
     assert rule_inputs(SPECS["VS"].rule("VSORRESU")) == ("code", "valueQuantity")
+
+
+def test_a_cached_failure_keeps_nothing_of_its_callers_alive() -> None:
+    """A resource that cannot map is cached as its error; the error must not carry the
+    traceback of the call that raised it, or every frame up the stack (a streaming
+    worker's whole chunk of resources) would live as long as the cache."""
+    import gc
+    import weakref
+
+    spec = CompiledSpec(SPECS["LB"])
+    view = {"resourceType": "Observation", "_subject": SUBJECTS[0],
+            "category": [{"coding": [{"system": CATEGORY, "code": "laboratory"}]}],
+            "code": {"coding": [{"system": LOINC, "code": "99999-9"}]}}
+
+    class Chunk:
+        pass
+
+    def caller() -> tuple[weakref.ref[Chunk], Unmapped]:
+        chunk = Chunk()                       # what a task's frame holds
+        try:
+            spec.map(view, MapContext(TERMS, "Observation"))
+        except Unmapped as exc:
+            return weakref.ref(chunk), exc
+        raise AssertionError("an unknown test code maps")
+
+    first, raised = caller()
+    second, again = caller()                  # the second time from the cache
+    assert (again.reason_code, again.code) == ("unknown-code", "99999-9")
+    del raised, again                         # the errors handed out go; the cache stays
+    gc.collect()
+    assert first() is None and second() is None
+    assert outcome(spec.map, view) == outcome(reference("LB"), view)
