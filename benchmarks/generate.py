@@ -1,11 +1,15 @@
 """Deterministic Bulk Data export generator: Patients + US Core shaped lab/vital Observations.
 
     python benchmarks/generate.py OUT_DIR --observations 1000000 [--patients 5000]
+                                  [--local-codes 0.1]
 
 About 600 bytes per Observation (LOINC code, UCUM quantity, reference range,
 interpretation, category, effectiveDateTime with offset), split into one
 ``Observation.ndjson`` file per 250,000 resources so that files can be processed in
-parallel, as Bulk Data servers do.
+parallel, as Bulk Data servers do. ``--local-codes`` gives that share of the lab results
+a hospital's local test code instead of LOINC: no terminology table knows them, so they
+go through the general engine and into the report as unmapped, as a real export's
+long tail of tests does.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ VITALS = (("8867-4", "Heart rate", "/min", 50, 110), ("8310-5", "Body temperatur
 CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 PER_FILE = 250_000
 US_CORE_PATIENT = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient"
+LOCAL_CODES = "urn:oid:1.2.36.146.595.217.0.1.9.1"
 
 
 def patient(n: int, rng: random.Random) -> dict:
@@ -39,15 +44,18 @@ def patient(n: int, rng: random.Random) -> dict:
             "address": [{"country": "US"}]}
 
 
-def observation(n: int, patients: int, rng: random.Random) -> dict:
+def observation(n: int, patients: int, rng: random.Random, local_codes: float = 0.0) -> dict:
     lab = rng.random() < 0.6
     code, display, unit, low, high = rng.choice(LAB if lab else VITALS)
+    system = "http://loinc.org"
+    if lab and local_codes and rng.random() < local_codes:
+        system, code = LOCAL_CODES, f"L{code.replace('-', '')}"
     value = round(rng.uniform(low * 0.8, high * 1.2), 2)
     day = rng.randint(1, 28)
     obs = {"resourceType": "Observation", "id": f"o{n:08d}", "status": "final",
            "category": [{"coding": [{"system": CATEGORY,
                                      "code": "laboratory" if lab else "vital-signs"}]}],
-           "code": {"coding": [{"system": "http://loinc.org", "code": code, "display": display}],
+           "code": {"coding": [{"system": system, "code": code, "display": display}],
                     "text": display},
            "subject": {"reference": f"Patient/p{rng.randrange(patients):07d}"},
            "effectiveDateTime": f"2021-{rng.randint(1, 12):02d}-{day:02d}T{rng.randint(0, 23):02d}:"
@@ -64,8 +72,10 @@ def observation(n: int, patients: int, rng: random.Random) -> dict:
     return obs
 
 
-def generate(out: Path, observations: int, patients: int, seed: int = 7) -> list[Path]:
-    """Write the export; returns the files written."""
+def generate(out: Path, observations: int, patients: int, seed: int = 7,
+             local_codes: float = 0.0) -> list[Path]:
+    """Write the export; returns the files written. ``local_codes``: the share of lab
+    results coded with a local code no terminology table has (0: the same files as ever)."""
     rng = random.Random(seed)
     out.mkdir(parents=True, exist_ok=True)
     files = [out / "Patient.ndjson"]
@@ -77,7 +87,7 @@ def generate(out: Path, observations: int, patients: int, seed: int = 7) -> list
         files.append(path)
         with path.open("wb") as handle:
             for n in range(part, min(observations, part + PER_FILE)):
-                handle.write(orjson.dumps(observation(n, patients, rng)) + b"\n")
+                handle.write(orjson.dumps(observation(n, patients, rng, local_codes)) + b"\n")
     return files
 
 
@@ -86,6 +96,9 @@ if __name__ == "__main__":
     parser.add_argument("out", type=Path)
     parser.add_argument("--observations", type=int, default=1_000_000)
     parser.add_argument("--patients", type=int, default=5_000)
+    parser.add_argument("--local-codes", type=float, default=0.0,
+                        help="share of lab results with a local code (unmapped)")
     args = parser.parse_args()
-    written = generate(args.out, args.observations, args.patients)
+    written = generate(args.out, args.observations, args.patients,
+                       local_codes=args.local_codes)
     print(f"wrote {len(written)} files to {args.out}")

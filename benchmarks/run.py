@@ -1,7 +1,7 @@
 """Benchmarks of the conversion paths, with baselines measured in the same run.
 
-    python benchmarks/run.py [--observations 1000000] [--slice 2000]
-                             [--memory-sizes 500000,2000000]
+    python benchmarks/run.py [--observations 1000000] [--patients 5000] [--slice 2000]
+                             [--memory-sizes 500000,2000000] [--local-codes 0.1]
 
 On a generated Bulk Data export (benchmarks/generate.py), prints:
 - bare orjson parse of every line (the floor), resources/s;
@@ -114,6 +114,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--observations", type=int, default=1_000_000)
     parser.add_argument("--patients", type=int, default=5_000)
+    parser.add_argument("--local-codes", type=float, default=0.0,
+                        help="share of lab results with a local code, which no table maps")
     parser.add_argument("--slice", type=int, default=2_000)
     parser.add_argument("--memory-sizes", default="500000,2000000",
                         help="Observation counts whose peak RSS is measured ('' to skip)")
@@ -121,14 +123,17 @@ def main() -> None:
     console = Console()
     cores = os.cpu_count() or 1
     table = Table(title=f"fhircdisc benchmarks ({cores} cores, {args.observations:,} "
-                        f"Observations + {args.patients:,} Patients)")
+                        f"Observations + {args.patients:,} Patients"
+                        + (f", {args.local_codes:.0%} of lab codes local" if args.local_codes
+                           else "") + ")")
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_column("ratio", justify="right")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         console.print(f"generating {args.observations:,} Observations ...")
-        files = generate(work / "export", args.observations, args.patients)
+        files = generate(work / "export", args.observations, args.patients,
+                         local_codes=args.local_codes)
         count, parse_s = bare_parse(files)
         table.add_row("bare orjson parse", f"{count / parse_s:,.0f} resources/s", "1.0x")
         one, timings = stream(files, work / "out", 1)
@@ -158,7 +163,7 @@ def main() -> None:
         for size in sizes:
             folder = work / f"mem{size}"
             console.print(f"peak memory at {size:,} Observations ...")
-            generate(folder, size, args.patients)
+            generate(folder, size, args.patients, local_codes=args.local_codes)
             parent, worker = peak_memory(folder, work / "out")
             peaks.append(max(parent, worker))
             shutil.rmtree(folder)

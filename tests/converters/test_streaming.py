@@ -207,3 +207,22 @@ def test_dm_for_the_bucket_checks_is_made_once_and_not_shipped(tmp_path: Path) -
     shipped = pickle.loads(pickle.dumps(plan))          # Spark ships the plan: no caches
     assert "_dm_dataset" not in vars(shipped)
     assert shipped.dm_dataset() is not dm and shipped.dm.equals(plan.dm)
+
+
+def test_local_lab_codes_are_reported_unmapped_as_in_memory(tmp_path: Path) -> None:
+    """The benchmark's long tail of local test codes: each such result is reported, the
+    rest converted, the same files as the in-memory engine."""
+    from benchmarks.generate import LOCAL_CODES
+
+    files = generate(tmp_path / "export", 2400, 40, local_codes=0.3)
+    local = sum(path.read_bytes().count(LOCAL_CODES.encode()) for path in files)
+    assert 250 < local < 600
+    study = to_sdtm(files, study_id="BENCH")
+    study.write(tmp_path / "memory", ("xpt",), creation_datetime=STAMP,
+                validation=study.validate())
+    stream_to_sdtm(files, tmp_path / "stream", ("xpt",), study_id="BENCH", workers=2,
+                   creation_datetime=STAMP, chunk_lines=500, bucket_rows=700)
+    assert _files(tmp_path / "stream") == _files(tmp_path / "memory")
+    report = orjson.loads((tmp_path / "stream" / "conversion-report.json").read_bytes())
+    assert report["unmapped_reasons"] == {"unknown-code": local}
+    assert report["rows"]["LB"] + report["rows"]["VS"] == 2400 - local
