@@ -95,7 +95,7 @@ class Dataset:
         return frozenset(self.df.columns)
 
     def has(self, name: str) -> bool:
-        return name in self._names    # a pandas Index look-up costs 2 µs, once per finding
+        return name in self._names    # a pandas Index look-up costs 2 µs, asked per finding
 
     def column(self, name: str) -> pd.Series:
         if name not in self.df.columns:
