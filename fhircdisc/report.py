@@ -28,7 +28,7 @@ def _natural(text: str) -> tuple[Any, ...]:
     return tuple(int(part) if part.isdigit() else part for part in _DIGITS.split(text))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UnmappedItem:
     """A resource (or panel component) that did not become an SDTM row."""
 
@@ -43,7 +43,7 @@ class UnmappedItem:
     code: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ValueIssueItem:
     """A value left empty or kept as written in a row that was otherwise mapped."""
 
@@ -122,7 +122,13 @@ class ConversionReport:
     def reasons(self) -> dict[str, int]:
         return dict(Counter(item.reason_code for item in self.unmapped).most_common())
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, objects: bool = False) -> dict[str, Any]:
+        """The report as JSON-ready data. ``objects``: leave the unmapped items and value
+        issues as dataclasses, which orjson writes as the same JSON without a dict made
+        per item (an export with a million unmapped resources holds them all at once)."""
+        def items(values: list[Any]) -> list[Any]:
+            return list(values) if objects else [asdict(item) for item in values]
+
         return {
             "fhir_version": self.fhir_version,
             "sources": self.sources,
@@ -132,6 +138,6 @@ class ConversionReport:
             "reconciles": self.reconciles(),
             "rows": dict(sorted(self.rows.items())),
             "unmapped_reasons": self.reasons(),
-            "unmapped": [asdict(item) for item in self.unmapped],
-            "value_issues": [asdict(item) for item in self.value_issues],
+            "unmapped": items(self.unmapped),
+            "value_issues": items(self.value_issues),
         }

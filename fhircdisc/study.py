@@ -87,7 +87,7 @@ class Study:
         out = Path(out_dir)
         formats = list(dict.fromkeys(formats))
         stamp = creation_datetime or datetime.now(UTC).replace(microsecond=0).isoformat()
-        report = self.report.to_dict()
+        report = self.report.to_dict(objects=True)
         if validation is not None:
             report["validation"] = validation.to_dict()
         report["sources"] = [relative_path(s, out) for s in report["sources"]]

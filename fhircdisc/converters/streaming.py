@@ -841,7 +841,7 @@ def write_output(setup: Setup, staging: Path, pieces: Mapping[str, list[Piece]],
     provenance[provenance["DOMAIN"] == "TS"].to_csv(prov_path, index=False, header=False,
                                                     mode="a")
     report.rows = dict(sorted(report.rows.items()))
-    document = report.to_dict()
+    document = report.to_dict(objects=True)
     if validation is not None:
         validation.metadata["datasets"] = {name: datasets[name][0] for name in
                                            _ordered(datasets)}
