@@ -166,9 +166,9 @@ class LaneBlock:
         keeping only the templates and subjects they use."""
         part = LaneBlock.__new__(LaneBlock)
         part.__dict__.update(self.__dict__)
-        part.template, part.templates = _compact(self.template[rows], self.templates)
-        used, inverse = np.unique(self.subject[rows], return_inverse=True)
-        part.subject = inverse.astype(np.int32)
+        used, part.template = _renumbered(self.template[rows])
+        part.templates = [self.templates[i] for i in used.tolist()]
+        used, part.subject = _renumbered(self.subject[rows])
         part.subjects = {var: values[used] for var, values in self.subjects.items()}
         part.lines = self.lines[rows]
         part.sources = self.sources[rows]
@@ -190,7 +190,8 @@ def _context_values(subject: Any, context: tuple[tuple[str, str], ...]) -> tuple
 _GETTERS: dict[tuple[tuple[str, str], ...], Callable[[Any], tuple[Any, ...]]] = {}
 
 
-def _compact(numbers: np.ndarray, values: list[Any]) -> tuple[np.ndarray, list[Any]]:
-    """``numbers`` into ``values`` renumbered into the values they use, and those."""
+def _renumbered(numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct ``numbers`` in order, and each of ``numbers`` as its place among them:
+    a table's entries that rows use, and the rows' numbers into those alone."""
     used, inverse = np.unique(numbers, return_inverse=True)
-    return inverse.astype(np.int32), [values[i] for i in used.tolist()]
+    return used, inverse.astype(np.int32)
