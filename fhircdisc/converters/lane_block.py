@@ -46,17 +46,11 @@ class LaneBlock:
         self.context_vars = frozenset(var for var, _ in plan.context)
         self.own_places = plan.own
         self.templates: list[dict[str, Any]] = []
-        #: each subject's context values (in ``context`` order) until :meth:`freeze`
-        self._subjects: list[tuple[Any, ...]] = []
-        #: then the subjects' context values as columns: variable -> value per subject
+        #: the rows added until :meth:`freeze`: (template, subject, own values, key, line)
+        self._added: list[tuple[PlainTemplate, Any, tuple[Any, ...], str, int]] = []
+        #: the subjects' context values as columns (variable -> value per subject) after
+        #: :meth:`freeze`
         self.subjects: dict[str, np.ndarray] = {}
-        self._template_numbers: dict[int, int] = {}
-        self._subject_numbers: dict[int, int] = {}
-        #: the objects numbered by identity, held so that no other takes their id
-        self._held: list[Any] = []
-        #: the rows added, field by field, until :meth:`freeze`
-        self._added: tuple[list[int], list[int], list[tuple[Any, ...]], list[str],
-                           list[int]] = ([], [], [], [], [])
         #: filled by :meth:`freeze`
         self.template = np.empty(0, dtype=np.int32)
         self.subject = np.empty(0, dtype=np.int32)
@@ -66,48 +60,34 @@ class LaneBlock:
         self.own: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
-        return len(self._added[0]) or len(self.template)
+        return len(self._added) or len(self.template)
 
     def add(self, template: PlainTemplate, subject: Any, own: tuple[Any, ...],
             source: str, line: int) -> None:
         """One row: ``own`` as ``CompiledSpec.own_values`` gives it."""
-        number = self._template_numbers.get(id(template))
-        if number is None:
-            number = self._template_numbers[id(template)] = len(self.templates)
-            self.templates.append(template.row)
-            self._held.append(template)
-        person = self._subject_numbers.get(id(subject))
-        if person is None:
-            person = self._subject_numbers[id(subject)] = len(self._subjects)
-            self._subjects.append(_context_values(subject, self.context))
-            self._held.append(subject)
-        templates, subjects, owns, sources, lines = self._added
-        templates.append(number)
-        subjects.append(person)
-        owns.append(own)
-        sources.append(source)
-        lines.append(line)
+        self._added.append((template, subject, own, source, line))
 
     def freeze(self) -> LaneBlock:
-        """Turn the rows added into columns (once, after the last ``add``)."""
-        templates, subjects, owns, sources, lines = self._added
-        size = len(templates)
+        """Turn the rows added into columns (once, after the last ``add``); templates and
+        subjects are numbered in the order rows first use them."""
+        size = len(self._added)
         if size:
-            self.template = np.array(templates, dtype=np.int32)
-            self.subject = np.array(subjects, dtype=np.int32)
+            templates, subjects, owns, sources, lines = zip(*self._added, strict=True)
+            self.template, firsts = _first_use(templates)
+            self.templates = [templates[i].row for i in firsts.tolist()]
+            self.subject, firsts = _first_use(subjects)
+            people = [_context_values(subjects[i], self.context) for i in firsts.tolist()]
             self.lines = np.array(lines, dtype=np.int64)
             self.sources = object_array(sources, size)
             values = list(zip(*owns, strict=True))
             for var, place in self.own_places:
                 self.own[var] = object_array(values[place], size)
-        people = list(zip(*self._subjects, strict=True)) or [()] * len(self.context)
-        self.subjects = {var: object_array(column, len(self._subjects))
-                         for (var, _), column in zip(self.context, people, strict=True)}
-        self._subjects = []
-        self._added = ([], [], [], [], [])
-        self._template_numbers = {}
-        self._subject_numbers = {}
-        self._held = []
+        else:
+            people = []
+        columns = list(zip(*people, strict=True)) or [()] * len(self.context)
+        self.subjects = {var: object_array(column, len(people))
+                         for (var, _), column in zip(self.context, columns, strict=True)}
+        self._added = []
         return self
 
     def set_column(self, var: str, values: np.ndarray) -> None:
@@ -174,6 +154,17 @@ class LaneBlock:
         part.sources = self.sources[rows]
         part.own = {var: values[rows] for var, values in self.own.items()}
         return part
+
+
+def _first_use(objects: tuple[Any, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's object as a number, objects told apart by identity and numbered in the
+    order rows first use them; and, per number, the first row using it."""
+    ids = np.fromiter(map(id, objects), dtype=np.int64, count=len(objects))
+    distinct, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    by_use = np.argsort(first, kind="stable")
+    number = np.empty(len(distinct), dtype=np.int32)
+    number[by_use] = np.arange(len(distinct), dtype=np.int32)
+    return number[inverse.reshape(-1)], first[by_use]
 
 
 def _context_values(subject: Any, context: tuple[tuple[str, str], ...]) -> tuple[Any, ...]:

@@ -344,7 +344,10 @@ def prepare(sources: Iterable[str | Path], out_dir: str | Path,
     early = {domain: rows.pop(domain, []) for domain in STREAMED_DOMAINS}
     frames = derivations.derive(rows, SPECS)
     reference = {row["USUBJID"]: row.get("RFSTDTC") for row in rows.get("DM", [])}
+    # a hospital export has a row per Patient here: each copy goes as soon as it is used
+    del rows, resources
     small = Study.from_frames(frames, report=report)
+    del frames
 
     usubjids = sorted(s.usubjid for s in enrolment.subjects.values())
     expected = streamed + sum(len(r) for r in early.values())

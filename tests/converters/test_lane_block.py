@@ -54,7 +54,7 @@ def both_ways(lane: ObservationLane, batch: list[bytes]
         block.add(template, subject, own,
                   lane.note(domain, rid, "f.ndjson", number, template.issues, []), number)
         row = COMPILED[domain].row_of(template, subject, own)
-        row.update(_source=block._added[3][-1], _file="f.ndjson", _location=f"line {number}",
+        row.update(_source=block._added[-1][3], _file="f.ndjson", _location=f"line {number}",
                    _order=(2, number, 0))
         rows.append(row)
     for block, _ in made.values():
