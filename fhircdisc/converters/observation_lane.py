@@ -16,7 +16,6 @@ general engine, which then produces exactly the row or report entry it always do
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import partial
 from itertools import chain
 from typing import Any
 
@@ -27,7 +26,7 @@ from fhircdisc.converters.fhir_to_sdtm import COMPILED, EXCLUDED_STATUS, observa
 from fhircdisc.converters.observation_lines import LineShape, orjson_number
 from fhircdisc.converters.resource_index import ResourceIndex
 from fhircdisc.mappings.algorithms import MapContext, ValueIssue
-from fhircdisc.mappings.compiled import PlainTemplate, plain_key
+from fhircdisc.mappings.compiled import CompiledSpec, PlainTemplate, plain_key
 from fhircdisc.mappings.element_types import element_problem
 from fhircdisc.mappings.spec import Unmapped
 from fhircdisc.mappings.terminology import Terminology
@@ -64,7 +63,8 @@ class ObservationLane:
         dates = {name for domain in ("LB", "VS") for name in COMPILED[domain].date_elements}
         self.shape = LineShape(self.inputs, ("status", "subject", *sorted(dates)),
                                tuple(sorted({"valueQuantity", *self.units})), _NOT_PLAIN)
-        self.line_templates: dict[tuple[Any, ...], tuple[str, PlainTemplate] | None] = {}
+        self.line_templates: dict[tuple[Any, ...],
+                                  tuple[str, PlainTemplate, CompiledSpec] | None] = {}
 
     def _subject(self, reference: str) -> Any:
         subject = self.subjects.get(reference, _MISSING)
@@ -92,18 +92,19 @@ class ObservationLane:
             _keep(self.templates, key, entry)
         return entry
 
-    def _line_template(self, obs: Any, line: bytes) -> tuple[str, PlainTemplate] | None:
-        key = self.shape.key(obs, line)
-        entry = self.line_templates.get(key, _MISSING)
-        if entry is _MISSING:
-            try:
-                data = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                return None
-            # the other elements were checked as the line was decoded
-            entry = self._template(data) if element_problem(data) is None else None
-            _keep(self.line_templates, key, entry)
-        return entry
+    def _line_template(self, obs: Any, line: bytes, key: tuple[Any, ...]
+                       ) -> tuple[str, PlainTemplate, CompiledSpec] | None:
+        """The domain, template and spec of the line ``obs`` was decoded from, under its
+        ``key`` (``LineShape.key``)."""
+        try:
+            data = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return None
+        # the other elements were checked as the line was decoded
+        entry = self._template(data) if element_problem(data) is None else None
+        found = None if entry is None else (*entry, COMPILED[entry[0]])
+        _keep(self.line_templates, key, found)
+        return found
 
     def read_line(self, line: bytes) -> LineParts | None:
         """What the row of a plain Observation NDJSON line is made of, read without
@@ -115,21 +116,25 @@ class ObservationLane:
         reference = obs.subject.reference if obs.subject is not None else None
         if reference is None:
             return None
-        subject = self._subject(reference)
+        subject = self.subjects.get(reference, _MISSING)
+        if subject is _MISSING:
+            subject = self._subject(reference)
         if subject is None:
             return None
-        entry = self._line_template(obs, line)
+        key = self.shape.key(obs, line)
+        entry = self.line_templates.get(key, _MISSING)
+        if entry is _MISSING:
+            entry = self._line_template(obs, line, key)
         if entry is None:
             return None
-        domain, template = entry
+        domain, template, spec = entry
         quantity = obs.valueQuantity
         value = comparator = None
         if quantity is not None:
             value, comparator = quantity.value, quantity.comparator
             if not orjson_number(value):
                 return None
-        own = COMPILED[domain].own_values(value, comparator, obs.status,
-                                          partial(getattr, obs))
+        own = spec.own_values(value, comparator, obs.status, obs.__getattribute__)
         if own is None:
             return None
         return domain, template, subject, own, obs.id or ""
