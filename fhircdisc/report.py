@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
+
+from fhircdisc.report_runs import ItemRuns
 
 NOT_A_RESOURCE = "(not a resource)"
 STATUSES = ("mapped", "context", "unmapped")
@@ -26,6 +30,16 @@ _DIGITS = re.compile(r"(\d+)")
 def _natural(text: str) -> tuple[Any, ...]:
     """Sort key reading digit runs as numbers (``line 9`` before ``line 10``)."""
     return tuple(int(part) if part.isdigit() else part for part in _DIGITS.split(text))
+
+
+def unmapped_order(item: UnmappedItem) -> tuple[Any, ...]:
+    """Where an unmapped item goes in the report: by file, then place in the file."""
+    return _natural(item.file), _natural(item.location)
+
+
+def issue_order(item: ValueIssueItem) -> tuple[Any, ...]:
+    """Where a value issue goes in the report: by domain, then resource."""
+    return _DOMAIN_RANK.get(item.domain, 99), _natural(item.resource)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +87,35 @@ class ConversionReport:
     value_issues: list[ValueIssueItem] = field(default_factory=list)
     #: outcomes counted without keeping each resource's key: (resource type, status) -> n
     settled: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: where the items go instead of ``unmapped`` and ``value_issues`` once
+    #: :meth:`keep_items_on_disk` was called
+    runs: ItemRuns | None = field(default=None, repr=False, compare=False)
+
+    def keep_items_on_disk(self, folder: Path) -> None:
+        """From now on keep the unmapped items and value issues (those already here too)
+        in sorted runs in ``folder``, not in memory; they come back, merged in report
+        order, in :meth:`to_dict` until :meth:`items_written` is called."""
+        self.runs = ItemRuns(folder, unmapped_order, issue_order)
+        self.add_items(self.unmapped, self.value_issues)
+        self.unmapped, self.value_issues = [], []
+
+    def add_items(self, unmapped: list[UnmappedItem], issues: list[ValueIssueItem]) -> None:
+        """Take in a share of unmapped items and value issues (in the order they came)."""
+        if self.runs is None:
+            self.unmapped.extend(unmapped)
+            self.value_issues.extend(issues)
+        else:
+            self.runs.add(unmapped, issues)
+
+    def items_written(self) -> None:
+        """The items kept on disk are in the report file now: only their counts stay."""
+        if self.runs is not None:
+            self.runs.close()
+
+    @property
+    def issue_count(self) -> int:
+        """How many value issues there are."""
+        return len(self.value_issues) + (self.runs.issues if self.runs is not None else 0)
 
     def read(self, resource_type: str, key: str) -> None:
         self.read_counts[resource_type] += 1
@@ -115,19 +158,31 @@ class ConversionReport:
     def sort_items(self) -> None:
         """Put unmapped items in file and place order, value issues in domain and resource
         order, so that the report does not depend on the order resources were mapped in."""
-        self.unmapped.sort(key=lambda item: (_natural(item.file), _natural(item.location)))
-        self.value_issues.sort(key=lambda item: (_DOMAIN_RANK.get(item.domain, 99),
-                                                 _natural(item.resource)))
+        self.unmapped.sort(key=unmapped_order)
+        self.value_issues.sort(key=issue_order)
 
     def reasons(self) -> dict[str, int]:
-        return dict(Counter(item.reason_code for item in self.unmapped).most_common())
+        """Unmapped items by reason code, the most frequent first."""
+        counts = Counter(item.reason_code for item in self.unmapped)
+        if self.runs is not None:
+            counts.update(self.runs.reasons)
+        return dict(counts.most_common())
 
-    def to_dict(self, *, objects: bool = False) -> dict[str, Any]:
+    def to_dict(self, *, objects: bool = False, lazy: bool = False) -> dict[str, Any]:
         """The report as JSON-ready data. ``objects``: leave the unmapped items and value
         issues as dataclasses, which orjson writes as the same JSON without a dict made
-        per item (an export with a million unmapped resources holds them all at once)."""
-        def items(values: list[Any]) -> list[Any]:
+        per item (an export with a million unmapped resources holds them all at once).
+        ``lazy`` (with ``objects``): give them as iterables to be read once, in order,
+        instead of lists (see :func:`fhircdisc.streamed_json.write_streamed`)."""
+        def items(values: Iterable[Any]) -> Iterable[Any]:
+            if lazy and objects:
+                return values
             return list(values) if objects else [asdict(item) for item in values]
+
+        unmapped: Iterable[Any] = self.unmapped
+        issues: Iterable[Any] = self.value_issues
+        if self.runs is not None:
+            unmapped, issues = self.runs.unmapped(), self.runs.value_issues()
 
         return {
             "fhir_version": self.fhir_version,
@@ -138,6 +193,6 @@ class ConversionReport:
             "reconciles": self.reconciles(),
             "rows": dict(sorted(self.rows.items())),
             "unmapped_reasons": self.reasons(),
-            "unmapped": items(self.unmapped),
-            "value_issues": items(self.value_issues),
+            "unmapped": items(unmapped),
+            "value_issues": items(issues),
         }

@@ -23,7 +23,7 @@ PROBLEM_REASONS = frozenset({
 
 def problems(report: ConversionReport) -> int:
     """How many unmapped items are input problems rather than out-of-scope resources."""
-    return sum(1 for item in report.unmapped if item.reason_code in PROBLEM_REASONS)
+    return sum(n for code, n in report.reasons().items() if code in PROBLEM_REASONS)
 
 
 def datasets_of(study: Study) -> dict[str, tuple[int, int]]:
@@ -52,13 +52,14 @@ def print_summary(report: ConversionReport, datasets: dict[str, tuple[int, int]]
         resources.add_row(rtype, *(str(counts[c]) for c in ("read", "mapped", "context",
                                                              "unmapped")))
     console.print(resources)
-    if report.unmapped:
-        reasons = ", ".join(f"{code} {n}" for code, n in report.reasons().items())
+    reasons_found = report.reasons()
+    if reasons_found:
+        reasons = ", ".join(f"{code} {n}" for code, n in reasons_found.items())
         console.print(f"unmapped: {report.unmapped_count} resource(s) ({reasons})")
     else:
         console.print("unmapped: 0 — every resource became a row or was used as context")
-    if report.value_issues:
-        console.print(f"value issues: {len(report.value_issues)} (see the report)")
+    if report.issue_count:
+        console.print(f"value issues: {report.issue_count} (see the report)")
     if not report.reconciles():
         console.print("[red]counts do not reconcile: this is a bug, please report it[/red]")
     if out_dir is not None:

@@ -63,6 +63,7 @@ from fhircdisc.converters.streaming import (
     by_bucket,
     fewer_collections,
     finish_bucket,
+    keep_items_on_disk,
     map_task,
     prepare,
     settle,
@@ -105,6 +106,7 @@ def spark_to_sdtm(sources: Iterable[str | Path], out_dir: str | Path,
                         validate=validate, creation_datetime=creation_datetime,
                         chunk_lines=chunk_lines, bucket_rows=bucket_rows)
         with staging_folder(setup.out) as staging, _SparkRun.of(sc, setup) as run:
+            keep_items_on_disk(setup, staging)
             rows = run.map_chunks(ChunkProgress(progress, setup.report))
             return write_output(setup, staging, run.finish_buckets(rows), run.load)
 

@@ -45,7 +45,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import pandas as pd
 
 from fhircdisc.column_values import ColumnValues, PackedFrame, pack_frame
@@ -78,6 +77,7 @@ from fhircdisc.mappings import derivations
 from fhircdisc.mappings import terminology as terminology_module
 from fhircdisc.report import ConversionReport
 from fhircdisc.schemas.findings import Finding, RuleRun, RunStatus, ValidationResult
+from fhircdisc.streamed_json import write_streamed
 from fhircdisc.study import (
     PROVENANCE_NAME,
     REPORT_NAME,
@@ -609,8 +609,7 @@ def settle(setup: Setup, shares: Iterable[ChunkResult]) -> None:
     plan = setup.plan
     for result in (setup.early, *shares):
         setup.report.settle(result.outcomes)
-        setup.report.unmapped.extend(result.unmapped)
-        setup.report.value_issues.extend(result.value_issues)
+        bank_items(setup.report, result)
         for domain, columns in result.stats.items():
             merged = stats.setdefault(domain, {})
             for name, column in columns.items():
@@ -623,6 +622,19 @@ def settle(setup: Setup, shares: Iterable[ChunkResult]) -> None:
         plan.columns[domain] = tidy_columns(domain, list(columns), present)
         plan.numeric[domain] = {name for name, column in columns.items()
                                 if column.present and column.numeric}
+
+
+def keep_items_on_disk(setup: Setup, staging: Path) -> None:
+    """Keep the report's items in ``staging`` from now on (a long tail of unmapped
+    resources does not grow the memory), those of the pass-1 rows first."""
+    setup.report.keep_items_on_disk(staging / ".report-items")
+    bank_items(setup.report, setup.early)
+
+
+def bank_items(report: ConversionReport, result: ChunkResult) -> None:
+    """Move a chunk's unmapped items and value issues into the report (in task order)."""
+    report.add_items(result.unmapped, result.value_issues)
+    result.unmapped, result.value_issues = [], []
 
 
 # -- pass 3: datasets ---------------------------------------------------------------------------
@@ -844,13 +856,16 @@ def write_output(setup: Setup, staging: Path, pieces: Mapping[str, list[Piece]],
     provenance[provenance["DOMAIN"] == "TS"].to_csv(prov_path, index=False, header=False,
                                                     mode="a")
     report.rows = dict(sorted(report.rows.items()))
-    document = report.to_dict(objects=True)
+    document = report.to_dict(objects=True, lazy=True)
     if validation is not None:
         validation.metadata["datasets"] = {name: datasets[name][0] for name in
                                            _ordered(datasets)}
         document["validation"] = validation.to_dict()
     document["sources"] = [relative_path(s, out) for s in document["sources"]]
-    (staging / REPORT_NAME).write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+    with (staging / REPORT_NAME).open("wb") as handle:
+        write_streamed(handle, document, {key: document[key]
+                                          for key in ("unmapped", "value_issues")})
+    report.items_written()
     written = publish(staging, out)
     return StreamResult(report, written, validation,
                         {name: datasets[name] for name in _ordered(datasets)})
@@ -1003,9 +1018,14 @@ def _stream(setup: Setup, staging: Path, workers: int,
     try:
         marks = [time.perf_counter()]
         tick = ChunkProgress(progress, setup.report)
+        keep_items_on_disk(setup, staging)
         shared.spills.append(_spill(setup.early, "early", shared))
-        results = _run(_map_task, setup.tasks, workers,
-                       lambda task, done: tick(task, done[0]))
+
+        def each(task: Task, done: tuple[ChunkResult, _Spill]) -> None:
+            bank_items(setup.report, done[0])
+            tick(task, done[0])
+
+        results = _run(_map_task, setup.tasks, workers, each)
         shared.spills += [spill for _, spill in results]
         settle(setup, [result for result, _ in results])
         marks.append(time.perf_counter())
@@ -1123,5 +1143,6 @@ def _run(function: Callable[[Any], Any], jobs: list[Any], workers: int,
 
 
 __all__ = ["BUCKET_ROWS", "CHUNK_LINES", "DatasetPlan", "FinishedBucket", "Piece", "Setup",
-           "StreamResult", "Task", "by_bucket", "finish_bucket", "map_task", "prepare",
-           "settle", "stream_to_sdtm", "write_output"]
+           "StreamResult", "Task", "bank_items", "by_bucket", "finish_bucket",
+           "keep_items_on_disk", "map_task", "prepare", "settle", "stream_to_sdtm",
+           "write_output"]

@@ -220,9 +220,13 @@ def test_local_lab_codes_are_reported_unmapped_as_in_memory(tmp_path: Path) -> N
     study = to_sdtm(files, study_id="BENCH")
     study.write(tmp_path / "memory", ("xpt",), creation_datetime=STAMP,
                 validation=study.validate())
-    stream_to_sdtm(files, tmp_path / "stream", ("xpt",), study_id="BENCH", workers=2,
-                   creation_datetime=STAMP, chunk_lines=500, bucket_rows=700)
+    result = stream_to_sdtm(files, tmp_path / "stream", ("xpt",), study_id="BENCH",
+                            workers=2, creation_datetime=STAMP, chunk_lines=500,
+                            bucket_rows=700)
     assert _files(tmp_path / "stream") == _files(tmp_path / "memory")
     report = orjson.loads((tmp_path / "stream" / "conversion-report.json").read_bytes())
     assert report["unmapped_reasons"] == {"unknown-code": local}
+    assert len(report["unmapped"]) == local
+    # the items went to disk chunk by chunk and into the file: only their counts stay
+    assert result.report.unmapped == [] and result.report.reasons() == {"unknown-code": local}
     assert report["rows"]["LB"] + report["rows"]["VS"] == 2400 - local

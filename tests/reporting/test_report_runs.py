@@ -1,0 +1,151 @@
+"""Report items kept on disk in sorted runs: merged back they are the items a stable sort
+of them all would give, and the report file written from them has the bytes of the one
+written from lists."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fhircdisc import report_runs, streamed_json
+from fhircdisc.report import (
+    ConversionReport,
+    UnmappedItem,
+    ValueIssueItem,
+    issue_order,
+    unmapped_order,
+)
+from fhircdisc.report_runs import ItemRuns
+from fhircdisc.streamed_json import write_streamed
+
+# few files, places and reasons: many items tie on their sort key
+_UNMAPPED = st.builds(
+    UnmappedItem, st.sampled_from(["Observation", "Patient"]),
+    st.sampled_from(["Observation/o1", "Observation/o2", "Patient/p\u00e9"]),
+    st.sampled_from(["a.ndjson", "b.ndjson", "b10.json", "b9.json"]),
+    st.sampled_from(["line 2", "line 10", "line 9", "$.entry[3]", "$.entry[12]"]),
+    st.sampled_from(["unknown-code", "missing-subject", "invalid-element"]),
+    st.text(max_size=12), st.none() | st.text(max_size=5))
+_ISSUES = st.builds(
+    ValueIssueItem, st.sampled_from(["LB", "VS", "DM", "QS"]),
+    st.sampled_from(["Observation/o2", "Observation/o10", "Observation@a [line 3]"]),
+    st.sampled_from(["LBORRESU", "VSORRESU"]), st.just("unknown-unit"),
+    st.text(max_size=12))
+_NUMBERS = st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False)
+_SHARES = st.lists(st.tuples(st.lists(_UNMAPPED, max_size=12), st.lists(_ISSUES, max_size=8)),
+                   max_size=8)
+
+
+def _in_memory(shares: list[tuple[list[Any], list[Any]]]) -> ConversionReport:
+    rep = ConversionReport(sources=["a.ndjson"], enrolment="all")
+    for unmapped, issues in shares:
+        rep.add_items(unmapped, issues)
+    rep.sort_items()
+    return rep
+
+
+@settings(max_examples=60, deadline=None)
+@given(_SHARES)
+def test_runs_merge_into_the_order_and_counts_of_a_stable_sort(
+        tmp_path_factory: pytest.TempPathFactory,
+        shares: list[tuple[list[UnmappedItem], list[ValueIssueItem]]]) -> None:
+    runs = ItemRuns(tmp_path_factory.mktemp("runs"), unmapped_order, issue_order)
+    for unmapped, issues in shares:
+        runs.add(unmapped, issues)
+    memory = _in_memory(shares)
+    assert list(runs.unmapped()) == memory.unmapped
+    assert list(runs.value_issues()) == memory.value_issues
+    assert runs.issues == len(memory.value_issues)
+    # the reasons in the order the report lists them: ties by their first item
+    assert list(runs.reasons.most_common()) == Counter(
+        item.reason_code for item in memory.unmapped).most_common()
+
+
+@settings(max_examples=40, deadline=None)
+@given(_SHARES, st.booleans())
+def test_a_report_kept_on_disk_writes_the_same_file(
+        tmp_path_factory: pytest.TempPathFactory,
+        shares: list[tuple[list[UnmappedItem], list[ValueIssueItem]]], validation: bool
+        ) -> None:
+    memory = _in_memory(shares)
+    on_disk = ConversionReport(sources=["a.ndjson"], enrolment="all")
+    on_disk.keep_items_on_disk(tmp_path_factory.mktemp("items"))
+    for unmapped, issues in shares:
+        on_disk.add_items(unmapped, issues)
+    assert on_disk.unmapped == [] and on_disk.value_issues == []
+    assert on_disk.reasons() == memory.reasons()
+    assert on_disk.issue_count == len(memory.value_issues)
+    expected = memory.to_dict(objects=True)
+    document = on_disk.to_dict(objects=True, lazy=True)
+    if validation:                              # a key after the streamed ones
+        expected["validation"] = document["validation"] = {"findings": [{"row": 1}]}
+    written = io.BytesIO()
+    write_streamed(written, document, {key: document[key]
+                                       for key in ("unmapped", "value_issues")})
+    assert written.getvalue() == orjson.dumps(expected, option=orjson.OPT_INDENT_2)
+
+
+def test_items_already_in_the_report_go_first(tmp_path: Path) -> None:
+    first = UnmappedItem("Patient", "Patient/p", "a.ndjson", "line 2", "unknown-code", "m")
+    tied = UnmappedItem("Patient", "Patient/q", "a.ndjson", "line 2", "missing-subject", "m")
+    rep = ConversionReport()
+    rep.unmapped.append(first)
+    rep.keep_items_on_disk(tmp_path / "items")
+    rep.add_items([tied], [])
+    assert [item.resource for item in rep.to_dict(objects=True)["unmapped"]] == \
+        ["Patient/p", "Patient/q"]
+    assert list(rep.reasons()) == ["unknown-code", "missing-subject"]
+
+
+def test_many_runs_are_merged_without_holding_their_files_open(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(report_runs, "BATCH", 3)
+    runs = ItemRuns(tmp_path, unmapped_order, issue_order)
+    for share in range(1200):                  # more runs than a process may open files
+        runs.add([UnmappedItem("Observation", f"Observation/o{share}-{n}", "a.ndjson",
+                               f"line {share * 10 + n}", "unknown-code", "m")
+                  for n in range(7)], [])
+    merged = list(runs.unmapped())
+    assert len(merged) == 8400
+    assert [item.location for item in merged[:3]] == ["line 0", "line 1", "line 2"]
+    assert merged[-1].location == "line 11996"
+
+
+def test_items_written_out_are_only_counted(tmp_path: Path) -> None:
+    rep = ConversionReport()
+    rep.keep_items_on_disk(tmp_path)
+    rep.add_items([UnmappedItem("Observation", "Observation/o", "a", "line 1",
+                                "unknown-code", "m")],
+                  [ValueIssueItem("LB", "Observation/p", "LBORRESU", "unknown-unit", "m")])
+    rep.items_written()
+    assert rep.reasons() == {"unknown-code": 1} and rep.issue_count == 1
+    with pytest.raises(RuntimeError, match="written to its file"):
+        rep.to_dict()
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.dictionaries(st.text(max_size=4), _NUMBERS | st.text(max_size=6)
+                                | st.lists(_NUMBERS, max_size=3), max_size=3),
+                max_size=9),
+       st.integers(min_value=1, max_value=4))
+def test_streamed_lists_are_orjsons_bytes_whatever_the_batches(
+        items: list[dict[str, Any]], batch: int) -> None:
+    document = {"head": {"a": [1, 2]}, "items": items, "empty": [], "tail": "x\ny"}
+    written = io.BytesIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(streamed_json, "_BATCH", batch)
+        write_streamed(written, {**document, "items": iter(items), "empty": iter(())},
+                       {"items": iter(items), "empty": iter(())})
+    assert written.getvalue() == orjson.dumps(document, option=orjson.OPT_INDENT_2)
+
+
+def test_a_streamed_key_must_be_at_the_top_level() -> None:
+    with pytest.raises(ValueError, match="top-level"):
+        write_streamed(io.BytesIO(), {"outer": {"items": []}}, {"items": iter(())})
