@@ -87,6 +87,35 @@ class SourceResource:
         return f"{self.key}@{self.origin}"
 
 
+class LineResource(SourceResource):
+    """A resource read from an NDJSON line that keeps the line instead of its parsed form:
+    :attr:`data` parses it again at each read. For resources held in great numbers and
+    read a few times: a hospital export's Patients take about 300 bytes each this way
+    instead of about 1.5 kB parsed."""
+
+    line: bytes
+
+    @classmethod
+    def of(cls, resource: SourceResource, line: bytes) -> LineResource:
+        """``resource``, parsed from ``line``, keeping the line; its type, id and keys
+        are worked out now."""
+        for name in _KEPT:
+            getattr(resource, name)
+        made = cls.__new__(cls)
+        made.__dict__.update({name: value for name, value in vars(resource).items()
+                              if name != "data"}, line=line)
+        return made
+
+    @property
+    def data(self) -> dict[str, Any]:
+        value: dict[str, Any] = orjson.loads(self.line)
+        return value
+
+
+#: what a :class:`LineResource` keeps worked out
+_KEPT = ("type", "id", "key", "report_key")
+
+
 @dataclass(frozen=True)
 class ReadProblem:
     """An entry that could not be taken as a resource."""

@@ -62,6 +62,7 @@ from fhircdisc.converters.chunk import (
 )
 from fhircdisc.converters.datasets import write_dataset
 from fhircdisc.converters.fhir_reader import (
+    LineResource,
     ReadProblem,
     SourceResource,
     expand_sources,
@@ -407,6 +408,9 @@ class _ContextScan:
 
     def _take(self, line: bytes, number: int, file: str, rank: int) -> None:
         for item in read_ndjson_line(line, number, file):
+            if isinstance(item, SourceResource) and item.type == "Patient" \
+                    and item.origin.location == f"line {number}":
+                item = LineResource.of(item, line)    # held until the end, read twice
             self.items.append(item)
             if isinstance(item, SourceResource):
                 self.in_file += 1

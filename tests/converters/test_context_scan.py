@@ -5,6 +5,7 @@ same file (gzipped) gives, however the blocks fall."""
 from __future__ import annotations
 
 import gzip
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fhircdisc.converters import streaming
+from fhircdisc.converters.fhir_reader import LineResource
 
 OBSERVATION = orjson.dumps({"resourceType": "Observation", "id": "o", "status": "final"})
 SPACED = b'{ "resourceType" : "Observation", "id": "spaced"}'
@@ -66,3 +68,24 @@ def test_tasks_know_when_their_range_holds_other_lines(tmp_path: Path) -> None:
     _, _, tasks, _ = streaming._read_context([path], 4, None)
     assert [task.mixed for task in tasks] == [False, True, False]
     assert [number for number, _ in streaming.task_lines(tasks[1])] == [5, 7, 8, 9]
+
+
+def test_patient_lines_are_held_as_their_text(tmp_path: Path) -> None:
+    """Pass 1 holds every Patient until the end: one from an NDJSON line as the line
+    (parsed again when read), one from a Bundle as parsed."""
+    patient = orjson.dumps({"resourceType": "Patient", "id": "p", "gender": "female",
+                            "birthDate": "1970-03"})
+    bundle = orjson.dumps({"resourceType": "Bundle", "type": "collection",
+                           "entry": [{"resource": {"resourceType": "Patient", "id": "q"}}]})
+    path = tmp_path / "export.ndjson"
+    path.write_bytes(b"\n".join([patient, bundle, OBSERVATION]) + b"\n")
+    items, _, _, streamed = streaming._read_context([path], 4, None)
+    kept, entry = items
+    assert streamed == 1
+    assert isinstance(kept, LineResource) and not isinstance(entry, LineResource)
+    assert "data" not in vars(kept) and kept.line == patient
+    assert kept.data == orjson.loads(patient) and kept.data is not kept.data
+    assert (kept.type, kept.id, kept.key) == ("Patient", "p", "Patient/p")
+    assert kept.report_key == f"Patient/p@{path} [line 1]"
+    shipped = pickle.loads(pickle.dumps(kept))             # Spark ships the context
+    assert shipped.data == kept.data and shipped.report_key == kept.report_key
