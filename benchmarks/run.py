@@ -2,6 +2,7 @@
 
     python benchmarks/run.py [--observations 1000000] [--patients 5000] [--slice 2000]
                              [--memory-sizes 500000,2000000] [--local-codes 0.1]
+                             [--encounters]
 
 On a generated Bulk Data export (benchmarks/generate.py), prints:
 - bare orjson parse of every line (the floor), resources/s;
@@ -155,6 +156,8 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=5_000)
     parser.add_argument("--local-codes", type=float, default=0.0,
                         help="share of lab results with a local code, which no table maps")
+    parser.add_argument("--encounters", action="store_true",
+                        help="each Observation at its Patient's encounter of the month")
     parser.add_argument("--slice", type=int, default=2_000)
     parser.add_argument("--memory-sizes", default="500000,2000000",
                         help="Observation counts whose peak RSS is measured ('' to skip)")
@@ -164,7 +167,8 @@ def main() -> None:
     table = Table(title=f"fhircdisc benchmarks ({cores} cores, {args.observations:,} "
                         f"Observations + {args.patients:,} Patients"
                         + (f", {args.local_codes:.0%} of lab codes local" if args.local_codes
-                           else "") + ")")
+                           else "")
+                        + (", with encounters" if args.encounters else "") + ")")
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_column("ratio", justify="right")
@@ -172,7 +176,7 @@ def main() -> None:
         work = Path(tmp)
         console.print(f"generating {args.observations:,} Observations ...")
         files = generate(work / "export", args.observations, args.patients,
-                         local_codes=args.local_codes)
+                         local_codes=args.local_codes, encounters=args.encounters)
         count, parse_s = bare_parse(files)
         table.add_row("bare orjson parse", f"{count / parse_s:,.0f} resources/s", "1.0x")
         one, timings = stream(files, work / "out", 1)
@@ -202,7 +206,8 @@ def main() -> None:
         for size in sizes:
             folder = work / f"mem{size}"
             console.print(f"peak memory at {size:,} Observations ...")
-            generate(folder, size, args.patients, local_codes=args.local_codes)
+            generate(folder, size, args.patients, local_codes=args.local_codes,
+                     encounters=args.encounters)
             parent, worker, pss = peak_memory(folder, work / "out")
             peaks.append(max(parent, worker))
             shutil.rmtree(folder)

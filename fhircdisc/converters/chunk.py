@@ -108,12 +108,13 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
     for number, line in lines:
         parts = lane.read_line(line)
         if parts is not None:
-            domain, template, subject, own, rid = parts
+            domain, template, subject, own, rid, visit = parts
             block = blocks.get(domain)
             if block is None:
                 block = blocks[domain] = LaneBlock(COMPILED[domain], file, file_rank)
             block.add(template, subject, own,
-                      lane.note(domain, rid, file, number, template.issues, issues), number)
+                      lane.note(domain, rid, file, number, template.issues, issues), number,
+                      visit)
             taken += 1
             continue
         data = parse_ndjson_line(line, number, file)

@@ -45,9 +45,12 @@ class LaneBlock:
         self.context = plan.context
         self.context_vars = frozenset(var for var, _ in plan.context)
         self.own_places = plan.own
+        self.visit_vars = spec.visit_vars
         self.templates: list[dict[str, Any]] = []
-        #: the rows added until :meth:`freeze`: (template, subject, own values, key, line)
-        self._added: list[tuple[PlainTemplate, Any, tuple[Any, ...], str, int]] = []
+        #: the rows added until :meth:`freeze`: (template, subject, own values, key, line,
+        #: visit values)
+        self._added: list[tuple[PlainTemplate, Any, tuple[Any, ...], str, int,
+                                tuple[Any, ...] | None]] = []
         #: the subjects' context values as columns (variable -> value per subject) after
         #: :meth:`freeze`
         self.subjects: dict[str, np.ndarray] = {}
@@ -63,16 +66,17 @@ class LaneBlock:
         return len(self._added) or len(self.template)
 
     def add(self, template: PlainTemplate, subject: Any, own: tuple[Any, ...],
-            source: str, line: int) -> None:
-        """One row: ``own`` as ``CompiledSpec.own_values`` gives it."""
-        self._added.append((template, subject, own, source, line))
+            source: str, line: int, visit: tuple[Any, ...] | None = None) -> None:
+        """One row: ``own`` as ``CompiledSpec.own_values`` gives it, ``visit`` as
+        ``CompiledSpec.visit_values`` does (None: the template's)."""
+        self._added.append((template, subject, own, source, line, visit))
 
     def freeze(self) -> LaneBlock:
         """Turn the rows added into columns (once, after the last ``add``); templates and
         subjects are numbered in the order rows first use them."""
         size = len(self._added)
         if size:
-            templates, subjects, owns, sources, lines = zip(*self._added, strict=True)
+            templates, subjects, owns, sources, lines, visits = zip(*self._added, strict=True)
             self.template, firsts = _first_use(templates)
             self.templates = [templates[i].row for i in firsts.tolist()]
             self.subject, firsts = _first_use(subjects)
@@ -82,6 +86,12 @@ class LaneBlock:
             values = list(zip(*owns, strict=True))
             for var, place in self.own_places:
                 self.own[var] = object_array(values[place], size)
+            if any(visit is not None for visit in visits):
+                # rows with an encounter have visit values of their own
+                for place, var in enumerate(self.visit_vars):
+                    self.own[var] = object_array(
+                        (template.row.get(var) if visit is None else visit[place]
+                         for template, visit in zip(templates, visits, strict=True)), size)
         else:
             people = []
         columns = list(zip(*people, strict=True)) or [()] * len(self.context)

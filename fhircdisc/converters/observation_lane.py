@@ -1,12 +1,14 @@
 """The fast lane for plain Observations: one view, no context to resolve.
 
 Most Observations in a Bulk Data export are a code, a subject, a date and a result,
-with no encounter, specimen, components or extensions. For them the general engine's
-view building (reference resolution, panel splitting, carried variables) comes down to
-the resource plus its subject, so the lane maps the resource directly: the subject is
-cached per reference, and the LB/VS routing with every rule that reads repeating
-elements (code, category, range, flag, unit) is worked out once per distinct value of
-them as a row *template*; a row is its template plus the resource's own values. An
+perhaps an encounter, with no specimen, components or extensions. For them the general
+engine's view building (reference resolution, panel splitting, carried variables) comes
+down to the resource plus its subject and encounter, so the lane maps the resource
+directly: the subject is cached per reference, the visit variables (the rules that read
+the encounter) per encounter reference, and the LB/VS routing with every rule that reads
+repeating elements (code, category, range, flag, unit) is worked out once per distinct
+value of them as a row *template*; a row is its template plus the resource's own values
+(and its visit's). An
 NDJSON line is first read straight from its text (``map_line``, see
 :mod:`fhircdisc.converters.observation_lines`), then, if that declines it, parsed
 (``map``). Anything else, and every resource that would not map, goes back to the
@@ -33,13 +35,18 @@ from fhircdisc.mappings.terminology import Terminology
 from fhircdisc.report import ValueIssueItem
 
 #: elements whose presence makes the general engine do more than map the resource as is
-_NOT_PLAIN = frozenset({"encounter", "context", "specimen", "component", "hasMember",
+#: (an encounter gives the visit variables only, which the lane works out per encounter)
+_NOT_PLAIN = frozenset({"context", "specimen", "component", "hasMember",
                         "extension", "dataAbsentReason", "patient"})
 _CACHE_LIMIT = 50_000
 _MISSING: Any = object()
 
-LineParts = tuple[str, PlainTemplate, Any, tuple[Any, ...], str]
-"""(domain, template, subject, own values, id) of a plain Observation line."""
+_DECLINED: Any = object()
+
+LineParts = tuple[str, PlainTemplate, Any, tuple[Any, ...], str, tuple[Any, ...] | None]
+"""(domain, template, subject, own values, id, visit values) of a plain Observation line:
+the visit values (``CompiledSpec.visit_values``) of its encounter, or None when it has
+none that resolves."""
 
 
 class ObservationLane:
@@ -61,8 +68,12 @@ class ObservationLane:
                                                    - {"category", "code"}))
         self.units = tuple(sorted(set(chain.from_iterable(units))))
         dates = {name for domain in ("LB", "VS") for name in COMPILED[domain].date_elements}
-        self.shape = LineShape(self.inputs, ("status", "subject", *sorted(dates)),
-                               tuple(sorted({"valueQuantity", *self.units})), _NOT_PLAIN)
+        self.shape = LineShape(self.inputs, ("status", "subject", "encounter", *sorted(dates)),
+                               tuple(sorted({"valueQuantity", *self.units})),
+                               _NOT_PLAIN)
+        #: (encounter reference, domain) -> the visit values of a resolved encounter, None
+        #: when it does not resolve, :data:`_DECLINED` when it needs the general engine
+        self.visits: dict[tuple[str, str], Any] = {}
         self.line_templates: dict[tuple[Any, ...],
                                   tuple[str, PlainTemplate, CompiledSpec] | None] = {}
 
@@ -137,7 +148,28 @@ class ObservationLane:
         own = spec.own_values(value, comparator, obs.status, obs.__getattribute__)
         if own is None:
             return None
-        return domain, template, subject, own, obs.id or ""
+        visit = None
+        if obs.encounter is not None and obs.encounter.reference is not None:
+            visit = self._visit(obs.encounter.reference, domain, spec)
+            if visit is _DECLINED:
+                return None
+        return domain, template, subject, own, obs.id or "", visit
+
+    def _visit(self, reference: str, domain: str, spec: CompiledSpec) -> Any:
+        """The visit values of the encounter ``reference`` points at (None when it does
+        not resolve, :data:`_DECLINED` when the line needs the general engine)."""
+        key = (reference, domain)
+        found = self.visits.get(key, _MISSING)
+        if found is _MISSING:
+            target = self.index.resolve(reference)
+            found = None
+            if target is not None:
+                found = spec.visit_values(target.data, MapContext(self.terminology,
+                                                                  "Observation"))
+                if found is None:
+                    found = _DECLINED
+            _keep(self.visits, key, found)
+        return found
 
     def map_line(self, line: bytes, file: str, number: int,
                  issues: list[ValueIssueItem]) -> tuple[str, dict[str, Any]] | None:
@@ -146,8 +178,8 @@ class ObservationLane:
         parts = self.read_line(line)
         if parts is None:
             return None
-        domain, template, subject, own, rid = parts
-        row = COMPILED[domain].row_of(template, subject, own)
+        domain, template, subject, own, rid, visit = parts
+        row = COMPILED[domain].row_of(template, subject, own, visit)
         self._finish(row, domain, rid, file, number, template.issues, issues)
         return domain, row
 
@@ -171,6 +203,12 @@ class ObservationLane:
             return None
         domain, template = entry
         spec = COMPILED[domain]
+        visit = None
+        encounter = data.get("encounter")
+        if isinstance(encounter, dict) and encounter.get("reference") is not None:
+            visit = self._visit(encounter["reference"], domain, spec)
+            if visit is _DECLINED:
+                return None
         row = spec.fill_plain(template, data, subject)
         found: Iterable[ValueIssue] = template.issues
         if row is None:
@@ -180,6 +218,8 @@ class ObservationLane:
             except Unmapped:
                 return None
             found = ctx.issues
+        if visit is not None:
+            row.update(zip(spec.visit_vars, visit, strict=True))
         rid = data.get("id")
         self._finish(row, domain, str(rid) if rid is not None else "", file, line, found,
                      issues)

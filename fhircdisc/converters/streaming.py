@@ -383,6 +383,10 @@ def _read_context(files: list[Path], chunk_lines: int,
     return scan.items, scan.ordinals, scan.tasks, scan.streamed
 
 
+#: resources pass 1 holds as their NDJSON lines: an export has one per Patient or visit,
+#: all held until the end, and read a few times (Patients twice; an Encounter twice, then
+#: twice per worker for the visit, once per Observation the fast lane does not take)
+_HELD_AS_TEXT = frozenset({"Patient", "Encounter"})
 #: how much of an NDJSON file pass 1 reads at a time
 SCAN_BLOCK = 16 * 2**20
 #: the usual start of an Observation line, counted over a whole block at once
@@ -408,9 +412,9 @@ class _ContextScan:
 
     def _take(self, line: bytes, number: int, file: str, rank: int) -> None:
         for item in read_ndjson_line(line, number, file):
-            if isinstance(item, SourceResource) and item.type == "Patient" \
+            if isinstance(item, SourceResource) and item.type in _HELD_AS_TEXT \
                     and item.origin.location == f"line {number}":
-                item = LineResource.of(item, line)    # held until the end, read twice
+                item = LineResource.of(item, line)
             self.items.append(item)
             if isinstance(item, SourceResource):
                 self.in_file += 1

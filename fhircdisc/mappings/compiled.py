@@ -205,8 +205,15 @@ class CompiledSpec:
             inputs.update(reads)
             if unit_of is not None:
                 units.add(unit_of)
-        self.groups = [_Group(rules, inputs, units, cache_limit)
-                       for rules, inputs, units in parts.values()]
+        groups = {name: _Group(rules, inputs, units, cache_limit)
+                  for name, (rules, inputs, units) in parts.items()}
+        self.groups = list(groups.values())
+        #: the rules that read the resolved encounter (the visit), see :meth:`visit_values`
+        self.visit_group = groups.get("_encounter")
+        self.visit_vars = tuple(rule.var for _, rule in self.visit_group.rules) \
+            if self.visit_group is not None else ()
+        self._visit_alone = self.visit_group is None or (
+            self.visit_group.inputs == ("_encounter",) and not self.visit_group.units)
         self.order = [rule.var for rule in spec.rules]
         self.rank = {rule.var: index for index, rule in enumerate(spec.rules)}
         self.fill_plan = _fill_plan([rule for _, rule in self.direct])
@@ -261,9 +268,10 @@ class CompiledSpec:
         own = self.own_values(value, comparator, data.get("status"), data.get)
         return None if own is None else self.row_of(template, subject, own)
 
-    def row_of(self, template: PlainTemplate, subject: Any, own: tuple[Any, ...]
-               ) -> dict[str, Any]:
-        """The row of a template, the subject and the :meth:`own_values` of a resource."""
+    def row_of(self, template: PlainTemplate, subject: Any, own: tuple[Any, ...],
+               visit: tuple[Any, ...] | None = None) -> dict[str, Any]:
+        """The row of a template, the subject and the :meth:`own_values` of a resource, and
+        the :meth:`visit_values` of its encounter when it has one that resolves."""
         plan = self.fill_plan
         assert plan is not None
         row = template.row.copy()
@@ -271,7 +279,24 @@ class CompiledSpec:
             row[var] = getattr(subject, attr, None) if subject is not None else None
         for var, index in plan.own:
             row[var] = own[index]
+        if visit is not None:
+            row.update(zip(self.visit_vars, visit, strict=True))
         return row
+
+    def visit_values(self, encounter: dict[str, Any], ctx: MapContext
+                     ) -> tuple[Any, ...] | None:
+        """What the rules reading the encounter give a plain resource whose encounter
+        resolves to ``encounter``, in :attr:`visit_vars` order (its template holds what
+        they give without one); None when they give a value issue or fail, which the
+        general engine then reports."""
+        if not self._visit_alone:
+            return None                     # they read more than the encounter
+        if self.visit_group is None:
+            return ()
+        outcome = _run_rules(self.visit_group.rules, {"_encounter": encounter}, ctx)
+        if outcome.error is not None or outcome.issues:
+            return None
+        return tuple(value for _, value in outcome.values)
 
     def own_values(self, value: Any, comparator: Any, status: Any,
                    get: Callable[[str], Any]) -> tuple[Any, ...] | None:

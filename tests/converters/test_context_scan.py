@@ -71,16 +71,19 @@ def test_tasks_know_when_their_range_holds_other_lines(tmp_path: Path) -> None:
 
 
 def test_patient_lines_are_held_as_their_text(tmp_path: Path) -> None:
-    """Pass 1 holds every Patient until the end: one from an NDJSON line as the line
-    (parsed again when read), one from a Bundle as parsed."""
+    """Pass 1 holds every Patient and Encounter until the end: one from an NDJSON line as
+    the line (parsed again when read), one from a Bundle as parsed."""
     patient = orjson.dumps({"resourceType": "Patient", "id": "p", "gender": "female",
                             "birthDate": "1970-03"})
     bundle = orjson.dumps({"resourceType": "Bundle", "type": "collection",
                            "entry": [{"resource": {"resourceType": "Patient", "id": "q"}}]})
     path = tmp_path / "export.ndjson"
-    path.write_bytes(b"\n".join([patient, bundle, OBSERVATION]) + b"\n")
+    visit = orjson.dumps({"resourceType": "Encounter", "id": "e", "status": "finished"})
+    path.write_bytes(b"\n".join([patient, bundle, OBSERVATION, visit, DEFINITION]) + b"\n")
     items, _, _, streamed = streaming._read_context([path], 4, None)
-    kept, entry = items
+    kept, entry, encounter, definition = items
+    assert isinstance(encounter, LineResource) and encounter.data["id"] == "e"
+    assert not isinstance(definition, LineResource)
     assert streamed == 1
     assert isinstance(kept, LineResource) and not isinstance(entry, LineResource)
     assert "data" not in vars(kept) and kept.line == patient

@@ -9,6 +9,7 @@ import pickle
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,7 +25,7 @@ from fhircdisc.converters.observation_lane import ObservationLane
 from fhircdisc.mappings import derivations
 from fhircdisc.mappings.compiled import PlainTemplate
 from fhircdisc.study import tidy_columns, typed_frame
-from tests.converters.test_observation_lines import dumps, lines, typical
+from tests.converters.test_observation_lines import VISITS, dumps, lines, typical
 
 HIDDEN = ("_source", "_file", "_location", "_order")
 
@@ -33,6 +34,8 @@ HIDDEN = ("_source", "_file", "_location", "_order")
 def lane(tmp_path_factory: pytest.TempPathFactory) -> ObservationLane:
     folder = tmp_path_factory.mktemp("export")
     files = generate(folder, 10, 5)
+    files.append(folder / "Encounter.ndjson")           # visits of their own for some rows
+    files[-1].write_bytes(b"\n".join(orjson.dumps(visit) for visit in VISITS) + b"\n")
     with streaming.fewer_collections():
         setup = streaming.prepare(files, folder / "out", ("xpt",), study_id="S")
     ctx = setup.context
@@ -47,13 +50,14 @@ def both_ways(lane: ObservationLane, batch: list[bytes]
         parts = lane.read_line(line)
         if parts is None:
             continue
-        domain, template, subject, own, rid = parts
+        domain, template, subject, own, rid, visit = parts
         if domain not in made:
             made[domain] = (LaneBlock(COMPILED[domain], "f.ndjson", 2), [])
         block, rows = made[domain]
         block.add(template, subject, own,
-                  lane.note(domain, rid, "f.ndjson", number, template.issues, []), number)
-        row = COMPILED[domain].row_of(template, subject, own)
+                  lane.note(domain, rid, "f.ndjson", number, template.issues, []), number,
+                  visit)
+        row = COMPILED[domain].row_of(template, subject, own, visit)
         row.update(_source=block._added[-1][3], _file="f.ndjson", _location=f"line {number}",
                    _order=(2, number, 0))
         rows.append(row)
@@ -192,7 +196,7 @@ def test_raw_frame_types_as_records_do(rows: list[dict[str, Any]]) -> None:
 def test_templates_are_told_apart_after_the_lane_forgets_them(lane: ObservationLane) -> None:
     """A template the lane's cache lets go of while the block is built keeps its own
     number: a new template made at the same address is not taken for it."""
-    domain, template, subject, own, _ = lane.read_line(dumps(typical(1)))
+    domain, template, subject, own, _, _ = lane.read_line(dumps(typical(1)))
     block = LaneBlock(COMPILED[domain], "f.ndjson", 0)
     for n in range(50):
         made = PlainTemplate({**template.row, "LBTESTCD": f"T{n}"}, ())

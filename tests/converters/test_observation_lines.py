@@ -28,11 +28,23 @@ def lanes(tmp_path_factory: pytest.TempPathFactory) -> tuple[ObservationLane, Ob
     caches serve the other."""
     folder = tmp_path_factory.mktemp("export")
     files = generate(folder, 10, 5)
+    files.append(folder / "Encounter.ndjson")
+    files[-1].write_bytes(b"\n".join(orjson.dumps(visit) for visit in VISITS) + b"\n")
     with streaming.fewer_collections():
         setup = streaming.prepare(files, folder / "out", ("xpt",), study_id="S")
     ctx = setup.context
     return (ObservationLane(ctx.index, ctx.enrolment, ctx.terminology),
             ObservationLane(ctx.index, ctx.enrolment, ctx.terminology))
+
+
+#: encounters the lines may point at: a visit type and number, a number that is not one,
+#: and a type that is a bare coding
+VISITS = [{"resourceType": "Encounter", "id": "e1", "status": "finished",
+           "type": [{"text": "Screening"}], "identifier": [{"value": "1"}]},
+          {"resourceType": "Encounter", "id": "e2", "status": "finished",
+           "identifier": [{"value": "week 2"}, {"value": "2.5"}]},
+          {"resourceType": "Encounter", "id": "e3", "status": "finished",
+           "type": {"coding": [{"code": "AMB", "display": "ambulatory"}]}}]
 
 
 def typical(n: int, **extra: Any) -> dict[str, Any]:
@@ -92,7 +104,10 @@ elements = {
     "referenceRange": st.sampled_from([None, [{"low": {"value": 1}}], [{"low": "x"}], []]),
     "interpretation": st.sampled_from([None, [{"coding": [{"system": FLAGS, "code": "H"}]}],
                                        [None]]),
-    "encounter": st.sampled_from([None, {"reference": "Encounter/e1"}]),
+    "encounter": st.sampled_from([None, {"reference": "Encounter/e1"},
+                                  {"reference": "Encounter/e2"}, {"reference": "Encounter/e3"},
+                                  {"reference": "Encounter/nowhere"}, {"display": "visit"},
+                                  {"reference": 5}, "Encounter/e1", {}]),
     "effectivePeriod": st.sampled_from([None, {"start": "2021-01-01"}]),
     "valueString": st.sampled_from([None, "positive"]),
     "id": st.sampled_from(["o1", "", 17, None]),
@@ -129,6 +144,23 @@ def test_lines_read_from_text_map_as_parsed(lanes: Any, batch: list[bytes]) -> N
         assert from_text == from_parsed, line
 
 
+@pytest.mark.parametrize(("encounter", "visit"), [
+    ({"reference": "Encounter/e1"}, (1.0, "Screening")),
+    ({"reference": "Encounter/e2"}, (2.5, None)),
+    ({"reference": "Encounter/e3"}, (None, "ambulatory")),
+    ({"reference": "Encounter/nowhere"}, (None, None)),
+    ({"display": "visit"}, (None, None)),
+    (None, (None, None)),
+])
+def test_lines_at_an_encounter_are_read_from_text_with_its_visit(
+        lanes: Any, encounter: Any, visit: tuple[Any, Any]) -> None:
+    """An encounter gives VISITNUM (its first numeric identifier) and VISIT (its type's
+    text), worked out once per encounter; one that does not resolve gives neither."""
+    (from_text, _), (from_parsed, _) = both(lanes, dumps(typical(1, encounter=encounter)))
+    assert from_text is not None and from_text == from_parsed
+    assert (from_text[1]["VISITNUM"], from_text[1]["VISIT"]) == visit
+
+
 def test_typical_lines_are_read_from_text(lanes: Any) -> None:
     taken = [both(lanes, dumps(typical(n)))[0] for n in range(10)]
     assert all(result is not None for result, _ in taken)
@@ -140,7 +172,6 @@ def test_typical_lines_are_read_from_text(lanes: Any) -> None:
 
 
 @pytest.mark.parametrize("change", [
-    {"encounter": {"reference": "Encounter/e1"}}, {"encounter": None},
     {"extension": []}, {"component": None}, {"dataAbsentReason": {"text": "lost"}},
     {"effectivePeriod": {"start": "2021-01-01"}}, {"valueString": "positive"},
     {"valueQuantity": {"value": 2**64, "unit": "mg/dL"}}, {"id": 7},
