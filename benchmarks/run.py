@@ -87,7 +87,8 @@ def strict_baseline(files: list[Path], size: int) -> tuple[int, float]:
     from fhir.resources.R4B.observation import Observation
 
     lines = []
-    with files[-1].open("rb") as handle:
+    observations = [path for path in files if path.name.startswith("Observation")]
+    with observations[-1].open("rb") as handle:
         for line in handle:
             lines.append(orjson.loads(line))
             if len(lines) == size:
