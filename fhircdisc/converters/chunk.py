@@ -117,6 +117,17 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
                       visit)
             taken += 1
             continue
+        panel = lane.read_panel(line) if b'"component"' in line else None
+        if panel is not None:
+            for domain, template, subject, own, rid, visit, component in panel:
+                block = blocks.get(domain)
+                if block is None:
+                    block = blocks[domain] = LaneBlock(COMPILED[domain], file, file_rank)
+                block.add(template, subject, own,
+                          lane.note(domain, rid, file, number, template.issues, issues),
+                          number, visit, component)
+            taken += 1
+            continue
         data = parse_ndjson_line(line, number, file)
         mapped = lane.map(data, file, number, issues)
         if mapped is None:

@@ -48,9 +48,12 @@ class LaneBlock:
         self.visit_vars = spec.visit_vars
         self.templates: list[dict[str, Any]] = []
         #: the rows added until :meth:`freeze`: (template, subject, own values, key, line,
-        #: visit values)
+        #: visit values, component number)
         self._added: list[tuple[PlainTemplate, Any, tuple[Any, ...], str, int,
-                                tuple[Any, ...] | None]] = []
+                                tuple[Any, ...] | None, int | None]] = []
+        #: per row, its component's number in its panel (-1: the resource itself), when
+        #: some row is a component
+        self.components: np.ndarray | None = None
         #: the subjects' context values as columns (variable -> value per subject) after
         #: :meth:`freeze`
         self.subjects: dict[str, np.ndarray] = {}
@@ -66,17 +69,23 @@ class LaneBlock:
         return len(self._added) or len(self.template)
 
     def add(self, template: PlainTemplate, subject: Any, own: tuple[Any, ...],
-            source: str, line: int, visit: tuple[Any, ...] | None = None) -> None:
+            source: str, line: int, visit: tuple[Any, ...] | None = None,
+            component: int | None = None) -> None:
         """One row: ``own`` as ``CompiledSpec.own_values`` gives it, ``visit`` as
-        ``CompiledSpec.visit_values`` does (None: the template's)."""
-        self._added.append((template, subject, own, source, line, visit))
+        ``CompiledSpec.visit_values`` does (None: the template's); ``component``: the
+        row's component in its panel (None: the resource is the row)."""
+        self._added.append((template, subject, own, source, line, visit, component))
 
     def freeze(self) -> LaneBlock:
         """Turn the rows added into columns (once, after the last ``add``); templates and
         subjects are numbered in the order rows first use them."""
         size = len(self._added)
         if size:
-            templates, subjects, owns, sources, lines, visits = zip(*self._added, strict=True)
+            templates, subjects, owns, sources, lines, visits, components = zip(
+                *self._added, strict=True)
+            if any(component is not None for component in components):
+                self.components = np.array([-1 if component is None else component
+                                            for component in components], dtype=np.int32)
             self.template, firsts = _first_use(templates)
             self.templates = [templates[i].row for i in firsts.tolist()]
             self.subject, firsts = _first_use(subjects)
@@ -121,6 +130,11 @@ class LaneBlock:
         if name == "_file":
             return object_array([self.file] * size, size)
         if name == "_location":
+            if self.components is not None:
+                return object_array((f"line {n}" if part < 0 else f"line {n}.component[{part}]"
+                                     for n, part in zip(self.lines.tolist(),
+                                                        self.components.tolist(),
+                                                        strict=True)), size)
             return object_array((f"line {n}" for n in self.lines.tolist()), size)
         if name == "_order":
             return object_array(((self.rank, n, 0) for n in self.lines.tolist()), size)
@@ -161,6 +175,7 @@ class LaneBlock:
         used, part.subject = _renumbered(self.subject[rows])
         part.subjects = {var: values[used] for var, values in self.subjects.items()}
         part.lines = self.lines[rows]
+        part.components = None if self.components is None else self.components[rows]
         part.sources = self.sources[rows]
         part.own = {var: values[rows] for var, values in self.own.items()}
         return part

@@ -19,17 +19,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from itertools import chain
+from operator import attrgetter
 from typing import Any
 
 import orjson
 
 from fhircdisc.converters.enrolment import Enrolment
 from fhircdisc.converters.fhir_to_sdtm import COMPILED, EXCLUDED_STATUS, observation_domain
-from fhircdisc.converters.observation_lines import LineShape, orjson_number
+from fhircdisc.converters.observation_lines import LineShape, component_type, orjson_number
 from fhircdisc.converters.resource_index import ResourceIndex
 from fhircdisc.mappings.algorithms import MapContext, ValueIssue
 from fhircdisc.mappings.compiled import CompiledSpec, PlainTemplate, plain_key
-from fhircdisc.mappings.element_types import element_problem
+from fhircdisc.mappings.element_types import RESOURCES, element_problem
 from fhircdisc.mappings.spec import Unmapped
 from fhircdisc.mappings.terminology import Terminology
 from fhircdisc.report import ValueIssueItem
@@ -42,7 +43,14 @@ _CACHE_LIMIT = 50_000
 _MISSING: Any = object()
 
 _DECLINED: Any = object()
+#: resolved references a view holds: a component must not have them
+_RESOLVED = frozenset({"_subject", "_encounter", "_specimen"})
+#: what a panel's component views leave out of the panel (its values too)
+_NOT_IN_VIEW = frozenset({"interpretation", "referenceRange", "dataAbsentReason", "component",
+                          "extension"})
 
+PanelPart = tuple[str, PlainTemplate, Any, tuple[Any, ...], str, tuple[Any, ...] | None, int]
+"""A component's ``LineParts`` and its number in the panel."""
 LineParts = tuple[str, PlainTemplate, Any, tuple[Any, ...], str, tuple[Any, ...] | None]
 """(domain, template, subject, own values, id, visit values) of a plain Observation line:
 the visit values (``CompiledSpec.visit_values``) of its encounter, or None when it has
@@ -71,6 +79,19 @@ class ObservationLane:
         self.shape = LineShape(self.inputs, ("status", "subject", "encounter", *sorted(dates)),
                                tuple(sorted({"valueQuantity", *self.units})),
                                _NOT_PLAIN)
+        # panels (blood pressure): a line of components, each of them a row
+        values = frozenset(name for name in RESOURCES["Observation"] if name.startswith("value"))
+        overriding = (frozenset(RESOURCES["Observation"]) | _NOT_PLAIN | _RESOLVED
+                      | {"status", "subject"}) - set(self.inputs) - {"valueQuantity"}
+        self.panel_shape = LineShape(
+            self.inputs, ("status", "subject", "encounter", *sorted(dates)), (),
+            _NOT_PLAIN - {"component"} | values,
+            (("component", component_type(self.inputs, overriding)),))
+        self._panel_keyed = attrgetter(*self.inputs)
+        self._code = self.inputs.index("code")
+        #: the keyed elements a component's view leaves out of the panel
+        self._dropped = frozenset(place for place, name in enumerate(self.inputs)
+                                  if name in _NOT_IN_VIEW)
         #: (encounter reference, domain) -> the visit values of a resolved encounter, None
         #: when it does not resolve, :data:`_DECLINED` when it needs the general engine
         self.visits: dict[tuple[str, str], Any] = {}
@@ -87,15 +108,21 @@ class ObservationLane:
             _keep(self.subjects, reference, subject, self.subject_limit)
         return subject
 
-    def _template(self, data: dict[str, Any]) -> tuple[str, PlainTemplate] | None:
+    def _template(self, data: dict[str, Any], domain: str | None = None
+                  ) -> tuple[str, PlainTemplate] | None:
         """The domain and the grouped rules' outcome of a plain Observation, worked out
-        once per distinct category, code and grouped inputs; None when it would not map."""
+        once per distinct category, code and grouped inputs; None when it would not map.
+        ``domain``: the one a panel's component takes (the panel's), else found from
+        ``data``."""
         key = plain_key(data, self.inputs, self.units)
+        if domain is not None:
+            key += domain.encode()
         entry = self.templates.get(key, _MISSING)
         if entry is _MISSING:
             entry = None
             try:
-                domain = observation_domain(data, self.terminology)
+                if domain is None:
+                    domain = observation_domain(data, self.terminology)
                 ctx = MapContext(self.terminology, "Observation")
                 entry = domain, COMPILED[domain].plain_template(data, ctx)
             except Unmapped:
@@ -154,6 +181,79 @@ class ObservationLane:
             if visit is _DECLINED:
                 return None
         return domain, template, subject, own, obs.id or "", visit
+
+    def read_panel(self, line: bytes) -> list[PanelPart] | None:
+        """What the rows of a panel Observation NDJSON line (components, no value of its
+        own: blood pressure) are made of, one per component, as ``read_line`` gives them
+        with the component's number; None to leave the line to the parsed way."""
+        obs = self.panel_shape.decode(line)
+        if obs is None or obs.resourceType != "Observation" or not obs.component \
+                or obs.status in EXCLUDED_STATUS or obs.subject is None:
+            return None
+        base = self._panel_keyed(obs)
+        if any(base[place] for place in self._dropped):
+            return None          # the panel's own range or flag: checked the parsed way
+        reference = obs.subject.reference
+        subject = None if reference is None else self.subjects.get(reference, _MISSING)
+        if subject is _MISSING:
+            subject = self._subject(reference)
+        if subject is None:
+            return None
+        parts: list[PanelPart] = []
+        for number, component in enumerate(obs.component):
+            texts = self._panel_keyed(component)
+            quantity = component.valueQuantity
+            # the view's texts (the component's over the panel's), the panel's code (it
+            # tells the domain) and the component's unit
+            key = (b"panel", bytes(base[self._code]),
+                   *(bytes(text) if text else b"" if place in self._dropped
+                     else bytes(base[place]) for place, text in enumerate(texts)),
+                   None if quantity is None
+                   else (quantity.code, quantity.system, quantity.unit))
+            entry = self.line_templates.get(key, _MISSING)
+            if entry is _MISSING:
+                entry = self._panel_template(line, number, key)
+            if entry is None:
+                return None
+            domain, template, spec = entry
+            value = comparator = None
+            if quantity is not None:
+                value, comparator = quantity.value, quantity.comparator
+                if not orjson_number(value):
+                    return None
+            own = spec.own_values(value, comparator, obs.status, obs.__getattribute__)
+            if own is None:
+                return None
+            visit = None
+            if obs.encounter is not None and obs.encounter.reference is not None:
+                visit = self._visit(obs.encounter.reference, domain, spec)
+                if visit is _DECLINED:
+                    return None
+            parts.append((domain, template, subject, own, obs.id or "", visit, number))
+        return parts
+
+    def _panel_template(self, line: bytes, number: int, key: tuple[Any, ...]
+                        ) -> tuple[str, PlainTemplate, CompiledSpec] | None:
+        """The domain (the panel's), template and spec of component ``number`` of the panel
+        on ``line``, under its ``key``: the view the general engine maps, the panel without
+        its value, range, flag and components, with the component over it."""
+        try:
+            data = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return None
+        found = None
+        if element_problem(data) is None:
+            try:
+                domain = observation_domain(data, self.terminology)
+            except Unmapped:
+                domain = None
+            view = {name: value for name, value in data.items()
+                    if not name.startswith("value") and name not in _NOT_IN_VIEW}
+            view.update(data["component"][number])
+            entry = None if domain is None else self._template(view, domain)
+            found = None if entry is None else (*entry, COMPILED[entry[0]])
+        _keep(self.line_templates, key, found)
+        return found
 
     def _visit(self, reference: str, domain: str, spec: CompiledSpec) -> Any:
         """The visit values of the encounter ``reference`` points at (None when it does

@@ -35,7 +35,8 @@ class LineShape:
     ``absent``, must not be in the line."""
 
     def __init__(self, keyed: tuple[str, ...], typed: tuple[str, ...],
-                 units: tuple[str, ...], absent: frozenset[str]) -> None:
+                 units: tuple[str, ...], absent: frozenset[str],
+                 extra: tuple[tuple[str, Any], ...] = ()) -> None:
         overlap = set(keyed) & set(typed) | set(keyed) & set(units)
         if overlap:
             raise ValueError(f"elements both keyed and read as values: {sorted(overlap)}")
@@ -47,6 +48,7 @@ class LineShape:
         fields += [(name, element_type("Observation", name), None)
                    for name in dict.fromkeys((*typed, *units))]
         fields += [(name, msgspec.Raw, _NO_TEXT) for name in keyed]
+        fields += [(name, kind, None) for name, kind in extra]
         taken = {name for name, _, _ in fields}
         fields += [(name, _ABSENT, None) for name in sorted((known | absent) - taken)]
         self.struct = msgspec.defstruct("PlainObservationLine", fields)
@@ -81,6 +83,19 @@ class LineShape:
         return (head, *(None if quantity is None
                         else (quantity.code, quantity.system, quantity.unit)
                         for quantity in quantities))
+
+
+def component_type(keyed: tuple[str, ...], absent: frozenset[str]) -> Any:
+    """The msgspec type of an Observation's ``component`` array for the panel lane: each
+    component's ``keyed`` elements as JSON text, its ``valueQuantity`` shape-checked, and
+    none of ``absent`` (elements that, copied over the panel's, would change more than
+    its test and result)."""
+    fields: list[tuple[str, Any, Any]] = [
+        ("valueQuantity", element_type("Observation", "valueQuantity"), None)]
+    fields += [(name, msgspec.Raw, _NO_TEXT) for name in keyed]
+    taken = {name for name, _, _ in fields}
+    fields += [(name, _ABSENT, None) for name in sorted(absent - taken)]
+    return list[msgspec.defstruct("PanelComponent", fields)] | None  # type: ignore[misc]
 
 
 def tuple_getter(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:

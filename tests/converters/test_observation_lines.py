@@ -211,3 +211,23 @@ def test_every_enrolled_subject_stays_cached(monkeypatch: pytest.MonkeyPatch,
     junk = [dumps(typical(n, subject={"reference": f"Patient/x{n}"})) for n in range(6)]
     assert [lane.read_line(line) for line in junk] == [None] * 6
     assert len(lane.subjects) <= 2 + 5                     # unresolved ones stay bounded
+
+
+def test_panels_are_read_from_text_a_row_a_component(lanes: Any) -> None:
+    """A blood pressure panel (components, no value of its own) gives a row per
+    component; one the lane cannot finish alone goes the parsed way whole."""
+    from tests.converters.test_streaming import _panel
+
+    text_lane = lanes[0]
+    parts = text_lane.read_panel(dumps(_panel("bp1", encounter={"reference": "Encounter/e1"})))
+    assert parts is not None
+    assert [(part[0], part[1].row["VSTESTCD"], part[3][-2], part[5], part[6])
+            for part in parts] == [("VS", "SYSBP", "120", (1.0, "Screening"), 0),
+                                   ("VS", "DIABP", "80", (1.0, "Screening"), 1)]
+    flag = [{"coding": [{"system": FLAGS, "code": "H"}]}]
+    for declined in (_panel("x", {"code": "8480-6", "value": 1}, {"code": "99999-9", "value": 1}),
+                     _panel("y", interpretation=flag),
+                     _panel("z", {"code": "8480-6", "value": 1, "status": "cancelled"}),
+                     _panel("w", {"code": "8480-6", "value": "1"}),
+                     _panel("v", component=[]), typical(1)):
+        assert text_lane.read_panel(dumps(declined)) is None, declined

@@ -35,16 +35,38 @@ def _obs(rid: str, patient: str = "p0000001", **extra: Any) -> dict[str, Any]:
     return {k: v for k, v in obs.items() if v is not None}
 
 
+def _panel(rid: str, *parts: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A blood pressure panel: its components, no value of its own."""
+    def part(code: str, value: Any, **more: Any) -> dict[str, Any]:
+        return {"code": {"coding": [{"system": LOINC, "code": code}]},
+                "valueQuantity": {"value": value, "unit": "mm[Hg]", "code": "mm[Hg]",
+                                  "system": "http://unitsofmeasure.org"}, **more}
+    components = [part(**p) for p in parts] or [part("8480-6", 120), part("8462-4", 80)]
+    fields = {"category": [{"coding": [{"system": CATEGORY, "code": "vital-signs"}]}],
+              "code": {"coding": [{"system": LOINC, "code": "85354-9"}]},
+              "valueQuantity": None, "component": components, **extra}
+    return _obs(rid, **fields)
+
+
 def _odd_observations() -> list[dict[str, Any]]:
     """What the fast lane must hand back to the general engine, and problems to report."""
-    bp = _obs("bp1", category=[{"coding": [{"system": CATEGORY, "code": "vital-signs"}]}],
-              code={"coding": [{"system": LOINC, "code": "85354-9"}]}, valueQuantity=None,
-              component=[{"code": {"coding": [{"system": LOINC, "code": code}]},
-                          "valueQuantity": {"value": value, "unit": "mm[Hg]", "code": "mm[Hg]",
-                                            "system": "http://unitsofmeasure.org"}}
-                         for code, value in (("8480-6", 120), ("8462-4", 80))])
+    flag = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
+                                   "v3-ObservationInterpretation", "code": "H"}]}]
     return [
-        bp,
+        _panel("bp1"),
+        # panels the lane takes (at an encounter, without category, with a component's
+        # flag, without id) and hands over (a component it cannot map, the panel's own
+        # flag, a component without a value, a component with a status of its own)
+        _panel("bp2", encounter={"reference": "Encounter/e1"}),
+        _panel("bp3", category=None),
+        _panel("bp4", {"code": "8480-6", "value": 150, "interpretation": flag},
+               {"code": "8462-4", "value": 95.5}),
+        _panel("", id=None),
+        _panel("bp5", {"code": "8480-6", "value": 118}, {"code": "99999-9", "value": 1}),
+        _panel("bp6", interpretation=flag),
+        _panel("bp7", {"code": "8480-6", "value": None}, {"code": "8462-4", "value": 70}),
+        _panel("bp8", {"code": "8480-6", "value": 121, "status": "cancelled"},
+               {"code": "8462-4", "value": 71}),
         _obs("enc1", encounter={"reference": "Encounter/e1"},
              specimen={"reference": "Specimen/s1"}),
         _obs("gone", status="entered-in-error"),
@@ -153,7 +175,11 @@ def test_the_odd_cases_come_out_as_the_general_engine_says(export: Path, tmp_pat
     lb = pd.read_csv(tmp_path / "out" / "lb.csv", dtype=str)
     vs = pd.read_csv(tmp_path / "out" / "vs.csv", dtype=str)
     prov = pd.read_csv(tmp_path / "out" / "provenance.csv", dtype=str)
-    assert set(vs.loc[vs["VSTESTCD"].isin(["SYSBP", "DIABP"]), "VSORRES"]) == {"120", "80"}
+    pressures = vs[vs["VSTESTCD"].isin(["SYSBP", "DIABP"])]
+    assert set(pressures["VSORRES"].dropna()) == {"120", "80", "150", "95.5", "118", "70",
+                                                  "121", "71"}
+    bp4 = prov[prov["SOURCE"] == "Observation/bp4"]
+    assert sorted(bp4["LOCATION"]) == ["line 3004.component[0]", "line 3004.component[1]"]
     row = lb[lb["LBSPEC"] == "SERUM"]
     assert len(row) == 1 and row.iloc[0]["VISITNUM"] == "3"
     assert "Y" in set(lb["LBFAST"].dropna())
