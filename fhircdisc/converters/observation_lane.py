@@ -92,9 +92,11 @@ class ObservationLane:
         #: the keyed elements a component's view leaves out of the panel
         self._dropped = frozenset(place for place, name in enumerate(self.inputs)
                                   if name in _NOT_IN_VIEW)
-        #: (encounter reference, domain) -> the visit values of a resolved encounter, None
-        #: when it does not resolve, :data:`_DECLINED` when it needs the general engine
-        self.visits: dict[tuple[str, str], Any] = {}
+        #: domain -> encounter reference -> the visit values of a resolved encounter, None
+        #: when it does not resolve, :data:`_DECLINED` when it needs the general engine;
+        #: room for every encounter read (an export's results come back to each of them)
+        self.visits: dict[str, dict[str, Any]] = {}
+        self.visit_limit = _CACHE_LIMIT + len(index.by_type.get("Encounter", ()))
         self.line_templates: dict[tuple[Any, ...],
                                   tuple[str, PlainTemplate, CompiledSpec] | None] = {}
 
@@ -258,8 +260,10 @@ class ObservationLane:
     def _visit(self, reference: str, domain: str, spec: CompiledSpec) -> Any:
         """The visit values of the encounter ``reference`` points at (None when it does
         not resolve, :data:`_DECLINED` when the line needs the general engine)."""
-        key = (reference, domain)
-        found = self.visits.get(key, _MISSING)
+        visits = self.visits.get(domain)
+        if visits is None:
+            visits = self.visits[domain] = {}
+        found = visits.get(reference, _MISSING)
         if found is _MISSING:
             target = self.index.resolve(reference)
             found = None
@@ -268,7 +272,7 @@ class ObservationLane:
                                                                   "Observation"))
                 if found is None:
                     found = _DECLINED
-            _keep(self.visits, key, found)
+            _keep(visits, reference, found, self.visit_limit)
         return found
 
     def map_line(self, line: bytes, file: str, number: int,

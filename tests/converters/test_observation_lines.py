@@ -213,6 +213,28 @@ def test_every_enrolled_subject_stays_cached(monkeypatch: pytest.MonkeyPatch,
     assert len(lane.subjects) <= 2 + 5                     # unresolved ones stay bounded
 
 
+def test_every_encounter_stays_cached(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+                                      ) -> None:
+    """More encounters than the lane's cache limit (an export has one a visit): each one's
+    visit is still worked out once a domain."""
+    monkeypatch.setattr(observation_lane, "_CACHE_LIMIT", 2)
+    files = generate(tmp_path, 10, 5)
+    files.append(tmp_path / "Encounter.ndjson")
+    files[-1].write_bytes(b"\n".join(orjson.dumps(visit) for visit in VISITS) + b"\n")
+    with streaming.fewer_collections():
+        setup = streaming.prepare(files, tmp_path / "out", ("xpt",), study_id="S")
+    ctx = setup.context
+    lane = ObservationLane(ctx.index, ctx.enrolment, ctx.terminology)
+    resolved: list[object] = []
+    resolve = ctx.index.resolve
+    monkeypatch.setattr(ctx.index, "resolve", lambda ref: resolved.append(ref) or resolve(ref))
+    batch = [dumps(typical(n, encounter={"reference": f"Encounter/e{n % 3 + 1}"}))
+             for n in range(12)]                             # three encounters, four times
+    assert all(lane.read_line(line) is not None for line in batch)
+    assert sorted(ref for ref in resolved if str(ref).startswith("Encounter/")) == [
+        "Encounter/e1", "Encounter/e2", "Encounter/e3"]
+
+
 def test_panels_are_read_from_text_a_row_a_component(lanes: Any) -> None:
     """A blood pressure panel (components, no value of its own) gives a row per
     component; one the lane cannot finish alone goes the parsed way whole."""
