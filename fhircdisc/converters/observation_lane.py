@@ -76,9 +76,14 @@ class ObservationLane:
                                                    - {"category", "code"}))
         self.units = tuple(sorted(set(chain.from_iterable(units))))
         dates = {name for domain in ("LB", "VS") for name in COMPILED[domain].date_elements}
-        self.shape = LineShape(self.inputs, ("status", "subject", "encounter", *sorted(dates)),
-                               tuple(sorted({"valueQuantity", *self.units})),
-                               _NOT_PLAIN)
+        # a result that is not a quantity: a string, or a coded value (keyed: a few values)
+        self.shape = LineShape((*self.inputs, "valueCodeableConcept"),
+                               ("status", "subject", "encounter", "valueString",
+                                *sorted(dates)),
+                               tuple(sorted({"valueQuantity", *self.units})), _NOT_PLAIN)
+        #: (domain, JSON text of a coded result) -> its text as the result rules give it
+        #: (a one-item tuple), or :data:`_DECLINED`
+        self.coded: dict[tuple[str, bytes], Any] = {}
         # panels (blood pressure): a line of components, each of them a row
         values = frozenset(name for name in RESOURCES["Observation"] if name.startswith("value"))
         overriding = (frozenset(RESOURCES["Observation"]) | _NOT_PLAIN | _RESOLVED
@@ -169,12 +174,19 @@ class ObservationLane:
             return None
         domain, template, spec = entry
         quantity = obs.valueQuantity
-        value = comparator = None
-        if quantity is not None:
-            value, comparator = quantity.value, quantity.comparator
-            if not orjson_number(value):
+        if quantity is not None or (obs.valueString is None and not obs.valueCodeableConcept):
+            value = comparator = None
+            if quantity is not None:
+                value, comparator = quantity.value, quantity.comparator
+                if not orjson_number(value):
+                    return None
+            own = spec.own_values(value, comparator, obs.status, obs.__getattribute__)
+        else:                                # the result rules read the string first
+            text = (obs.valueString,) if obs.valueString is not None \
+                else self._coded(bytes(obs.valueCodeableConcept), domain, spec)
+            if text is _DECLINED:
                 return None
-        own = spec.own_values(value, comparator, obs.status, obs.__getattribute__)
+            own = spec.own_values_of_text(text[0], obs.status, obs.__getattribute__)
         if own is None:
             return None
         visit = None
@@ -183,6 +195,24 @@ class ObservationLane:
             if visit is _DECLINED:
                 return None
         return domain, template, subject, own, obs.id or "", visit
+
+    def _coded(self, text: bytes, domain: str, spec: CompiledSpec) -> Any:
+        """The result text of a coded result (its JSON ``text``), worked out once."""
+        key = (domain, text)
+        found = self.coded.get(key, _MISSING)
+        if found is _MISSING:
+            try:
+                concept = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                concept = _MISSING
+            found = _DECLINED
+            if concept is not _MISSING:
+                found = spec.result_text({"valueCodeableConcept": concept},
+                                         MapContext(self.terminology, "Observation"))
+                if found is None:
+                    found = _DECLINED
+            _keep(self.coded, key, found)
+        return found
 
     def read_panel(self, line: bytes) -> list[PanelPart] | None:
         """What the rows of a panel Observation NDJSON line (components, no value of its

@@ -283,6 +283,20 @@ class CompiledSpec:
             row.update(zip(self.visit_vars, visit, strict=True))
         return row
 
+    def result_text(self, result: dict[str, Any], ctx: MapContext) -> tuple[Any] | None:
+        """What the result-as-text rules give for a result that is not a quantity (the
+        resource's ``value[x]`` alone, as ``result``), as a one-item tuple; None when they
+        disagree, give a value issue or fail, which the general engine then reports."""
+        plan = self.fill_plan
+        if plan is None:
+            return None
+        rules = [(index, rule) for index, rule in self.direct if rule.var in plan.text]
+        outcome = _run_rules(rules, result, ctx)
+        found = {value for _, value in outcome.values}
+        if outcome.error is not None or outcome.issues or len(found) > 1:
+            return None
+        return (found.pop() if found else None,)
+
     def visit_values(self, encounter: dict[str, Any], ctx: MapContext
                      ) -> tuple[Any, ...] | None:
         """What the rules reading the encounter give a plain resource whose encounter
@@ -309,15 +323,6 @@ class CompiledSpec:
         plan = self.fill_plan
         if plan is None:
             return None
-        dates = []
-        for _, element in plan.dates:
-            date = get(element)
-            if date.__class__ is not str or not date:
-                return None
-            try:
-                dates.append(fhir_to_dtc(date))
-            except DateFormatError:
-                return None
         text = number = None
         if plan.text or plan.number:
             if value is None:
@@ -330,6 +335,29 @@ class CompiledSpec:
                 number = float(value)
                 if not math.isfinite(number):
                     number = None
+        return self._own(status, get, text, number)
+
+    def own_values_of_text(self, text: str | None, status: Any, get: Callable[[str], Any]
+                           ) -> tuple[Any, ...] | None:
+        """:meth:`own_values` of a resource whose result is not a quantity, but one the
+        result rules read as ``text`` and as no number (a string, a coded value)."""
+        plan = self.fill_plan
+        if plan is None:
+            return None
+        return self._own(status, get, text if plan.text else None, None)
+
+    def _own(self, status: Any, get: Callable[[str], Any], text: Any, number: Any
+             ) -> tuple[Any, ...] | None:
+        assert self.fill_plan is not None
+        dates = []
+        for _, element in self.fill_plan.dates:
+            date = get(element)
+            if date.__class__ is not str or not date:
+                return None
+            try:
+                dates.append(fhir_to_dtc(date))
+            except DateFormatError:
+                return None
         return ("NOT DONE" if status == "cancelled" else None, *dates, text, number)
 
     @property

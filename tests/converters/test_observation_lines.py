@@ -109,7 +109,11 @@ elements = {
                                   {"reference": "Encounter/nowhere"}, {"display": "visit"},
                                   {"reference": 5}, "Encounter/e1", {}]),
     "effectivePeriod": st.sampled_from([None, {"start": "2021-01-01"}]),
-    "valueString": st.sampled_from([None, "positive"]),
+    "valueString": st.sampled_from([None, "positive", "", " 12 "]),
+    "valueCodeableConcept": st.sampled_from([
+        None, {"text": "Positive"}, {"text": " trimmed "}, {"coding": []}, "not a concept",
+        {"coding": [{"system": "http://snomed.info/sct", "code": "10828004",
+                     "display": "Positive"}]}, {"coding": [{"code": "NEG"}]}]),
     "id": st.sampled_from(["o1", "", 17, None]),
     "note": st.sampled_from([None, [{"text": "caf\u00e9"}], [{"text": "x"}]]),
     "resourceType": st.sampled_from(["Observation", "Observation", "Patient"]),
@@ -161,6 +165,24 @@ def test_lines_at_an_encounter_are_read_from_text_with_its_visit(
     assert (from_text[1]["VISITNUM"], from_text[1]["VISIT"]) == visit
 
 
+@pytest.mark.parametrize(("result", "text"), [
+    ({"valueString": "trace"}, "trace"),
+    ({"valueCodeableConcept": {"text": "Positive"}}, "Positive"),
+    ({"valueCodeableConcept": {"coding": [{"code": "NEG", "display": "Negative"}]}},
+     "Negative"),
+    ({"valueString": "first", "valueCodeableConcept": {"text": "second"}}, "first"),
+])
+def test_results_as_text_are_read_from_text(lanes: Any, result: dict[str, Any],
+                                            text: str) -> None:
+    """A string or coded result: the text the result rules give, no number, no unit."""
+    line = dumps({**{k: v for k, v in typical(1).items() if k != "valueQuantity"}, **result})
+    (from_text, _), (from_parsed, _) = both(lanes, line)
+    assert from_text is not None and from_text == from_parsed
+    row = from_text[1]
+    assert (row["LBORRES"], row["LBSTRESC"], row["LBSTRESN"], row["LBORRESU"]) == (
+        text, text, None, None)
+
+
 def test_typical_lines_are_read_from_text(lanes: Any) -> None:
     taken = [both(lanes, dumps(typical(n)))[0] for n in range(10)]
     assert all(result is not None for result, _ in taken)
@@ -173,7 +195,7 @@ def test_typical_lines_are_read_from_text(lanes: Any) -> None:
 
 @pytest.mark.parametrize("change", [
     {"extension": []}, {"component": None}, {"dataAbsentReason": {"text": "lost"}},
-    {"effectivePeriod": {"start": "2021-01-01"}}, {"valueString": "positive"},
+    {"effectivePeriod": {"start": "2021-01-01"}}, {"valueInteger": 3},
     {"valueQuantity": {"value": 2**64, "unit": "mg/dL"}}, {"id": 7},
     {"code": "not a concept"},
     {"valueQuantity": {"value": "12", "unit": "mg/dL"}},

@@ -80,6 +80,13 @@ def _odd_observations() -> list[dict[str, Any]]:
         _obs("oddunit", valueQuantity={"value": 3, "unit": "furlongs", "code": "[fur]",
                                        "system": "http://unitsofmeasure.org"}),
         _obs("absent", valueQuantity=None, dataAbsentReason={"text": "lost"}),
+        # results as text: a string, coded values, a string beside a code
+        _obs("stringy", valueQuantity=None, valueString="trace"),
+        _obs("coded", valueQuantity=None, valueCodeableConcept={"text": "Positive"}),
+        _obs("coded2", valueQuantity=None, valueCodeableConcept={"coding": [
+            {"system": "http://snomed.info/sct", "code": "260385009", "display": "Negative"}]}),
+        _obs("both", valueQuantity=None, valueString="first",
+             valueCodeableConcept={"text": "second"}),
         _obs("noid", id=None),
         # a USUBJID of its own, carried: the row sorts (and is bucketed) by it
         _obs("moved", extension=[variable_extension("USUBJID", "BENCH-p0000030X")]),
