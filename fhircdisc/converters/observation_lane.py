@@ -175,12 +175,7 @@ class ObservationLane:
         domain, template, spec = entry
         quantity = obs.valueQuantity
         if quantity is not None or (obs.valueString is None and not obs.valueCodeableConcept):
-            value = comparator = None
-            if quantity is not None:
-                value, comparator = quantity.value, quantity.comparator
-                if not orjson_number(value):
-                    return None
-            own = spec.own_values(value, comparator, obs.status, obs.__getattribute__)
+            own = self._own_of_quantity(spec, quantity, obs)
         else:                                # the result rules read the string first
             text = (obs.valueString,) if obs.valueString is not None \
                 else self._coded(bytes(obs.valueCodeableConcept), domain, spec)
@@ -189,12 +184,29 @@ class ObservationLane:
             own = spec.own_values_of_text(text[0], obs.status, obs.__getattribute__)
         if own is None:
             return None
-        visit = None
-        if obs.encounter is not None and obs.encounter.reference is not None:
-            visit = self._visit(obs.encounter.reference, domain, spec)
-            if visit is _DECLINED:
-                return None
+        visit = None if obs.encounter is None else self._line_visit(obs, domain, spec)
+        if visit is _DECLINED:
+            return None
         return domain, template, subject, own, obs.id or "", visit
+
+    @staticmethod
+    def _own_of_quantity(spec: CompiledSpec, quantity: Any, obs: Any
+                         ) -> tuple[Any, ...] | None:
+        """``own_values`` of a line (``obs``) whose result is ``quantity`` (None: none)."""
+        value = comparator = None
+        if quantity is not None:
+            value, comparator = quantity.value, quantity.comparator
+            if not orjson_number(value):
+                return None
+        return spec.own_values(value, comparator, obs.status, obs.__getattribute__)
+
+    def _line_visit(self, obs: Any, domain: str, spec: CompiledSpec) -> Any:
+        """The visit values of a line's encounter: None without one (or one that does not
+        resolve), :data:`_DECLINED` when the line needs the general engine."""
+        encounter = obs.encounter
+        if encounter is None or encounter.reference is None:
+            return None
+        return self._visit(encounter.reference, domain, spec)
 
     def _coded(self, text: bytes, domain: str, spec: CompiledSpec) -> Any:
         """The result text of a coded result (its JSON ``text``), worked out once."""
@@ -248,19 +260,12 @@ class ObservationLane:
             if entry is None:
                 return None
             domain, template, spec = entry
-            value = comparator = None
-            if quantity is not None:
-                value, comparator = quantity.value, quantity.comparator
-                if not orjson_number(value):
-                    return None
-            own = spec.own_values(value, comparator, obs.status, obs.__getattribute__)
+            own = self._own_of_quantity(spec, quantity, obs)
             if own is None:
                 return None
-            visit = None
-            if obs.encounter is not None and obs.encounter.reference is not None:
-                visit = self._visit(obs.encounter.reference, domain, spec)
-                if visit is _DECLINED:
-                    return None
+            visit = self._line_visit(obs, domain, spec)
+            if visit is _DECLINED:
+                return None
             parts.append((domain, template, subject, own, obs.id or "", visit, number))
         return parts
 
