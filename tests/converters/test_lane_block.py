@@ -9,13 +9,11 @@ import pickle
 from typing import Any
 
 import numpy as np
-import orjson
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchmarks.generate import generate
 from fhircdisc.column_values import ColumnValues, first_rows
 from fhircdisc.converters import streaming
 from fhircdisc.converters.chunk import block_stats, column_stats
@@ -25,21 +23,14 @@ from fhircdisc.converters.observation_lane import ObservationLane
 from fhircdisc.mappings import derivations
 from fhircdisc.mappings.compiled import PlainTemplate
 from fhircdisc.study import tidy_columns, typed_frame
-from tests.converters.test_observation_lines import VISITS, dumps, lines, typical
+from tests.converters.test_observation_lines import dumps, lines, new_lane, typical
 
 HIDDEN = ("_source", "_file", "_location", "_order")
 
 
 @pytest.fixture(scope="module")
 def lane(tmp_path_factory: pytest.TempPathFactory) -> ObservationLane:
-    folder = tmp_path_factory.mktemp("export")
-    files = generate(folder, 10, 5)
-    files.append(folder / "Encounter.ndjson")           # visits of their own for some rows
-    files[-1].write_bytes(b"\n".join(orjson.dumps(visit) for visit in VISITS) + b"\n")
-    with streaming.fewer_collections():
-        setup = streaming.prepare(files, folder / "out", ("xpt",), study_id="S")
-    ctx = setup.context
-    return ObservationLane(ctx.index, ctx.enrolment, ctx.terminology)
+    return new_lane(tmp_path_factory.mktemp("export"))   # visits of their own for some rows
 
 
 def both_ways(lane: ObservationLane, batch: list[bytes]

@@ -22,19 +22,25 @@ UCUM = "http://unitsofmeasure.org"
 FLAGS = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 
 
-@pytest.fixture(scope="module")
-def lanes(tmp_path_factory: pytest.TempPathFactory) -> tuple[ObservationLane, ObservationLane]:
-    """Two lanes over the same study (5 patients): one per way in, so that neither's
-    caches serve the other."""
-    folder = tmp_path_factory.mktemp("export")
+def new_lane(folder: Path) -> ObservationLane:
+    """A lane over a small study in ``folder``: 5 Patients, 10 Observations and the
+    encounters of :data:`VISITS`."""
     files = generate(folder, 10, 5)
     files.append(folder / "Encounter.ndjson")
     files[-1].write_bytes(b"\n".join(orjson.dumps(visit) for visit in VISITS) + b"\n")
     with streaming.fewer_collections():
         setup = streaming.prepare(files, folder / "out", ("xpt",), study_id="S")
     ctx = setup.context
-    return (ObservationLane(ctx.index, ctx.enrolment, ctx.terminology),
-            ObservationLane(ctx.index, ctx.enrolment, ctx.terminology))
+    return ObservationLane(ctx.index, ctx.enrolment, ctx.terminology)
+
+
+@pytest.fixture(scope="module")
+def lanes(tmp_path_factory: pytest.TempPathFactory) -> tuple[ObservationLane, ObservationLane]:
+    """Two lanes over the same study (5 patients): one per way in, so that neither's
+    caches serve the other."""
+    text_lane = new_lane(tmp_path_factory.mktemp("export"))
+    return text_lane, ObservationLane(text_lane.index, text_lane.enrolment,
+                                      text_lane.terminology)
 
 
 #: encounters the lines may point at: a visit type and number, a number that is not one,
@@ -219,14 +225,10 @@ def test_every_enrolled_subject_stays_cached(monkeypatch: pytest.MonkeyPatch,
     """More subjects than the lane's cache limit: each subject's reference is still
     resolved once, not again each time the cache would have been emptied."""
     monkeypatch.setattr(observation_lane, "_CACHE_LIMIT", 2)
-    files = generate(tmp_path, 10, 5)
-    with streaming.fewer_collections():
-        setup = streaming.prepare(files, tmp_path / "out", ("xpt",), study_id="S")
-    ctx = setup.context
-    lane = ObservationLane(ctx.index, ctx.enrolment, ctx.terminology)
+    lane = new_lane(tmp_path)
     resolved: list[object] = []
-    key_of = ctx.index.key_of
-    monkeypatch.setattr(ctx.index, "key_of", lambda ref: resolved.append(ref) or key_of(ref))
+    key_of = lane.index.key_of
+    monkeypatch.setattr(lane.index, "key_of", lambda ref: resolved.append(ref) or key_of(ref))
     batch = [dumps(typical(n)) for n in range(20)]         # five subjects, four times each
     assert all(lane.read_line(line) is not None for line in batch)
     assert sorted(resolved) == [f"Patient/p{n:07d}" for n in range(5)]
@@ -240,16 +242,10 @@ def test_every_encounter_stays_cached(monkeypatch: pytest.MonkeyPatch, tmp_path:
     """More encounters than the lane's cache limit (an export has one a visit): each one's
     visit is still worked out once a domain."""
     monkeypatch.setattr(observation_lane, "_CACHE_LIMIT", 2)
-    files = generate(tmp_path, 10, 5)
-    files.append(tmp_path / "Encounter.ndjson")
-    files[-1].write_bytes(b"\n".join(orjson.dumps(visit) for visit in VISITS) + b"\n")
-    with streaming.fewer_collections():
-        setup = streaming.prepare(files, tmp_path / "out", ("xpt",), study_id="S")
-    ctx = setup.context
-    lane = ObservationLane(ctx.index, ctx.enrolment, ctx.terminology)
+    lane = new_lane(tmp_path)
     resolved: list[object] = []
-    resolve = ctx.index.resolve
-    monkeypatch.setattr(ctx.index, "resolve", lambda ref: resolved.append(ref) or resolve(ref))
+    resolve = lane.index.resolve
+    monkeypatch.setattr(lane.index, "resolve", lambda ref: resolved.append(ref) or resolve(ref))
     batch = [dumps(typical(n, encounter={"reference": f"Encounter/e{n % 3 + 1}"}))
              for n in range(12)]                             # three encounters, four times
     assert all(lane.read_line(line) is not None for line in batch)
