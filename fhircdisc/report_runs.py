@@ -69,10 +69,7 @@ class ItemRuns:
 
     def _write(self, kind: str, items: list[Any]) -> None:
         path = self.folder / f"{kind}-{len(self.paths[kind]):06d}.pkl"
-        with path.open("wb") as handle:
-            for start in range(0, len(items), BATCH):
-                pickle.dump(items[start:start + BATCH], handle,
-                            protocol=pickle.HIGHEST_PROTOCOL)
+        write_run(path, items)
         self.paths[kind].append(path)
 
     def unmapped(self) -> Iterator[Any]:
@@ -85,7 +82,7 @@ class ItemRuns:
 
     def _merged(self, kind: str) -> Iterator[Any]:
         self._check_open()
-        return heapq.merge(*map(_read, self.paths[kind]), key=self.keys[kind])
+        return heapq.merge(*map(read_run, self.paths[kind]), key=self.keys[kind])
 
     def close(self) -> None:
         """The items have been written out; the runs may go (the counts stay)."""
@@ -97,7 +94,14 @@ class ItemRuns:
                                "read them from there")
 
 
-def _read(path: Path) -> Iterator[Any]:
+def write_run(path: Path, items: list[Any]) -> None:
+    """Pickle ``items`` to ``path`` in batches of :data:`BATCH`."""
+    with path.open("wb") as handle:
+        for start in range(0, len(items), BATCH):
+            pickle.dump(items[start:start + BATCH], handle, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def read_run(path: Path) -> Iterator[Any]:
     """The items of a run, a batch at a time (the file is open only while a batch is read,
     so that any number of runs can be merged)."""
     offset = 0

@@ -12,43 +12,65 @@ import orjson
 
 _OPTION = orjson.OPT_INDENT_2
 _BATCH = 2_000
+#: stands in for a streamed list while the rest of the document is dumped; JSON text
+#: holds a raw NUL nowhere, and orjson writes this one escaped
+_PLACE = "\x00streamed list {}\x00"
 
 
 def write_streamed(handle: IO[bytes], document: dict[str, Any],
-                   streams: dict[str, Iterable[Any]]) -> None:
-    """Write ``document`` with each top-level key of ``streams`` holding the list of what
-    that iterable gives, indented two spaces a level, as orjson writes it."""
-    missing = [key for key in streams if key not in document]
-    if missing:
-        raise ValueError(f"{missing[0]!r} is not a top-level key of the document")
-    text = orjson.dumps({**document, **{key: [] for key in streams}}, option=_OPTION)
-    places = []
-    for key in streams:
-        # top-level keys are the only ones indented by two spaces: JSON text holds no
-        # raw line break, so this is the key's own line
-        marker = b'\n  ' + orjson.dumps(key) + b': []'
-        place = text.find(marker)
-        if place < 0 or text.find(marker, place + 1) >= 0:
-            raise ValueError(f"{key!r} is not a top-level key of the document")
-        places.append((place + len(marker) - 2, key))
+                   streams: dict[str | tuple[str, ...], Iterable[Any]]) -> None:
+    """Write ``document`` with each key of ``streams`` holding the list of what that
+    iterable gives, indented two spaces a level, as orjson writes it. A key is a
+    top-level key of the document, or the path of keys to a list in nested objects."""
+    copy = dict(document)
+    places: dict[bytes, tuple[int, Iterable[Any]]] = {}
+    for number, (key, items) in enumerate(streams.items()):
+        path = (key,) if isinstance(key, str) else key
+        place = _PLACE.format(number)
+        _put(copy, path, place)
+        places[orjson.dumps(place)] = (len(path), items)
+    text = orjson.dumps(copy, option=_OPTION)
+    found = []
+    for marker, (depth, items) in places.items():
+        at = text.find(marker)
+        if at < 0 or text.find(marker, at + 1) >= 0:
+            raise ValueError("a document value holds the marker of a streamed list")
+        found.append((at, marker, depth, items))
     start = 0
-    for place, key in sorted(places):
-        handle.write(text[start:place])
-        _write_list(handle, streams[key])
-        start = place + 2                                   # past the empty "[]"
+    for at, marker, depth, items in sorted(found, key=lambda place: place[0]):
+        handle.write(text[start:at])
+        _write_list(handle, items, depth)
+        start = at + len(marker)
     handle.write(text[start:])
 
 
-def _write_list(handle: IO[bytes], items: Iterable[Any]) -> None:
-    """A list that is the value of a top-level key (its items at four spaces)."""
+def _put(document: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    """Set the value at ``path``, copying each object on the way (``document`` is a
+    copy already)."""
+    at = document
+    for depth, name in enumerate(path[:-1]):
+        inner = at.get(name)
+        if not isinstance(inner, dict):
+            raise ValueError(f"{'.'.join(path[:depth + 1])!r} is not an object of the "
+                             "document")
+        at[name] = at = dict(inner)
+    if path[-1] not in at:
+        raise ValueError(f"{'.'.join(path)!r} is not a key of the document")
+    at[path[-1]] = value
+
+
+def _write_list(handle: IO[bytes], items: Iterable[Any], depth: int) -> None:
+    """A list that is the value of a key ``depth`` objects deep (its items indented
+    two spaces more)."""
+    indent = b"\n" + b"  " * depth
     first = True
     for batch in _batches(iter(items)):
-        # the batch as a list of its own, then indented one level deeper
-        body = orjson.dumps(batch, option=_OPTION)[2:-2].replace(b"\n", b"\n  ")
-        handle.write(b"[\n  " if first else b",\n  ")
+        # the batch as a list of its own, then indented ``depth`` levels deeper
+        body = orjson.dumps(batch, option=_OPTION)[2:-2].replace(b"\n", indent)
+        handle.write(b"[" + indent if first else b"," + indent)
         handle.write(body)
         first = False
-    handle.write(b"[]" if first else b"\n  ]")
+    handle.write(b"[]" if first else indent + b"]")
 
 
 def _batches(items: Iterator[Any]) -> Iterator[list[Any]]:

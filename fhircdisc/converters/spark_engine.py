@@ -60,9 +60,11 @@ from fhircdisc.converters.streaming import (
     StreamResult,
     SubjectBuckets,
     Task,
+    bank_findings,
     by_bucket,
     fewer_collections,
     finish_bucket,
+    keep_findings_on_disk,
     keep_items_on_disk,
     map_task,
     prepare,
@@ -107,6 +109,7 @@ def spark_to_sdtm(sources: Iterable[str | Path], out_dir: str | Path,
                         chunk_lines=chunk_lines, bucket_rows=bucket_rows)
         with staging_folder(setup.out) as staging, _SparkRun.of(sc, setup) as run:
             keep_items_on_disk(setup, staging)
+            keep_findings_on_disk(setup, staging)
             rows = run.map_chunks(ChunkProgress(progress, setup.report))
             return write_output(setup, staging, run.finish_buckets(rows), run.load)
 
@@ -195,6 +198,7 @@ class _SparkRun:
         self.mapped.unpersist()           # the shuffle files now hold the rows
         pieces: dict[str, list[Piece]] = {}
         for piece in sorted(collected, key=lambda p: (p.domain, p.bucket)):
+            bank_findings(self.setup, piece)
             pieces.setdefault(piece.domain, []).append(piece)
         return pieces
 

@@ -74,6 +74,7 @@ from fhircdisc.converters.fhir_reader import (
 from fhircdisc.converters.fhir_to_sdtm import SPECS, Converter, read_context
 from fhircdisc.converters.lane_block import ABSENT, LaneBlock, object_array
 from fhircdisc.errors import InputError
+from fhircdisc.finding_runs import BankedFindings, FindingRuns, StreamedValidation, bank
 from fhircdisc.mappings import derivations
 from fhircdisc.mappings import terminology as terminology_module
 from fhircdisc.report import ConversionReport
@@ -220,6 +221,8 @@ class Setup:
     plan: DatasetPlan
     #: LB/VS rows of Observations read in pass 1 (in Bundles), as a chunk read first
     early: ChunkResult
+    #: the row findings of finished buckets, once :func:`keep_findings_on_disk` is called
+    finding_runs: FindingRuns | None = None
 
     def streamed(self) -> list[str]:
         """The streamed datasets that have rows, in writing order (once settled)."""
@@ -243,6 +246,8 @@ class Piece:
     stats: Any
     findings: list[Finding]
     runs: list[RuleRun]
+    #: the row findings, once on disk (:func:`bank_findings`): then not in ``findings``
+    banked: BankedFindings | None = None
 
 
 @dataclass
@@ -639,6 +644,25 @@ def keep_items_on_disk(setup: Setup, staging: Path) -> None:
     bank_items(setup.report, setup.early)
 
 
+def keep_findings_on_disk(setup: Setup, staging: Path) -> None:
+    """Keep the row findings of finished buckets in ``staging`` (:func:`bank_findings`)."""
+    setup.finding_runs = FindingRuns(staging / ".findings")
+
+
+def bank_findings(setup: Setup, piece: Piece | None) -> None:
+    """Count in a finished bucket's row findings kept on disk, moving them there first if
+    they are still in the piece. Done as each bucket comes in, a dataset with a finding
+    in every row does not grow the memory."""
+    runs = setup.finding_runs
+    if piece is None or runs is None:
+        return
+    key = (piece.domain, piece.bucket)
+    if piece.banked is None:
+        piece.findings, piece.banked = bank(runs.folder, key, piece.findings)
+    if piece.banked is not None:
+        runs.add(key, piece.banked)
+
+
 def bank_items(report: ConversionReport, result: ChunkResult) -> None:
     """Move a chunk's unmapped items and value issues into the report (in task order)."""
     report.add_items(result.unmapped, result.value_issues)
@@ -827,6 +851,12 @@ def write_output(setup: Setup, staging: Path, pieces: Mapping[str, list[Piece]],
     """
     small, report, out = setup.small, setup.report, setup.out
     streamed = setup.streamed()
+    if setup.finding_runs is None:
+        keep_findings_on_disk(setup, staging)
+    assert setup.finding_runs is not None
+    for parts in pieces.values():
+        for piece in parts:
+            bank_findings(setup, piece)
     shares = [staging / f".{domain}.{PROVENANCE_NAME}" for domain in streamed]
     prov_path = staging / PROVENANCE_NAME
     global _WRITING
@@ -834,7 +864,8 @@ def write_output(setup: Setup, staging: Path, pieces: Mapping[str, list[Piece]],
     try:
         with _started(_write_domain, list(zip(streamed, shares, strict=True)),
                       workers) as finish:
-            validation = small.validate() if setup.plan.validate and small.domains else None
+            validation = StreamedValidation.of(small.validate()) \
+                if setup.plan.validate and small.domains else None
             provenance = small.provenance.copy()
             provenance["FILE"] = relative_files(provenance["FILE"], out)
             before = provenance[provenance["DOMAIN"].isin(("DM", "EX", "AE"))]
@@ -854,25 +885,31 @@ def write_output(setup: Setup, staging: Path, pieces: Mapping[str, list[Piece]],
             with share.open("rb") as part:
                 shutil.copyfileobj(part, handle)
             share.unlink()
+    starts: list[tuple[Key, int]] = []
     for domain in streamed:
         parts = pieces.get(domain, [])
         total = sum(part.rows for part in parts)
         report.rows[domain] = total
         datasets[domain] = (total, sum(part.subjects for part in parts))
         if validation is not None:
-            _add_findings(validation, domain, parts)
+            starts += _add_findings(validation, domain, parts)
     provenance[provenance["DOMAIN"] == "TS"].to_csv(prov_path, index=False, header=False,
                                                     mode="a")
     report.rows = dict(sorted(report.rows.items()))
     document = report.to_dict(objects=True, lazy=True)
+    streams: dict[str | tuple[str, ...], Iterable[Any]] = {
+        key: document[key] for key in ("unmapped", "value_issues")}
     if validation is not None:
         validation.metadata["datasets"] = {name: datasets[name][0] for name in
                                            _ordered(datasets)}
-        document["validation"] = validation.to_dict()
+        validation.stored = setup.finding_runs.severities
+        document["validation"] = validation.head()
+        findings = setup.finding_runs.merged(validation.findings, starts,
+                                             _finding_order(validation))
+        streams["validation", "findings"] = map(Finding.to_dict, findings)
     document["sources"] = [relative_path(s, out) for s in document["sources"]]
     with (staging / REPORT_NAME).open("wb") as handle:
-        write_streamed(handle, document, {key: document[key]
-                                          for key in ("unmapped", "value_issues")})
+        write_streamed(handle, document, streams)
     report.items_written()
     written = publish(staging, out)
     return StreamResult(report, written, validation,
@@ -925,14 +962,19 @@ def _write_streamed(setup: Setup, staging: Path, domain: str, parts: list[Piece]
         raise
 
 
-def _add_findings(validation: ValidationResult, domain: str, parts: list[Piece]) -> None:
+def _add_findings(validation: ValidationResult, domain: str, parts: list[Piece]
+                  ) -> list[tuple[Key, int]]:
     """Bucket findings into the study's result: rows counted from the dataset's start,
     dataset-level findings once, each rule's run merged as if it had seen the whole
-    dataset."""
+    dataset. Gives the row each bucket starts at, for its findings kept on disk."""
     offset = 0
     seen: set[Finding] = set(validation.findings)
     counts: Counter[str] = Counter()
+    starts: list[tuple[Key, int]] = []
     for part in parts:
+        starts.append(((part.domain, part.bucket), offset))
+        if part.banked is not None:
+            counts.update(part.banked.rules)
         for finding in part.findings:
             if finding.row is not None:
                 finding = finding.moved(offset)
@@ -948,10 +990,16 @@ def _add_findings(validation: ValidationResult, domain: str, parts: list[Piece])
         if bucket_runs:
             runs[rule_id] = _merge_run(run, bucket_runs, domain, counts[rule_id])
     validation.runs = list(runs.values())
+    validation.findings.sort(key=_finding_order(validation))
+    return starts
+
+
+def _finding_order(validation: ValidationResult) -> Callable[[Finding], Any]:
+    """The report's order of findings: by rule (in the order of the rule runs, which is
+    the rule table's, as a bucket's check gives them), dataset, then row."""
     order = {run.rule_id: rank for rank, run in enumerate(validation.runs)}
-    validation.findings.sort(key=lambda f: (order.get(f.rule_id, len(order)),
-                                            _DATASET_RANK.get(f.dataset, 99),
-                                            f.row is not None, f.row or 0))
+    return lambda f: (order.get(f.rule_id, len(order)), _DATASET_RANK.get(f.dataset, 99),
+                      f.row is not None, f.row or 0)
 
 
 _NOT_CHECKED = "not checked: "
@@ -1038,7 +1086,9 @@ def _stream(setup: Setup, staging: Path, workers: int,
         settle(setup, [result for result, _ in results])
         marks.append(time.perf_counter())
         pieces: dict[str, list[Piece]] = {}
-        for piece in _run(_finish_bucket, setup.bucket_keys(), workers):
+        keep_findings_on_disk(setup, staging)
+        for piece in _run(_finish_bucket, setup.bucket_keys(), workers,
+                          lambda _, piece: bank_findings(setup, piece)):
             if piece is not None:
                 pieces.setdefault(piece.domain, []).append(piece)
         marks.append(time.perf_counter())
@@ -1085,9 +1135,14 @@ def _finish_bucket(key: Key) -> Piece | None:
     if not any(len(part) for part in parts):
         return None
     done = finish_bucket(key[0], parts, shared.setup.plan)
+    banked = None
+    if shared.setup.finding_runs is not None:   # the row findings stay out of this process
+        done.findings, banked = bank(shared.setup.finding_runs.folder, key, done.findings)
     with _bucket_path(shared.spill_dir, key).open("wb") as handle:
         pickle.dump(done, handle, protocol=pickle.HIGHEST_PROTOCOL)
-    return done.piece(*key)
+    piece = done.piece(*key)
+    piece.banked = banked
+    return piece
 
 
 def _bucket_path(spill_dir: Path, key: Key) -> Path:
@@ -1151,6 +1206,6 @@ def _run(function: Callable[[Any], Any], jobs: list[Any], workers: int,
 
 
 __all__ = ["BUCKET_ROWS", "CHUNK_LINES", "DatasetPlan", "FinishedBucket", "Piece", "Setup",
-           "StreamResult", "Task", "bank_items", "by_bucket", "finish_bucket",
-           "keep_items_on_disk", "map_task", "prepare", "settle", "stream_to_sdtm",
-           "write_output"]
+           "StreamResult", "Task", "bank_findings", "bank_items", "by_bucket",
+           "finish_bucket", "keep_findings_on_disk", "keep_items_on_disk", "map_task",
+           "prepare", "settle", "stream_to_sdtm", "write_output"]

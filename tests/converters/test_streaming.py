@@ -299,3 +299,42 @@ def test_observations_at_encounters_take_the_lane_and_write_what_memory_does(
     laned = sum(len(block) for block in result.blocks.values())
     parsed = sum(len(rows) for rows in result.rows.values())
     assert laned > 400 and parsed < 60                    # the parsed ones: local codes
+
+
+def test_row_findings_go_to_disk_and_into_the_report_as_in_memory(tmp_path: Path) -> None:
+    """A coded glucose result gives a conformance finding in its row: with one in every
+    third lab row, over several buckets and both workers, the report lists them as the
+    in-memory engine does, while the result holds only their counts."""
+    files = generate(tmp_path / "export", 1800, 30)
+    coded = {"coding": [{"system": "http://snomed.info/sct", "code": "167272000",
+                         "display": "Trace"}], "text": "Trace"}
+    for path in files:
+        if path.name.startswith("Observation"):
+            lines = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+            for number, obs in enumerate(lines):
+                if number % 3 == 0 and obs["code"]["coding"][0]["code"] == "2345-7":
+                    obs["valueCodeableConcept"] = coded
+                    del obs["valueQuantity"]
+            path.write_bytes(b"".join(orjson.dumps(obs) + b"\n" for obs in lines))
+    study = to_sdtm(files, study_id="BENCH")
+    study.write(tmp_path / "memory", ("xpt",), creation_datetime=STAMP,
+                validation=study.validate())
+    result = stream_to_sdtm(files, tmp_path / "stream", ("xpt",), study_id="BENCH",
+                            workers=2, creation_datetime=STAMP, chunk_lines=400,
+                            bucket_rows=300)
+    assert _files(tmp_path / "stream") == _files(tmp_path / "memory")
+    report = orjson.loads((tmp_path / "stream" / "conversion-report.json").read_bytes())
+    findings = report["validation"]["findings"]
+    in_rows = [f for f in findings if f["dataset"] == "LB" and f["row"] is not None]
+    assert len({f["usubjid"] for f in in_rows}) > 10          # from several buckets
+    assert [f["row"] for f in in_rows if f["rule_id"] == in_rows[0]["rule_id"]] == sorted(
+        f["row"] for f in in_rows if f["rule_id"] == in_rows[0]["rule_id"])
+    assert any(f["value"] == "Trace" for f in in_rows)
+    validation = result.validation
+    assert validation is not None
+    assert not any(f.dataset == "LB" and f.row is not None for f in validation.findings)
+    for severity, count in report["validation"]["counts"].items():
+        assert validation.count(severity) == count
+    assert sum(report["validation"]["counts"].values()) == len(findings)
+    with pytest.raises(RuntimeError, match="report file"):
+        validation.to_dict()

@@ -146,6 +146,34 @@ def test_streamed_lists_are_orjsons_bytes_whatever_the_batches(
     assert written.getvalue() == orjson.dumps(document, option=orjson.OPT_INDENT_2)
 
 
-def test_a_streamed_key_must_be_at_the_top_level() -> None:
-    with pytest.raises(ValueError, match="top-level"):
+def test_a_streamed_key_must_name_a_key_of_the_document() -> None:
+    with pytest.raises(ValueError, match="'items' is not a key"):
         write_streamed(io.BytesIO(), {"outer": {"items": []}}, {"items": iter(())})
+    with pytest.raises(ValueError, match="'outer' is not an object"):
+        write_streamed(io.BytesIO(), {"outer": []}, {("outer", "items"): iter(())})
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
+                     | st.text(max_size=6),
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.text(max_size=3), inner, max_size=3), max_leaves=8)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.text(min_size=1, max_size=4), min_size=1, max_size=4, unique=True),
+       st.lists(_JSON, max_size=7), st.dictionaries(st.text(max_size=3), _JSON, max_size=3),
+       st.integers(1, 3))
+def test_a_nested_list_streams_into_the_bytes_orjson_writes(
+        path: list[str], items: list[Any], beside: dict[str, Any], batch: int) -> None:
+    document: dict[str, Any] = dict(beside)
+    at = document
+    for name in path[:-1]:
+        at[name] = at = {}
+    at[path[-1]] = items
+    streamed_json._BATCH = batch
+    try:
+        written = io.BytesIO()
+        write_streamed(written, document, {tuple(path): iter(items)})
+    finally:
+        streamed_json._BATCH = 2_000
+    assert written.getvalue() == orjson.dumps(document, option=orjson.OPT_INDENT_2)
