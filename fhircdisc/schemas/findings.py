@@ -49,8 +49,13 @@ class Finding:
         template, values = self.wording
         shifted = {name: int(value) + rows if name in ROW_FIELDS and str(value).isdigit()
                    else value for name, value in values}
-        return replace(self, row=row, message=template.format_map(shifted),
-                       wording=(template, tuple(shifted.items())))
+        # as ``replace`` would make it, without running ``__init__`` (a streamed dataset
+        # can have a finding in each of millions of rows)
+        moved = object.__new__(Finding)
+        object.__setattr__(moved, "__dict__", {
+            **self.__dict__, "row": row, "message": template.format_map(shifted),
+            "wording": (template, tuple(shifted.items()))})
+        return moved
 
 
 #: message fields that are row numbers of the dataset
