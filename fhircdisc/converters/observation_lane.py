@@ -97,10 +97,18 @@ class ObservationLane:
         #: the keyed elements a component's view leaves out of the panel
         self._dropped = frozenset(place for place, name in enumerate(self.inputs)
                                   if name in _NOT_IN_VIEW)
-        #: domain -> encounter reference -> the visit values of a resolved encounter, None
-        #: when it does not resolve, :data:`_DECLINED` when it needs the general engine;
+        #: encounter reference -> what the visit rules read of it (as JSON text; the
+        #: reference itself when that cannot be told), None when it does not resolve;
         #: room for every encounter read (an export's results come back to each of them)
-        self.visits: dict[str, dict[str, Any]] = {}
+        self.visit_keys: dict[str, Any] = {}
+        reads: set[str] | None = set()
+        for domain in ("LB", "VS"):
+            read = COMPILED[domain].visit_reads
+            reads = None if read is None or reads is None else reads | set(read)
+        self.visit_reads = None if reads is None else tuple(sorted(reads))
+        #: (domain, visit key) -> the visit values, :data:`_DECLINED` when they need the
+        #: general engine: worked out once for every encounter of a visit
+        self.visits: dict[tuple[str, Any], Any] = {}
         self.visit_limit = _CACHE_LIMIT + len(index.by_type.get("Encounter", ()))
         self.line_templates: dict[tuple[Any, ...],
                                   tuple[str, PlainTemplate, CompiledSpec] | None] = {}
@@ -295,19 +303,28 @@ class ObservationLane:
     def _visit(self, reference: str, domain: str, spec: CompiledSpec) -> Any:
         """The visit values of the encounter ``reference`` points at (None when it does
         not resolve, :data:`_DECLINED` when the line needs the general engine)."""
-        visits = self.visits.get(domain)
-        if visits is None:
-            visits = self.visits[domain] = {}
-        found = visits.get(reference, _MISSING)
-        if found is _MISSING:
+        key = self.visit_keys.get(reference, _MISSING)
+        encounter = None
+        if key is _MISSING:
             target = self.index.resolve(reference)
-            found = None
+            key = None
             if target is not None:
-                found = spec.visit_values(target.data, MapContext(self.terminology,
-                                                                  "Observation"))
-                if found is None:
-                    found = _DECLINED
-            _keep(visits, reference, found, self.visit_limit)
+                encounter = target.data
+                key = reference if self.visit_reads is None else orjson.dumps(
+                    [encounter.get(name) for name in self.visit_reads])
+            _keep(self.visit_keys, reference, key, self.visit_limit)
+        if key is None:
+            return None
+        found = self.visits.get((domain, key), _MISSING)
+        if found is _MISSING:
+            if encounter is None:               # read for another domain: resolves
+                target = self.index.resolve(reference)
+                assert target is not None
+                encounter = target.data
+            found = spec.visit_values(encounter, MapContext(self.terminology, "Observation"))
+            if found is None:
+                found = _DECLINED
+            _keep(self.visits, (domain, key), found, self.visit_limit)
         return found
 
     def map_line(self, line: bytes, file: str, number: int,

@@ -38,6 +38,8 @@ _READS: dict[str, tuple[str, ...] | None] = {
 #: algorithms that read nothing but their paths
 _PATH_ONLY = frozenset({"assign", "assign_num", "ct", "ct_decode", "ct_attribute", "ct_multi",
                         "coding_code", "text", "dtc", "flag", "count"})
+#: what an algorithm reads of the resolved encounter besides its paths
+_ENCOUNTER_READS: dict[str, tuple[str, ...]] = {"visit_number": ("identifier",)}
 #: elements that differ in nearly every resource: caching them would only fill memory
 _UNIQUE = frozenset(_VALUES) | {"effectiveDateTime", "effectivePeriod", "effectiveInstant",
                                 "issued", "id", "identifier"}
@@ -67,6 +69,30 @@ def rule_inputs(rule: Rule) -> tuple[str, ...] | None:
             return None
         found += heads + list(reads)
     return tuple(sorted(set(found)))
+
+
+def encounter_reads(rules: list[Rule]) -> tuple[str, ...] | None:
+    """The elements of the resolved encounter that ``rules`` (and their fallbacks) read;
+    None when one reads it whole or in a way not known here."""
+    found: set[str] = set()
+    for rule in rules:
+        for part in (rule, rule.fallback):
+            if part is None:
+                continue
+            for path in part.paths:
+                steps = paths.parse(path)
+                if steps[0].name == "_encounter":
+                    if len(steps) < 2:
+                        return None
+                    found.add(steps[1].name)
+            if part.algorithm in _PATH_ONLY:
+                continue
+            if "_encounter" in (_READS.get(part.algorithm) or ("_encounter",)):
+                extra = _ENCOUNTER_READS.get(part.algorithm)
+                if extra is None:
+                    return None
+                found.update(extra)
+    return tuple(sorted(found))
 
 
 _QUANTITY_PARTS = ("code", "system", "unit")
@@ -214,6 +240,10 @@ class CompiledSpec:
             if self.visit_group is not None else ()
         self._visit_alone = self.visit_group is None or (
             self.visit_group.inputs == ("_encounter",) and not self.visit_group.units)
+        #: the encounter's elements those rules read (None: cannot be told): encounters
+        #: equal in them give the same visit values
+        self.visit_reads = () if self.visit_group is None \
+            else encounter_reads([rule for _, rule in self.visit_group.rules])
         self.order = [rule.var for rule in spec.rules]
         self.rank = {rule.var: index for index, rule in enumerate(spec.rules)}
         self.fill_plan = _fill_plan([rule for _, rule in self.direct])

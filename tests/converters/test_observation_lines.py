@@ -50,7 +50,11 @@ VISITS = [{"resourceType": "Encounter", "id": "e1", "status": "finished",
           {"resourceType": "Encounter", "id": "e2", "status": "finished",
            "identifier": [{"value": "week 2"}, {"value": "2.5"}]},
           {"resourceType": "Encounter", "id": "e3", "status": "finished",
-           "type": {"coding": [{"code": "AMB", "display": "ambulatory"}]}}]
+           "type": {"coding": [{"code": "AMB", "display": "ambulatory"}]}},
+          # e1's visit on another day: what the visit rules read is e1's
+          {"resourceType": "Encounter", "id": "e4", "status": "finished",
+           "type": [{"text": "Screening"}], "identifier": [{"value": "1"}],
+           "period": {"start": "2021-03-04"}}]
 
 
 def typical(n: int, **extra: Any) -> dict[str, Any]:
@@ -251,6 +255,33 @@ def test_every_encounter_stays_cached(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert all(lane.read_line(line) is not None for line in batch)
     assert sorted(ref for ref in resolved if str(ref).startswith("Encounter/")) == [
         "Encounter/e1", "Encounter/e2", "Encounter/e3"]
+
+
+def test_encounters_of_one_visit_have_their_values_worked_out_once(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The visit rules read an encounter's identifier and type only: encounters equal in
+    those (a visit's, on several days) share the values, worked out once a domain."""
+    from fhircdisc.converters.fhir_to_sdtm import COMPILED
+
+    lane = new_lane(tmp_path)
+    assert lane.visit_reads == ("identifier", "type")
+    worked: list[tuple[str, str]] = []
+    for domain in ("LB", "VS"):
+        visit_values = COMPILED[domain].visit_values
+        monkeypatch.setattr(COMPILED[domain], "visit_values",
+                            lambda enc, ctx, d=domain, f=visit_values:
+                            worked.append((d, enc["id"])) or f(enc, ctx))
+    pulse = {"category": [{"coding": [{"system": CATEGORY, "code": "vital-signs"}]}],
+             "code": {"coding": [{"system": LOINC, "code": "8867-4"}]},
+             "valueQuantity": {"value": 70, "unit": "/min", "system": UCUM, "code": "/min"}}
+    lines = [dumps(typical(n, encounter={"reference": f"Encounter/{enc}"}, **extra))
+             for n, (enc, extra) in enumerate([("e1", {}), ("e4", {}), ("e2", {}),
+                                                ("e4", pulse), ("e1", pulse), ("e4", {})])]
+    parts = [part for line in lines if (part := lane.read_line(line)) is not None]
+    assert [part[0] for part in parts] == ["LB", "LB", "LB", "VS", "VS", "LB"]
+    assert [part[5] for part in parts] == [(1.0, "Screening")] * 2 + [(2.5, None)] + [
+        (1.0, "Screening")] * 3
+    assert worked == [("LB", "e1"), ("LB", "e2"), ("VS", "e4")]
 
 
 def test_panels_are_read_from_text_a_row_a_component(lanes: Any) -> None:

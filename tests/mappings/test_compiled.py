@@ -13,8 +13,14 @@ from fhircdisc.converters.enrolment import Subject
 from fhircdisc.converters.fhir_to_sdtm import SPECS
 from fhircdisc.mappings import terminology
 from fhircdisc.mappings.algorithms import MapContext, map_view
-from fhircdisc.mappings.compiled import PLAIN_ABSENT, CompiledSpec, plain_key, rule_inputs
-from fhircdisc.mappings.spec import Unmapped
+from fhircdisc.mappings.compiled import (
+    PLAIN_ABSENT,
+    CompiledSpec,
+    encounter_reads,
+    plain_key,
+    rule_inputs,
+)
+from fhircdisc.mappings.spec import Rule, Unmapped
 from fhircdisc.mappings.vs import BODY_POSITION
 
 TERMS = terminology.load()
@@ -231,6 +237,19 @@ def test_rule_inputs_name_what_each_rule_reads() -> None:
     assert rule_inputs(lb.rule("LBSPEC")) == ("_specimen", "code")
     assert rule_inputs(lb.rule("LBSTAT")) is None          # reads every value[x]: run directly
     assert rule_inputs(SPECS["VS"].rule("VSORRESU")) == ("code", "valueQuantity")
+
+
+def test_encounter_reads_name_the_elements_the_visit_rules_read() -> None:
+    """Encounters equal in these elements get the same visit values; a rule that reads
+    the encounter whole, or in a way not known, makes them unknown (None)."""
+    assert CompiledSpec(SPECS["LB"]).visit_reads == ("identifier", "type")
+    assert encounter_reads([Rule("VISITNUM", "visit_number", ())]) == ("identifier",)
+    assert encounter_reads([Rule("VISIT", "text", ("_encounter.class.display",)),
+                            Rule("VISITDY", "assign", ("_encounter.period.start",))]) \
+        == ("class", "period")
+    assert encounter_reads([Rule("VISIT", "text", ("_encounter",))]) is None
+    assert encounter_reads([Rule("VISIT", "not_done", ("_encounter.type",))]) is None
+    assert encounter_reads([Rule("LBTEST", "text", ("code",))]) == ()
 
 
 def test_a_cached_failure_keeps_nothing_of_its_callers_alive() -> None:
