@@ -57,6 +57,10 @@ class LaneBlock:
         #: the subjects' context values as columns (variable -> value per subject) after
         #: :meth:`freeze`
         self.subjects: dict[str, np.ndarray] = {}
+        #: per row, its visit's number (-1: the template's values), when some row has a
+        #: visit of its own; and the visits' values as columns (variable -> per visit)
+        self.visit: np.ndarray | None = None
+        self.visits: dict[str, np.ndarray] = {}
         #: filled by :meth:`freeze`
         self.template = np.empty(0, dtype=np.int32)
         self.subject = np.empty(0, dtype=np.int32)
@@ -96,11 +100,19 @@ class LaneBlock:
             for var, place in self.own_places:
                 self.own[var] = object_array(values[place], size)
             if any(visit is not None for visit in visits):
-                # rows with an encounter have visit values of their own
+                # rows with an encounter have visit values of their own (the lane's
+                # cached tuples: one object a visit)
+                numbers, firsts = _first_use(visits)
+                distinct = [visits[i] for i in firsts.tolist()]
+                if None in distinct:                   # rows without: -1
+                    none = distinct.index(None)
+                    numbers = np.where(numbers == none, -1,
+                                       numbers - (numbers > none)).astype(np.int32)
+                    del distinct[none]
+                self.visit = numbers
                 for place, var in enumerate(self.visit_vars):
-                    self.own[var] = object_array(
-                        (template.row.get(var) if visit is None else visit[place]
-                         for template, visit in zip(templates, visits, strict=True)), size)
+                    self.visits[var] = object_array((v[place] for v in distinct),
+                                                    len(distinct))
         else:
             people = []
         columns = list(zip(*people, strict=True)) or [()] * len(self.context)
@@ -150,7 +162,13 @@ class LaneBlock:
             return self.subjects[name], self.subject
         if name in self.names:
             values = [row.get(name) for row in self.templates]
-            return object_array(values, len(values)), self.template
+            table = object_array(values, len(values))
+            if self.visit is not None and name in self.visits:
+                # the visits' values, then the templates' for the rows without a visit
+                visits = self.visits[name]
+                return (np.concatenate([visits, table]),
+                        np.where(self.visit >= 0, self.visit, len(visits) + self.template))
+            return table, self.template
         return None
 
     def has(self, name: str) -> bool:
@@ -178,6 +196,13 @@ class LaneBlock:
         part.components = None if self.components is None else self.components[rows]
         part.sources = self.sources[rows]
         part.own = {var: values[rows] for var, values in self.own.items()}
+        if self.visit is not None:
+            numbers = self.visit[rows]
+            has = numbers >= 0
+            used, places = _renumbered(numbers[has])
+            part.visit = np.full(len(numbers), -1, dtype=np.int32)
+            part.visit[has] = places
+            part.visits = {var: values[used] for var, values in self.visits.items()}
         return part
 
 

@@ -116,6 +116,7 @@ elements = {
                                        [None]]),
     "encounter": st.sampled_from([None, {"reference": "Encounter/e1"},
                                   {"reference": "Encounter/e2"}, {"reference": "Encounter/e3"},
+                                  {"reference": "Encounter/e4"},
                                   {"reference": "Encounter/nowhere"}, {"display": "visit"},
                                   {"reference": 5}, "Encounter/e1", {}]),
     "effectivePeriod": st.sampled_from([None, {"start": "2021-01-01"}]),
