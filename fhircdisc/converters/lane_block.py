@@ -152,6 +152,14 @@ class LaneBlock:
             return object_array(((self.rank, n, 0) for n in self.lines.tolist()), size)
         return object_array([ABSENT] * size, size)
 
+    def read_place(self, row: int) -> tuple[tuple[int, int, int], str]:
+        """Where one row was read: its ``_order`` and ``_location`` (as :meth:`column`
+        gives them)."""
+        line = int(self.lines[row])
+        part = -1 if self.components is None else int(self.components[row])
+        return ((self.rank, line, 0),
+                f"line {line}" if part < 0 else f"line {line}.component[{part}]")
+
     def table(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
         """``name`` as a table of values and, per row, its place in the table (the
         templates' or the subjects' values, ``column`` being ``table[places]``); None when

@@ -681,14 +681,14 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
     keys = SPECS[domain].seq_keys
     gathered = gather(parts, dict.fromkeys(("USUBJID", *keys, seq_var)))
     fixed = plan.fixed_seq[domain]
-    ties: list[list[Any]] = []
+    starts = np.cumsum([0, *map(len, parts)]).tolist()
 
     def read_key(i: int) -> tuple[Any, Any]:  # asked only for rows equal in every key
-        if not ties:
-            tied = gather(parts, ("_order", "_location"))
-            ties.append(_present(tied["_order"], 0, parts, "_order"))
-            ties.append(_present(tied["_location"], "", parts, "_location"))
-        return ties[0][i], ties[1][i]
+        at = bisect_right(starts, i) - 1
+        part, row = parts[at], i - starts[at]
+        if isinstance(part, LaneBlock):
+            return part.read_place(row)
+        return part[row].get("_order", 0), part[row].get("_location", "")
 
     order, numbers = derivations.sequence_order(
         _present(gathered["USUBJID"], None, parts, "USUBJID"),

@@ -71,6 +71,8 @@ def assert_columns(block: LaneBlock, rows: list[dict[str, Any]]) -> None:
         assert block.has(name) and not any(value is ABSENT for value in got), name
     assert block.column("NOT_A_VARIABLE").tolist() == [ABSENT] * len(rows)
     assert not block.has("NOT_A_VARIABLE")
+    assert [block.read_place(i) for i in range(len(rows))] == [
+        (row["_order"], row["_location"]) for row in rows]
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[
