@@ -25,7 +25,7 @@ VERSION_CHOICES = ("auto", "R4", "R4B", "R5")
 
 @contextlib.contextmanager
 def _read_progress(enabled: bool) -> Iterator[Callable[[str, int], None] | None]:
-    """A progress line (resources read, rate, elapsed, current file) on a terminal."""
+    """A progress line (resources read, rate, elapsed, current file or step) on a terminal."""
     console = Console(stderr=True)
     if not enabled or not console.is_terminal:
         yield None
@@ -38,11 +38,16 @@ def _read_progress(enabled: bool) -> Iterator[Callable[[str, int], None] | None]
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("", total=None, rate="")
         start = time.perf_counter()
+        read = [-1]
 
-        def update(file: str, count: int) -> None:
-            elapsed = max(time.perf_counter() - start, 1e-9)
-            bar.update(task, completed=count, description=Path(file).name,
-                       rate=f"{count / elapsed:,.0f}/s")
+        def update(label: str, count: int) -> None:
+            # the label: the file being read, or the step under way once all is read
+            # (then the count stays, and so does the reading rate)
+            if count != read[0]:
+                read[0] = count
+                elapsed = max(time.perf_counter() - start, 1e-9)
+                bar.update(task, rate=f"{count / elapsed:,.0f}/s")
+            bar.update(task, completed=count, description=Path(label).name)
 
         yield update
 

@@ -110,8 +110,12 @@ def spark_to_sdtm(sources: Iterable[str | Path], out_dir: str | Path,
         with staging_folder(setup.out) as staging, _SparkRun.of(sc, setup) as run:
             keep_items_on_disk(setup, staging)
             keep_findings_on_disk(setup, staging)
-            rows = run.map_chunks(ChunkProgress(progress, setup.report))
-            return write_output(setup, staging, run.finish_buckets(rows), run.load)
+            tick = ChunkProgress(progress, setup.report)
+            rows = run.map_chunks(tick)
+            tick.step("finishing datasets")
+            pieces = run.finish_buckets(rows)
+            tick.step("writing the output files")
+            return write_output(setup, staging, pieces, run.load)
 
 
 def _active_session() -> SparkSession:

@@ -296,7 +296,11 @@ def stream_to_sdtm(sources: Iterable[str | Path], out_dir: str | Path,
     """Convert FHIR input to SDTM files in ``out_dir`` without holding the Observations
     in memory. Arguments as :func:`fhircdisc.to_sdtm` and ``Study.write``; ``validate``
     puts the conformance findings in the report. Output is written into a staging folder
-    and moved into ``out_dir`` only when every file succeeded."""
+    and moved into ``out_dir`` only when every file succeeded.
+
+    ``progress(label, count)`` is told the resources read so far with the file being
+    read, then, once every resource is read, with the step under way (``finishing
+    datasets: 3 of 40 buckets``, ``writing the output files``)."""
     with fewer_collections():
         start = time.perf_counter()
         setup = prepare(sources, out_dir, formats, study_id=study_id, site_id=site_id,
@@ -602,7 +606,8 @@ def by_bucket(result: ChunkResult, buckets: SubjectBuckets) -> Iterator[tuple[Ke
 
 class ChunkProgress:
     """Reports the resources read so far, chunk by chunk, to ``progress(file, count)``,
-    counting on from those ``report`` has read in pass 1."""
+    counting on from those ``report`` has read in pass 1; then the steps after the
+    reading (:meth:`step`)."""
 
     def __init__(self, progress: Callable[[str, int], None] | None,
                  report: ConversionReport) -> None:
@@ -613,6 +618,21 @@ class ChunkProgress:
         self.done += sum(result.outcomes.values())
         if self.progress is not None:
             self.progress(task.file, self.done)
+
+    def step(self, label: str) -> None:
+        """The step under way, every resource read."""
+        if self.progress is not None:
+            self.progress(label, self.done)
+
+    def buckets(self, total: int) -> Callable[[Key, Piece | None], None]:
+        """A step of ``total`` buckets to finish: call the result as each one is done."""
+        done = [0]
+        self.step(f"finishing datasets: 0 of {total} buckets")
+
+        def one(_: Key, __: Piece | None) -> None:
+            done[0] += 1
+            self.step(f"finishing datasets: {done[0]} of {total} buckets")
+        return one
 
 
 def settle(setup: Setup, shares: Iterable[ChunkResult]) -> None:
@@ -1087,11 +1107,18 @@ def _stream(setup: Setup, staging: Path, workers: int,
         marks.append(time.perf_counter())
         pieces: dict[str, list[Piece]] = {}
         keep_findings_on_disk(setup, staging)
-        for piece in _run(_finish_bucket, setup.bucket_keys(), workers,
-                          lambda _, piece: bank_findings(setup, piece)):
+        keys = setup.bucket_keys()
+        finished = tick.buckets(len(keys))
+
+        def arrived(key: Key, piece: Piece | None) -> None:
+            bank_findings(setup, piece)
+            finished(key, piece)
+
+        for piece in _run(_finish_bucket, keys, workers, arrived):
             if piece is not None:
                 pieces.setdefault(piece.domain, []).append(piece)
         marks.append(time.perf_counter())
+        tick.step("writing the output files")
         result = write_output(setup, staging, pieces, partial(_load_bucket, spill_dir),
                               workers)
         marks.append(time.perf_counter())

@@ -338,3 +338,20 @@ def test_row_findings_go_to_disk_and_into_the_report_as_in_memory(tmp_path: Path
     assert sum(report["validation"]["counts"].values()) == len(findings)
     with pytest.raises(RuntimeError, match="report file"):
         validation.to_dict()
+
+
+def test_progress_tells_the_resources_read_then_each_step(export: Path, tmp_path: Path
+                                                          ) -> None:
+    calls: list[tuple[str, int]] = []
+    result = stream_to_sdtm([export], tmp_path / "out", ("xpt",), study_id="BENCH", workers=2,
+                            chunk_lines=500, bucket_rows=900,
+                            progress=lambda label, count: calls.append((label, count)))
+    read = sum(result.report.read_counts.values())
+    counts = [count for _, count in calls]
+    assert counts == sorted(counts) and counts[-1] == read > 3000
+    steps = [label for label, count in calls if not label.endswith((".ndjson", ".json"))]
+    buckets = len(steps) - 2
+    assert steps == [f"finishing datasets: {n} of {buckets} buckets"
+                     for n in range(buckets + 1)] + ["writing the output files"]
+    assert buckets >= 4                                  # LB and VS, two buckets or more each
+    assert all(count == read for label, count in calls if label in steps)
