@@ -17,9 +17,11 @@ the passes are the same steps, only run elsewhere.
   one partition, which is what numbering --SEQ per subject needs.
 - **Pass 3, on the executors**: each bucket is sorted, --SEQ numbered, typed and checked
   (:func:`~fhircdisc.converters.streaming.finish_bucket`). The result is persisted; the
-  buckets' writer statistics and findings are collected first (an XPT or Dataset-JSON
-  header depends on the whole dataset), then the driver fetches the buckets one at a time,
-  in (domain, bucket) order, and writes them through the streaming dataset writers.
+  buckets' writer statistics and dataset-level findings are collected first (an XPT or
+  Dataset-JSON header depends on the whole dataset), and the row findings of each bucket
+  that has some are fetched one bucket at a time and kept on the driver's disk; then the
+  driver fetches the buckets one at a time, in (domain, bucket) order, and writes them
+  through the streaming dataset writers.
 
 The driver holds the context, the report and one bucket at a time.
 
@@ -72,6 +74,7 @@ from fhircdisc.converters.streaming import (
     write_output,
 )
 from fhircdisc.errors import FhircdiscError
+from fhircdisc.schemas.findings import Finding
 
 if TYPE_CHECKING:
     from pyspark import RDD, SparkContext
@@ -201,7 +204,11 @@ class _SparkRun:
         assert self.mapped is not None
         self.mapped.unpersist()           # the shuffle files now hold the rows
         pieces: dict[str, list[Piece]] = {}
-        for piece in sorted(collected, key=lambda p: (p.domain, p.bucket)):
+        for piece, left in sorted(collected, key=lambda p: (p[0].domain, p[0].bucket)):
+            if left:                      # fetched a bucket at a time, then to disk
+                partition = partitions[(piece.domain, piece.bucket)]
+                [found] = self.sc.runJob(self.finished, _row_findings, [partition])
+                piece.findings = piece.findings + found
             bank_findings(self.setup, piece)
             pieces.setdefault(piece.domain, []).append(piece)
         return pieces
@@ -236,8 +243,20 @@ def _finish(item: tuple[Key, Iterable[ChunkRows]], plan: Broadcast[DatasetPlan]
     return key, finish_bucket(key[0], parts, plan.value)
 
 
-def _piece(item: tuple[Key, FinishedBucket]) -> Piece:
-    return item[1].piece(*item[0])
+def _piece(item: tuple[Key, FinishedBucket]) -> tuple[Piece, int]:
+    """A finished bucket without its rows, nor its row findings (a dataset can have one a
+    row: the driver fetches them a bucket at a time); and how many of them it left."""
+    piece = item[1].piece(*item[0])
+    kept = [finding for finding in piece.findings if finding.row is None]
+    left = len(piece.findings) - len(kept)
+    piece.findings = kept
+    return piece, left
+
+
+def _row_findings(items: Iterable[tuple[Key, FinishedBucket]]) -> list[list[Finding]]:
+    """The row findings of the finished bucket of one partition."""
+    return [[finding for finding in finished.findings if finding.row is not None]
+            for _, finished in items]
 
 
 __all__ = ["spark_to_sdtm"]
