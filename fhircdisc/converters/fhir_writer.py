@@ -13,6 +13,7 @@ import orjson
 
 from fhircdisc.converters.atomic import write_bytes_atomic
 from fhircdisc.converters.sdtm_to_fhir import full_url
+from fhircdisc.json_text import dumps_kept
 
 BUNDLE_TYPES = ("collection", "transaction")
 
@@ -71,7 +72,7 @@ def write_ndjson(resources: list[dict[str, Any]], out_dir: str | Path) -> list[P
     out = Path(out_dir)
     by_type: dict[str, list[bytes]] = defaultdict(list)
     for resource in resources:
-        by_type[resource["resourceType"]].append(orjson.dumps(resource))
+        by_type[resource["resourceType"]].append(dumps_kept(resource))
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".fhircdisc-", dir=out))
     try:

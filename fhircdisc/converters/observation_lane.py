@@ -28,6 +28,7 @@ from fhircdisc.converters.enrolment import Enrolment
 from fhircdisc.converters.fhir_to_sdtm import COMPILED, EXCLUDED_STATUS, observation_domain
 from fhircdisc.converters.observation_lines import LineShape, component_type, orjson_number
 from fhircdisc.converters.resource_index import ResourceIndex
+from fhircdisc.json_text import dumps_kept
 from fhircdisc.mappings.algorithms import MapContext, ValueIssue
 from fhircdisc.mappings.compiled import CompiledSpec, PlainTemplate, plain_key
 from fhircdisc.mappings.element_types import RESOURCES, element_problem
@@ -310,7 +311,7 @@ class ObservationLane:
             key = None
             if target is not None:
                 encounter = target.data
-                key = reference if self.visit_reads is None else orjson.dumps(
+                key = reference if self.visit_reads is None else dumps_kept(
                     [encounter.get(name) for name in self.visit_reads])
             _keep(self.visit_keys, reference, key, self.visit_limit)
         if key is None:

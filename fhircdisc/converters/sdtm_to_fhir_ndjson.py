@@ -53,6 +53,7 @@ from fhircdisc.converters.sdtm_to_fhir_observations import (
     line_lengths,
     write_lines,
 )
+from fhircdisc.json_text import dumps_kept
 from fhircdisc.mappings import terminology as terminology_module
 from fhircdisc.mappings.terminology import Terminology
 
@@ -167,7 +168,7 @@ def _reference_part(datasets: dict[str, tuple[pd.DataFrame, str]], terms: Termin
     back = _carry(builder, context)
     lines: dict[str, list[bytes]] = defaultdict(list)
     for resource in builder.resources:
-        lines[resource["resourceType"]].append(orjson.dumps(resource))
+        lines[resource["resourceType"]].append(dumps_kept(resource))
     dm = back.domains.get("DM")
     subjects = Subjects({}, {})
     if dm is not None and len(dm):

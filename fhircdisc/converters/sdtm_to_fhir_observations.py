@@ -35,7 +35,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-import orjson
 import pandas as pd
 
 from fhircdisc.converters.sdtm_to_fhir import (
@@ -59,6 +58,7 @@ from fhircdisc.converters.sdtm_to_fhir_columns import (
     pair_codes,
     pair_index,
 )
+from fhircdisc.json_text import dumps_kept
 from fhircdisc.mappings.algorithms import ALGORITHMS, MapContext
 from fhircdisc.mappings.dates import study_day
 from fhircdisc.mappings.extensions import variable_extension
@@ -124,7 +124,7 @@ class Subjects:
 
 
 def _dumps(value: Any) -> bytes:
-    return orjson.dumps(value)
+    return dumps_kept(value)
 
 
 def _num(value: Any) -> Any:

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-import orjson
-
+from fhircdisc.json_text import dumps_kept
 from fhircdisc.mappings import paths
 from fhircdisc.mappings.algorithms import ALGORITHMS, MapContext, ValueIssue, _number_text
 from fhircdisc.mappings.dates import DateFormatError, fhir_to_dtc
@@ -113,7 +112,7 @@ def _key_part(name: str, value: Any) -> Any:
         return (value.__class__, value)   # True, 1 and 1.0 must not share an entry
     if name in _IDENTITY:
         return id(value)
-    return orjson.dumps(value)
+    return dumps_kept(value)
 
 
 def plain_key(data: dict[str, Any], inputs: tuple[str, ...], units: tuple[str, ...]
@@ -129,7 +128,7 @@ def plain_key(data: dict[str, Any], inputs: tuple[str, ...], units: tuple[str, .
         quantity = data.get(name)
         values.append((quantity.get("code"), quantity.get("system"), quantity.get("unit"))
                       if quantity.__class__ is dict else quantity)
-    return orjson.dumps(values)
+    return dumps_kept(values)
 
 
 @dataclass
