@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fhircdisc.converters.enrolment import Enrolment
 from fhircdisc.converters.fhir_reader import Origin, SourceResource, parse_ndjson_line
@@ -25,6 +25,9 @@ from fhircdisc.converters.resource_index import ResourceIndex
 from fhircdisc.mappings import derivations
 from fhircdisc.mappings.terminology import Terminology
 from fhircdisc.report import ConversionReport, UnmappedItem, ValueIssueItem
+
+if TYPE_CHECKING:
+    from fhircdisc.converters.observation_lane import LineFailure
 
 #: NDJSON lines whose top-level resource is an Observation (``resourceType`` first, as
 #: Bulk Data servers write it); other lines are read with the study context
@@ -92,7 +95,7 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
     read from their text as one :class:`LaneBlock` per domain, the others as dicts.
     """
     from fhircdisc.converters.fhir_to_sdtm import COMPILED
-    from fhircdisc.converters.observation_lane import ObservationLane
+    from fhircdisc.converters.observation_lane import LineFailure, ObservationLane
 
     if context.lane is None:
         context.lane = ObservationLane(context.index, context.enrolment, context.terminology)
@@ -108,6 +111,10 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
     for number, line in lines:
         parts = lane.read_line(line)
         if parts is not None:
+            if parts.__class__ is LineFailure:    # reported as the general engine would
+                result.unmapped.append(_unmapped_line(parts, file, number))
+                result.outcomes[("Observation", "unmapped")] += 1
+                continue
             domain, template, subject, own, rid, visit = parts
             block = blocks.get(domain)
             if block is None:
@@ -161,6 +168,16 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
         result.fixed_seq[domain] = result.fixed_seq.get(domain, True) and \
             derivations.all_fixed(domain_rows, f"{domain}SEQ")
     return result
+
+
+def _unmapped_line(failure: LineFailure, file: str, number: int) -> UnmappedItem:
+    """The report's item for an Observation line the lane knows does not map."""
+    error = failure.error
+    rid = failure.rid
+    return UnmappedItem("Observation", f"Observation/{rid}" if rid
+                        else f"Observation@{file} [line {number}]", file, f"line {number}",
+                        error.reason_code, error.message, error.element, error.system,
+                        error.code)
 
 
 def _reference(resources: list[SourceResource], own: list[Ordinal], context: StudyContext,

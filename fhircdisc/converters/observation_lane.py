@@ -18,9 +18,10 @@ general engine, which then produces exactly the row or report entry it always do
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from itertools import chain
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -30,7 +31,7 @@ from fhircdisc.converters.observation_lines import LineShape, component_type, or
 from fhircdisc.converters.resource_index import ResourceIndex
 from fhircdisc.json_text import dumps_kept
 from fhircdisc.mappings.algorithms import MapContext, ValueIssue
-from fhircdisc.mappings.compiled import CompiledSpec, PlainTemplate, plain_key
+from fhircdisc.mappings.compiled import CompiledSpec, PlainTemplate, bare_error, plain_key
 from fhircdisc.mappings.element_types import RESOURCES, element_problem
 from fhircdisc.mappings.spec import Unmapped
 from fhircdisc.mappings.terminology import Terminology
@@ -56,6 +57,25 @@ LineParts = tuple[str, PlainTemplate, Any, tuple[Any, ...], str, tuple[Any, ...]
 """(domain, template, subject, own values, id, visit values) of a plain Observation line:
 the visit values (``CompiledSpec.visit_values``) of its encounter, or None when it has
 none that resolves."""
+
+
+class LineFailure(NamedTuple):
+    """A plain Observation line that does not map: what the general engine raises for it
+    (``Unmapped``), and its id."""
+
+    error: Unmapped
+    rid: str
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """A template key whose resources do not map: the error of one without a resolved
+    encounter, and of one with (the visit rules then read it; None when that one may
+    map); ``domain`` is None when the category and code tell none."""
+
+    domain: str | None
+    error: Unmapped
+    at_encounter: Unmapped | None
 
 
 class ObservationLane:
@@ -111,8 +131,10 @@ class ObservationLane:
         #: general engine: worked out once for every encounter of a visit
         self.visits: dict[tuple[str, Any], Any] = {}
         self.visit_limit = _CACHE_LIMIT + len(index.by_type.get("Encounter", ()))
+        #: line key -> (domain, template, spec), or why its lines do not map (plain
+        #: lines; panels' components under keys of their own, never failures)
         self.line_templates: dict[tuple[Any, ...],
-                                  tuple[str, PlainTemplate, CompiledSpec] | None] = {}
+                                  tuple[str, PlainTemplate, CompiledSpec] | _Failed | None] = {}
 
     def _subject(self, reference: str) -> Any:
         subject = self.subjects.get(reference, _MISSING)
@@ -130,40 +152,53 @@ class ObservationLane:
         once per distinct category, code and grouped inputs; None when it would not map.
         ``domain``: the one a panel's component takes (the panel's), else found from
         ``data``."""
+        entry = self._template_or_failure(data, domain)
+        return None if isinstance(entry, _Failed) else entry
+
+    def _template_or_failure(self, data: dict[str, Any], domain: str | None = None
+                             ) -> tuple[str, PlainTemplate] | _Failed:
+        """``_template``, or why its resources do not map."""
         key = plain_key(data, self.inputs, self.units)
         if domain is not None:
             key += domain.encode()
         entry = self.templates.get(key, _MISSING)
         if entry is _MISSING:
-            entry = None
+            found = domain
             try:
-                if domain is None:
-                    domain = observation_domain(data, self.terminology)
+                if found is None:
+                    found = observation_domain(data, self.terminology)
                 ctx = MapContext(self.terminology, "Observation")
-                entry = domain, COMPILED[domain].plain_template(data, ctx)
-            except Unmapped:
-                pass
+                entry = found, COMPILED[found].plain_template(data, ctx)
+            except Unmapped as exc:             # kept: without the frames it passed
+                error = bare_error(exc)
+                at_encounter = error if found is None else COMPILED[found].grouped_error(
+                    data, MapContext(self.terminology, "Observation"))
+                entry = _Failed(found, error, at_encounter)
             _keep(self.templates, key, entry)
         return entry
 
     def _line_template(self, obs: Any, line: bytes, key: tuple[Any, ...]
-                       ) -> tuple[str, PlainTemplate, CompiledSpec] | None:
+                       ) -> tuple[str, PlainTemplate, CompiledSpec] | _Failed | None:
         """The domain, template and spec of the line ``obs`` was decoded from, under its
-        ``key`` (``LineShape.key``)."""
+        ``key`` (``LineShape.key``), or why such lines do not map."""
         try:
             data = orjson.loads(line)
         except orjson.JSONDecodeError:
             return None
         # the other elements were checked as the line was decoded
-        entry = self._template(data) if element_problem(data) is None else None
-        found = None if entry is None else (*entry, COMPILED[entry[0]])
+        if element_problem(data) is not None:
+            found = None
+        else:
+            entry = self._template_or_failure(data)
+            found = entry if isinstance(entry, _Failed) else (*entry, COMPILED[entry[0]])
         _keep(self.line_templates, key, found)
         return found
 
-    def read_line(self, line: bytes) -> LineParts | None:
+    def read_line(self, line: bytes) -> LineParts | LineFailure | None:
         """What the row of a plain Observation NDJSON line is made of, read without
         building the whole resource: its domain, template, subject, own values
-        (``CompiledSpec.own_values``) and id; None to leave the line to ``map``."""
+        (``CompiledSpec.own_values``) and id; or why it does not map (the general engine
+        would report just that); None to leave the line to ``map``."""
         obs = self.shape.decode(line)
         if obs is None or obs.resourceType != "Observation" or obs.status in EXCLUDED_STATUS:
             return None
@@ -181,7 +216,12 @@ class ObservationLane:
             entry = self._line_template(obs, line, key)
         if entry is None:
             return None
-        domain, template, spec = entry
+        if entry.__class__ is _Failed:
+            if entry.domain is None:         # no domain: nothing else is looked at
+                return LineFailure(entry.error, obs.id or "")
+            domain, template, spec = entry.domain, None, COMPILED[entry.domain]
+        else:
+            domain, template, spec = entry
         quantity = obs.valueQuantity
         if quantity is not None or (obs.valueString is None and not obs.valueCodeableConcept):
             own = self._own_of_quantity(spec, quantity, obs)
@@ -196,6 +236,10 @@ class ObservationLane:
         visit = None if obs.encounter is None else self._line_visit(obs, domain, spec)
         if visit is _DECLINED:
             return None
+        if template is None:
+            # its own values and visit map: the grouped rules' error is the first one
+            error = entry.error if visit is None else entry.at_encounter
+            return None if error is None else LineFailure(error, obs.id or "")
         return domain, template, subject, own, obs.id or "", visit
 
     @staticmethod
@@ -333,9 +377,9 @@ class ObservationLane:
         """``map`` of a plain Observation NDJSON line, read without building the whole
         resource; None to leave it to ``map`` (which may still take it)."""
         parts = self.read_line(line)
-        if parts is None:
+        if parts is None or parts.__class__ is LineFailure:
             return None
-        domain, template, subject, own, rid, visit = parts
+        domain, template, subject, own, rid, visit = parts  # type: ignore[misc]
         row = COMPILED[domain].row_of(template, subject, own, visit)
         self._finish(row, domain, rid, file, number, template.issues, issues)
         return domain, row

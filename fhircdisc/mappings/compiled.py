@@ -150,12 +150,12 @@ def _run_rules(rules: list[tuple[int, Rule]], view: dict[str, Any], ctx: MapCont
             if value is None and rule.fallback is not None:
                 value = ALGORITHMS[rule.fallback.algorithm](view, rule.fallback, sub)
         except Unmapped as exc:
-            return _Outcome(values, sub.issues, (index, _bare(exc)))
+            return _Outcome(values, sub.issues, (index, bare_error(exc)))
         values.append((rule.var, value))
     return _Outcome(values, sub.issues, None)
 
 
-def _bare(exc: Unmapped) -> Unmapped:
+def bare_error(exc: Unmapped) -> Unmapped:
     """``exc`` without its traceback and the exception it came from, to be kept in a cache:
     a traceback holds the frames it passed through and their callers' frames, which hold
     a whole chunk of resources and rows (a worker grew by about 20 MB a chunk when one line in
@@ -270,6 +270,17 @@ class CompiledSpec:
         row, issues = self._merged([_run_rules(group.rules, data, ctx)
                                     for group in self.groups])
         return PlainTemplate(row, tuple(issues))
+
+    def grouped_error(self, data: dict[str, Any], ctx: MapContext) -> Unmapped | None:
+        """The error :meth:`plain_template` raises for ``data`` from the groups that do
+        not read the encounter: a resource's first error when its encounter gives the
+        visit rules their values; None when those groups map (without frames)."""
+        try:
+            self._merged([_run_rules(group.rules, data, ctx) for group in self.groups
+                          if group is not self.visit_group])
+        except Unmapped as exc:
+            return bare_error(exc)
+        return None
 
     def complete(self, template: PlainTemplate, data: dict[str, Any], subject: Any,
                  ctx: MapContext) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from fhircdisc.converters import streaming
 from fhircdisc.converters.chunk import block_stats, column_stats
 from fhircdisc.converters.fhir_to_sdtm import COMPILED
 from fhircdisc.converters.lane_block import ABSENT, LaneBlock
-from fhircdisc.converters.observation_lane import ObservationLane
+from fhircdisc.converters.observation_lane import LineFailure, ObservationLane
 from fhircdisc.mappings import derivations
 from fhircdisc.mappings.compiled import PlainTemplate
 from fhircdisc.study import tidy_columns, typed_frame
@@ -39,7 +39,7 @@ def both_ways(lane: ObservationLane, batch: list[bytes]
     made: dict[str, tuple[LaneBlock, list[dict[str, Any]]]] = {}
     for number, line in enumerate(batch, 1):
         parts = lane.read_line(line)
-        if parts is None:
+        if parts is None or isinstance(parts, LineFailure):
             continue
         domain, template, subject, own, rid, visit = parts
         if domain not in made:

@@ -15,22 +15,30 @@ from hypothesis import strategies as st
 
 from benchmarks.generate import CATEGORY, generate
 from fhircdisc.converters import observation_lane, streaming
-from fhircdisc.converters.observation_lane import ObservationLane
+from fhircdisc.converters.chunk import ChunkResult, StudyContext, _reference, convert_lines
+from fhircdisc.converters.fhir_reader import Origin, SourceResource
+from fhircdisc.converters.observation_lane import LineFailure, ObservationLane
+from fhircdisc.report import unmapped_order
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 FLAGS = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 
 
-def new_lane(folder: Path) -> ObservationLane:
-    """A lane over a small study in ``folder``: 5 Patients, 10 Observations and the
+def new_context(folder: Path) -> StudyContext:
+    """The context of a small study in ``folder``: 5 Patients, 10 Observations and the
     encounters of :data:`VISITS`."""
     files = generate(folder, 10, 5)
     files.append(folder / "Encounter.ndjson")
     files[-1].write_bytes(b"\n".join(orjson.dumps(visit) for visit in VISITS) + b"\n")
     with streaming.fewer_collections():
         setup = streaming.prepare(files, folder / "out", ("xpt",), study_id="S")
-    ctx = setup.context
+    return setup.context
+
+
+def new_lane(folder: Path) -> ObservationLane:
+    """A lane over the small study of :func:`new_context`."""
+    ctx = new_context(folder)
     return ObservationLane(ctx.index, ctx.enrolment, ctx.terminology)
 
 
@@ -223,6 +231,51 @@ def test_text_must_be_utf8(lanes: Any) -> None:
     assert both(lanes, line)[0][0] is not None
     broken = line.replace("\u00e9".encode(), b"\xe9")
     assert both(lanes, broken) == ((None, []), None)
+
+
+@pytest.fixture(scope="module")
+def context(tmp_path_factory: pytest.TempPathFactory) -> StudyContext:
+    return new_context(tmp_path_factory.mktemp("context"))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.lists(lines(), min_size=1, max_size=10))
+def test_lines_that_do_not_map_are_reported_as_the_general_engine_reports_them(
+        context: StudyContext, batch: list[bytes]) -> None:
+    """Whether the lane reports a line that does not map itself (it knows the reason from
+    the line's template) or leaves it to the general engine, the chunk's unmapped items
+    and outcomes are those of the general engine over every line."""
+    numbered = list(enumerate(batch, 1))
+    result = convert_lines(numbered, "f.ndjson", 0, context)
+    reference = ChunkResult()
+    _reference([SourceResource(orjson.loads(line), Origin("f.ndjson", f"line {n}"))
+                for n, line in numbered], [(0, n, 0) for n, _ in numbered], context, {},
+               reference, [])
+    assert sorted(result.unmapped, key=unmapped_order) == \
+        sorted(reference.unmapped, key=unmapped_order)
+    assert result.outcomes == reference.outcomes
+
+
+def test_the_lane_reports_what_a_line_s_template_tells(lanes: Any) -> None:
+    """An unknown test code, or a category and code no table maps, is known from the
+    line's template: the lane reports it (when the line's own values map; a line that
+    also has a bad date is left to the general engine, which reports the first problem
+    in the rules' order)."""
+    text_lane = lanes[0]
+    unknown = {"coding": [{"system": LOINC, "code": "99999-9"}]}
+    survey = [{"coding": [{"system": CATEGORY, "code": "survey"}]}]
+    found = [text_lane.read_line(dumps(typical(n, **extra))) for n, extra in enumerate([
+        {"code": unknown}, {"code": unknown, "encounter": {"reference": "Encounter/e1"}},
+        {"code": unknown, "id": None}, {"category": survey, "code": unknown},
+        {"category": survey, "code": unknown, "effectiveDateTime": "2021-02-30"},
+        {"code": unknown, "effectiveDateTime": "2021-02-30"}])]
+    failures = [part for part in found if isinstance(part, LineFailure)]
+    assert [(f.error.reason_code, f.rid) for f in failures] == [
+        ("unknown-code", "o0"), ("unknown-code", "o1"), ("unknown-code", ""),
+        ("unsupported-category", "o3"), ("unsupported-category", "o4")]
+    assert "99999-9" in failures[0].error.message and failures[0].error.code == "99999-9"
+    assert found[-1] is None
 
 
 def test_every_enrolled_subject_stays_cached(monkeypatch: pytest.MonkeyPatch,
