@@ -90,6 +90,8 @@ class ObservationLane:
         #: a hospital export's subjects each come back every few lines: room for all of
         #: them (they are in memory anyway), and for as many references that resolve to none
         self.subject_limit = _CACHE_LIMIT + len(enrolment.subjects)
+        #: subject reference -> why it gives no subject (an export's other patients)
+        self.subject_errors: dict[str, Unmapped] = {}
         self.templates: dict[bytes, tuple[str, PlainTemplate] | None] = {}
         inputs, units = zip(*(COMPILED[domain].plain_inputs() for domain in ("LB", "VS")),
                             strict=True)
@@ -145,6 +147,23 @@ class ObservationLane:
                 subject = self.enrolment.subject_for(key)
             _keep(self.subjects, reference, subject, self.subject_limit)
         return subject
+
+    def _subject_error(self, reference: str) -> Unmapped | None:
+        """Why a resource whose subject is ``reference`` (which gives no enrolled subject)
+        does not map, as the general engine words it; None for an empty reference."""
+        if not reference:
+            return None
+        error = self.subject_errors.get(reference)
+        if error is None:
+            key = self.index.key_of(reference)
+            if key is None or not key.startswith("Patient/"):
+                error = Unmapped("missing-subject", f"subject {reference!r} is not a Patient "
+                                 "reference", "Observation.subject")
+            else:
+                error = Unmapped("subject-not-enrolled", f"{key} is not enrolled in the study",
+                                 "Observation.subject")
+            _keep(self.subject_errors, reference, error, self.subject_limit)
+        return error
 
     def _template(self, data: dict[str, Any], domain: str | None = None
                   ) -> tuple[str, PlainTemplate] | None:
@@ -208,14 +227,15 @@ class ObservationLane:
         subject = self.subjects.get(reference, _MISSING)
         if subject is _MISSING:
             subject = self._subject(reference)
-        if subject is None:
-            return None
         key = self.shape.key(obs, line)
         entry = self.line_templates.get(key, _MISSING)
         if entry is _MISSING:
             entry = self._line_template(obs, line, key)
         if entry is None:
             return None
+        if subject is None:                  # checked right after the elements' shapes
+            error = self._subject_error(reference)
+            return None if error is None else LineFailure(error, obs.id or "")
         if entry.__class__ is _Failed:
             if entry.domain is None:         # no domain: nothing else is looked at
                 return LineFailure(entry.error, obs.id or "")

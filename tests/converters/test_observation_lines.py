@@ -278,6 +278,46 @@ def test_the_lane_reports_what_a_line_s_template_tells(lanes: Any) -> None:
     assert found[-1] is None
 
 
+def test_lines_of_patients_not_enrolled_are_reported_by_the_lane(lanes: Any) -> None:
+    """A hospital export converted for the trial's subjects only: the other patients'
+    results are reported from their lines, worded as the general engine words them; a
+    line with a bad element is left to the general engine, which checks that first."""
+    text_lane = lanes[0]
+    found = [text_lane.read_line(dumps(typical(n, **extra))) for n, extra in enumerate([
+        {"subject": {"reference": "Patient/nobody"}},
+        {"subject": {"reference": "Practitioner/x"}},
+        {"subject": {"reference": "Patient/nobody"}, "referenceRange": [{"low": "x"}]},
+        {"subject": {"reference": ""}}])]
+    assert [(part.error.reason_code, part.error.message, part.rid) for part in found[:2]
+            if isinstance(part, LineFailure)] == [
+        ("subject-not-enrolled", "Patient/nobody is not enrolled in the study", "o0"),
+        ("missing-subject", "subject 'Practitioner/x' is not a Patient reference", "o1")]
+    assert found[2:] == [None, None]
+
+
+def test_a_subjects_list_streams_like_memory(tmp_path: Path) -> None:
+    """Six of forty patients enrolled from a subjects file: the other patients' results
+    are reported as not enrolled, the same files as the in-memory engine."""
+    from fhircdisc import to_sdtm
+
+    files = generate(tmp_path / "export", 2000, 40, local_codes=0.1)
+    subjects = tmp_path / "subjects.csv"
+    subjects.write_text("patient_id,SITEID\n" + "".join(
+        f"p{n:07d},S{n % 2}\n" for n in range(0, 40, 7)), encoding="utf-8")
+    study = to_sdtm(files, study_id="BENCH", subjects=subjects)
+    study.write(tmp_path / "memory", ("xpt",), creation_datetime="2026-01-02T03:04:05",
+                validation=study.validate())
+    streaming.stream_to_sdtm(files, tmp_path / "stream", ("xpt",), study_id="BENCH",
+                             subjects=subjects, workers=2,
+                             creation_datetime="2026-01-02T03:04:05", chunk_lines=400)
+    for name in ("conversion-report.json", "lb.xpt", "vs.xpt", "dm.xpt", "provenance.csv"):
+        assert (tmp_path / "stream" / name).read_bytes() == \
+            (tmp_path / "memory" / name).read_bytes(), name
+    reasons = orjson.loads((tmp_path / "stream" / "conversion-report.json").read_bytes())[
+        "unmapped_reasons"]
+    assert reasons["subject-not-enrolled"] > 1500 and reasons["unknown-code"] > 10
+
+
 def test_every_enrolled_subject_stays_cached(monkeypatch: pytest.MonkeyPatch,
                                              tmp_path: Path) -> None:
     """More subjects than the lane's cache limit: each subject's reference is still
@@ -291,8 +331,10 @@ def test_every_enrolled_subject_stays_cached(monkeypatch: pytest.MonkeyPatch,
     assert all(lane.read_line(line) is not None for line in batch)
     assert sorted(resolved) == [f"Patient/p{n:07d}" for n in range(5)]
     junk = [dumps(typical(n, subject={"reference": f"Patient/x{n}"})) for n in range(6)]
-    assert [lane.read_line(line) for line in junk] == [None] * 6
+    assert [getattr(lane.read_line(line), "rid", None) for line in junk] == [
+        f"o{n}" for n in range(6)]                         # reported: not enrolled
     assert len(lane.subjects) <= 2 + 5                     # unresolved ones stay bounded
+    assert len(lane.subject_errors) <= 2 + 5
 
 
 def test_every_encounter_stays_cached(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
