@@ -14,6 +14,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,11 @@ class UnmappedItem:
     system: str | None = None
     code: str | None = None
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled as its values (a chunk's items go from process to process), not by the
+        # dataclass state functions, which take several times as long
+        return UnmappedItem, _UNMAPPED_VALUES(self)
+
 
 @dataclass(frozen=True, slots=True)
 class ValueIssueItem:
@@ -69,6 +75,13 @@ class ValueIssueItem:
     element: str | None = None
     system: str | None = None
     code: str | None = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return ValueIssueItem, _ISSUE_VALUES(self)
+
+
+_UNMAPPED_VALUES = attrgetter(*UnmappedItem.__slots__)
+_ISSUE_VALUES = attrgetter(*ValueIssueItem.__slots__)
 
 
 @dataclass
@@ -171,13 +184,15 @@ class ConversionReport:
     def to_dict(self, *, objects: bool = False, lazy: bool = False) -> dict[str, Any]:
         """The report as JSON-ready data. ``objects``: leave the unmapped items and value
         issues as dataclasses, which orjson writes as the same JSON without a dict made
-        per item (an export with a million unmapped resources holds them all at once).
+        per item (an export with a million unmapped resources holds them all at once);
+        those kept on disk (:meth:`keep_items_on_disk`) come back as dicts either way.
         ``lazy`` (with ``objects``): give them as iterables to be read once, in order,
         instead of lists (see :func:`fhircdisc.streamed_json.write_streamed`)."""
         def items(values: Iterable[Any]) -> Iterable[Any]:
             if lazy and objects:
                 return values
-            return list(values) if objects else [asdict(item) for item in values]
+            return list(values) if objects or self.runs is not None \
+                else [asdict(item) for item in values]
 
         unmapped: Iterable[Any] = self.unmapped
         issues: Iterable[Any] = self.value_issues

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,8 @@ def test_runs_merge_into_the_order_and_counts_of_a_stable_sort(
     for unmapped, issues in shares:
         runs.add(unmapped, issues)
     memory = _in_memory(shares)
-    assert list(runs.unmapped()) == memory.unmapped
-    assert list(runs.value_issues()) == memory.value_issues
+    assert list(runs.unmapped()) == [asdict(item) for item in memory.unmapped]
+    assert list(runs.value_issues()) == [asdict(item) for item in memory.value_issues]
     assert runs.issues == len(memory.value_issues)
     # the reasons in the order the report lists them: ties by their first item
     assert list(runs.reasons.most_common()) == Counter(
@@ -99,7 +100,7 @@ def test_items_already_in_the_report_go_first(tmp_path: Path) -> None:
     rep.unmapped.append(first)
     rep.keep_items_on_disk(tmp_path / "items")
     rep.add_items([tied], [])
-    assert [item.resource for item in rep.to_dict(objects=True)["unmapped"]] == \
+    assert [item["resource"] for item in rep.to_dict(objects=True)["unmapped"]] == \
         ["Patient/p", "Patient/q"]
     assert list(rep.reasons()) == ["unknown-code", "missing-subject"]
 
@@ -114,8 +115,8 @@ def test_many_runs_are_merged_without_holding_their_files_open(
                   for n in range(7)], [])
     merged = list(runs.unmapped())
     assert len(merged) == 8400
-    assert [item.location for item in merged[:3]] == ["line 0", "line 1", "line 2"]
-    assert merged[-1].location == "line 11996"
+    assert [item["location"] for item in merged[:3]] == ["line 0", "line 1", "line 2"]
+    assert merged[-1]["location"] == "line 11996"
 
 
 def test_items_written_out_are_only_counted(tmp_path: Path) -> None:
@@ -177,3 +178,14 @@ def test_a_nested_list_streams_into_the_bytes_orjson_writes(
     finally:
         streamed_json._BATCH = 2_000
     assert written.getvalue() == orjson.dumps(document, option=orjson.OPT_INDENT_2)
+
+
+@given(st.lists(_UNMAPPED, max_size=5), st.lists(_ISSUES, max_size=5))
+def test_items_pickle_as_their_values(unmapped: list[UnmappedItem],
+                                      issues: list[ValueIssueItem]) -> None:
+    """Items travel between processes pickled as their values: they come back equal."""
+    import pickle
+
+    back = pickle.loads(pickle.dumps((unmapped, issues), protocol=pickle.HIGHEST_PROTOCOL))
+    assert back == (unmapped, issues)
+    assert [hash(item) for item in back[0]] == [hash(item) for item in unmapped]
