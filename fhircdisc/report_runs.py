@@ -15,7 +15,7 @@ import heapq
 import pickle
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
@@ -47,25 +47,33 @@ class ItemRuns:
     def add(self, unmapped: list[Any], issues: list[Any]) -> None:
         """One share of items, each list in arrival order."""
         self._check_open()
-        self.issues += len(issues)
-        if issues:
-            keys = list(map(self.keys["issues"], issues))
-            self._write("issues", issues, keys, sorted(range(len(issues)),
-                                                       key=keys.__getitem__))
-        if unmapped:
+        number = len(self.paths["unmapped"]) + len(self.paths["issues"])
+        self.adopt(self.write_share(f"{number:06d}", unmapped, issues))
+
+    def write_share(self, name: str, unmapped: list[Any], issues: list[Any]) -> SharedRuns:
+        """A share of items (each list in arrival order) sorted into runs named ``name``
+        in this folder, for :meth:`adopt`. Nothing of this object changes: a worker
+        process that maps a share writes its runs, and the process that holds the report
+        adopts them, in order."""
+        return write_runs(self.folder, name, unmapped, issues, self.keys["unmapped"],
+                          self.keys["issues"])
+
+    def adopt(self, share: SharedRuns) -> None:
+        """One share of items that :meth:`write_share` put into runs, after those of every
+        share before it."""
+        self._check_open()
+        self.issues += share.issues
+        self.names.update(share.names)
+        if share.issue_path is not None:
+            self.paths["issues"].append(share.issue_path)
+        if share.unmapped_path is not None:
             run = len(self.paths["unmapped"])
-            keys = list(map(self.keys["unmapped"], unmapped))
-            order = sorted(range(len(unmapped)), key=keys.__getitem__)
-            self._reasons.update(item.reason_code for item in unmapped)
-            seen: set[str] = set()
-            for place, at in enumerate(order):
-                code = unmapped[at].reason_code
-                if code not in seen:
-                    seen.add(code)
-                    where = (keys[at], run, place)
-                    if code not in self._first or where < self._first[code]:
-                        self._first[code] = where
-            self._write("unmapped", unmapped, keys, order)
+            self.paths["unmapped"].append(share.unmapped_path)
+            self._reasons.update(share.reasons)
+            for code, (key, place) in share.first.items():
+                where = (key, run, place)
+                if code not in self._first or where < self._first[code]:
+                    self._first[code] = where
 
     @property
     def reasons(self) -> Counter[str]:
@@ -73,18 +81,6 @@ class ItemRuns:
         merged runs (as a count over the items in report order lists them)."""
         return Counter({code: self._reasons[code]
                         for code in sorted(self._first, key=self._first.__getitem__)})
-
-    def _write(self, kind: str, items: list[Any], keys: list[Any], order: list[int]
-               ) -> None:
-        """A run of ``items`` taken in ``order``: each as its sort key (``keys``, worked out
-        once) and its field values, which pickle and merge at C speed."""
-        names = self.names.get(kind)
-        if names is None:
-            names = self.names[kind] = tuple(item.name for item in fields(items[0]))
-        values = attrgetter(*names)
-        path = self.folder / f"{kind}-{len(self.paths[kind]):06d}.pkl"
-        write_run(path, [(keys[at], values(items[at])) for at in order])
-        self.paths[kind].append(path)
 
     def unmapped(self) -> Iterator[dict[str, Any]]:
         """Every unmapped item, in report order, as the dict of its fields."""
@@ -108,6 +104,58 @@ class ItemRuns:
         if self.closed:
             raise RuntimeError("the items of this report were written to its file; "
                                "read them from there")
+
+
+@dataclass
+class SharedRuns:
+    """A share of items written as runs by :func:`write_runs` (in the process that made
+    them), with what :meth:`ItemRuns.adopt` needs of them."""
+
+    unmapped_path: Path | None
+    issue_path: Path | None
+    #: reason code -> unmapped items
+    reasons: Counter[str]
+    #: reason code -> the sort key and place of its first item in the run
+    first: dict[str, tuple[Any, int]]
+    issues: int
+    #: the items' field names, by kind
+    names: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def write_runs(folder: Path, name: str, unmapped: list[Any], issues: list[Any],
+               unmapped_key: Callable[[Any], Any], issue_key: Callable[[Any], Any]
+               ) -> SharedRuns:
+    """Sort a share of items (each list in arrival order) in report order and pickle them
+    as runs named ``name`` in ``folder``: each item as its sort key (worked out once) and
+    its field values, which pickle and merge at C speed."""
+    share = SharedRuns(None, None, Counter(), {}, len(issues))
+    if issues:
+        keys = list(map(issue_key, issues))
+        share.issue_path = _run_file(folder, f"issues-{name}", issues, keys, share.names,
+                                     "issues")
+    if unmapped:
+        keys = list(map(unmapped_key, unmapped))
+        order = sorted(range(len(unmapped)), key=keys.__getitem__)
+        share.reasons.update(item.reason_code for item in unmapped)
+        for place, at in enumerate(order):
+            code = unmapped[at].reason_code
+            if code not in share.first:
+                share.first[code] = (keys[at], place)
+        share.unmapped_path = _run_file(folder, f"unmapped-{name}", unmapped, keys,
+                                        share.names, "unmapped", order)
+    return share
+
+
+def _run_file(folder: Path, name: str, items: list[Any], keys: list[Any],
+              names: dict[str, tuple[str, ...]], kind: str,
+              order: list[int] | None = None) -> Path:
+    if order is None:
+        order = sorted(range(len(items)), key=keys.__getitem__)
+    fields_of = names[kind] = tuple(item.name for item in fields(items[0]))
+    values = attrgetter(*fields_of)
+    path = folder / f"{name}.pkl"
+    write_run(path, [(keys[at], values(items[at])) for at in order])
+    return path
 
 
 def write_run(path: Path, items: list[Any]) -> None:

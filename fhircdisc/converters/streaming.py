@@ -78,6 +78,7 @@ from fhircdisc.finding_runs import BankedFindings, FindingRuns, StreamedValidati
 from fhircdisc.mappings import derivations
 from fhircdisc.mappings import terminology as terminology_module
 from fhircdisc.report import ConversionReport
+from fhircdisc.report_runs import SharedRuns
 from fhircdisc.schemas.findings import Finding, RuleRun, RunStatus, ValidationResult
 from fhircdisc.streamed_json import write_streamed
 from fhircdisc.study import (
@@ -1097,13 +1098,15 @@ def _stream(setup: Setup, staging: Path, workers: int,
         keep_items_on_disk(setup, staging)
         shared.spills.append(_spill(setup.early, "early", shared))
 
-        def each(task: Task, done: tuple[ChunkResult, _Spill]) -> None:
+        def each(task: Task, done: tuple[ChunkResult, _Spill, SharedRuns | None]) -> None:
+            if done[2] is not None and setup.report.runs is not None:
+                setup.report.runs.adopt(done[2])
             bank_items(setup.report, done[0])
             tick(task, done[0])
 
         results = _run(_map_task, setup.tasks, workers, each)
-        shared.spills += [spill for _, spill in results]
-        settle(setup, [result for result, _ in results])
+        shared.spills += [spill for _, spill, _ in results]
+        settle(setup, [result for result, _, _ in results])
         marks.append(time.perf_counter())
         pieces: dict[str, list[Piece]] = {}
         keep_findings_on_disk(setup, staging)
@@ -1129,10 +1132,17 @@ def _stream(setup: Setup, staging: Path, workers: int,
         _SHARED = None
 
 
-def _map_task(task: Task) -> tuple[ChunkResult, _Spill]:
+def _map_task(task: Task) -> tuple[ChunkResult, _Spill, SharedRuns | None]:
+    """Pass 2 of one task: its report share (its items already in runs on disk when the
+    report keeps them there) and where its rows went."""
     assert _SHARED is not None
     result = map_task(task, _SHARED.setup.context)
-    return replace(result, rows={}, blocks={}), _spill(result, f"{task.number:06d}", _SHARED)
+    runs, share = _SHARED.setup.report.runs, None
+    if runs is not None and (result.unmapped or result.value_issues):
+        share = runs.write_share(f"t{task.number:06d}", result.unmapped, result.value_issues)
+        result.unmapped, result.value_issues = [], []
+    return (replace(result, rows={}, blocks={}), _spill(result, f"{task.number:06d}", _SHARED),
+            share)
 
 
 def _spill(result: ChunkResult, name: str, shared: _Shared) -> _Spill:

@@ -189,3 +189,26 @@ def test_items_pickle_as_their_values(unmapped: list[UnmappedItem],
     back = pickle.loads(pickle.dumps((unmapped, issues), protocol=pickle.HIGHEST_PROTOCOL))
     assert back == (unmapped, issues)
     assert [hash(item) for item in back[0]] == [hash(item) for item in unmapped]
+
+
+@settings(max_examples=40, deadline=None)
+@given(_SHARES)
+def test_shares_written_elsewhere_and_adopted_in_order_merge_the_same(
+        tmp_path_factory: pytest.TempPathFactory,
+        shares: list[tuple[list[UnmappedItem], list[ValueIssueItem]]]) -> None:
+    """Worker processes write their shares' runs (in any order); the report adopts them
+    in share order, between shares it writes itself: the same items, order and counts."""
+    runs = ItemRuns(tmp_path_factory.mktemp("runs"), unmapped_order, issue_order)
+    written = {number: runs.write_share(f"t{number}", *share)
+               for number, share in reversed(list(enumerate(shares))) if number % 2}
+    for number, (unmapped, issues) in enumerate(shares):
+        if number % 2:
+            runs.adopt(written[number])
+        else:
+            runs.add(unmapped, issues)
+    memory = _in_memory(shares)
+    assert list(runs.unmapped()) == [asdict(item) for item in memory.unmapped]
+    assert list(runs.value_issues()) == [asdict(item) for item in memory.value_issues]
+    assert runs.issues == len(memory.value_issues)
+    assert list(runs.reasons.most_common()) == Counter(
+        item.reason_code for item in memory.unmapped).most_common()
