@@ -2,7 +2,7 @@
 
     python benchmarks/run.py [--observations 1000000] [--patients 5000] [--slice 2000]
                              [--memory-sizes 500000,2000000] [--local-codes 0.1]
-                             [--encounters]
+                             [--encounters] [--enrolled 0.1]
 
 On a generated Bulk Data export (benchmarks/generate.py), prints:
 - bare orjson parse of every line (the floor), resources/s;
@@ -10,6 +10,9 @@ On a generated Bulk Data export (benchmarks/generate.py), prints:
   check on), on one process and on every core: resources/s and time as a multiple of the
   bare parse, and the time of each pass on every core; and the in-memory engine on the
   same input when it is small enough;
+- with ``--enrolled``, the conversion enrols only that share of the Patients (a subjects
+  file: a hospital export converted for a trial's subjects), the others' results being
+  reported as not enrolled;
 - a baseline that validates each resource with fhir.resources before the streaming
   conversion, run on a slice and extrapolated per resource (slice size printed);
 - peak resident memory of the streaming conversion in a fresh process, for each size of
@@ -56,12 +59,14 @@ def bare_parse(files: list[Path]) -> tuple[int, float]:
     return count, time.perf_counter() - start
 
 
-def stream(files: list[Path], out: Path, workers: int) -> tuple[float, dict[str, float]]:
+def stream(files: list[Path], out: Path, workers: int, subjects: Path | None = None
+           ) -> tuple[float, dict[str, float]]:
     """Seconds for the streaming conversion, and for each of its passes."""
     from fhircdisc.converters.streaming import stream_to_sdtm
 
     start = time.perf_counter()
-    result = stream_to_sdtm(files, out, ("xpt",), study_id="BENCH", workers=workers)
+    result = stream_to_sdtm(files, out, ("xpt",), study_id="BENCH", workers=workers,
+                            subjects=subjects)
     elapsed = time.perf_counter() - start
     shutil.rmtree(out)
     return elapsed, result.timings
@@ -71,11 +76,11 @@ PASSES = {"context": "pass 1: context, tasks", "observations": "pass 2: Observat
           "datasets": "pass 3: buckets finished", "writing": "writing"}
 
 
-def in_memory(files: list[Path], out: Path) -> float:
+def in_memory(files: list[Path], out: Path, subjects: Path | None = None) -> float:
     from fhircdisc import to_sdtm
 
     start = time.perf_counter()
-    study = to_sdtm(files, study_id="BENCH", workers=1)
+    study = to_sdtm(files, study_id="BENCH", workers=1, subjects=subjects)
     study.write(out, ("xpt",), validation=study.validate())
     elapsed = time.perf_counter() - start
     shutil.rmtree(out)
@@ -99,7 +104,20 @@ def strict_baseline(files: list[Path], size: int) -> tuple[int, float]:
     return len(lines), time.perf_counter() - start
 
 
-def peak_memory(folder: Path, out: Path) -> tuple[float, float, float | None]:
+def subjects_file(folder: Path, patients: int, share: float) -> Path | None:
+    """A subjects file enrolling ``share`` of the generated Patients (spread evenly), or
+    None for every Patient."""
+    if not share:
+        return None
+    step = max(1, round(1 / share))
+    path = folder / "subjects.csv"
+    path.write_text("patient_id,SITEID\n" + "".join(
+        f"p{n:07d},S{n % 3 + 1}\n" for n in range(0, patients, step)), encoding="utf-8")
+    return path
+
+
+def peak_memory(folder: Path, out: Path, subjects: Path | None = None
+                ) -> tuple[float, float, float | None]:
     """Peak RSS (MB) of a fresh process that streams ``folder`` into ``out``, the largest
     peak among its worker processes, and the peak of the processes' summed PSS (MB;
     None where /proc does not tell). Forked workers share the main process's pages, and
@@ -109,12 +127,14 @@ def peak_memory(folder: Path, out: Path) -> tuple[float, float, float | None]:
     # across exec, the peak of the process it was forked from (this one, large after
     # the in-memory engine)
     code = ("import resource, sys; from fhircdisc.converters.streaming import stream_to_sdtm; "
-            "stream_to_sdtm([sys.argv[1]], sys.argv[2], ('xpt',), study_id='B'); "
+            "stream_to_sdtm([sys.argv[1]], sys.argv[2], ('xpt',), study_id='B', "
+            "subjects=sys.argv[3] or None); "
             "hwm = [int(l.split()[1]) for l in open('/proc/self/status') "
             "if l.startswith('VmHWM:')] if sys.platform == 'linux' else []; "
             "print(hwm[0] if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
             "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    process = subprocess.Popen([sys.executable, "-c", code, str(folder), str(out)],
+    process = subprocess.Popen([sys.executable, "-c", code, str(folder), str(out),
+                                str(subjects or "")],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                cwd=ROOT)
     total: float | None = 0.0 if Path("/proc/self/smaps_rollup").exists() else None
@@ -159,6 +179,8 @@ def main() -> None:
                         help="share of lab results with a local code, which no table maps")
     parser.add_argument("--encounters", action="store_true",
                         help="each Observation at its Patient's encounter of the month")
+    parser.add_argument("--enrolled", type=float, default=0.0,
+                        help="share of the Patients a subjects file enrols (0: all)")
     parser.add_argument("--slice", type=int, default=2_000)
     parser.add_argument("--memory-sizes", default="500000,2000000",
                         help="Observation counts whose peak RSS is measured ('' to skip)")
@@ -169,7 +191,9 @@ def main() -> None:
                         f"Observations + {args.patients:,} Patients"
                         + (f", {args.local_codes:.0%} of lab codes local" if args.local_codes
                            else "")
-                        + (", with encounters" if args.encounters else "") + ")")
+                        + (", with encounters" if args.encounters else "")
+                        + (f", {args.enrolled:.0%} of Patients enrolled" if args.enrolled
+                           else "") + ")")
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_column("ratio", justify="right")
@@ -178,13 +202,14 @@ def main() -> None:
         console.print(f"generating {args.observations:,} Observations ...")
         files = generate(work / "export", args.observations, args.patients,
                          local_codes=args.local_codes, encounters=args.encounters)
+        subjects = subjects_file(work, args.patients, args.enrolled)
         count, parse_s = bare_parse(files)
         table.add_row("bare orjson parse", f"{count / parse_s:,.0f} resources/s", "1.0x")
-        one, timings = stream(files, work / "out", 1)
+        one, timings = stream(files, work / "out", 1, subjects)
         table.add_row("FHIR -> SDTM, streaming, 1 process", f"{count / one:,.0f} resources/s",
                       f"{one / parse_s:.1f}x the parse time")
         if cores > 1:
-            every, timings = stream(files, work / "out", cores)
+            every, timings = stream(files, work / "out", cores, subjects)
         else:
             every = one
         table.add_row(f"FHIR -> SDTM, streaming, {cores} processes",
@@ -194,7 +219,7 @@ def main() -> None:
             seconds = timings.get(name, 0.0)
             table.add_row(f"  {label}", f"{seconds:.1f} s", f"{seconds / every:.0%} of the time")
         if args.observations <= MEMORY_ENGINE_UP_TO:
-            memory_s = in_memory(files, work / "out")
+            memory_s = in_memory(files, work / "out", subjects)
             table.add_row("FHIR -> SDTM, in-memory engine", f"{count / memory_s:,.0f} "
                           "resources/s", f"{memory_s / every:.2f}x the streaming time")
         sliced, strict_s = strict_baseline(files, args.slice)
@@ -209,7 +234,7 @@ def main() -> None:
             console.print(f"peak memory at {size:,} Observations ...")
             generate(folder, size, args.patients, local_codes=args.local_codes,
                      encounters=args.encounters)
-            parent, worker, pss = peak_memory(folder, work / "out")
+            parent, worker, pss = peak_memory(folder, work / "out", subjects)
             peaks.append(max(parent, worker))
             shutil.rmtree(folder)
             table.add_row(f"peak RSS, streaming, {size:,} Observations (subprocess)",
