@@ -242,6 +242,18 @@ def test_dm_for_the_bucket_checks_is_made_once_and_not_shipped(tmp_path: Path) -
     assert shipped.dm_dataset() is not dm and shipped.dm.equals(plan.dm)
 
 
+def _streams_as_memory(files: list[Path], tmp_path: Path, **options: Any) -> Any:
+    """Stream ``files`` (XPT, 2 workers, ``options``) into ``tmp_path/stream`` and check
+    that the files are those the in-memory engine writes into ``tmp_path/memory``."""
+    study = to_sdtm(files, study_id="BENCH")
+    study.write(tmp_path / "memory", ("xpt",), creation_datetime=STAMP,
+                validation=study.validate())
+    result = stream_to_sdtm(files, tmp_path / "stream", ("xpt",), study_id="BENCH",
+                            workers=2, creation_datetime=STAMP, **options)
+    assert _files(tmp_path / "stream") == _files(tmp_path / "memory")
+    return result
+
+
 def test_local_lab_codes_are_reported_unmapped_as_in_memory(tmp_path: Path) -> None:
     """The benchmark's long tail of local test codes: each such result is reported, the
     rest converted, the same files as the in-memory engine."""
@@ -250,13 +262,7 @@ def test_local_lab_codes_are_reported_unmapped_as_in_memory(tmp_path: Path) -> N
     files = generate(tmp_path / "export", 2400, 40, local_codes=0.3)
     local = sum(path.read_bytes().count(LOCAL_CODES.encode()) for path in files)
     assert 250 < local < 600
-    study = to_sdtm(files, study_id="BENCH")
-    study.write(tmp_path / "memory", ("xpt",), creation_datetime=STAMP,
-                validation=study.validate())
-    result = stream_to_sdtm(files, tmp_path / "stream", ("xpt",), study_id="BENCH",
-                            workers=2, creation_datetime=STAMP, chunk_lines=500,
-                            bucket_rows=700)
-    assert _files(tmp_path / "stream") == _files(tmp_path / "memory")
+    result = _streams_as_memory(files, tmp_path, chunk_lines=500, bucket_rows=700)
     report = orjson.loads((tmp_path / "stream" / "conversion-report.json").read_bytes())
     assert report["unmapped_reasons"] == {"unknown-code": local}
     assert len(report["unmapped"]) == local
@@ -316,13 +322,7 @@ def test_row_findings_go_to_disk_and_into_the_report_as_in_memory(tmp_path: Path
                     obs["valueCodeableConcept"] = coded
                     del obs["valueQuantity"]
             path.write_bytes(b"".join(orjson.dumps(obs) + b"\n" for obs in lines))
-    study = to_sdtm(files, study_id="BENCH")
-    study.write(tmp_path / "memory", ("xpt",), creation_datetime=STAMP,
-                validation=study.validate())
-    result = stream_to_sdtm(files, tmp_path / "stream", ("xpt",), study_id="BENCH",
-                            workers=2, creation_datetime=STAMP, chunk_lines=400,
-                            bucket_rows=300)
-    assert _files(tmp_path / "stream") == _files(tmp_path / "memory")
+    result = _streams_as_memory(files, tmp_path, chunk_lines=400, bucket_rows=300)
     report = orjson.loads((tmp_path / "stream" / "conversion-report.json").read_bytes())
     findings = report["validation"]["findings"]
     in_rows = [f for f in findings if f["dataset"] == "LB" and f["row"] is not None]
