@@ -16,6 +16,7 @@ import pickle
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
+from itertools import chain
 from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ class ItemRuns:
         self.folder = folder
         self.keys = {"unmapped": unmapped_key, "issues": issue_key}
         self.paths: dict[str, list[Path]] = {"unmapped": [], "issues": []}
+        #: per run, its first and last sort key
+        self.bounds: dict[str, list[tuple[Any, Any]]] = {"unmapped": [], "issues": []}
         self._reasons: Counter[str] = Counter()
         #: reason code -> where its first item is in the merged order
         self._first: dict[str, tuple[Any, int, int]] = {}
@@ -66,9 +69,11 @@ class ItemRuns:
         self.names.update(share.names)
         if share.issue_path is not None:
             self.paths["issues"].append(share.issue_path)
+            self.bounds["issues"].append(share.bounds["issues"])
         if share.unmapped_path is not None:
             run = len(self.paths["unmapped"])
             self.paths["unmapped"].append(share.unmapped_path)
+            self.bounds["unmapped"].append(share.bounds["unmapped"])
             self._reasons.update(share.reasons)
             for code, (key, place) in share.first.items():
                 where = (key, run, place)
@@ -93,7 +98,9 @@ class ItemRuns:
     def _merged(self, kind: str) -> Iterator[dict[str, Any]]:
         self._check_open()
         names = self.names.get(kind, ())
-        rows = heapq.merge(*map(read_run, self.paths[kind]), key=itemgetter(0))
+        chains = [chain.from_iterable(map(read_run, paths))
+                  for paths in _chains(self.paths[kind], self.bounds[kind])]
+        rows = chains[0] if len(chains) == 1 else heapq.merge(*chains, key=itemgetter(0))
         return (dict(zip(names, values, strict=True)) for _, values in rows)
 
     def close(self) -> None:
@@ -120,6 +127,8 @@ class SharedRuns:
     issues: int
     #: the items' field names, by kind
     names: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: the first and last sort key of each run, by kind
+    bounds: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
 
 def write_runs(folder: Path, name: str, unmapped: list[Any], issues: list[Any],
@@ -131,7 +140,7 @@ def write_runs(folder: Path, name: str, unmapped: list[Any], issues: list[Any],
     share = SharedRuns(None, None, Counter(), {}, len(issues))
     if issues:
         keys = list(map(issue_key, issues))
-        share.issue_path = _run_file(folder, f"issues-{name}", issues, keys, share.names,
+        share.issue_path = _run_file(folder, f"issues-{name}", issues, keys, share,
                                      "issues")
     if unmapped:
         keys = list(map(unmapped_key, unmapped))
@@ -141,21 +150,37 @@ def write_runs(folder: Path, name: str, unmapped: list[Any], issues: list[Any],
             code = unmapped[at].reason_code
             if code not in share.first:
                 share.first[code] = (keys[at], place)
-        share.unmapped_path = _run_file(folder, f"unmapped-{name}", unmapped, keys,
-                                        share.names, "unmapped", order)
+        share.unmapped_path = _run_file(folder, f"unmapped-{name}", unmapped, keys, share,
+                                        "unmapped", order)
     return share
 
 
 def _run_file(folder: Path, name: str, items: list[Any], keys: list[Any],
-              names: dict[str, tuple[str, ...]], kind: str,
-              order: list[int] | None = None) -> Path:
+              share: SharedRuns, kind: str, order: list[int] | None = None) -> Path:
     if order is None:
         order = sorted(range(len(items)), key=keys.__getitem__)
-    fields_of = names[kind] = tuple(item.name for item in fields(items[0]))
+    share.bounds[kind] = (keys[order[0]], keys[order[-1]])
+    fields_of = share.names[kind] = tuple(item.name for item in fields(items[0]))
     values = attrgetter(*fields_of)
     path = folder / f"{name}.pkl"
     write_run(path, [(keys[at], values(items[at])) for at in order])
     return path
+
+
+def _chains(paths: list[Path], bounds: list[tuple[Any, Any]]) -> list[list[Path]]:
+    """The runs cut into chains of consecutive runs each of which starts at or after the
+    end of the one before (a file's chunks, read in order): a chain read through is in
+    order, and merging the chains is merging the runs, ties included (a chain's runs all
+    come before the next chain's). Chains, not runs, then go through the heap."""
+    chains: list[list[Path]] = []
+    last: Any = None
+    for path, (first, end) in zip(paths, bounds, strict=True):
+        if chains and last <= first:
+            chains[-1].append(path)
+        else:
+            chains.append([path])
+        last = end
+    return chains or [[]]
 
 
 def write_run(path: Path, items: list[Any]) -> None:

@@ -214,3 +214,30 @@ def test_shares_written_elsewhere_and_adopted_in_order_merge_the_same(
         else:
             runs.add(unmapped, issues)
     _assert_as_in_memory(runs, shares)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.integers(0, 9), st.sampled_from(
+    ["unknown-code", "missing-subject"])), max_size=6), max_size=6),
+    st.lists(_UNMAPPED, max_size=4), st.booleans())
+def test_runs_of_consecutive_line_ranges_chain_and_merge_the_same(
+        tmp_path_factory: pytest.TempPathFactory, chunks: list[list[tuple[int, str]]],
+        early: list[UnmappedItem], touching: bool) -> None:
+    """Chunks of one file read in order give runs that follow each other: they are read
+    as one chain, not merged item by item, with the order and ties a merge gives; an
+    earlier share that overlaps them (pass 1's items) still merges in."""
+    from fhircdisc.report_runs import _chains
+
+    shares: list[tuple[list[UnmappedItem], list[ValueIssueItem]]] = [(early, [])]
+    for number, chunk in enumerate(chunks):
+        base = number * (9 if touching else 10)        # touching: a line in two chunks
+        shares.append(([UnmappedItem("Observation", f"Observation/o{base + line}",
+                                     "b.ndjson", f"line {base + line}", reason, "m")
+                        for line, reason in chunk], []))
+    runs = ItemRuns(tmp_path_factory.mktemp("runs"), unmapped_order, issue_order)
+    for unmapped, issues in shares:
+        runs.add(unmapped, issues)
+    _assert_as_in_memory(runs, shares)
+    chunk_runs = sum(1 for chunk in chunks if chunk)
+    if not early and chunk_runs:
+        assert len(_chains(runs.paths["unmapped"], runs.bounds["unmapped"])) == 1
