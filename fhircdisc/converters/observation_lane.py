@@ -92,7 +92,7 @@ class ObservationLane:
         self.subject_limit = _CACHE_LIMIT + len(enrolment.subjects)
         #: subject reference -> why it gives no subject (an export's other patients)
         self.subject_errors: dict[str, Unmapped] = {}
-        self.templates: dict[bytes, tuple[str, PlainTemplate] | None] = {}
+        self.templates: dict[bytes, tuple[str, PlainTemplate] | _Failed] = {}
         inputs, units = zip(*(COMPILED[domain].plain_inputs() for domain in ("LB", "VS")),
                             strict=True)
         self.inputs = ("category", "code", *sorted(set(chain.from_iterable(inputs))

@@ -84,13 +84,13 @@ def encounter_reads(rules: list[Rule]) -> tuple[str, ...] | None:
                     if len(steps) < 2:
                         return None
                     found.add(steps[1].name)
-            if part.algorithm in _PATH_ONLY:
+            reads = () if part.algorithm in _PATH_ONLY else _READS.get(part.algorithm)
+            if reads is not None and "_encounter" not in reads:
                 continue
-            if "_encounter" in (_READS.get(part.algorithm) or ("_encounter",)):
-                extra = _ENCOUNTER_READS.get(part.algorithm)
-                if extra is None:
-                    return None
-                found.update(extra)
+            extra = _ENCOUNTER_READS.get(part.algorithm)
+            if extra is None:                   # it may read the encounter: how is unknown
+                return None
+            found.update(extra)
     return tuple(sorted(found))
 
 

@@ -249,7 +249,9 @@ def test_encounter_reads_name_the_elements_the_visit_rules_read() -> None:
         == ("class", "period")
     assert encounter_reads([Rule("VISIT", "text", ("_encounter",))]) is None
     assert encounter_reads([Rule("VISIT", "not_done", ("_encounter.type",))]) is None
-    assert encounter_reads([Rule("LBTEST", "text", ("code",))]) == ()
+    assert encounter_reads([Rule("LBTEST", "text", ("code",)),
+                            Rule("DOMAIN", "hardcode", (), value="LB")]) == ()
+    assert encounter_reads([Rule("LBSTRESU", "unit", ("valueQuantity",))]) is None
 
 
 def test_a_cached_failure_keeps_nothing_of_its_callers_alive() -> None:
