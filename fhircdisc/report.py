@@ -14,6 +14,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -30,12 +31,24 @@ _DIGITS = re.compile(r"(\d+)")
 
 def _natural(text: str) -> tuple[Any, ...]:
     """Sort key reading digit runs as numbers (``line 9`` before ``line 10``)."""
-    return tuple(int(part) if part.isdigit() else part for part in _DIGITS.split(text))
+    # the split alternates text and digit runs: the runs are at the odd places (a "²" is a
+    # digit to isdigit, not to the pattern, and int() refuses it)
+    return tuple(int(part) if place % 2 else part
+                 for place, part in enumerate(_DIGITS.split(text)))
+
+
+@lru_cache(maxsize=1024)
+def _file_order(file: str) -> tuple[Any, ...]:
+    return _natural(file)                # a chunk's items share their file
 
 
 def unmapped_order(item: UnmappedItem) -> tuple[Any, ...]:
     """Where an unmapped item goes in the report: by file, then place in the file."""
-    return _natural(item.file), _natural(item.location)
+    location = item.location
+    number = location[5:]
+    if location.startswith("line ") and number.isascii() and number.isdigit():
+        return _file_order(item.file), ("line ", int(number), "")   # _natural's, faster
+    return _file_order(item.file), _natural(location)
 
 
 def issue_order(item: ValueIssueItem) -> tuple[Any, ...]:

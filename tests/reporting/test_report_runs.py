@@ -241,3 +241,25 @@ def test_runs_of_consecutive_line_ranges_chain_and_merge_the_same(
     chunk_runs = sum(1 for chunk in chunks if chunk)
     if not early and chunk_runs:
         assert len(_chains(runs.paths["unmapped"], runs.bounds["unmapped"])) == 1
+
+
+@given(st.text(max_size=12), st.one_of(
+    st.text(max_size=12), st.builds(lambda tail: "line " + tail, st.text(max_size=6)),
+    st.builds(lambda n: f"line {n}", st.integers(0, 10**12)),
+    st.sampled_from(["line 007", "line \u0661\u0662", "line 1\u00b2", "line ",
+                     "line 3.component[0]"])))
+def test_the_unmapped_order_is_the_natural_order_of_file_and_place(file: str, place: str
+                                                                   ) -> None:
+    """The key sorting unmapped items (with its shortcuts for a chunk's file and for
+    ``line N``) is the natural order of their file, then of their place."""
+    from fhircdisc.report import _natural
+
+    item = UnmappedItem("Observation", "Observation/o", file, place, "unknown-code", "m")
+    assert unmapped_order(item) == (_natural(file), _natural(place))
+
+
+def test_a_digit_the_pattern_does_not_take_sorts_as_text() -> None:
+    from fhircdisc.report import _natural
+
+    assert _natural("note²") == ("note²",)
+    assert _natural("line 12.component[3]") == ("line ", 12, ".component[", 3, "]")
