@@ -50,6 +50,8 @@ class ItemRuns:
     def add(self, unmapped: list[Any], issues: list[Any]) -> None:
         """One share of items, each list in arrival order."""
         self._check_open()
+        if not unmapped and not issues:     # a share whose items a worker wrote already
+            return
         number = len(self.paths["unmapped"]) + len(self.paths["issues"])
         self.adopt(self.write_share(f"{number:06d}", unmapped, issues))
 

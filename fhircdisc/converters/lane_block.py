@@ -143,10 +143,8 @@ class LaneBlock:
             return object_array([self.file] * size, size)
         if name == "_location":
             if self.components is not None:
-                return object_array((f"line {n}" if part < 0 else f"line {n}.component[{part}]"
-                                     for n, part in zip(self.lines.tolist(),
-                                                        self.components.tolist(),
-                                                        strict=True)), size)
+                return object_array(map(_location, self.lines.tolist(),
+                                        self.components.tolist()), size)
             return object_array((f"line {n}" for n in self.lines.tolist()), size)
         if name == "_order":
             return object_array(((self.rank, n, 0) for n in self.lines.tolist()), size)
@@ -157,8 +155,7 @@ class LaneBlock:
         gives them)."""
         line = int(self.lines[row])
         part = -1 if self.components is None else int(self.components[row])
-        return ((self.rank, line, 0),
-                f"line {line}" if part < 0 else f"line {line}.component[{part}]")
+        return (self.rank, line, 0), _location(line, part)
 
     def table(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
         """``name`` as a table of values and, per row, its place in the table (the
@@ -212,6 +209,12 @@ class LaneBlock:
             part.visit[has] = places
             part.visits = {var: values[used] for var, values in self.visits.items()}
         return part
+
+
+def _location(line: int, part: int) -> str:
+    """Where a row was read in its file: its line, and its component's number in the
+    panel on that line (-1: the resource itself is the row)."""
+    return f"line {line}" if part < 0 else f"line {line}.component[{part}]"
 
 
 def _first_use(objects: tuple[Any, ...]) -> tuple[np.ndarray, np.ndarray]:
