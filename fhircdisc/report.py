@@ -200,7 +200,8 @@ class ConversionReport:
         per item (an export with a million unmapped resources holds them all at once);
         those kept on disk (:meth:`keep_items_on_disk`) come back as dicts either way.
         ``lazy`` (with ``objects``): give them as iterables to be read once, in order,
-        instead of lists (see :func:`fhircdisc.streamed_json.write_streamed`)."""
+        instead of lists, for :func:`fhircdisc.streamed_json.write_streamed` (those kept
+        on disk already written, as its ``list_item``)."""
         def items(values: Iterable[Any]) -> Iterable[Any]:
             if lazy and objects:
                 return values
@@ -209,7 +210,9 @@ class ConversionReport:
 
         unmapped: Iterable[Any] = self.unmapped
         issues: Iterable[Any] = self.value_issues
-        if self.runs is not None:
+        if self.runs is not None and lazy and objects:
+            unmapped, issues = self.runs.written("unmapped"), self.runs.written("issues")
+        elif self.runs is not None:
             unmapped, issues = self.runs.unmapped(), self.runs.value_issues()
 
         return {

@@ -3,10 +3,13 @@
 An export with a long tail of local codes has an unmapped item per such resource, and
 a value issue per unit kept as written: held in memory they grow with the input. Here
 each share of items (a chunk's) is sorted in report order and pickled to a *run* file
-in batches, each item as its sort key and its field values; the report file is then
-written from a merge of the runs, reading one batch per run at a time. Merging sorted
-runs keeps the order a stable sort of all the items in arrival order would give, which
-is what :meth:`ConversionReport.sort_items` does.
+in batches, each item as its sort key and its JSON text as the report file holds it
+(:func:`fhircdisc.streamed_json.list_item_text`: worked out by the worker process that
+made the item); the report file is then written from a merge of the runs, reading one
+batch per run at a time. Merging sorted runs keeps the order a stable sort of all the
+items in arrival order would give, which is what :meth:`ConversionReport.sort_items`
+does. Runs whose sort keys do not overlap (the chunks of the files, read in order) are
+read one after the other, and only those that do go through a heap.
 """
 
 from __future__ import annotations
@@ -15,11 +18,15 @@ import heapq
 import pickle
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from itertools import chain
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
+
+import orjson
+
+from fhircdisc.streamed_json import list_item_text
 
 #: items pickled together and read back together: the merge holds a batch per run (at
 #: 2,000 a batch, 100 runs held 200,000 items, 25 MB at the end of a 2M-line export)
@@ -44,8 +51,6 @@ class ItemRuns:
         self._first: dict[str, tuple[Any, int, int]] = {}
         self.issues = 0
         self.closed = False
-        #: the items' field names, by kind (from the first item)
-        self.names: dict[str, tuple[str, ...]] = {}
 
     def add(self, unmapped: list[Any], issues: list[Any]) -> None:
         """One share of items, each list in arrival order."""
@@ -68,7 +73,6 @@ class ItemRuns:
         share before it."""
         self._check_open()
         self.issues += share.issues
-        self.names.update(share.names)
         if share.issue_path is not None:
             self.paths["issues"].append(share.issue_path)
             self.bounds["issues"].append(share.bounds["issues"])
@@ -91,19 +95,22 @@ class ItemRuns:
 
     def unmapped(self) -> Iterator[dict[str, Any]]:
         """Every unmapped item, in report order, as the dict of its fields."""
-        return self._merged("unmapped")
+        return map(orjson.loads, self.texts("unmapped"))
 
     def value_issues(self) -> Iterator[dict[str, Any]]:
         """Every value issue, in report order, as the dict of its fields."""
-        return self._merged("issues")
+        return map(orjson.loads, self.texts("issues"))
 
-    def _merged(self, kind: str) -> Iterator[dict[str, Any]]:
+    def written(self, kind: str) -> Iterator[orjson.Fragment]:
+        """The items of ``kind`` (``unmapped``, ``issues``) in report order, as
+        :func:`fhircdisc.streamed_json.write_streamed` writes them (its ``list_item``)."""
+        return map(orjson.Fragment, self.texts(kind))
+
+    def texts(self, kind: str) -> Iterator[bytes]:
+        """The items of ``kind`` in report order, as their ``list_item_text``."""
         self._check_open()
-        names = self.names.get(kind, ())
-        chains = [chain.from_iterable(map(read_run, paths))
-                  for paths in _chains(self.paths[kind], self.bounds[kind])]
-        rows = chains[0] if len(chains) == 1 else heapq.merge(*chains, key=itemgetter(0))
-        return (dict(zip(names, values, strict=True)) for _, values in rows)
+        groups = _groups(_chains(self.paths[kind], self.bounds[kind]))
+        return map(itemgetter(1), chain.from_iterable(map(_merge, groups)))
 
     def close(self) -> None:
         """The items have been written out; the runs may go (the counts stay)."""
@@ -127,10 +134,8 @@ class SharedRuns:
     #: reason code -> the sort key and place of its first item in the run
     first: dict[str, tuple[Any, int]]
     issues: int
-    #: the items' field names, by kind
-    names: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: the first and last sort key of each run, by kind
-    bounds: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    bounds: dict[str, tuple[Any, Any]]
 
 
 def write_runs(folder: Path, name: str, unmapped: list[Any], issues: list[Any],
@@ -138,8 +143,8 @@ def write_runs(folder: Path, name: str, unmapped: list[Any], issues: list[Any],
                ) -> SharedRuns:
     """Sort a share of items (each list in arrival order) in report order and pickle them
     as runs named ``name`` in ``folder``: each item as its sort key (worked out once) and
-    its field values, which pickle and merge at C speed."""
-    share = SharedRuns(None, None, Counter(), {}, len(issues))
+    its text in the report file (both pickle and merge at C speed)."""
+    share = SharedRuns(None, None, Counter(), {}, len(issues), {})
     if issues:
         keys = list(map(issue_key, issues))
         share.issue_path = _run_file(folder, f"issues-{name}", issues, keys, share,
@@ -162,27 +167,61 @@ def _run_file(folder: Path, name: str, items: list[Any], keys: list[Any],
     if order is None:
         order = sorted(range(len(items)), key=keys.__getitem__)
     share.bounds[kind] = (keys[order[0]], keys[order[-1]])
-    fields_of = share.names[kind] = tuple(item.name for item in fields(items[0]))
-    values = attrgetter(*fields_of)
     path = folder / f"{name}.pkl"
-    write_run(path, [(keys[at], values(items[at])) for at in order])
+    # orjson writes an item (a dataclass) as the dict of its fields
+    write_run(path, [(keys[at], list_item_text(items[at])) for at in order])
     return path
 
 
-def _chains(paths: list[Path], bounds: list[tuple[Any, Any]]) -> list[list[Path]]:
-    """The runs cut into chains of consecutive runs each of which starts at or after the
-    end of the one before (a file's chunks, read in order): a chain read through is in
-    order, and merging the chains is merging the runs, ties included (a chain's runs all
-    come before the next chain's). Chains, not runs, then go through the heap."""
-    chains: list[list[Path]] = []
-    last: Any = None
-    for path, (first, end) in zip(paths, bounds, strict=True):
-        if chains and last <= first:
-            chains[-1].append(path)
+@dataclass
+class _Chain:
+    """Consecutive runs each of which starts at or after the end of the one before (a
+    file's chunks, read in order): read through, it is in order. Merging the chains is
+    merging the runs, ties included (a chain's runs all come before the next chain's)."""
+
+    paths: list[Path]
+    first: Any
+    last: Any
+
+
+def _chains(paths: list[Path], bounds: list[tuple[Any, Any]]) -> list[_Chain]:
+    """The runs (in arrival order) cut into chains, in arrival order."""
+    chains: list[_Chain] = []
+    for path, (first, last) in zip(paths, bounds, strict=True):
+        if chains and chains[-1].last <= first:
+            chains[-1].paths.append(path)
+            chains[-1].last = last
         else:
-            chains.append([path])
-        last = end
-    return chains or [[]]
+            chains.append(_Chain([path], first, last))
+    return chains
+
+
+def _groups(chains: list[_Chain]) -> list[list[_Chain]]:
+    """The chains as groups in report order: every item of a group sorts at or before
+    every item of the next, and one tied across two groups arrived in the first (so
+    reading the groups one after the other is the merge). Only the chains of a group
+    need merging with each other; in each group they stay in arrival order."""
+    groups: list[list[tuple[int, _Chain]]] = []
+    last: Any = None
+    latest = -1
+    for arrival, link in sorted(enumerate(chains), key=lambda pair: (pair[1].first, pair[0])):
+        if groups and (link.first < last or (link.first == last and arrival < latest)):
+            groups[-1].append((arrival, link))
+            if last < link.last:
+                last = link.last
+            latest = max(latest, arrival)
+        else:
+            groups.append([(arrival, link)])
+            last, latest = link.last, arrival
+    return [[link for _, link in sorted(group, key=itemgetter(0))] for group in groups]
+
+
+def _merge(group: list[_Chain]) -> Iterator[Any]:
+    """The (sort key, text) rows of a group of chains in report order."""
+    streams = [chain.from_iterable(map(read_run, link.paths)) for link in group]
+    if len(streams) == 1:
+        return streams[0]
+    return heapq.merge(*streams, key=itemgetter(0))
 
 
 def write_run(path: Path, items: list[Any]) -> None:

@@ -21,7 +21,8 @@ def write_streamed(handle: IO[bytes], document: dict[str, Any],
                    streams: dict[str | tuple[str, ...], Iterable[Any]]) -> None:
     """Write ``document`` with each key of ``streams`` holding the list of what that
     iterable gives, indented two spaces a level, as orjson writes it. A key is a
-    top-level key of the document, or the path of keys to a list in nested objects."""
+    top-level key of the document, or the path of keys to a list in nested objects. An
+    item may be given already written, as :func:`list_item` gives it."""
     copy = dict(document)
     places: dict[bytes, tuple[int, Iterable[Any]]] = {}
     for number, (key, items) in enumerate(streams.items()):
@@ -42,6 +43,20 @@ def write_streamed(handle: IO[bytes], document: dict[str, Any],
         _write_list(handle, items, depth)
         start = at + len(marker)
     handle.write(text[start:])
+
+
+def list_item(value: Any) -> orjson.Fragment:
+    """``value`` written ahead of time as one item of a streamed list: as an
+    :class:`orjson.Fragment`, :func:`write_streamed` puts its text in as is, with the
+    bytes orjson would write for ``value`` there (worked out where it is cheap: a worker
+    process that made the item)."""
+    return orjson.Fragment(list_item_text(value))
+
+
+def list_item_text(value: Any) -> bytes:
+    """The text of :func:`list_item`, to be kept (pickled) until it is written."""
+    # an item of a list is one level in: its inner lines two spaces deeper
+    return orjson.dumps(value, option=_OPTION).replace(b"\n", b"\n  ")
 
 
 def _put(document: dict[str, Any], path: tuple[str, ...], value: Any) -> None:

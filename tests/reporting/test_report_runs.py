@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 from collections import Counter
 from dataclasses import asdict
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -263,3 +264,49 @@ def test_a_digit_the_pattern_does_not_take_sorts_as_text() -> None:
 
     assert _natural("note²") == ("note²",)
     assert _natural("line 12.component[3]") == ("line ", 12, ".component[", 3, "]")
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 12), max_size=5).map(sorted), min_size=1,
+                max_size=7))
+def test_runs_read_in_groups_are_the_stable_merge(
+        tmp_path_factory: pytest.TempPathFactory, runs: list[list[int]]) -> None:
+    """Runs (sorted keys, in arrival order) read group by group, merging only inside a
+    group, give a stable sort of all their rows: ties in arrival order."""
+    from fhircdisc.report_runs import _chains, _groups, _merge, write_run
+
+    folder = tmp_path_factory.mktemp("runs")
+    paths, bounds = [], []
+    for number, keys in enumerate(run for run in runs if run):
+        path = folder / f"{number}.pkl"
+        write_run(path, [(key, (number, place)) for place, key in enumerate(keys)])
+        paths.append(path)
+        bounds.append((keys[0], keys[-1]))
+    groups = _groups(_chains(paths, bounds))
+    read = [row for group in groups for row in _merge(group)]
+    rows = [(key, (number, place)) for number, keys in enumerate(run for run in runs if run)
+            for place, key in enumerate(keys)]
+    assert read == sorted(rows, key=lambda row: row[0])
+    for before, after in pairwise(groups):         # groups do not overlap
+        assert max(link.last for link in before) <= min(link.first for link in after)
+
+
+def test_files_read_in_any_order_are_not_merged_item_by_item(tmp_path: Path) -> None:
+    """Items of a later file that arrived first (pass 1's, of the Patients) and the chunks
+    of earlier files: each is a group of its own, read straight through."""
+    from fhircdisc.report_runs import _chains, _groups
+
+    def item(file: str, line: int) -> UnmappedItem:
+        return UnmappedItem("Observation", f"Observation/{file}{line}", file, f"line {line}",
+                            "subject-not-enrolled", "m")
+
+    shares = [([item("Patient.ndjson", line) for line in (2, 5)], [])]
+    shares += [([item(file, line) for line in range(start, start + 3)], [])
+               for file in ("Observation.000.ndjson", "Observation.001.ndjson")
+               for start in (1, 4, 7)]
+    runs = ItemRuns(tmp_path, unmapped_order, issue_order)
+    for unmapped, issues in shares:
+        runs.add(unmapped, issues)
+    groups = _groups(_chains(runs.paths["unmapped"], runs.bounds["unmapped"]))
+    assert [len(group) for group in groups] == [1, 1]      # a chain for the Observations
+    _assert_as_in_memory(runs, shares)
