@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar, overload
 
 import orjson
 
+from fhircdisc.converters.fhir_version import telling_element
 from fhircdisc.errors import InputError
 
 FHIR_SUFFIXES = (".json", ".ndjson", ".json.gz", ".ndjson.gz")
@@ -94,26 +95,33 @@ class LineResource(SourceResource):
     each this way instead of about 1.5 kB parsed."""
 
     line: bytes
+    #: the FHIR version its elements tell, and the element telling it
+    #: (:func:`~fhircdisc.converters.fhir_version.telling_element`), found as it was read
+    telling: tuple[str | None, str | None]
 
     @classmethod
     def of(cls, resource: SourceResource, line: bytes) -> LineResource:
-        """``resource``, parsed from ``line``, keeping the line; its type, id and keys
-        are worked out now."""
-        for name in _KEPT:
-            getattr(resource, name)
+        """``resource``, parsed from ``line``, keeping the line; its type, id, keys and
+        version vote are worked out now."""
+        return cls.read(resource.data, line, resource.origin)
+
+    @classmethod
+    def read(cls, data: dict[str, Any], line: bytes, origin: Origin) -> LineResource:
+        """The resource ``data`` parsed from ``line`` (a resource, not a Bundle), read at
+        ``origin``: as :meth:`of` makes it, without a :class:`SourceResource` first."""
+        rtype = str(data["resourceType"])
+        rid = data.get("id")
+        rid = str(rid) if rid is not None else None
+        key = f"{rtype}/{rid}" if rid else f"{rtype}@{origin}"
         made = cls.__new__(cls)
-        made.__dict__.update({name: value for name, value in vars(resource).items()
-                              if name != "data"}, line=line)
+        made.__dict__.update(origin=origin, line=line, type=rtype, id=rid, key=key,
+                             report_key=f"{key}@{origin}", telling=telling_element(data))
         return made
 
     @property
     def data(self) -> dict[str, Any]:
         value: dict[str, Any] = orjson.loads(self.line)
         return value
-
-
-#: what a :class:`LineResource` keeps worked out
-_KEPT = ("type", "id", "key", "report_key")
 
 
 @dataclass(frozen=True)
@@ -252,7 +260,11 @@ def read_ndjson_line(line: bytes, number: int, file: str
     """The resource(s) of one NDJSON line (a Bundle line gives its entries)."""
     if not line.strip():
         return
-    data = parse_ndjson_line(line, number, file)
+    yield from line_items(parse_ndjson_line(line, number, file), number, file)
+
+
+def line_items(data: Any, number: int, file: str) -> Iterator[SourceResource | ReadProblem]:
+    """:func:`read_ndjson_line` of a line already parsed (``data``)."""
     origin = Origin(file, f"line {number}")
     if not isinstance(data, dict):
         yield ReadProblem(origin, "not-a-resource", "line is not a JSON object")

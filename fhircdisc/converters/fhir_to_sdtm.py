@@ -21,7 +21,7 @@ from fhircdisc.converters.enrolment import (
     is_registry_identifier,
     study_identifier,
 )
-from fhircdisc.converters.fhir_reader import ReadProblem, SourceResource, read_sources
+from fhircdisc.converters.fhir_reader import LineResource, ReadProblem, SourceResource, read_sources
 from fhircdisc.converters.fhir_version import VersionVote
 from fhircdisc.converters.resource_index import ResourceIndex
 from fhircdisc.mappings import ae, derivations, dm, ex, lb, paths, ts, vs
@@ -141,7 +141,10 @@ def read_context(items: Iterable[SourceResource | ReadProblem], *, sources: list
                                                 item.reason_code, item.message))
             continue
         resources.append(item)
-        vote.add(item.data, item.origin.file, item.origin.location)
+        if isinstance(item, LineResource):      # its vote was taken as its line was read
+            vote.told(*item.telling, item.origin.file, item.origin.location)
+        else:
+            vote.add(item.data, item.origin.file, item.origin.location)
     report.fhir_version = vote.decide(fhir_version)
 
     index = ResourceIndex()
@@ -275,16 +278,17 @@ class Converter:
 
     # -- views -------------------------------------------------------------------------------
     def _views(self, resource: SourceResource) -> Iterator[View]:
-        rtype, data = resource.type, resource.data
+        rtype = resource.type
         key = _report_key(resource)
+        if rtype in CONTEXT_TYPES:          # read for what other rows need: no parse here
+            self.report.mark(key, "context")
+            return
+        data = resource.data
         if rtype == "ResearchStudy":
             if data.get("partOf"):
                 self.report.mark(key, "context")
                 return
             yield View("TS", self._study_view(data), resource, resource.origin.location)
-            return
-        if rtype in CONTEXT_TYPES:
-            self.report.mark(key, "context")
             return
         if rtype not in ("Patient", "Observation", "MedicationAdministration", "AdverseEvent"):
             raise Unmapped("unsupported-resource-type",

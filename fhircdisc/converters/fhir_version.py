@@ -62,7 +62,11 @@ class VersionVote:
         self.first: dict[str, tuple[str, str | None, str]] = {}
 
     def add(self, resource: dict[str, Any], source: str, location: str | None = None) -> None:
-        version, element = telling_element(resource)
+        self.told(*telling_element(resource), source, location)
+
+    def told(self, version: str | None, element: str | None, source: str,
+             location: str | None = None) -> None:
+        """:meth:`add` of a resource whose :func:`telling_element` is already known."""
         if version is not None and element is not None and version not in self.first:
             self.first[version] = (element, source, location or "")
 

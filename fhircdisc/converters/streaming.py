@@ -63,13 +63,15 @@ from fhircdisc.converters.chunk import (
 from fhircdisc.converters.datasets import write_dataset
 from fhircdisc.converters.fhir_reader import (
     LineResource,
+    Origin,
     ReadProblem,
     SourceResource,
     expand_sources,
     is_ndjson,
+    line_items,
     ndjson_lines,
+    parse_ndjson_line,
     read_file,
-    read_ndjson_line,
 )
 from fhircdisc.converters.fhir_to_sdtm import SPECS, Converter, read_context
 from fhircdisc.converters.lane_block import ABSENT, LaneBlock, object_array
@@ -421,10 +423,16 @@ class _ContextScan:
         self.in_file = 0
 
     def _take(self, line: bytes, number: int, file: str, rank: int) -> None:
-        for item in read_ndjson_line(line, number, file):
-            if isinstance(item, SourceResource) and item.type in _HELD_AS_TEXT \
-                    and item.origin.location == f"line {number}":
-                item = LineResource.of(item, line)
+        if not line.strip():
+            return
+        data = parse_ndjson_line(line, number, file)
+        if isinstance(data, dict) and data.get("resourceType") in _HELD_AS_TEXT:
+            # the usual context line (a Patient, an Encounter): read as it is held
+            self.items.append(LineResource.read(data, line, Origin(file, f"line {number}")))
+            self.in_file += 1
+            self.ordinals.append((rank, number, self.in_file))
+            return
+        for item in line_items(data, number, file):
             self.items.append(item)
             if isinstance(item, SourceResource):
                 self.in_file += 1

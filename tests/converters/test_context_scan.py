@@ -92,3 +92,47 @@ def test_patient_lines_are_held_as_their_text(tmp_path: Path) -> None:
     assert kept.report_key == f"Patient/p@{path} [line 1]"
     shipped = pickle.loads(pickle.dumps(kept))             # Spark ships the context
     assert shipped.data == kept.data and shipped.report_key == kept.report_key
+
+
+@pytest.mark.parametrize("name", ["Patient-example.json", "Patient-f201.json",
+                                  "Encounter-example.json", "ResearchSubject-example.json",
+                                  "ResearchStudy-example.json"])
+def test_a_resource_held_as_its_line_keys_and_votes_as_the_parsed_one(name: str) -> None:
+    """What pass 1 works out for a line it holds as text (type, id, keys, the FHIR version
+    its elements tell) is what the resource parsed from the same line gives."""
+    from fhircdisc.converters.fhir_reader import Origin, SourceResource
+    from fhircdisc.converters.fhir_version import telling_element
+    from tests.conftest import shared
+
+    path = shared("fhir-r4-examples", name)
+    data = orjson.loads(path.read_bytes())
+    for resource in (data, {key: value for key, value in data.items() if key != "id"}):
+        line = orjson.dumps(resource)
+        origin = Origin("export.ndjson", "line 7")
+        held = LineResource.read(orjson.loads(line), line, origin)
+        parsed = SourceResource(orjson.loads(line), origin)
+        assert (held.type, held.id, held.key, held.report_key) == \
+            (parsed.type, parsed.id, parsed.key, parsed.report_key)
+        assert held.telling == telling_element(resource) and held.data == resource
+    assert LineResource.of(parsed, line).__dict__ == held.__dict__
+
+
+def test_a_held_resource_still_tells_its_version(tmp_path: Path) -> None:
+    """An R5 element on a line held as text (a ResearchSubject of an R5 export, here made a
+    held type) still votes: mixing it with R4 input is refused, naming its line."""
+    from fhircdisc.converters.fhir_to_sdtm import read_context
+    from fhircdisc.errors import InputError
+    from fhircdisc.mappings import terminology
+
+    r5 = orjson.dumps({"resourceType": "ResearchSubject", "id": "r", "status": "active",
+                       "subject": {"reference": "Patient/p"}, "study": {"reference": "x"}})
+    r4 = orjson.dumps({"resourceType": "ResearchStudy", "id": "s", "status": "active",
+                       "enrollment": [{"reference": "Group/g"}]})
+    path = tmp_path / "export.ndjson"
+    path.write_bytes(r5 + b"\n" + r4 + b"\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(streaming, "_HELD_AS_TEXT", frozenset({"ResearchSubject"}))
+        items, _, _, _ = streaming._read_context([path], 4, None)
+    assert isinstance(items[0], LineResource)
+    with pytest.raises(InputError, match=r"R5 element ResearchSubject.subject in .*line 1"):
+        read_context(items, sources=[str(path)], terminology=terminology.load(()))
