@@ -2,7 +2,7 @@
 
     python benchmarks/run.py [--observations 1000000] [--patients 5000] [--slice 2000]
                              [--memory-sizes 500000,2000000] [--local-codes 0.1]
-                             [--encounters] [--enrolled 0.1]
+                             [--encounters] [--panels 0.2] [--enrolled 0.1]
 
 On a generated Bulk Data export (benchmarks/generate.py), prints:
 - bare orjson parse of every line (the floor), resources/s;
@@ -179,6 +179,8 @@ def main() -> None:
                         help="share of lab results with a local code, which no table maps")
     parser.add_argument("--encounters", action="store_true",
                         help="each Observation at its Patient's encounter of the month")
+    parser.add_argument("--panels", type=float, default=0.0,
+                        help="share of vital signs that are blood pressure panels")
     parser.add_argument("--enrolled", type=float, default=0.0,
                         help="share of the Patients a subjects file enrols (0: all)")
     parser.add_argument("--slice", type=int, default=2_000)
@@ -192,6 +194,8 @@ def main() -> None:
                         + (f", {args.local_codes:.0%} of lab codes local" if args.local_codes
                            else "")
                         + (", with encounters" if args.encounters else "")
+                        + (f", {args.panels:.0%} of vital signs BP panels" if args.panels
+                           else "")
                         + (f", {args.enrolled:.0%} of Patients enrolled" if args.enrolled
                            else "") + ")")
     table.add_column("measure")
@@ -201,7 +205,8 @@ def main() -> None:
         work = Path(tmp)
         console.print(f"generating {args.observations:,} Observations ...")
         files = generate(work / "export", args.observations, args.patients,
-                         local_codes=args.local_codes, encounters=args.encounters)
+                         local_codes=args.local_codes, encounters=args.encounters,
+                         panels=args.panels)
         subjects = subjects_file(work, args.patients, args.enrolled)
         count, parse_s = bare_parse(files)
         table.add_row("bare orjson parse", f"{count / parse_s:,.0f} resources/s", "1.0x")
@@ -233,7 +238,7 @@ def main() -> None:
             folder = work / f"mem{size}"
             console.print(f"peak memory at {size:,} Observations ...")
             generate(folder, size, args.patients, local_codes=args.local_codes,
-                     encounters=args.encounters)
+                     encounters=args.encounters, panels=args.panels)
             parent, worker, pss = peak_memory(folder, work / "out", subjects)
             peaks.append(max(parent, worker))
             shutil.rmtree(folder)

@@ -125,6 +125,10 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
             taken += 1
             continue
         panel = lane.read_panel(line) if b'"component"' in line else None
+        if panel.__class__ is LineFailure:
+            result.unmapped.append(_unmapped_line(panel, file, number))
+            result.outcomes[("Observation", "unmapped")] += 1
+            continue
         if panel is not None:
             for domain, template, subject, own, rid, visit, component in panel:
                 block = blocks.get(domain)

@@ -299,10 +299,12 @@ class ObservationLane:
             _keep(self.coded, key, found)
         return found
 
-    def read_panel(self, line: bytes) -> list[PanelPart] | None:
+    def read_panel(self, line: bytes) -> list[PanelPart] | LineFailure | None:
         """What the rows of a panel Observation NDJSON line (components, no value of its
         own: blood pressure) are made of, one per component, as ``read_line`` gives them
-        with the component's number; None to leave the line to the parsed way."""
+        with the component's number; or why the panel does not map when that is its
+        subject (the general engine reports the whole resource); None to leave the line
+        to the parsed way."""
         obs = self.panel_shape.decode(line)
         if obs is None or obs.resourceType != "Observation" or not obs.component \
                 or obs.status in EXCLUDED_STATUS or obs.subject is None:
@@ -314,8 +316,6 @@ class ObservationLane:
         subject = None if reference is None else self.subjects.get(reference, _MISSING)
         if subject is _MISSING:
             subject = self._subject(reference)
-        if subject is None:
-            return None
         parts: list[PanelPart] = []
         for number, component in enumerate(obs.component):
             texts = self._panel_keyed(component)
@@ -332,6 +332,8 @@ class ObservationLane:
                 entry = self._panel_template(line, number, key)
             if entry is None:
                 return None
+            if subject is None:   # the elements' shapes are checked before the subject
+                continue
             domain, template, spec = entry
             own = self._own_of_quantity(spec, quantity, obs)
             if own is None:
@@ -340,6 +342,9 @@ class ObservationLane:
             if visit is _DECLINED:
                 return None
             parts.append((domain, template, subject, own, obs.id or "", visit, number))
+        if subject is None:
+            error = self._subject_error(reference)
+            return None if error is None else LineFailure(error, obs.id or "")
         return parts
 
     def _panel_template(self, line: bytes, number: int, key: tuple[Any, ...]
