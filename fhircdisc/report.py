@@ -201,7 +201,7 @@ class ConversionReport:
         those kept on disk (:meth:`keep_items_on_disk`) come back as dicts either way.
         ``lazy`` (with ``objects``): give them as iterables to be read once, in order,
         instead of lists, for :func:`fhircdisc.streamed_json.write_streamed` (those kept
-        on disk already written, as its ``list_item``)."""
+        on disk already written: ``orjson.Fragment`` of their ``list_item_text``)."""
         def items(values: Iterable[Any]) -> Iterable[Any]:
             if lazy and objects:
                 return values

@@ -103,7 +103,8 @@ class ItemRuns:
 
     def written(self, kind: str) -> Iterator[orjson.Fragment]:
         """The items of ``kind`` (``unmapped``, ``issues``) in report order, as
-        :func:`fhircdisc.streamed_json.write_streamed` writes them (its ``list_item``)."""
+        :func:`fhircdisc.streamed_json.write_streamed` takes them (fragments of their
+        ``list_item_text``)."""
         return map(orjson.Fragment, self.texts(kind))
 
     def texts(self, kind: str) -> Iterator[bytes]:

@@ -22,7 +22,8 @@ def write_streamed(handle: IO[bytes], document: dict[str, Any],
     """Write ``document`` with each key of ``streams`` holding the list of what that
     iterable gives, indented two spaces a level, as orjson writes it. A key is a
     top-level key of the document, or the path of keys to a list in nested objects. An
-    item may be given already written, as :func:`list_item` gives it."""
+    item may be given already written: an ``orjson.Fragment`` of its
+    :func:`list_item_text`."""
     copy = dict(document)
     places: dict[bytes, tuple[int, Iterable[Any]]] = {}
     for number, (key, items) in enumerate(streams.items()):
@@ -45,16 +46,11 @@ def write_streamed(handle: IO[bytes], document: dict[str, Any],
     handle.write(text[start:])
 
 
-def list_item(value: Any) -> orjson.Fragment:
-    """``value`` written ahead of time as one item of a streamed list: as an
-    :class:`orjson.Fragment`, :func:`write_streamed` puts its text in as is, with the
-    bytes orjson would write for ``value`` there (worked out where it is cheap: a worker
-    process that made the item)."""
-    return orjson.Fragment(list_item_text(value))
-
-
 def list_item_text(value: Any) -> bytes:
-    """The text of :func:`list_item`, to be kept (pickled) until it is written."""
+    """``value`` written ahead of time as one item of a streamed list (where it is cheap:
+    the worker process that made the item). Wrapped in an :class:`orjson.Fragment`, it is
+    put in by :func:`write_streamed` as it is, with the bytes orjson would write for
+    ``value`` there."""
     # an item of a list is one level in: its inner lines two spaces deeper
     return orjson.dumps(value, option=_OPTION).replace(b"\n", b"\n  ")
 

@@ -100,15 +100,10 @@ class LineResource(SourceResource):
     telling: tuple[str | None, str | None]
 
     @classmethod
-    def of(cls, resource: SourceResource, line: bytes) -> LineResource:
-        """``resource``, parsed from ``line``, keeping the line; its type, id, keys and
-        version vote are worked out now."""
-        return cls.read(resource.data, line, resource.origin)
-
-    @classmethod
     def read(cls, data: dict[str, Any], line: bytes, origin: Origin) -> LineResource:
         """The resource ``data`` parsed from ``line`` (a resource, not a Bundle), read at
-        ``origin``: as :meth:`of` makes it, without a :class:`SourceResource` first."""
+        ``origin``, keeping the line; its type, id, keys and version vote are worked out
+        now, as :class:`SourceResource` works them out."""
         rtype = str(data["resourceType"])
         rid = data.get("id")
         rid = str(rid) if rid is not None else None

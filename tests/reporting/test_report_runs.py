@@ -310,3 +310,21 @@ def test_files_read_in_any_order_are_not_merged_item_by_item(tmp_path: Path) -> 
     groups = _groups(_chains(runs.paths["unmapped"], runs.bounds["unmapped"]))
     assert [len(group) for group in groups] == [1, 1]      # a chain for the Observations
     _assert_as_in_memory(runs, shares)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(min_size=1, max_size=4), min_size=1, max_size=3, unique=True),
+       st.lists(_JSON, max_size=6))
+def test_items_written_ahead_stream_into_the_bytes_orjson_writes(path: list[str],
+                                                                 items: list[Any]) -> None:
+    """Items given as fragments of their ``list_item_text`` (written by a worker) come
+    out as orjson writes the items themselves, however deep the list is."""
+    document: dict[str, Any] = {"before": 1}
+    at = document
+    for name in path[:-1]:
+        at[name] = at = {"x": [1]}
+    at[path[-1]] = items
+    written = io.BytesIO()
+    fragments = (orjson.Fragment(streamed_json.list_item_text(item)) for item in items)
+    write_streamed(written, document, {tuple(path): fragments})
+    assert written.getvalue() == orjson.dumps(document, option=orjson.OPT_INDENT_2)
