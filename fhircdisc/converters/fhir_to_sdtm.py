@@ -43,7 +43,9 @@ CONTEXT_TYPES = frozenset({"ResearchSubject", "Encounter", "Consent", "Medicatio
                            "Organization", "Specimen"})
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 _CATEGORY_DOMAIN = {"laboratory": "LB", "vital-signs": "VS"}
-EXCLUDED_STATUS = {"entered-in-error"}
+#: statuses whose resources are not converted (a tuple: a status of the wrong shape, a list,
+#: is compared, not hashed, and then reported by the element check)
+EXCLUDED_STATUS = ("entered-in-error",)
 
 
 @dataclass(frozen=True)
@@ -288,6 +290,9 @@ class Converter:
             if data.get("partOf"):
                 self.report.mark(key, "context")
                 return
+            problem = element_problem(data)
+            if problem is not None:
+                raise Unmapped("invalid-element", problem[1], problem[0])
             yield View("TS", self._study_view(data), resource, resource.origin.location)
             return
         if rtype not in ("Patient", "Observation", "MedicationAdministration", "AdverseEvent"):

@@ -426,7 +426,8 @@ class _ContextScan:
         if not line.strip():
             return
         data = parse_ndjson_line(line, number, file)
-        if isinstance(data, dict) and data.get("resourceType") in _HELD_AS_TEXT:
+        rtype = data.get("resourceType") if isinstance(data, dict) else None
+        if rtype.__class__ is str and rtype in _HELD_AS_TEXT:
             # the usual context line (a Patient, an Encounter): read as it is held
             self.items.append(LineResource.read(data, line, Origin(file, f"line {number}")))
             self.in_file += 1

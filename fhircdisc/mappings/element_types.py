@@ -56,6 +56,10 @@ RESOURCES: dict[str, dict[str, Shape]] = {
     },
     "Patient": {"gender": "code", "birthDate": "date", "deceasedBoolean": "boolean",
                 "deceasedDateTime": "dateTime", "extension": ["Extension"]},
+    # the other mapped resources: the carried SDTM variables are read from their extensions
+    "MedicationAdministration": {"extension": ["Extension"]},
+    "AdverseEvent": {"extension": ["Extension"]},
+    "ResearchStudy": {"extension": ["Extension"]},
 }
 
 _ARTICLE = {"array": "an array", "object": "an object", "string": "a string",

@@ -15,6 +15,7 @@ records that the variable is empty. ``sdtm-record`` carries a whole SDTM record 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from types import NoneType
 from typing import Any
 
 from fhircdisc.mappings.inverse import missing
@@ -47,21 +48,37 @@ def record_extension(values: Iterable[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _decode(extension: dict[str, Any]) -> tuple[str, Any] | None:
+    """The variable an ``sdtm-variable`` extension carries; None for one that carries none
+    or is not of the shape this module writes (a name as text, a value as text or number)."""
     name, value = None, None
-    for part in extension.get("extension") or []:
+    parts = extension.get("extension")
+    if not isinstance(parts, list):
+        return None
+    for part in parts:
+        if not isinstance(part, dict):
+            return None
         if part.get("url") == "name":
             name = part.get("valueCode") or part.get("valueString")
         elif part.get("url") == "value":
             value = part.get("valueDecimal", part.get("valueString"))
-            if isinstance(value, int) and not isinstance(value, bool):
+            if isinstance(value, bool) or not isinstance(value, (str, int, float, NoneType)):
+                return None
+            if isinstance(value, int):
                 value = float(value)
-    return (str(name), value) if name else None
+    return (name, value) if isinstance(name, str) and name else None
+
+
+def _extensions(node: dict[str, Any]) -> list[Any]:
+    found = node.get("extension")
+    return found if isinstance(found, list) else []
 
 
 def read_variables(node: dict[str, Any]) -> dict[str, Any]:
-    """The ``sdtm-variable`` extensions directly on ``node``: name -> value (None = empty)."""
+    """The ``sdtm-variable`` extensions directly on ``node``: name -> value (None = empty).
+    Extensions of another shape carry nothing (the element check reports a top-level
+    ``extension`` that is not an array of objects)."""
     out: dict[str, Any] = {}
-    for extension in node.get("extension") or []:
+    for extension in _extensions(node):
         if isinstance(extension, dict) and extension.get("url") == SDTM_VARIABLE:
             decoded = _decode(extension)
             if decoded is not None:
@@ -71,5 +88,5 @@ def read_variables(node: dict[str, Any]) -> dict[str, Any]:
 
 def read_records(node: dict[str, Any]) -> list[dict[str, Any]]:
     """The ``sdtm-record`` extensions on ``node``, each as name -> value."""
-    return [read_variables(ext) for ext in node.get("extension") or []
+    return [read_variables(ext) for ext in _extensions(node)
             if isinstance(ext, dict) and ext.get("url") == SDTM_RECORD]

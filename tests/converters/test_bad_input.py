@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fhircdisc import InputError, to_sdtm
 from fhircdisc.cli import main
@@ -56,6 +58,26 @@ def test_resource_without_resource_type_is_reported_and_the_rest_converts(tmp_pa
     [item] = study.report.unmapped
     assert (item.reason_code, item.location) == ("missing-resourceType", "line 2")
     assert study.report.reconciles()
+
+
+def test_a_resource_type_that_is_not_text_is_reported_by_both_engines(tmp_path):
+    """A list or an object as resourceType (no FHIR server writes one): the line is
+    reported as a resource type without a mapping, by the streaming engine as by the
+    in-memory one, and the rest converts."""
+    from fhircdisc.converters.streaming import stream_to_sdtm
+
+    path = _ndjson(tmp_path / "export.ndjson", [
+        {"resourceType": "Patient", "id": "p1"}, {"resourceType": ["Patient"], "id": "x"},
+        {"resourceType": {"type": "Encounter"}}, _obs("o1")])
+    study = to_sdtm([path], study_id="S")
+    streamed = stream_to_sdtm([path], tmp_path / "out", ("csv",), study_id="S", workers=1)
+    for report in (study.report, streamed.report):
+        assert report.reconciles() and report.rows["LB"] == 1
+    assert [(item.reason_code, item.location) for item in study.report.unmapped] == [
+        ("unsupported-resource-type", "line 2"), ("unsupported-resource-type", "line 3")]
+    written = json.loads((tmp_path / "out" / "conversion-report.json").read_text())
+    assert [(item["reason_code"], item["location"]) for item in written["unmapped"]] == [
+        ("unsupported-resource-type", "line 2"), ("unsupported-resource-type", "line 3")]
 
 
 def test_bundle_entry_without_resource_names_the_entry(tmp_path):
@@ -142,3 +164,57 @@ def test_source_resource_properties_are_worked_out_once_and_stay() -> None:
     assert resource.key == "Patient/7" and vars(resource)["key"] == "Patient/7"
     no_id = SourceResource({"resourceType": "Observation"}, Origin("b.json", "$.entry[2]"))
     assert no_id.id is None and no_id.key == "Observation@b.json [$.entry[2]]"
+
+
+_SDTM_VARIABLE = "https://fhircdisc.org/fhir/StructureDefinition/sdtm-variable"
+_ODD = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=False,
+                                                                allow_infinity=False)
+    | st.sampled_from(["", "x", "Patient/p1", "2020-06-14"]),
+    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(
+        st.sampled_from(["coding", "code", "reference", "value", "url", "extension",
+                         "valueString", "valueCode", "text"]), inner, max_size=2),
+    max_leaves=6) | st.sampled_from([
+        [{"url": _SDTM_VARIABLE, "extension": 5}],
+        [{"url": _SDTM_VARIABLE, "extension": [5, {"url": "name", "valueCode": ["x"]}]}],
+        [{"url": _SDTM_VARIABLE, "extension": [{"url": "name", "valueCode": "LBTESTCD"},
+                                               {"url": "value", "valueString": [1]}]}]])
+_BASES = {
+    "Observation": _obs("o9"),
+    "Patient": {"resourceType": "Patient", "id": "p9", "gender": "female",
+                "birthDate": "1970-01-01"},
+    "Encounter": {"resourceType": "Encounter", "id": "e9", "status": "finished"},
+    "MedicationAdministration": {
+        "resourceType": "MedicationAdministration", "id": "m9", "status": "completed",
+        "subject": {"reference": "Patient/p1"}, "medicationCodeableConcept": {"text": "X"},
+        "effectiveDateTime": "2020-06-14"},
+    "AdverseEvent": {"resourceType": "AdverseEvent", "id": "a9",
+                     "subject": {"reference": "Patient/p1"}, "event": {"text": "Headache"},
+                     "date": "2020-06-14"},
+}
+_ELEMENTS = ["extension", "status", "subject", "code", "category", "valueQuantity",
+             "valueString", "component", "referenceRange", "effectiveDateTime", "encounter",
+             "gender", "birthDate", "medicationCodeableConcept", "event", "date", "dosage"]
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.sampled_from(sorted(_BASES)),
+       st.dictionaries(st.sampled_from(_ELEMENTS), _ODD, min_size=1, max_size=3))
+def test_elements_of_any_shape_are_reported_not_raised(
+        tmp_path_factory: pytest.TempPathFactory, kind: str, odd: dict[str, object]) -> None:
+    """A resource whose elements hold JSON of any shape: both engines finish, and report
+    it (or map it) the same way; the rest of the input still converts."""
+    from fhircdisc.converters.streaming import stream_to_sdtm
+
+    folder = tmp_path_factory.mktemp("odd")
+    path = _ndjson(folder / "export.ndjson", [
+        {"resourceType": "Patient", "id": "p1"}, {**_BASES[kind], **odd}, _obs("o1")])
+    study = to_sdtm([path], study_id="S")
+    streamed = stream_to_sdtm([path], folder / "out", ("csv",), study_id="S", workers=1)
+    assert study.report.reconciles() and streamed.report.reconciles()
+    assert study.report.counts() == streamed.report.counts()
+    written = json.loads((folder / "out" / "conversion-report.json").read_text())
+    assert [(item["resource"], item["reason_code"]) for item in written["unmapped"]] == [
+        (item.resource, item.reason_code) for item in study.report.unmapped]
+    assert len(study["LB"]) >= 1                   # the good result still converts
