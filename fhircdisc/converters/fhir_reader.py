@@ -208,6 +208,8 @@ def _unpack(data: dict[str, Any], origin: Origin, file: str, json_path: str
     for index, entry in enumerate(entries):
         place = f"{json_path}.entry[{index}]"
         full_url = entry.get("fullUrl") if isinstance(entry, dict) else None
+        if not isinstance(full_url, str):
+            full_url = None                 # not a URL: the resource is found by its id
         where = Origin(file, place, full_url)
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(resource, dict):

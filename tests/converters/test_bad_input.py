@@ -80,6 +80,18 @@ def test_a_resource_type_that_is_not_text_is_reported_by_both_engines(tmp_path):
         ("unsupported-resource-type", "line 2"), ("unsupported-resource-type", "line 3")]
 
 
+def test_a_full_url_that_is_not_text_is_not_used(tmp_path):
+    """A Bundle entry whose fullUrl is an object or an array: the resource is still read
+    and found by its id, and the conversion finishes."""
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": {"url": "urn:uuid:1"}, "resource": {"resourceType": "Patient", "id": "p1"}},
+        {"fullUrl": ["urn:uuid:2"], "resource": _obs("o1")}]}), encoding="utf-8")
+    study = to_sdtm([path], study_id="S")
+    assert len(study["DM"]) == 1 and len(study["LB"]) == 1
+    assert study.report.unmapped == [] and study.report.reconciles()
+
+
 def test_bundle_entry_without_resource_names_the_entry(tmp_path):
     path = tmp_path / "bundle.json"
     path.write_text(json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [
