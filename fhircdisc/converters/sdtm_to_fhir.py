@@ -192,7 +192,8 @@ def _type_csv(domain: str, frame: pd.DataFrame, path: Path) -> pd.DataFrame:
         if spec is None or spec.type != "Num":
             continue
         numbers = pd.to_numeric(frame[column], errors="coerce")
-        bad = frame[column].notna() & numbers.isna()
+        # text that is no number, or one no dataset can hold ("inf", "1e400")
+        bad = frame[column].notna() & (numbers.isna() | numbers.abs().eq(math.inf))
         if bad.any():
             row = int(str(bad.idxmax()))
             raise InputError(f"{column} is numeric in SDTMIG, got {frame[column][row]!r}",

@@ -181,6 +181,22 @@ def test_dataset_json_row_shorter_than_its_columns(tmp_path):
         to_fhir(sdtm, validate=False)
 
 
+@pytest.mark.parametrize("text", ["inf", "-Infinity", "1e400"])
+def test_a_number_no_dataset_holds_in_a_csv_names_file_row_and_variable(tmp_path, subjects,
+                                                                        text):
+    """Infinite numbers read from CSV text: refused where they are read, not written into
+    a FHIR decimal (which FHIR has no value for)."""
+    lb = lb_frame(subjects[:3])
+    csv_file = study_folder(tmp_path / "sdtm", lb, "csv")
+    lines = csv_file.read_text(encoding="utf-8").splitlines()
+    cells = lines[2].split(",")
+    cells[lines[0].split(",").index("LBSTRESN")] = text
+    lines[2] = ",".join(cells)                      # data row 2
+    csv_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=rf"row 2, variable LBSTRESN.*got '{text}'"):
+        to_fhir(tmp_path / "sdtm", validate=False)
+
+
 def test_non_number_in_a_num_variable_of_a_csv_names_file_row_and_variable(tmp_path,
                                                                            subjects):
     lb = lb_frame(subjects[:3])
