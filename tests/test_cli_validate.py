@@ -81,6 +81,34 @@ def test_validate_fhir_bundle_finds_broken_references(tmp_path):
     assert skipped[0]["status"] == "skipped"
 
 
+def test_codes_of_the_wrong_shape_are_left_to_the_structure_check(tmp_path):
+    """A panel whose components are not objects, a code that is a list, a unit code that
+    is a number: the structure check reports them; the terminology check skips them
+    instead of stopping the run."""
+    lines = [{"resourceType": "Patient", "id": "p1", "gender": ["female"]},
+             {"resourceType": "Observation", "id": "o1", "status": "final",
+              "code": [{"coding": []}], "subject": {"reference": "Patient/p1"}},
+             {"resourceType": "Observation", "id": "o2", "status": "final",
+              "code": {"coding": 5}, "subject": {"reference": "Patient/p1"},
+              "valueQuantity": {"value": 1, "code": 7}},
+             {"resourceType": "Observation", "id": "bp", "status": "final",
+              "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+              "subject": {"reference": "Patient/p1"}, "component": [True, {"code": 5}]}]
+    path = tmp_path / "export.ndjson"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    report = tmp_path / "r.json"
+    for extra in ((), ("--skip-structure",)):
+        result = _run("validate", str(path), "--report-json", str(report), *extra)
+        assert "Traceback" not in result.output and result.exit_code in (0, 1), result.output
+        findings = json.loads(report.read_text())["findings"]
+        assert not [f for f in findings if f["rule_id"] == "FC-FH-0003"]
+        structural = {f["source"].split(" @")[0] for f in findings
+                      if f["rule_id"] == "FC-FH-0001"}
+        assert structural == (set() if extra else
+                              {"Patient/p1", "Observation/o1", "Observation/o2",
+                               "Observation/bp"})
+
+
 def test_define_written_validates_and_matches_its_datasets(tmp_path):
     out = tmp_path / "demo"
     assert _run("demo", str(out), "-q").exit_code == 0

@@ -11,6 +11,7 @@ gender, route) are recognised by the terminology tables or reported.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from types import NoneType
 from typing import Any
 
 from fhircdisc.converters.fhir_reader import ReadProblem, SourceResource
@@ -71,25 +72,31 @@ def _code_findings(resource: SourceResource, terms: Terminology) -> Iterator[Fin
     data = resource.data
     has_value = any(k.startswith("value") for k in data)
     if data.get("resourceType") == "Observation" and data.get("component") and not has_value:
-        # a panel: its components are what maps
-        for component in data["component"]:
-            yield from _code_findings(SourceResource(
-                {"resourceType": "Observation", **component}, resource.origin), terms)
+        # a panel: its components are what maps (elements of another shape are the
+        # structure check's to report; this one looks at codes only)
+        components = data["component"]
+        for component in components if isinstance(components, list) else ():
+            if isinstance(component, dict):
+                yield from _code_findings(SourceResource(
+                    {"resourceType": "Observation", **component}, resource.origin), terms)
         return
     for rtype, path, tables, system, label in _CODE_CHECKS:
         if data.get("resourceType") != rtype:
             continue
         node = paths.get(data, path)
-        if node is None:
-            continue
         if isinstance(node, str):
             codings = [{"system": system, "code": node}]
+        elif not isinstance(node, dict):
+            continue
         elif path == "valueQuantity":
             if not node.get("code"):
                 continue
             codings = [{"system": node.get("system") or system, "code": node.get("code")}]
         else:
-            codings = [c for c in node.get("coding") or [] if isinstance(c, dict)]
+            found = node.get("coding")
+            codings = [c for c in found if isinstance(c, dict)] if isinstance(found, list) else []
+        codings = [c for c in codings if isinstance(c.get("code"), str)
+                   and isinstance(c.get("system"), (str, NoneType))]
         if not codings:
             continue
         if any(terms.lookup(t, c.get("system"), c.get("code")) for t in tables for c in codings):
