@@ -86,7 +86,8 @@ def _codings(node: Any) -> list[dict[str, Any]]:
     if not isinstance(node, dict):
         return []
     if "coding" in node:
-        return [c for c in node.get("coding") or [] if isinstance(c, dict)]
+        coding = node["coding"]             # an array; of another shape, no codings
+        return [c for c in coding if isinstance(c, dict)] if isinstance(coding, list) else []
     if "concept" in node:  # R5 CodeableReference
         return _codings(node["concept"])
     if "code" in node:
@@ -237,7 +238,9 @@ def text(view: dict[str, Any], rule: Rule, ctx: MapContext) -> str | None:
         if isinstance(node, str):
             return node.strip()
         if isinstance(node, dict):
-            node = node.get("concept", node)
+            concept = node.get("concept")       # an R5 CodeableReference
+            if isinstance(concept, dict):
+                node = concept
             if node.get("text"):
                 return str(node["text"]).strip()
             for coding in _codings(node):

@@ -34,6 +34,7 @@ COMPLEX: dict[str, dict[str, Shape]] = {
     "Range": {"low": "Quantity", "high": "Quantity"},
     "ReferenceRange": {"low": "Quantity", "high": "Quantity", "text": "string"},
     "Extension": {"url": "uri"},
+    "Identifier": {"system": "uri", "value": "string"},
     "Component": {"code": "CodeableConcept", "valueQuantity": "Quantity",
                   "valueString": "string", "valueInteger": "integer", "valueBoolean": "boolean",
                   "valueCodeableConcept": "CodeableConcept", "dataAbsentReason":
@@ -59,7 +60,7 @@ RESOURCES: dict[str, dict[str, Shape]] = {
     # the other mapped resources: the carried SDTM variables are read from their extensions
     "MedicationAdministration": {"extension": ["Extension"]},
     "AdverseEvent": {"extension": ["Extension"]},
-    "ResearchStudy": {"extension": ["Extension"]},
+    "ResearchStudy": {"extension": ["Extension"], "identifier": ["Identifier"]},
 }
 
 _ARTICLE = {"array": "an array", "object": "an object", "string": "a string",

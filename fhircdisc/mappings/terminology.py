@@ -38,6 +38,8 @@ def normalize_system(system: str | None) -> str:
     """The canonical spelling of a code system URI."""
     if not system:
         return ""
+    if not isinstance(system, str):     # not a URI (bad input): names no table's system
+        return str(system)
     system = system.strip()
     return SYSTEM_ALIASES.get(system, system)
 

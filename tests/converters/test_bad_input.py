@@ -230,3 +230,32 @@ def test_elements_of_any_shape_are_reported_not_raised(
     assert [(item["resource"], item["reason_code"]) for item in written["unmapped"]] == [
         (item.resource, item.reason_code) for item in study.report.unmapped]
     assert len(study["LB"]) >= 1                   # the good result still converts
+
+
+_MA = _BASES["MedicationAdministration"]
+_AE = _BASES["AdverseEvent"]
+
+
+@pytest.mark.parametrize("resource", [
+    {**_MA, "dosage": {"route": {"coding": 5}}},
+    {**_MA, "medicationCodeableConcept": {"coding": [{"system": {"a": 1}, "code": "1"}]}},
+    {**_AE, "event": {"coding": 7, "text": "Headache"}},
+    {**_AE, "event": {"concept": 5}},
+    {**_AE, "seriousness": {"coding": [{"system": [1], "code": "serious"}]}},
+    {"resourceType": "ResearchStudy", "id": "s1", "status": "active", "identifier": 5},
+], ids=["route-coding", "medication-system", "event-coding", "event-concept",
+        "seriousness-system", "study-identifier"])
+def test_nested_elements_of_another_shape_are_reported_not_raised(tmp_path, resource):
+    """Codings, systems and identifiers of the wrong shape deep in the resources whose
+    other elements are read by paths: both engines finish, with the same report."""
+    from fhircdisc.converters.streaming import stream_to_sdtm
+
+    path = _ndjson(tmp_path / "export.ndjson", [
+        {"resourceType": "Patient", "id": "p1"}, resource, _obs("o1")])
+    study = to_sdtm([path], study_id="S")
+    streamed = stream_to_sdtm([path], tmp_path / "out", ("csv",), study_id="S", workers=1)
+    assert study.report.reconciles() and study.report.counts() == streamed.report.counts()
+    assert len(study["LB"]) == 1
+    written = json.loads((tmp_path / "out" / "conversion-report.json").read_text())
+    assert [(item["resource"], item["reason_code"]) for item in written["unmapped"]] == [
+        (item.resource, item.reason_code) for item in study.report.unmapped]
