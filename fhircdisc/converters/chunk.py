@@ -112,8 +112,7 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
         parts = lane.read_line(line)
         if parts is not None:
             if parts.__class__ is LineFailure:    # reported as the general engine would
-                result.unmapped.append(_unmapped_line(parts, file, number))
-                result.outcomes[("Observation", "unmapped")] += 1
+                _report_failure(result, parts, file, number)
                 continue
             domain, template, subject, own, rid, visit = parts
             block = blocks.get(domain)
@@ -126,8 +125,7 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
             continue
         panel = lane.read_panel(line) if b'"component"' in line else None
         if panel.__class__ is LineFailure:
-            result.unmapped.append(_unmapped_line(panel, file, number))
-            result.outcomes[("Observation", "unmapped")] += 1
+            _report_failure(result, panel, file, number)
             continue
         if panel is not None:
             for domain, template, subject, own, rid, visit, component in panel:
@@ -174,14 +172,16 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
     return result
 
 
-def _unmapped_line(failure: LineFailure, file: str, number: int) -> UnmappedItem:
-    """The report's item for an Observation line the lane knows does not map."""
+def _report_failure(result: ChunkResult, failure: LineFailure, file: str, number: int
+                    ) -> None:
+    """An Observation line the lane knows does not map, in the chunk's report share."""
+    from fhircdisc.converters.observation_lane import line_key
+
     error = failure.error
-    rid = failure.rid
-    return UnmappedItem("Observation", f"Observation/{rid}" if rid
-                        else f"Observation@{file} [line {number}]", file, f"line {number}",
-                        error.reason_code, error.message, error.element, error.system,
-                        error.code)
+    result.unmapped.append(UnmappedItem(
+        "Observation", line_key(failure.rid, file, number), file, f"line {number}",
+        error.reason_code, error.message, error.element, error.system, error.code))
+    result.outcomes[("Observation", "unmapped")] += 1
 
 
 def _reference(resources: list[SourceResource], own: list[Ordinal], context: StudyContext,

@@ -148,9 +148,10 @@ class ObservationLane:
             _keep(self.subjects, reference, subject, self.subject_limit)
         return subject
 
-    def _subject_error(self, reference: str) -> Unmapped | None:
-        """Why a resource whose subject is ``reference`` (which gives no enrolled subject)
-        does not map, as the general engine words it; None for an empty reference."""
+    def _subject_failure(self, reference: str | None, rid: str | None) -> LineFailure | None:
+        """Why the line of the Observation ``rid`` whose subject is ``reference`` (which
+        gives no enrolled subject) does not map, as the general engine words it; None for
+        an empty reference."""
         if not reference:
             return None
         error = self.subject_errors.get(reference)
@@ -163,7 +164,7 @@ class ObservationLane:
                 error = Unmapped("subject-not-enrolled", f"{key} is not enrolled in the study",
                                  "Observation.subject")
             _keep(self.subject_errors, reference, error, self.subject_limit)
-        return error
+        return LineFailure(error, rid or "")
 
     def _template(self, data: dict[str, Any], domain: str | None = None
                   ) -> tuple[str, PlainTemplate] | None:
@@ -234,8 +235,7 @@ class ObservationLane:
         if entry is None:
             return None
         if subject is None:                  # checked right after the elements' shapes
-            error = self._subject_error(reference)
-            return None if error is None else LineFailure(error, obs.id or "")
+            return self._subject_failure(reference, obs.id)
         if entry.__class__ is _Failed:
             if entry.domain is None:         # no domain: nothing else is looked at
                 return LineFailure(entry.error, obs.id or "")
@@ -343,8 +343,7 @@ class ObservationLane:
                 return None
             parts.append((domain, template, subject, own, obs.id or "", visit, number))
         if subject is None:
-            error = self._subject_error(reference)
-            return None if error is None else LineFailure(error, obs.id or "")
+            return self._subject_failure(reference, obs.id)
         return parts
 
     def _panel_template(self, line: bytes, number: int, key: tuple[Any, ...]
@@ -463,12 +462,18 @@ class ObservationLane:
              issues: list[ValueIssueItem]) -> str:
         """The report key of the Observation at ``line`` of ``file``; its value issues
         ``found`` added to ``issues`` under that key."""
-        key = f"Observation/{rid}" if rid else f"Observation@{file} [line {line}]"
+        key = line_key(rid, file, line)
         for issue in found:
             issues.append(ValueIssueItem(domain, key, issue.var, issue.reason_code,
                                          issue.message, issue.element, issue.system,
                                          issue.code))
         return key
+
+
+def line_key(rid: str, file: str, line: int) -> str:
+    """The report key of the Observation with id ``rid`` on ``line`` of ``file`` (its
+    place when it has no id), as ``SourceResource.key`` words it."""
+    return f"Observation/{rid}" if rid else f"Observation@{file} [line {line}]"
 
 
 def _keep(cache: dict[Any, Any], key: Any, value: Any, limit: int = _CACHE_LIMIT) -> None:

@@ -427,13 +427,13 @@ class _ContextScan:
             return
         data = parse_ndjson_line(line, number, file)
         rtype = data.get("resourceType") if isinstance(data, dict) else None
+        items: Iterable[SourceResource | ReadProblem]
         if rtype.__class__ is str and rtype in _HELD_AS_TEXT:
             # the usual context line (a Patient, an Encounter): read as it is held
-            self.items.append(LineResource.read(data, line, Origin(file, f"line {number}")))
-            self.in_file += 1
-            self.ordinals.append((rank, number, self.in_file))
-            return
-        for item in line_items(data, number, file):
+            items = (LineResource.read(data, line, Origin(file, f"line {number}")),)
+        else:
+            items = line_items(data, number, file)
+        for item in items:
             self.items.append(item)
             if isinstance(item, SourceResource):
                 self.in_file += 1
