@@ -10,6 +10,7 @@ single unusable entry (no resource, no resourceType) is yielded as a
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,7 +155,7 @@ def _read_text(path: Path) -> bytes:
             with gzip.open(path, "rb") as handle:
                 return handle.read()
         return path.read_bytes()
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:     # zlib: a damaged gzip stream
         raise InputError(f"cannot read file: {exc}", str(path)) from exc
 
 
@@ -233,14 +234,15 @@ def ndjson_lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
     """``(line number, byte offset, line)`` of an NDJSON file (gzip or not), read as a stream;
     line ends are dropped. The offset is in the uncompressed text."""
     opener = gzip.open if path.name.lower().endswith(".gz") else open
-    offset = 0
+    offset = number = 0
     try:
         with opener(path, "rb") as handle:
             for number, line in enumerate(handle, start=1):
                 yield number, offset, line.rstrip(b"\r\n")
                 offset += len(line)
-    except (OSError, EOFError) as exc:
-        raise InputError(f"cannot read file: {exc}", str(path)) from exc
+    except (OSError, EOFError, zlib.error) as exc:     # zlib: a damaged gzip stream
+        raise InputError(f"cannot read file: {exc}", str(path),
+                         f"after line {number}" if number else None) from exc
 
 
 def parse_ndjson_line(line: bytes, number: int, file: str) -> Any:

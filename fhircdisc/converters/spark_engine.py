@@ -32,7 +32,9 @@ Catalog volume mount, a FUSE-mounted bucket), and fhircdisc must be installed on
 executors. Reading object storage directly (``s3://``, ``abfss://``) would need pass 1
 and :func:`~fhircdisc.converters.streaming.task_lines` to open ranges through a
 filesystem layer such as fsspec instead of ``open``. Gzipped NDJSON cannot be read from
-an offset: its Observation lines are read on the driver and travel in the tasks.
+an offset: the driver decompresses it once, in pass 1, into the output's staging folder,
+and its tasks are byte ranges of that copy (on a cluster, the output folder must then be
+on the shared storage too).
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ from fhircdisc.converters.streaming import (
     by_bucket,
     fewer_collections,
     finish_bucket,
+    input_folder,
     keep_findings_on_disk,
     keep_items_on_disk,
     map_task,
@@ -104,13 +107,14 @@ def spark_to_sdtm(sources: Iterable[str | Path], out_dir: str | Path,
     every file succeeded.
     """
     sc = (spark or _active_session()).sparkContext
-    with fewer_collections():
+    with fewer_collections(), staging_folder(Path(out_dir)) as staging:
         setup = prepare(sources, out_dir, formats, study_id=study_id, site_id=site_id,
                         subjects=subjects, fhir_version=fhir_version,
                         terminology=terminology, enrol_all=enrol_all, progress=progress,
                         validate=validate, creation_datetime=creation_datetime,
-                        chunk_lines=chunk_lines, bucket_rows=bucket_rows)
-        with staging_folder(setup.out) as staging, _SparkRun.of(sc, setup) as run:
+                        chunk_lines=chunk_lines, bucket_rows=bucket_rows,
+                        work=input_folder(staging))
+        with _SparkRun.of(sc, setup) as run:
             keep_items_on_disk(setup, staging)
             keep_findings_on_disk(setup, staging)
             tick = ChunkProgress(progress, setup.report)

@@ -27,6 +27,7 @@ and one bucket per worker, never the whole input.
 from __future__ import annotations
 
 import gc
+import gzip
 import io
 import math
 import multiprocessing
@@ -34,10 +35,11 @@ import os
 import pickle
 import shutil
 import time
+import zlib
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cache, partial
@@ -69,13 +71,12 @@ from fhircdisc.converters.fhir_reader import (
     expand_sources,
     is_ndjson,
     line_items,
-    ndjson_lines,
     parse_ndjson_line,
     read_file,
 )
 from fhircdisc.converters.fhir_to_sdtm import SPECS, Converter, read_context
 from fhircdisc.converters.lane_block import ABSENT, LaneBlock, object_array
-from fhircdisc.errors import InputError
+from fhircdisc.errors import InputError, OutputError
 from fhircdisc.finding_runs import BankedFindings, FindingRuns, StreamedValidation, bank
 from fhircdisc.mappings import derivations
 from fhircdisc.mappings import terminology as terminology_module
@@ -125,8 +126,9 @@ class StreamResult:
 
 @dataclass
 class Task:
-    """One chunk of Observation lines: a byte range of a file, or the lines themselves
-    (gzipped files, which cannot be read from an offset)."""
+    """One chunk of Observation lines: a byte range of a file (``file`` names it in the
+    report), read from ``path`` when that is set: the uncompressed copy of a gzipped file,
+    which cannot be read from an offset."""
 
     number: int
     file: str
@@ -134,7 +136,7 @@ class Task:
     start: int = 0
     stop: int = 0
     first_line: int = 1
-    lines: list[tuple[int, bytes]] | None = None
+    path: str | None = None
     #: whether the byte range holds lines other than Observations (read in pass 1)
     mixed: bool = False
 
@@ -304,16 +306,16 @@ def stream_to_sdtm(sources: Iterable[str | Path], out_dir: str | Path,
     ``progress(label, count)`` is told the resources read so far with the file being
     read, then, once every resource is read, with the step under way (``finishing
     datasets: 3 of 40 buckets``, ``writing the output files``)."""
-    with fewer_collections():
+    with fewer_collections(), staging_folder(Path(out_dir)) as staging:
         start = time.perf_counter()
         setup = prepare(sources, out_dir, formats, study_id=study_id, site_id=site_id,
                         subjects=subjects, fhir_version=fhir_version,
                         terminology=terminology, enrol_all=enrol_all, progress=progress,
                         validate=validate, creation_datetime=creation_datetime,
-                        chunk_lines=chunk_lines, bucket_rows=bucket_rows)
+                        chunk_lines=chunk_lines, bucket_rows=bucket_rows,
+                        work=input_folder(staging))
         context = time.perf_counter() - start
-        with staging_folder(setup.out) as staging:
-            result = _stream(setup, staging, max(1, workers or os.cpu_count() or 1), progress)
+        result = _stream(setup, staging, max(1, workers or os.cpu_count() or 1), progress)
         result.timings = {"context": context, **result.timings}
         return result
 
@@ -338,9 +340,12 @@ def prepare(sources: Iterable[str | Path], out_dir: str | Path,
             fhir_version: str = "auto", terminology: Iterable[str | Path] = (),
             enrol_all: bool = False, progress: Callable[[str, int], None] | None = None,
             validate: bool = True, creation_datetime: str | None = None,
-            chunk_lines: int = CHUNK_LINES, bucket_rows: int = BUCKET_ROWS) -> Setup:
+            chunk_lines: int = CHUNK_LINES, bucket_rows: int = BUCKET_ROWS,
+            work: Path | None = None) -> Setup:
     """Pass 1: read the context, make the small datasets, cut the Observation lines into
-    tasks and the subjects into buckets. Arguments as :func:`stream_to_sdtm`.
+    tasks and the subjects into buckets. Arguments as :func:`stream_to_sdtm`; ``work``:
+    the folder a gzipped NDJSON file is decompressed into (once, as it is read: its tasks
+    read their lines from there), needed when there is one.
 
     The context read here is then left out of garbage collection (``gc.freeze``); call
     this inside :func:`fewer_collections`, which gives it back.
@@ -349,7 +354,7 @@ def prepare(sources: Iterable[str | Path], out_dir: str | Path,
     stamp = creation_datetime or datetime.now(UTC).replace(microsecond=0).isoformat()
     terms = terminology_module.load(terminology)
     items, ordinals, tasks, streamed = _read_context(expand_sources(sources), chunk_lines,
-                                                     progress)
+                                                     progress, work)
     report, resources, index, enrolment = read_context(
         items, sources=[str(s) for s in sources], terminology=terms, study_id=study_id,
         site_id=site_id, subjects=subjects, fhir_version=fhir_version, enrol_all=enrol_all)
@@ -375,11 +380,18 @@ def prepare(sources: Iterable[str | Path], out_dir: str | Path,
                  count, plan, _early_rows(early, ordinals, reference))
 
 
+def input_folder(staging: Path) -> Path:
+    """The folder in a run's staging folder for the uncompressed copies of its gzipped
+    input (see :func:`prepare`)."""
+    return staging / ".input"
+
+
 def _read_context(files: list[Path], chunk_lines: int,
-                  progress: Callable[[str, int], None] | None
+                  progress: Callable[[str, int], None] | None, work: Path | None = None
                   ) -> tuple[list[SourceResource | ReadProblem], list[Ordinal], list[Task], int]:
-    """Read everything but the Observation lines; cut those into tasks."""
-    scan = _ContextScan(chunk_lines, progress)
+    """Read everything but the Observation lines; cut those into tasks (``work``: as in
+    :func:`prepare`)."""
+    scan = _ContextScan(chunk_lines, progress, work)
     for rank, path in enumerate(files):
         if not is_ndjson(path):
             number_in_file = 0
@@ -409,10 +421,11 @@ class _ContextScan:
     """Pass 1 over the files: the resources read, and the Observation lines cut into
     tasks of ``chunk_lines`` lines."""
 
-    def __init__(self, chunk_lines: int, progress: Callable[[str, int], None] | None
-                 ) -> None:
+    def __init__(self, chunk_lines: int, progress: Callable[[str, int], None] | None,
+                 work: Path | None = None) -> None:
         self.chunk_lines = chunk_lines
         self.progress = progress
+        self.work = work
         self.items: list[SourceResource | ReadProblem] = []
         self.ordinals: list[Ordinal] = []
         self.tasks: list[Task] = []
@@ -446,63 +459,74 @@ class _ContextScan:
             self.progress(file, len(self.ordinals))    # Observations are counted in pass 2
 
     def _streamed_line(self, file: str, rank: int, number: int, offset: int,
-                       gz: bool) -> Task:
-        """Count one streamed line in; the task it belongs to."""
+                       path: str | None) -> None:
+        """Count one streamed line in, at ``offset`` of the file (read from ``path``)."""
         self.streamed += 1
         if self.current is None or self.in_task == self.chunk_lines:
-            if self.current is not None and not gz:
+            if self.current is not None:
                 self.current.stop = offset
             self.current = Task(len(self.tasks), file, rank, start=offset, first_line=number,
-                                lines=[] if gz else None)
+                                path=path)
             self.tasks.append(self.current)
             self.in_task = 0
         self.in_task += 1
-        return self.current
 
     def gzipped(self, path: Path, rank: int) -> None:
-        """A gzipped file, line by line: its Observation lines travel with their tasks."""
-        file = str(path)
-        self.current, self.in_file = None, 0
-        for number, offset, line in ndjson_lines(path):
-            if is_streamed_line(line):
-                task = self._streamed_line(file, rank, number, offset, True)
-                assert task.lines is not None
-                task.lines.append((number, line))
-            else:
-                self._take(line, number, file, rank)
-            self._tick(file, 1)
+        """A gzipped file: decompressed into the work folder as it is read, that copy cut
+        into tasks as :meth:`plain` cuts a file (a gzipped file cannot be read from an
+        offset; the copy can, and nothing holds its lines)."""
+        if self.work is None:
+            raise ValueError("reading a gzipped NDJSON file needs a work folder")
+        self.work.mkdir(exist_ok=True)
+        copy = self.work / f".{rank:05d}.ndjson"
+        start = self.read
+        try:
+            target = copy.open("wb")
+        except OSError as exc:
+            raise OutputError(f"cannot write {copy}: {exc.strerror or exc}") from exc
+        with target, gzip.open(path, "rb") as source:
+            try:
+                self.plain(path, rank, _Copying(source, target, copy), str(copy))
+            except _Unreadable as exc:
+                raise InputError(f"cannot read file: {exc.__cause__}", str(path),
+                                 f"after line {self.read - start}") from exc.__cause__
 
-    def plain(self, path: Path, rank: int) -> None:
-        """An uncompressed file, a block at a time: a block of nothing but Observation
-        lines in their usual form is cut into tasks without looking at each line."""
+    def plain(self, path: Path, rank: int, text: Any = None, copy: str | None = None
+              ) -> None:
+        """An uncompressed file (``text``: a readable file object of it, when not
+        ``path``; ``copy``: the file its tasks read from, when not ``path``), a block at
+        a time: a block of nothing but Observation lines in their usual form is cut into
+        tasks without looking at each line."""
         file = str(path)
         self.current, self.in_file = None, 0
         number = 1
-        for offset, data, end in _blocks(path):
+        end_offset = 0
+        for offset, data, end in _blocks(path, text):
             octets = np.frombuffer(data, dtype=np.uint8, count=end)
             breaks = np.flatnonzero(octets == ord("\n"))
             count = len(breaks) + (not data.endswith(b"\n", 0, end))
             if _usual_lines(octets, breaks) + data.startswith(_USUAL_START, 0, end) == count:
-                self._streamed_run(file, rank, number, offset, breaks, count)
+                self._streamed_run(file, rank, number, offset, breaks, count, copy)
             else:
                 block = data[:end]
                 position = offset
                 for index, line in enumerate(block.removesuffix(b"\n").split(b"\n")):
-                    text = line.rstrip(b"\r")
-                    if is_streamed_line(text):
-                        self._streamed_line(file, rank, number + index, position, False)
+                    text_line = line.rstrip(b"\r")
+                    if is_streamed_line(text_line):
+                        self._streamed_line(file, rank, number + index, position, copy)
                     else:
                         if self.current is not None:
                             self.current.mixed = True
-                        self._take(text, number + index, file, rank)
+                        self._take(text_line, number + index, file, rank)
                     position += len(line) + 1
             number += count
+            end_offset = offset + end
             self._tick(file, count)
         if self.current is not None and self.current.stop == 0:
-            self.current.stop = path.stat().st_size
+            self.current.stop = end_offset
 
     def _streamed_run(self, file: str, rank: int, number: int, offset: int,
-                      ends: np.ndarray, count: int) -> None:
+                      ends: np.ndarray, count: int, path: str | None) -> None:
         """``count`` lines that are all Observations (``ends``: where their line breaks
         are in the block): only where tasks start is worked out."""
         index = 0
@@ -514,7 +538,7 @@ class _ContextScan:
                 index += take
                 continue
             start = 0 if index == 0 else int(ends[index - 1]) + 1
-            self._streamed_line(file, rank, number + index, offset + start, False)
+            self._streamed_line(file, rank, number + index, offset + start, path)
             index += 1
 
 
@@ -528,24 +552,51 @@ def _usual_lines(text: np.ndarray, breaks: np.ndarray) -> int:
     return int(np.count_nonzero(usual))
 
 
-def _blocks(path: Path) -> Iterator[tuple[int, bytes, int]]:
-    """``(offset, data, end)``: the file in blocks of whole lines, ``data[:end]`` (the
-    last may lack its end)."""
-    offset = 0
+def _blocks(path: Path, text: Any = None) -> Iterator[tuple[int, bytes, int]]:
+    """``(offset, data, end)``: the file (read from ``text`` when given, else from
+    ``path``) in blocks of whole lines, ``data[:end]`` (the last may lack its end)."""
     try:
-        with path.open("rb") as handle:
+        with nullcontext(text) if text is not None else path.open("rb") as handle:
+            offset, tail = 0, b""
             while data := handle.read(SCAN_BLOCK):
+                if tail:
+                    data = tail + data
                 end = data.rfind(b"\n") + 1
-                if len(data) < SCAN_BLOCK:
-                    end = len(data)
-                elif end == 0:                       # a line longer than a block
-                    data += handle.readline()
-                    end = len(data)
+                if end == 0:                 # no line ends yet: a line longer than a block
+                    tail = data
+                    continue
                 yield offset, data, end
                 offset += end
-                handle.seek(offset)
+                tail = data[end:]
+            if tail:
+                yield offset, tail, len(tail)
     except OSError as exc:
         raise InputError(f"cannot read file: {exc}", str(path)) from exc
+
+
+class _Unreadable(Exception):
+    """Raised from an input that could not be read (its error is the cause)."""
+
+
+class _Copying:
+    """A gzipped file read through ``read``, the text read written to ``target`` (the
+    file ``copy``) as it goes; a failure to read it raises :class:`_Unreadable`."""
+
+    def __init__(self, source: Any, target: Any, copy: Path) -> None:
+        self.source = source
+        self.target = target
+        self.copy = copy
+
+    def read(self, size: int) -> bytes:
+        try:
+            data: bytes = self.source.read(size)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise _Unreadable from exc
+        try:
+            self.target.write(data)
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.copy}: {exc.strerror or exc}") from exc
+        return data
 
 
 def _early_rows(early: dict[str, Rows], ordinals: list[Ordinal],
@@ -565,10 +616,7 @@ def _early_rows(early: dict[str, Rows], ordinals: list[Ordinal],
 # -- pass 2: Observations ------------------------------------------------------------------------
 def task_lines(task: Task) -> Iterator[tuple[int, bytes]]:
     """The Observation lines of a task, numbered, read from its file's byte range."""
-    if task.lines is not None:
-        yield from task.lines
-        return
-    with open(task.file, "rb") as handle:
+    with open(task.path or task.file, "rb") as handle:
         handle.seek(task.start)
         block = handle.read(task.stop - task.start)
     # a line holds one line break, at its end: stripping \r\n takes it and any \r before
@@ -1114,6 +1162,7 @@ def _stream(setup: Setup, staging: Path, workers: int,
             tick(task, done[0])
 
         results = _run(_map_task, setup.tasks, workers, each)
+        shutil.rmtree(input_folder(staging), ignore_errors=True)   # read by pass 2 alone
         shared.spills += [spill for _, spill, _ in results]
         settle(setup, [result for result, _, _ in results])
         marks.append(time.perf_counter())
@@ -1253,5 +1302,5 @@ def _run(function: Callable[[Any], Any], jobs: list[Any], workers: int,
 
 __all__ = ["BUCKET_ROWS", "CHUNK_LINES", "DatasetPlan", "FinishedBucket", "Piece", "Setup",
            "StreamResult", "Task", "bank_findings", "bank_items", "by_bucket",
-           "finish_bucket", "keep_findings_on_disk", "keep_items_on_disk", "map_task",
-           "prepare", "settle", "stream_to_sdtm", "write_output"]
+           "finish_bucket", "input_folder", "keep_findings_on_disk", "keep_items_on_disk",
+           "map_task", "prepare", "settle", "stream_to_sdtm", "write_output"]

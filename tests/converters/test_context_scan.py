@@ -24,7 +24,8 @@ DEFINITION = orjson.dumps({"resourceType": "ObservationDefinition", "id": "d"})
 
 
 def scan(path: Path, chunk_lines: int) -> tuple[Any, ...]:
-    items, ordinals, tasks, streamed = streaming._read_context([path], chunk_lines, None)
+    items, ordinals, tasks, streamed = streaming._read_context(
+        [path], chunk_lines, None, path.parent / f"work-{path.name}")
     lines = [list(streaming.task_lines(task)) for task in tasks]
     ids = [getattr(item, "data", {}).get("id", "?") for item in items]
     return lines, ids, ordinals, streamed
