@@ -19,7 +19,9 @@ value of the panel's own).
 from __future__ import annotations
 
 import argparse
+import gzip
 import random
+import shutil
 from pathlib import Path
 
 import orjson
@@ -159,6 +161,19 @@ def generate(out: Path, observations: int, patients: int, seed: int = 7,
     return files
 
 
+def gzipped(files: list[Path], level: int = 6) -> list[Path]:
+    """Each of ``files`` replaced by its gzipped copy (``NAME.gz``, at ``level``, the
+    usual default of gzip tools), as a Bulk Data server or a download may store them."""
+    zipped = []
+    for path in files:
+        target = path.with_name(path.name + ".gz")
+        with path.open("rb") as source, gzip.open(target, "wb", compresslevel=level) as out:
+            shutil.copyfileobj(source, out, 16 * 2**20)
+        path.unlink()
+        zipped.append(target)
+    return zipped
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("out", type=Path)
@@ -170,8 +185,11 @@ if __name__ == "__main__":
                         help="Observations point at monthly Encounters (Encounter.ndjson)")
     parser.add_argument("--panels", type=float, default=0.0,
                         help="share of vital signs that are blood pressure panels")
+    parser.add_argument("--gzip", action="store_true", help="write the files gzipped")
     args = parser.parse_args()
     written = generate(args.out, args.observations, args.patients,
                        local_codes=args.local_codes, encounters=args.encounters,
                        panels=args.panels)
+    if args.gzip:
+        written = gzipped(written)
     print(f"wrote {len(written)} files to {args.out}")

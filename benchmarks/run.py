@@ -2,7 +2,7 @@
 
     python benchmarks/run.py [--observations 1000000] [--patients 5000] [--slice 2000]
                              [--memory-sizes 500000,2000000] [--local-codes 0.1]
-                             [--encounters] [--panels 0.2] [--enrolled 0.1]
+                             [--encounters] [--panels 0.2] [--enrolled 0.1] [--gzip]
 
 On a generated Bulk Data export (benchmarks/generate.py), prints:
 - bare orjson parse of every line (the floor), resources/s;
@@ -13,6 +13,7 @@ On a generated Bulk Data export (benchmarks/generate.py), prints:
 - with ``--enrolled``, the conversion enrols only that share of the Patients (a subjects
   file: a hospital export converted for a trial's subjects), the others' results being
   reported as not enrolled;
+- with ``--gzip``, every file is gzipped (level 6), the bare parse decompressing them;
 - a baseline that validates each resource with fhir.resources before the streaming
   conversion, run on a slice and extrapolated per resource (slice size printed);
 - peak resident memory of the streaming conversion in a fresh process, for each size of
@@ -26,6 +27,7 @@ benchmarks/sdtm_to_fhir.py.
 from __future__ import annotations
 
 import argparse
+import gzip
 import os
 import shutil
 import subprocess
@@ -33,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 from rich.console import Console
@@ -41,7 +44,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.generate import generate  # noqa: E402
+from benchmarks.generate import generate, gzipped  # noqa: E402
 
 #: above this many Observations the in-memory engine is not run (it holds everything)
 MEMORY_ENGINE_UP_TO = 200_000
@@ -51,7 +54,7 @@ def bare_parse(files: list[Path]) -> tuple[int, float]:
     start = time.perf_counter()
     count = 0
     for path in files:
-        with path.open("rb") as handle:
+        with _open(path) as handle:
             for line in handle:
                 if line.strip():
                     orjson.loads(line)
@@ -87,13 +90,18 @@ def in_memory(files: list[Path], out: Path, subjects: Path | None = None) -> flo
     return elapsed
 
 
+def _open(path: Path) -> Any:
+    """A file for reading as bytes, decompressed when gzipped."""
+    return gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb")
+
+
 def strict_baseline(files: list[Path], size: int) -> tuple[int, float]:
     """fhir.resources validation of the first ``size`` Observations (the per-resource cost)."""
     from fhir.resources.R4B.observation import Observation
 
     lines = []
     observations = [path for path in files if path.name.startswith("Observation")]
-    with observations[-1].open("rb") as handle:
+    with _open(observations[-1]) as handle:
         for line in handle:
             lines.append(orjson.loads(line))
             if len(lines) == size:
@@ -183,6 +191,7 @@ def main() -> None:
                         help="share of vital signs that are blood pressure panels")
     parser.add_argument("--enrolled", type=float, default=0.0,
                         help="share of the Patients a subjects file enrols (0: all)")
+    parser.add_argument("--gzip", action="store_true", help="gzip every file of the export")
     parser.add_argument("--slice", type=int, default=2_000)
     parser.add_argument("--memory-sizes", default="500000,2000000",
                         help="Observation counts whose peak RSS is measured ('' to skip)")
@@ -197,7 +206,7 @@ def main() -> None:
                         + (f", {args.panels:.0%} of vital signs BP panels" if args.panels
                            else "")
                         + (f", {args.enrolled:.0%} of Patients enrolled" if args.enrolled
-                           else "") + ")")
+                           else "") + (", gzipped" if args.gzip else "") + ")")
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_column("ratio", justify="right")
@@ -207,6 +216,8 @@ def main() -> None:
         files = generate(work / "export", args.observations, args.patients,
                          local_codes=args.local_codes, encounters=args.encounters,
                          panels=args.panels)
+        if args.gzip:
+            files = gzipped(files)
         subjects = subjects_file(work, args.patients, args.enrolled)
         count, parse_s = bare_parse(files)
         table.add_row("bare orjson parse", f"{count / parse_s:,.0f} resources/s", "1.0x")
@@ -237,8 +248,10 @@ def main() -> None:
         for size in sizes:
             folder = work / f"mem{size}"
             console.print(f"peak memory at {size:,} Observations ...")
-            generate(folder, size, args.patients, local_codes=args.local_codes,
-                     encounters=args.encounters, panels=args.panels)
+            made = generate(folder, size, args.patients, local_codes=args.local_codes,
+                            encounters=args.encounters, panels=args.panels)
+            if args.gzip:
+                gzipped(made)
             parent, worker, pss = peak_memory(folder, work / "out", subjects)
             peaks.append(max(parent, worker))
             shutil.rmtree(folder)

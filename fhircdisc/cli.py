@@ -58,9 +58,9 @@ STREAM_FROM_BYTES = 100 * 1024 * 1024
 
 
 def _ndjson_bytes(inputs: tuple[Path, ...]) -> int:
-    from fhircdisc.converters.fhir_reader import expand_sources, is_ndjson
+    from fhircdisc.converters.fhir_reader import expand_sources, is_ndjson, text_size
 
-    return sum(path.stat().st_size for path in expand_sources(inputs) if is_ndjson(path))
+    return sum(text_size(path) for path in expand_sources(inputs) if is_ndjson(path))
 
 
 def _strict_check(inputs: tuple[Path, ...], fhir_version: str, workers: int | None) -> None:
@@ -120,7 +120,8 @@ def main() -> None:
               help="memory: hold the study in memory; stream: Observations in chunks over "
               "worker processes, spilled to disk (bounded memory, for Bulk Data exports); "
               "spark: the streaming passes as Spark jobs (needs fhircdisc[spark] and Java); "
-              "auto: stream from 100 MB of NDJSON input.")
+              "auto: stream from 100 MB of NDJSON text (a gzipped file counts "
+              "uncompressed).")
 @click.option("--workers", type=click.IntRange(min=1), help="Worker processes "
               "(default: one per core).")
 @click.option("--strict", is_flag=True, help="Also validate every input resource with the "

@@ -10,6 +10,7 @@ single unusable entry (no resource, no resourceType) is yielded as a
 from __future__ import annotations
 
 import gzip
+import os
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -157,6 +158,22 @@ def _read_text(path: Path) -> bytes:
         return path.read_bytes()
     except (OSError, EOFError, zlib.error) as exc:     # zlib: a damaged gzip stream
         raise InputError(f"cannot read file: {exc}", str(path)) from exc
+
+
+def text_size(path: Path) -> int:
+    """The size of a file's text in bytes: a gzipped file's uncompressed size as its gzip
+    trailer gives it (modulo 4 GiB, of its last member: never taken below the size on
+    disk)."""
+    size = path.stat().st_size
+    if not path.name.lower().endswith(".gz") or size < 18:   # no room for a trailer
+        return size
+    try:
+        with path.open("rb") as handle:
+            handle.seek(-4, os.SEEK_END)
+            stored = int.from_bytes(handle.read(4), "little")
+    except OSError as exc:
+        raise InputError(f"cannot read file: {exc}", str(path)) from exc
+    return max(size, stored)
 
 
 def is_ndjson(path: Path) -> bool:

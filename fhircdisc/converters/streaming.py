@@ -39,7 +39,7 @@ import zlib
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cache, partial
@@ -472,36 +472,30 @@ class _ContextScan:
         self.in_task += 1
 
     def gzipped(self, path: Path, rank: int) -> None:
-        """A gzipped file: decompressed into the work folder as it is read, that copy cut
-        into tasks as :meth:`plain` cuts a file (a gzipped file cannot be read from an
-        offset; the copy can, and nothing holds its lines)."""
+        """A gzipped file: decompressed into the work folder, that copy cut into tasks as
+        :meth:`plain` cuts a file (a gzipped file cannot be read from an offset; the copy
+        can, and nothing holds its lines). A damaged file is read up to its last whole
+        line before the damage, then refused."""
         if self.work is None:
             raise ValueError("reading a gzipped NDJSON file needs a work folder")
         self.work.mkdir(exist_ok=True)
         copy = self.work / f".{rank:05d}.ndjson"
+        damage = _decompress(path, copy)
         start = self.read
-        try:
-            target = copy.open("wb")
-        except OSError as exc:
-            raise OutputError(f"cannot write {copy}: {exc.strerror or exc}") from exc
-        with target, gzip.open(path, "rb") as source:
-            try:
-                self.plain(path, rank, _Copying(source, target, copy), str(copy))
-            except _Unreadable as exc:
-                raise InputError(f"cannot read file: {exc.__cause__}", str(path),
-                                 f"after line {self.read - start}") from exc.__cause__
+        self.plain(copy, rank, str(path))
+        if damage is not None:
+            raise InputError(f"cannot read file: {damage}", str(path),
+                             f"after line {self.read - start}") from damage
 
-    def plain(self, path: Path, rank: int, text: Any = None, copy: str | None = None
-              ) -> None:
-        """An uncompressed file (``text``: a readable file object of it, when not
-        ``path``; ``copy``: the file its tasks read from, when not ``path``), a block at
-        a time: a block of nothing but Observation lines in their usual form is cut into
-        tasks without looking at each line."""
-        file = str(path)
+    def plain(self, path: Path, rank: int, name: str | None = None) -> None:
+        """An uncompressed file, a block at a time: a block of nothing but Observation
+        lines in their usual form is cut into tasks without looking at each line.
+        ``name``: the file as the report names it, when ``path`` is its copy."""
+        file = name or str(path)
+        copy = None if name is None else str(path)
         self.current, self.in_file = None, 0
         number = 1
-        end_offset = 0
-        for offset, data, end in _blocks(path, text):
+        for offset, data, end in _blocks(path):
             octets = np.frombuffer(data, dtype=np.uint8, count=end)
             breaks = np.flatnonzero(octets == ord("\n"))
             count = len(breaks) + (not data.endswith(b"\n", 0, end))
@@ -511,19 +505,18 @@ class _ContextScan:
                 block = data[:end]
                 position = offset
                 for index, line in enumerate(block.removesuffix(b"\n").split(b"\n")):
-                    text_line = line.rstrip(b"\r")
-                    if is_streamed_line(text_line):
+                    text = line.rstrip(b"\r")
+                    if is_streamed_line(text):
                         self._streamed_line(file, rank, number + index, position, copy)
                     else:
                         if self.current is not None:
                             self.current.mixed = True
-                        self._take(text_line, number + index, file, rank)
+                        self._take(text, number + index, file, rank)
                     position += len(line) + 1
             number += count
-            end_offset = offset + end
             self._tick(file, count)
         if self.current is not None and self.current.stop == 0:
-            self.current.stop = end_offset
+            self.current.stop = path.stat().st_size
 
     def _streamed_run(self, file: str, rank: int, number: int, offset: int,
                       ends: np.ndarray, count: int, path: str | None) -> None:
@@ -552,51 +545,71 @@ def _usual_lines(text: np.ndarray, breaks: np.ndarray) -> int:
     return int(np.count_nonzero(usual))
 
 
-def _blocks(path: Path, text: Any = None) -> Iterator[tuple[int, bytes, int]]:
-    """``(offset, data, end)``: the file (read from ``text`` when given, else from
-    ``path``) in blocks of whole lines, ``data[:end]`` (the last may lack its end)."""
+def _blocks(path: Path) -> Iterator[tuple[int, bytes, int]]:
+    """``(offset, data, end)``: the file in blocks of whole lines, ``data[:end]`` (the
+    last may lack its end)."""
+    offset = 0
     try:
-        with nullcontext(text) if text is not None else path.open("rb") as handle:
-            offset, tail = 0, b""
+        with path.open("rb") as handle:
             while data := handle.read(SCAN_BLOCK):
-                if tail:
-                    data = tail + data
                 end = data.rfind(b"\n") + 1
-                if end == 0:                 # no line ends yet: a line longer than a block
-                    tail = data
-                    continue
+                if len(data) < SCAN_BLOCK:
+                    end = len(data)
+                elif end == 0:                       # a line longer than a block
+                    data += handle.readline()
+                    end = len(data)
                 yield offset, data, end
                 offset += end
-                tail = data[end:]
-            if tail:
-                yield offset, tail, len(tail)
+                handle.seek(offset)
     except OSError as exc:
         raise InputError(f"cannot read file: {exc}", str(path)) from exc
 
 
-class _Unreadable(Exception):
-    """Raised from an input that could not be read (its error is the cause)."""
-
-
-class _Copying:
-    """A gzipped file read through ``read``, the text read written to ``target`` (the
-    file ``copy``) as it goes; a failure to read it raises :class:`_Unreadable`."""
-
-    def __init__(self, source: Any, target: Any, copy: Path) -> None:
-        self.source = source
-        self.target = target
-        self.copy = copy
-
-    def read(self, size: int) -> bytes:
-        try:
-            data: bytes = self.source.read(size)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise _Unreadable from exc
-        try:
-            self.target.write(data)
+def _decompress(path: Path, copy: Path) -> Exception | None:
+    """Write the text of the gzipped file ``path`` into ``copy``. For a damaged file, the
+    error that stopped the reading, ``copy`` then holding the whole lines read before it."""
+    try:
+        target = copy.open("wb")
+    except OSError as exc:
+        raise OutputError(f"cannot write {copy}: {exc.strerror or exc}") from exc
+    damage: Exception | None = None
+    with target:
+        try:   # opened apart from the reading: its errors are not the stream's damage
+            source = gzip.open(path, "rb")  # noqa: SIM115
         except OSError as exc:
-            raise OutputError(f"cannot write {self.copy}: {exc.strerror or exc}") from exc
-        return data
+            raise InputError(f"cannot read file: {exc}", str(path)) from exc
+        with source:
+            while True:
+                try:     # small reads: the text before the damage is kept, as much
+                    # as the line by line read of the in-memory engine keeps
+                    data = source.read1(io.DEFAULT_BUFFER_SIZE)
+                except (OSError, EOFError, zlib.error) as exc:   # zlib: a damaged stream
+                    damage = exc
+                    break
+                if not data:
+                    break
+                try:
+                    target.write(data)
+                except OSError as exc:
+                    raise OutputError(f"cannot write {copy}: {exc.strerror or exc}") from exc
+    if damage is not None:
+        _cut_after_last_line(copy)          # the line cut short is not read
+    return damage
+
+
+def _cut_after_last_line(path: Path) -> None:
+    """Truncate ``path`` after its last line break (to nothing when it has none)."""
+    with path.open("r+b") as handle:
+        end = handle.seek(0, os.SEEK_END)
+        while end > 0:
+            start = max(0, end - 2**20)
+            handle.seek(start)
+            found = handle.read(end - start).rfind(b"\n")
+            if found >= 0:
+                handle.truncate(start + found + 1)
+                return
+            end = start
+        handle.truncate(0)
 
 
 def _early_rows(early: dict[str, Rows], ordinals: list[Ordinal],

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from benchmarks.generate import generate
 from fhircdisc import to_sdtm
@@ -108,7 +110,10 @@ def test_damaged_gzip_is_an_input_error_in_both_engines(exports: tuple[Path, Pat
     assert not out.exists()
     with pytest.raises(InputError, match="cannot read file") as memory:
         to_sdtm([folder], study_id="GZ")
-    assert memory.value.source == streamed.value.source
+    # both engines name the file, and the same last line read whole before the damage
+    assert (memory.value.source, memory.value.location) \
+        == (streamed.value.source, streamed.value.location)
+    assert int(streamed.value.location.removeprefix("after line ")) < 2_500
 
 
 def test_damaged_gzip_exits_with_a_clean_error(exports: tuple[Path, Path], tmp_path: Path
@@ -123,3 +128,66 @@ def test_damaged_gzip_exits_with_a_clean_error(exports: tuple[Path, Path], tmp_p
         assert "cannot read file" in result.output
         assert "Traceback" not in result.output
         assert not out.exists()
+
+
+@pytest.mark.parametrize("size", [0, 17, 5_000, 300_000])
+def test_text_size_of_a_gzipped_file_is_its_uncompressed_size(tmp_path: Path, size: int
+                                                              ) -> None:
+    from fhircdisc.converters.fhir_reader import text_size
+
+    text = (b'{"resourceType":"Patient","id":"p"}\n' * (size // 36 + 1))[:size]
+    plain, zipped = tmp_path / "x.ndjson", tmp_path / "x.ndjson.gz"
+    plain.write_bytes(text)
+    zipped.write_bytes(gzip.compress(text))
+    assert text_size(plain) == size
+    # never below the size on disk (a tiny text compresses to more bytes than it has)
+    assert text_size(zipped) == max(size, zipped.stat().st_size)
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_auto_engine_counts_a_gzipped_file_by_its_text(
+        exports: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        gzipped: bool) -> None:
+    """``--engine auto`` streams from a size of NDJSON text, compressed or not: a
+    gzipped export ten times smaller on disk than the limit streams all the same."""
+    import fhircdisc.cli as cli
+
+    folder = exports[gzipped]
+    text = sum(path.stat().st_size for path in exports[0].iterdir())
+    on_disk = sum(path.stat().st_size for path in folder.iterdir())
+    if gzipped:
+        assert on_disk * 10 < text
+    monkeypatch.setattr(cli, "STREAM_FROM_BYTES", text)
+    ran: list[str] = []
+
+    def spy(*args: object, **kwargs: object) -> object:
+        ran.append("stream")
+        return stream_to_sdtm(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(streaming, "stream_to_sdtm", spy)
+    result = CliRunner().invoke(main, ["to-sdtm", str(folder), "-o", str(tmp_path / "out"),
+                                       "--study-id", "GZ", "-q"])
+    assert result.exit_code in (0, 1), result.output
+    assert ran == ["stream"]
+    monkeypatch.setattr(cli, "STREAM_FROM_BYTES", text + 1)
+    result = CliRunner().invoke(main, ["to-sdtm", str(folder), "-o", str(tmp_path / "mem"),
+                                       "--study-id", "GZ", "-q"])
+    assert ran == ["stream"]                   # below the limit: held in memory
+    assert (tmp_path / "mem" / "lb.xpt").exists()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from([b"a", b"\n", b"\r", b"{}"]), max_size=30),
+       st.integers(0, 3 * 2**20))
+def test_a_damaged_files_copy_keeps_its_whole_lines(parts: list[bytes], padding: int
+                                                     ) -> None:
+    """The copy of a damaged gzip file is cut after its last line break (the lines before
+    the damage are read; the one cut short is not), however far back that break is."""
+    import tempfile
+
+    text = b"x" * padding + b"".join(parts)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "copy.ndjson"
+        path.write_bytes(text)
+        streaming._cut_after_last_line(path)
+        assert path.read_bytes() == text[:text.rfind(b"\n") + 1]
