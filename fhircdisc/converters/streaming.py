@@ -565,9 +565,12 @@ def _blocks(path: Path) -> Iterator[tuple[int, bytes, int]]:
         raise InputError(f"cannot read file: {exc}", str(path)) from exc
 
 
-def _decompress(path: Path, copy: Path) -> Exception | None:
-    """Write the text of the gzipped file ``path`` into ``copy``. For a damaged file, the
-    error that stopped the reading, ``copy`` then holding the whole lines read before it."""
+def _decompress(path: Path, copy: Path, step: int = 2**20) -> Exception | None:
+    """Write the text of the gzipped file ``path`` into ``copy``, read ``step`` bytes at a
+    time. For a damaged file, the error that stopped the reading, ``copy`` then holding
+    the whole lines read before it: as many as the line by line read of the in-memory
+    engine gives, a damaged file being read again in small steps for that (a failed read
+    loses the text it had decompressed)."""
     try:
         target = copy.open("wb")
     except OSError as exc:
@@ -580,9 +583,8 @@ def _decompress(path: Path, copy: Path) -> Exception | None:
             raise InputError(f"cannot read file: {exc}", str(path)) from exc
         with source:
             while True:
-                try:     # small reads: the text before the damage is kept, as much
-                    # as the line by line read of the in-memory engine keeps
-                    data = source.read1(io.DEFAULT_BUFFER_SIZE)
+                try:
+                    data = source.read1(step)
                 except (OSError, EOFError, zlib.error) as exc:   # zlib: a damaged stream
                     damage = exc
                     break
@@ -593,6 +595,8 @@ def _decompress(path: Path, copy: Path) -> Exception | None:
                 except OSError as exc:
                     raise OutputError(f"cannot write {copy}: {exc.strerror or exc}") from exc
     if damage is not None:
+        if step > io.DEFAULT_BUFFER_SIZE:
+            return _decompress(path, copy, io.DEFAULT_BUFFER_SIZE)
         _cut_after_last_line(copy)          # the line cut short is not read
     return damage
 
