@@ -111,3 +111,22 @@ def test_malformed_line_is_an_input_error_and_writes_nothing(spark: Any, export:
     assert "Observation.000.ndjson" in str(caught.value)
     assert f"line {line}" in str(caught.value)
     assert not out.exists()
+
+
+def test_gzipped_export_runs_from_the_copies_in_the_staging_folder(spark: Any, export: Path,
+                                                                   tmp_path: Path) -> None:
+    """The executors read a gzipped file's chunks from the copy the driver made in the
+    staging folder: the files written are the streaming engine's for the same input."""
+    import gzip
+
+    zipped = tmp_path / "in"
+    zipped.mkdir()
+    for path in export.glob("*.ndjson"):
+        (zipped / f"{path.name}.gz").write_bytes(gzip.compress(path.read_bytes(), 1))
+    stream_to_sdtm([zipped], tmp_path / "stream", ("xpt",), study_id="BENCH", workers=1,
+                   creation_datetime=STAMP, chunk_lines=CHUNK_LINES, bucket_rows=BUCKET_ROWS)
+    spark_to_sdtm([zipped], tmp_path / "spark", ("xpt",), spark=spark, study_id="BENCH",
+                  creation_datetime=STAMP, chunk_lines=CHUNK_LINES, bucket_rows=BUCKET_ROWS)
+    sparked = _files(tmp_path / "spark")
+    assert sparked == _files(tmp_path / "stream")
+    assert b".ndjson.gz" in sparked["provenance.csv"]
