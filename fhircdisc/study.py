@@ -12,7 +12,12 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from fhircdisc.converters.atomic import publish, staging_folder, write_bytes_atomic
+from fhircdisc.converters.atomic import (
+    publish,
+    staging_folder,
+    write_bytes_atomic,
+    writing_in,
+)
 from fhircdisc.report import ConversionReport
 from fhircdisc.schemas import sdtmig
 from fhircdisc.schemas.columns import ColumnMeta, DatasetMeta
@@ -94,7 +99,7 @@ class Study:
         provenance = self.provenance.copy()
         if "FILE" in provenance:
             provenance["FILE"] = relative_files(provenance["FILE"], out)
-        with staging_folder(out) as staging:
+        with staging_folder(out) as staging, writing_in(out):
             for name, frame in self.domains.items():
                 meta = self.meta(name)
                 for fmt in formats:

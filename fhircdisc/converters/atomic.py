@@ -67,6 +67,17 @@ def staging_folder(out: Path) -> Iterator[Path]:
             out.rmdir()
 
 
+@contextlib.contextmanager
+def writing_in(out: Path) -> Iterator[None]:
+    """A system error while the output is written into ``out`` (its staging folder, the
+    work files beside it), such as a full disk or a lost permission, as an
+    :class:`OutputError` naming the folder."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(f"cannot write in {out}: {exc.strerror or exc}") from exc
+
+
 def publish(staging: Path, out: Path) -> list[Path]:
     """Move every file of ``staging`` into ``out`` (folders in it are working space)."""
     written = []

@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from fhircdisc.column_values import ColumnValues, PackedFrame, pack_frame
-from fhircdisc.converters.atomic import publish, staging_folder
+from fhircdisc.converters.atomic import publish, staging_folder, writing_in
 from fhircdisc.converters.chunk import (
     STREAMED_DOMAINS,
     ChunkResult,
@@ -315,7 +315,8 @@ def stream_to_sdtm(sources: Iterable[str | Path], out_dir: str | Path,
                         chunk_lines=chunk_lines, bucket_rows=bucket_rows,
                         work=input_folder(staging))
         context = time.perf_counter() - start
-        result = _stream(setup, staging, max(1, workers or os.cpu_count() or 1), progress)
+        with writing_in(setup.out):
+            result = _stream(setup, staging, max(1, workers or os.cpu_count() or 1), progress)
         result.timings = {"context": context, **result.timings}
         return result
 
@@ -633,9 +634,12 @@ def _early_rows(early: dict[str, Rows], ordinals: list[Ordinal],
 # -- pass 2: Observations ------------------------------------------------------------------------
 def task_lines(task: Task) -> Iterator[tuple[int, bytes]]:
     """The Observation lines of a task, numbered, read from its file's byte range."""
-    with open(task.path or task.file, "rb") as handle:
-        handle.seek(task.start)
-        block = handle.read(task.stop - task.start)
+    try:
+        with open(task.path or task.file, "rb") as handle:
+            handle.seek(task.start)
+            block = handle.read(task.stop - task.start)
+    except OSError as exc:
+        raise InputError(f"cannot read file: {exc}", task.file) from exc
     # a line holds one line break, at its end: stripping \r\n takes it and any \r before
     lines = (line.rstrip(b"\r\n") for line in io.BytesIO(block))  # found with memchr
     if not task.mixed:                 # nothing but Observation lines
