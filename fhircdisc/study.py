@@ -12,12 +12,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from fhircdisc.converters.atomic import (
-    publish,
-    staging_folder,
-    write_bytes_atomic,
-    writing_in,
-)
+from fhircdisc.converters.atomic import publish, staging_folder, write_bytes_atomic
 from fhircdisc.report import ConversionReport
 from fhircdisc.schemas import sdtmig
 from fhircdisc.schemas.columns import ColumnMeta, DatasetMeta
@@ -99,7 +94,7 @@ class Study:
         provenance = self.provenance.copy()
         if "FILE" in provenance:
             provenance["FILE"] = relative_files(provenance["FILE"], out)
-        with staging_folder(out) as staging, writing_in(out):
+        with staging_folder(out) as staging:
             for name, frame in self.domains.items():
                 meta = self.meta(name)
                 for fmt in formats:

@@ -16,20 +16,28 @@ from fhircdisc.errors import OutputError
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` on success.
 
-    On any exception the temporary file is removed and ``target`` is left untouched.
+    On any exception the temporary file is removed and ``target`` is left untouched; a
+    system error (a full disk, a lost permission) comes out as an :class:`OutputError`
+    naming ``target``.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(fd)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part",
+                                        dir=target.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
     tmp = Path(tmp_name)
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
         raise
 
 
@@ -50,7 +58,9 @@ def staging_folder(out: Path) -> Iterator[Path]:
     """A new hidden folder in ``out`` (created if need be) to write a run's files into.
 
     The files reach ``out`` only through :func:`publish`; the staging folder is removed
-    at the end, and so is ``out`` if it was created here and nothing was published.
+    at the end, and so is ``out`` if it was created here and nothing was published. A
+    system error inside (a full disk, a lost permission) comes out as an
+    :class:`OutputError` naming ``out``.
     """
     out = Path(out)
     created = not out.exists()
@@ -61,21 +71,12 @@ def staging_folder(out: Path) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=".fhircdisc-", dir=out))
     try:
         yield staging
+    except OSError as exc:
+        raise OutputError(f"cannot write in {out}: {exc.strerror or exc}") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if created and out.exists() and not any(out.iterdir()):
             out.rmdir()
-
-
-@contextlib.contextmanager
-def writing_in(out: Path) -> Iterator[None]:
-    """A system error while the output is written into ``out`` (its staging folder, the
-    work files beside it), such as a full disk or a lost permission, as an
-    :class:`OutputError` naming the folder."""
-    try:
-        yield
-    except OSError as exc:
-        raise OutputError(f"cannot write in {out}: {exc.strerror or exc}") from exc
 
 
 def publish(staging: Path, out: Path) -> list[Path]:

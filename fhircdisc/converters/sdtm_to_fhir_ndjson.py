@@ -20,6 +20,7 @@ import functools
 import mmap
 import multiprocessing
 import os
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -261,12 +262,18 @@ def _shared_columns(shared: mmap.mmap, shares: dict[str, list[str]], child: _For
 
 
 def _write_part(path: str, offset: int, pieces: Pieces, lengths: np.ndarray, start: int,
-                stop: int) -> None:
-    fd = os.open(path, os.O_WRONLY)
+                stop: int, errors: Any) -> None:
+    """Rows ``start`` to ``stop`` written from ``offset``, in a forked process; a system
+    error (a full disk) is handed to the parent through ``errors``, which raises it."""
     try:
-        write_lines(fd, offset, pieces, start, stop, lengths)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            write_lines(fd, offset, pieces, start, stop, lengths)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        errors.put((exc.errno, exc.strerror or str(exc)))
+        sys.exit(1)
 
 
 # ----------------------------------------------------------------------- one conversion
@@ -436,8 +443,9 @@ class _Job:
                        for k in range(1, self.workers)], rows]
         offsets = [start + (int(ends[b - 1]) if b else 0) for b in bounds[:-1]]
         context = multiprocessing.get_context("fork")
+        errors = context.SimpleQueue()
         children = [context.Process(target=_write_part, args=(
-            path, offsets[k], pieces, lengths, bounds[k], bounds[k + 1]))
+            path, offsets[k], pieces, lengths, bounds[k], bounds[k + 1], errors))
             for k in range(1, self.workers)]
         try:
             for child in children:
@@ -447,6 +455,8 @@ class _Job:
             for child in children:
                 if child.pid is not None:
                     child.join()
+        if not errors.empty():
+            raise OSError(*errors.get())
         if any(child.exitcode != 0 for child in children):
             raise RuntimeError("a process writing Observation.ndjson failed")
 

@@ -49,7 +49,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fhircdisc.converters.atomic import staging_folder, writing_in
+from fhircdisc.converters.atomic import staging_folder
 from fhircdisc.converters.chunk import ChunkResult, StudyContext
 from fhircdisc.converters.streaming import (
     BUCKET_ROWS,
@@ -114,7 +114,7 @@ def spark_to_sdtm(sources: Iterable[str | Path], out_dir: str | Path,
                         validate=validate, creation_datetime=creation_datetime,
                         chunk_lines=chunk_lines, bucket_rows=bucket_rows,
                         work=input_folder(staging))
-        with _SparkRun.of(sc, setup) as run, writing_in(setup.out):
+        with _SparkRun.of(sc, setup) as run:
             keep_items_on_disk(setup, staging)
             keep_findings_on_disk(setup, staging)
             tick = ChunkProgress(progress, setup.report)

@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from fhircdisc.column_values import ColumnValues, PackedFrame, pack_frame
-from fhircdisc.converters.atomic import publish, staging_folder, writing_in
+from fhircdisc.converters.atomic import publish, staging_folder
 from fhircdisc.converters.chunk import (
     STREAMED_DOMAINS,
     ChunkResult,
@@ -315,8 +315,7 @@ def stream_to_sdtm(sources: Iterable[str | Path], out_dir: str | Path,
                         chunk_lines=chunk_lines, bucket_rows=bucket_rows,
                         work=input_folder(staging))
         context = time.perf_counter() - start
-        with writing_in(setup.out):
-            result = _stream(setup, staging, max(1, workers or os.cpu_count() or 1), progress)
+        result = _stream(setup, staging, max(1, workers or os.cpu_count() or 1), progress)
         result.timings = {"context": context, **result.timings}
         return result
 

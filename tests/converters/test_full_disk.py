@@ -54,3 +54,19 @@ def test_the_command_line_says_so_without_a_traceback(export: Path, tmp_path: Pa
         assert f"error: cannot write in {out}: No space left on device" in result.output
         assert "Traceback" not in result.output
         assert not out.exists()
+
+
+def test_a_file_written_atomically_names_itself_and_leaves_no_part(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch
+                                                                   ) -> None:
+    """Reports, Bundles and define.xml are written beside their place, then renamed: a
+    full disk there is an output error naming the file, and no part file stays."""
+    from fhircdisc.converters import atomic
+
+    target = tmp_path / "bundle.json"
+    target.write_bytes(b"before")
+    monkeypatch.setattr(atomic.Path, "write_bytes", _full)
+    with pytest.raises(OutputError, match=f"cannot write {target}: No space left"):
+        atomic.write_bytes_atomic(target, b"after")
+    assert [path.name for path in tmp_path.iterdir()] == ["bundle.json"]
+    assert target.read_bytes() == b"before"

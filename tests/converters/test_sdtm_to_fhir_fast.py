@@ -295,3 +295,28 @@ def test_invalid_output_leaves_nothing(pilot, tmp_path, monkeypatch):
     with pytest.raises(ConversionError):
         to_fhir_ndjson(frames, tmp_path / "out", validate=True)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("failing", ["parent", "child"])
+def test_full_disk_while_writing_is_an_output_error(pilot, tmp_path, monkeypatch, split_early,
+                                                    failing):
+    """A write that fails in the process writing the first part, or in one of those it
+    forked for the others, ends the run with an output error naming the folder."""
+    import errno
+    import os
+
+    from fhircdisc.errors import OutputError
+
+    parent = os.getpid()
+    write = ndjson_module.write_lines
+
+    def full(*args, **kwargs):
+        if (os.getpid() == parent) == (failing == "parent"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(ndjson_module, "write_lines", full)
+    out = tmp_path / "out"
+    with pytest.raises(OutputError, match=f"cannot write in {out}: No space left on device"):
+        to_fhir_ndjson(pilot, out, workers=2, validate=False)
+    assert not out.exists()
