@@ -344,8 +344,8 @@ def prepare(sources: Iterable[str | Path], out_dir: str | Path,
             work: Path | None = None) -> Setup:
     """Pass 1: read the context, make the small datasets, cut the Observation lines into
     tasks and the subjects into buckets. Arguments as :func:`stream_to_sdtm`; ``work``:
-    the folder a gzipped NDJSON file is decompressed into (once, as it is read: its tasks
-    read their lines from there), needed when there is one.
+    the folder a gzipped NDJSON file is decompressed into, once, before it is scanned
+    (its tasks read their lines from there), needed when there is one.
 
     The context read here is then left out of garbage collection (``gc.freeze``); call
     this inside :func:`fewer_collections`, which gives it back.
@@ -413,6 +413,8 @@ def _read_context(files: list[Path], chunk_lines: int,
 _HELD_AS_TEXT = frozenset({"Patient", "Encounter"})
 #: how much of an NDJSON file pass 1 reads at a time
 SCAN_BLOCK = 16 * 2**20
+#: how much of a gzipped file's text is decompressed between two progress calls
+TELL_EVERY = 64 * 2**20
 #: the usual start of an Observation line, counted over a whole block at once
 _USUAL_START = b'{"resourceType":"Observation"'
 
@@ -480,7 +482,9 @@ class _ContextScan:
             raise ValueError("reading a gzipped NDJSON file needs a work folder")
         self.work.mkdir(exist_ok=True)
         copy = self.work / f".{rank:05d}.ndjson"
-        damage = _decompress(path, copy)
+        told = None if self.progress is None else partial(
+            self.progress, f"{path} (decompressing)", len(self.ordinals))
+        damage = _decompress(path, copy, told=told)
         start = self.read
         self.plain(copy, rank, str(path))
         if damage is not None:
@@ -565,12 +569,14 @@ def _blocks(path: Path) -> Iterator[tuple[int, bytes, int]]:
         raise InputError(f"cannot read file: {exc}", str(path)) from exc
 
 
-def _decompress(path: Path, copy: Path, step: int = 2**20) -> Exception | None:
+def _decompress(path: Path, copy: Path, step: int = 2**20,
+                told: Callable[[], None] | None = None) -> Exception | None:
     """Write the text of the gzipped file ``path`` into ``copy``, read ``step`` bytes at a
-    time. For a damaged file, the error that stopped the reading, ``copy`` then holding
-    the whole lines read before it: as many as the line by line read of the in-memory
-    engine gives, a damaged file being read again in small steps for that (a failed read
-    loses the text it had decompressed)."""
+    time; ``told()`` is called every :data:`TELL_EVERY` bytes written. For a damaged
+    file, the error that stopped the reading, ``copy`` then holding the whole lines read
+    before it: as many as the line by line read of the in-memory engine gives, a damaged
+    file being read again in small steps for that (a failed read loses the text it had
+    decompressed)."""
     try:
         target = copy.open("wb")
     except OSError as exc:
@@ -591,9 +597,13 @@ def _decompress(path: Path, copy: Path, step: int = 2**20) -> Exception | None:
                 if not data:
                     break
                 try:
+                    before = target.tell()
                     target.write(data)
                 except OSError as exc:
                     raise OutputError(f"cannot write {copy}: {exc.strerror or exc}") from exc
+                if told is not None and \
+                        before // TELL_EVERY != (before + len(data)) // TELL_EVERY:
+                    told()
     if damage is not None:
         if step > io.DEFAULT_BUFFER_SIZE:
             return _decompress(path, copy, io.DEFAULT_BUFFER_SIZE)

@@ -191,3 +191,18 @@ def test_a_damaged_files_copy_keeps_its_whole_lines(parts: list[bytes], padding:
         path.write_bytes(text)
         streaming._cut_after_last_line(path)
         assert path.read_bytes() == text[:text.rfind(b"\n") + 1]
+
+
+def test_progress_is_told_while_a_gzipped_file_is_decompressed(
+        exports: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, zipped = exports
+    monkeypatch.setattr(streaming, "TELL_EVERY", 2**18)
+    calls: list[tuple[str, int]] = []
+    stream_to_sdtm([zipped], tmp_path / "out", ("xpt",), study_id="GZ", workers=1,
+                   progress=lambda label, count: calls.append((label, count)))
+    told = [label for label, _ in calls if label.endswith("(decompressing)")]
+    name = f"{zipped / 'Observation.000.ndjson.gz'} (decompressing)"
+    text = sum(path.stat().st_size for path in exports[0].glob("Observation*"))
+    assert told.count(name) == text // 2**18 > 0
+    counts = [count for _, count in calls]
+    assert counts == sorted(counts)
