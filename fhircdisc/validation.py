@@ -87,16 +87,19 @@ def validate_sdtm_path(path: Path) -> ValidationResult:
 def validate_fhir_path(path: Path, fhir_version: str = "auto",
                        terminology: Iterable[str | Path] = (), structure: bool = True
                        ) -> ValidationResult:
-    from fhircdisc.schemas.fhir_checks import validate_fhir
+    from fhircdisc.schemas.fhir_checks import index_input, validate_fhir
 
-    items = list(read_sources([path]))
     vote = VersionVote()
-    for item in items:
-        if isinstance(item, SourceResource):
-            vote.add(item.data, item.origin.file, item.origin.location)
+
+    def voted(resource: SourceResource) -> None:
+        vote.add(resource.data, resource.origin.file, resource.origin.location)
+
+    # read twice, a resource at a time: first what references resolve to and the
+    # version, then the checks (a Bulk Data export is not held in memory)
+    index = index_input(read_sources([path]), voted)
     version = vote.decide(fhir_version)
-    return validate_fhir(items, version, terminology_module.load(terminology), target=str(path),
-                         structure=structure)
+    return validate_fhir(read_sources([path]), version, terminology_module.load(terminology),
+                         target=str(path), structure=structure, index=index)
 
 
 def validate_define_path(path: Path) -> ValidationResult:

@@ -10,7 +10,8 @@ gender, route) are recognised by the terminology tables or reported.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from types import NoneType
 from typing import Any
 
@@ -109,32 +110,64 @@ def _code_findings(resource: SourceResource, terms: Terminology) -> Iterator[Fin
                       source=f"{resource.key} @ {resource.origin}")
 
 
-def validate_fhir(items: list[SourceResource | ReadProblem], version: str, terms: Terminology,
-                  target: str = "", structure: bool = True) -> ValidationResult:
-    """Findings of every FHIR check over resources read from one input."""
-    result = ValidationResult(target=target, kind="fhir", metadata={"fhir_version": version})
-    resources = [i for i in items if isinstance(i, SourceResource)]
-    findings: dict[str, list[Finding]] = {rule: [] for rule in RULES}
+@dataclass
+class InputIndex:
+    """What the checks need of the whole input before they look at any resource: the
+    keys (``Type/id``) and full URLs that references may resolve to, and the findings of
+    the entries that are not resources, in input order."""
+
+    keys: set[str] = field(default_factory=set)
+    urls: set[str] = field(default_factory=set)
+    problems: list[Finding] = field(default_factory=list)
+
+
+def index_input(items: Iterable[SourceResource | ReadProblem],
+                each: Callable[[SourceResource], None] | None = None) -> InputIndex:
+    """The :class:`InputIndex` of ``items``, read once (``each`` is shown each resource,
+    to learn more of the input in the same read)."""
+    index = InputIndex()
     for item in items:
         if isinstance(item, ReadProblem):
-            findings["FC-FH-0004"].append(Finding(
+            index.problems.append(Finding(
                 "FC-FH-0004", "error", item.resource_type or "(entry)", item.message,
                 source=str(item.origin)))
-    if structure:
-        model_version = "R5" if version == "R5" else "R4"
-        for resource in resources:
+            continue
+        if item.id:
+            index.keys.add(item.key)
+        if item.origin.full_url:
+            index.urls.add(item.origin.full_url)
+        if each is not None:
+            each(item)
+    return index
+
+
+def validate_fhir(items: Iterable[SourceResource | ReadProblem], version: str,
+                  terms: Terminology, target: str = "", structure: bool = True,
+                  index: InputIndex | None = None) -> ValidationResult:
+    """Findings of every FHIR check over resources read from one input.
+
+    ``index``: :func:`index_input` of the same input, when it was read before (then
+    ``items`` is read once more, resource by resource, and nothing holds the input);
+    without it, ``items`` is read twice, so it must be a collection."""
+    if index is None:
+        index = index_input(items)
+    result = ValidationResult(target=target, kind="fhir", metadata={"fhir_version": version})
+    findings: dict[str, list[Finding]] = {rule: [] for rule in RULES}
+    findings["FC-FH-0004"] = index.problems
+    model_version = "R5" if version == "R5" else "R4"
+    for resource in items:
+        if not isinstance(resource, SourceResource):
+            continue
+        if structure:
             for path, message in resource_errors(resource.data, model_version):
                 findings["FC-FH-0001"].append(Finding(
                     "FC-FH-0001", "error", resource.type, message,
                     variable=f"{resource.type}.{path}", source=f"{resource.key} @ "
                     f"{resource.origin}"))
-    keys = {r.key for r in resources if r.id}
-    urls = {r.origin.full_url for r in resources if r.origin.full_url}
-    for resource in resources:
         contained = {str(c.get("id")) for c in resource.data.get("contained") or []
                      if isinstance(c, dict)}
         for path, reference in _walk_references(resource.data, resource.type):
-            if _resolves(reference, keys, urls, contained) is False:
+            if _resolves(reference, index.keys, index.urls, contained) is False:
                 findings["FC-FH-0002"].append(Finding(
                     "FC-FH-0002", "error", resource.type,
                     f"reference {reference!r} does not resolve inside the input",
