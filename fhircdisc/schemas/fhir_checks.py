@@ -29,16 +29,26 @@ RULES = {
 }
 
 
-def _walk_references(node: Any, path: str) -> Iterator[tuple[str, str]]:
+def _walk_references(node: Any, path: str) -> list[tuple[str, str]]:
+    """``(path, reference)`` of every ``reference`` text under ``node`` (not in contained
+    resources), in document order."""
+    found: list[tuple[str, str]] = []
+    _gather_references(node, path, found)
+    return found
+
+
+def _gather_references(node: Any, path: str, found: list[tuple[str, str]]) -> None:
+    # only objects and arrays are walked into: a leaf holds no reference
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "reference" and isinstance(value, str):
-                yield path, value
-            elif key not in ("contained",):
-                yield from _walk_references(value, f"{path}.{key}")
-    elif isinstance(node, list):
+                found.append((path, value))
+            elif key != "contained" and isinstance(value, (dict, list)):
+                _gather_references(value, f"{path}.{key}", found)
+    else:
         for index, item in enumerate(node):
-            yield from _walk_references(item, f"{path}[{index}]")
+            if isinstance(item, (dict, list)):
+                _gather_references(item, f"{path}[{index}]", found)
 
 
 def _resolves(reference: str, keys: set[str], urls: set[str], contained: set[str]) -> bool | None:
