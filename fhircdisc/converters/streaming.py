@@ -488,8 +488,9 @@ class _ContextScan:
         start = self.read
         self.plain(copy, rank, str(path))
         if damage is not None:
+            lines = self.read - start
             raise InputError(f"cannot read file: {damage}", str(path),
-                             f"after line {self.read - start}") from damage
+                             f"after line {lines}" if lines else None) from damage
 
     def plain(self, path: Path, rank: int, name: str | None = None) -> None:
         """An uncompressed file, a block at a time: a block of nothing but Observation

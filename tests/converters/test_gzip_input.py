@@ -97,6 +97,20 @@ def _damaged(exports: tuple[Path, Path], folder: Path, how: str) -> Path:
     return folder
 
 
+def test_a_file_that_is_not_gzip_is_refused_by_both_engines_alike(tmp_path: Path) -> None:
+    """Plain text named .gz: refused before any line, naming no line."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "Observation.ndjson.gz").write_bytes(b'{"resourceType": "Patient", "id": "p"}\n')
+    errors = []
+    for convert in (lambda: stream_to_sdtm([folder], tmp_path / "out", study_id="GZ"),
+                    lambda: to_sdtm([folder], study_id="GZ")):
+        with pytest.raises(InputError, match="Not a gzipped file") as caught:
+            convert()
+        errors.append((caught.value.source, caught.value.location))
+    assert errors == [(str(folder / "Observation.ndjson.gz"), None)] * 2
+
+
 @pytest.mark.parametrize("how", ["truncated", "overwritten"])
 def test_damaged_gzip_is_an_input_error_in_both_engines(exports: tuple[Path, Path],
                                                         tmp_path: Path, how: str) -> None:
