@@ -73,6 +73,11 @@ def staging_folder(out: Path) -> Iterator[Path]:
         yield staging
     except OSError as exc:
         raise OutputError(f"cannot write in {out}: {exc.strerror or exc}") from exc
+    except OutputError as exc:
+        cause = exc.__cause__       # a file in the staging folder: the user knows ``out``
+        if isinstance(cause, OSError):
+            raise OutputError(f"cannot write in {out}: {cause.strerror or cause}") from cause
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if created and out.exists() and not any(out.iterdir()):

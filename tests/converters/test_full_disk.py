@@ -27,16 +27,22 @@ def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("step", ["_spill", "_finish_bucket", "write_dataset"])
+@pytest.mark.parametrize("step", ["_spill", "_finish_bucket", "write_dataset", "rename"])
 def test_streaming_on_a_full_disk_is_an_output_error(export: Path, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch,
                                                      step: str) -> None:
-    """Spilling rows (pass 2), parking finished buckets (pass 3), writing the datasets."""
-    monkeypatch.setattr(streaming, step, _full)
+    """Spilling rows (pass 2), parking finished buckets (pass 3), writing the datasets,
+    renaming a dataset written beside its place: the message names the output folder."""
+    if step == "rename":
+        from fhircdisc.converters import atomic
+
+        monkeypatch.setattr(atomic.os, "replace", _full)
+    else:
+        monkeypatch.setattr(streaming, step, _full)
     out = tmp_path / "out"
-    with pytest.raises(OutputError, match="No space left on device") as caught:
+    with pytest.raises(OutputError) as caught:
         streaming.stream_to_sdtm([export], out, study_id="S", workers=1, chunk_lines=500)
-    assert str(out) in str(caught.value)
+    assert str(caught.value) == f"cannot write in {out}: No space left on device"
     assert not out.exists()
 
 
