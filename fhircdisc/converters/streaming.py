@@ -40,7 +40,7 @@ from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache, partial
 from pathlib import Path
@@ -139,6 +139,8 @@ class Task:
     path: str | None = None
     #: whether the byte range holds lines other than Observations (read in pass 1)
     mixed: bool = False
+    #: how many Observation lines it holds
+    size: int = 0
 
 
 @dataclass
@@ -228,6 +230,8 @@ class Setup:
     early: ChunkResult
     #: the row findings of finished buckets, once :func:`keep_findings_on_disk` is called
     finding_runs: FindingRuns | None = None
+    #: Observation lines per task, at most (tasks end with their file)
+    chunk_lines: int = CHUNK_LINES
 
     def streamed(self) -> list[str]:
         """The streamed datasets that have rows, in writing order (once settled)."""
@@ -377,7 +381,8 @@ def prepare(sources: Iterable[str | Path], out_dir: str | Path,
     return Setup(Path(out_dir), list(dict.fromkeys(formats)), stamp, tasks, report, small,
                  StudyContext(index, enrolment, terms, reference),
                  SubjectBuckets.make(usubjids, count),
-                 count, plan, _early_rows(early, ordinals, reference))
+                 count, plan, _early_rows(early, ordinals, reference),
+                 chunk_lines=chunk_lines)
 
 
 def input_folder(staging: Path) -> Path:
@@ -472,6 +477,7 @@ class _ContextScan:
             self.tasks.append(self.current)
             self.in_task = 0
         self.in_task += 1
+        self.current.size += 1
 
     def gzipped(self, path: Path, rank: int) -> None:
         """A gzipped file: decompressed into the work folder, that copy cut into tasks as
@@ -532,6 +538,7 @@ class _ContextScan:
             if self.current is not None and self.in_task < self.chunk_lines:
                 take = min(self.chunk_lines - self.in_task, count - index)
                 self.in_task += take
+                self.current.size += take
                 self.streamed += take
                 index += take
                 continue
@@ -1186,13 +1193,14 @@ def _stream(setup: Setup, staging: Path, workers: int,
         keep_items_on_disk(setup, staging)
         shared.spills.append(_spill(setup.early, "early", shared))
 
-        def each(task: Task, done: tuple[ChunkResult, _Spill, SharedRuns | None]) -> None:
+        def each(job: list[Task], done: tuple[ChunkResult, _Spill, SharedRuns | None]
+                 ) -> None:
             if done[2] is not None and setup.report.runs is not None:
                 setup.report.runs.adopt(done[2])
             bank_items(setup.report, done[0])
-            tick(task, done[0])
+            tick(job[-1], done[0])
 
-        results = _run(_map_task, setup.tasks, workers, each)
+        results = _run(_map_tasks, task_groups(setup.tasks, setup.chunk_lines), workers, each)
         shutil.rmtree(input_folder(staging), ignore_errors=True)   # read by pass 2 alone
         shared.spills += [spill for _, spill, _ in results]
         settle(setup, [result for result, _, _ in results])
@@ -1221,26 +1229,67 @@ def _stream(setup: Setup, staging: Path, workers: int,
         _SHARED = None
 
 
-def _map_task(task: Task) -> tuple[ChunkResult, _Spill, SharedRuns | None]:
-    """Pass 2 of one task: its report share (its items already in runs on disk when the
+def task_groups(tasks: list[Task], chunk_lines: int) -> list[list[Task]]:
+    """The tasks, in order, as jobs of consecutive tasks holding at most ``chunk_lines``
+    lines together: the short tasks at the ends of files, and every task of an export cut
+    into many small files, are mapped a chunk's worth at a time (a job has one spill
+    file and one report share, which pass 3 and the report read as one)."""
+    groups: list[list[Task]] = []
+    lines = 0
+    for task in tasks:
+        if groups and lines + task.size <= chunk_lines:
+            groups[-1].append(task)
+            lines += task.size
+        else:
+            groups.append([task])
+            lines = task.size
+    return groups
+
+
+def map_tasks(tasks: list[Task], context: StudyContext, buckets: SubjectBuckets
+              ) -> tuple[ChunkResult, dict[Key, Parts]]:
+    """Pass 2 of a job of tasks (:func:`task_groups`): their report share and column
+    facts as one chunk's, and their rows by (domain, bucket), each task's in turn."""
+    merged = ChunkResult()
+    parts: dict[Key, Parts] = {}
+    for task in tasks:
+        result = map_task(task, context)
+        merged.outcomes.update(result.outcomes)
+        merged.unmapped += result.unmapped
+        merged.value_issues += result.value_issues
+        for domain, columns in result.stats.items():
+            into = merged.stats.setdefault(domain, {})
+            for name, column in columns.items():
+                into.setdefault(name, ColumnStats(False, True)).merge(column)
+            merged.fixed_seq[domain] = merged.fixed_seq.get(domain, True) and \
+                result.fixed_seq[domain]
+        for key, found in by_bucket(result, buckets):
+            parts.setdefault(key, []).extend(found)
+    return merged, parts
+
+
+def _map_tasks(tasks: list[Task]) -> tuple[ChunkResult, _Spill, SharedRuns | None]:
+    """Pass 2 of a job: its report share (its items already in runs on disk when the
     report keeps them there) and where its rows went."""
     assert _SHARED is not None
-    result = map_task(task, _SHARED.setup.context)
+    result, parts = map_tasks(tasks, _SHARED.setup.context, _SHARED.setup.buckets)
+    name = f"{tasks[0].number:06d}"
     runs, share = _SHARED.setup.report.runs, None
     if runs is not None and (result.unmapped or result.value_issues):
-        share = runs.write_share(f"t{task.number:06d}", result.unmapped, result.value_issues)
+        share = runs.write_share(f"t{name}", result.unmapped, result.value_issues)
         result.unmapped, result.value_issues = [], []
-    return (replace(result, rows={}, blocks={}), _spill(result, f"{task.number:06d}", _SHARED),
-            share)
+    return result, _spill(parts, name, _SHARED), share
 
 
-def _spill(result: ChunkResult, name: str, shared: _Shared) -> _Spill:
-    """Write the chunk's rows to disk by bucket."""
+def _spill(parts: dict[Key, Parts] | ChunkResult, name: str, shared: _Shared) -> _Spill:
+    """Write rows to disk by bucket: a job's (:func:`map_tasks`), or a chunk's."""
     path = shared.spill_dir / f"{name}.pkl"
     places: dict[Key, tuple[int, int]] = {}
+    keyed = by_bucket(parts, shared.setup.buckets) if isinstance(parts, ChunkResult) \
+        else parts.items()
     with path.open("wb") as handle:
-        for key, parts in by_bucket(result, shared.setup.buckets):
-            data = pickle.dumps(parts, protocol=pickle.HIGHEST_PROTOCOL)
+        for key, found in keyed:
+            data = pickle.dumps(found, protocol=pickle.HIGHEST_PROTOCOL)
             places[key] = (handle.tell(), len(data))
             handle.write(data)
     return _Spill(path, places)
@@ -1334,4 +1383,5 @@ def _run(function: Callable[[Any], Any], jobs: list[Any], workers: int,
 __all__ = ["BUCKET_ROWS", "CHUNK_LINES", "DatasetPlan", "FinishedBucket", "Piece", "Setup",
            "StreamResult", "Task", "bank_findings", "bank_items", "by_bucket",
            "finish_bucket", "input_folder", "keep_findings_on_disk", "keep_items_on_disk",
-           "map_task", "prepare", "settle", "stream_to_sdtm", "write_output"]
+           "map_task", "map_tasks", "prepare", "settle", "stream_to_sdtm", "task_groups",
+           "write_output"]
