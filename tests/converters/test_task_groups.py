@@ -4,6 +4,7 @@ and writes what the in-memory engine writes."""
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ def test_groups_keep_the_order_and_fill_up_to_a_chunk(sizes: list[int], chunk: i
     assert [task for group in groups for task in group] == tasks
     for group in groups:
         assert len(group) == 1 or sum(task.size for task in group) <= chunk
-    for group, after in zip(groups, groups[1:], strict=False):
+    for group, after in pairwise(groups):
         # a job takes the next task whenever it still fits
         assert sum(task.size for task in group) + after[0].size > chunk
 
