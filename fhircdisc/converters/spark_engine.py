@@ -8,11 +8,13 @@ the passes are the same steps, only run elsewhere.
   resources are read, the small datasets (DM, EX, AE, TS) made, the Observation lines cut
   into tasks (byte ranges of files) and the subjects into buckets (ranges of USUBJIDs).
   The study context and the subject -> bucket map are broadcast.
-- **Pass 2, on the executors**: the tasks are an RDD, one task per partition. Each is read
-  from its file and mapped with :func:`~fhircdisc.converters.chunk.convert_lines`, a pure
-  function of the lines and the context; its rows are keyed by (domain, bucket). The
-  chunks' report shares and column facts are collected and folded together on the driver,
-  which completes the dataset plan (broadcast in turn).
+- **Pass 2, on the executors**: the tasks, in jobs of up to a chunk's worth of lines
+  (:func:`~fhircdisc.converters.streaming.task_groups`), are an RDD, one job per
+  partition. Each task is read from its file and mapped with
+  :func:`~fhircdisc.converters.chunk.convert_lines`, a pure function of the lines and the
+  context; its rows are keyed by (domain, bucket). The jobs' report shares and column
+  facts are collected and folded together on the driver, which completes the dataset
+  plan (broadcast in turn).
 - **Shuffle** by (domain, bucket), one partition per key: every row of a subject meets in
   one partition, which is what numbering --SEQ per subject needs.
 - **Pass 3, on the executors**: each bucket is sorted, --SEQ numbered, typed and checked
@@ -43,7 +45,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from operator import itemgetter
 from pathlib import Path
@@ -71,9 +73,10 @@ from fhircdisc.converters.streaming import (
     input_folder,
     keep_findings_on_disk,
     keep_items_on_disk,
-    map_task,
+    map_tasks,
     prepare,
     settle,
+    task_groups,
     write_output,
 )
 from fhircdisc.errors import FhircdiscError
@@ -177,15 +180,15 @@ class _SparkRun:
         driver; the rows, keyed by (domain, bucket), stay on the cluster."""
         from pyspark import StorageLevel
 
-        tasks = self.setup.tasks
-        self.mapped = self.sc.parallelize(tasks, max(1, len(tasks))).map(
+        jobs = task_groups(self.setup.tasks, self.setup.chunk_lines)
+        self.mapped = self.sc.parallelize(jobs, max(1, len(jobs))).map(
             partial(_map_chunk, context=self.context, buckets=self.buckets)
         ).persist(StorageLevel.MEMORY_AND_DISK)
         shares: list[ChunkResult] = []
-        for task, share in zip(tasks, self.mapped.map(itemgetter(0)).collect(), strict=True):
+        for job, share in zip(jobs, self.mapped.map(itemgetter(0)).collect(), strict=True):
             if isinstance(share, FhircdiscError):
                 raise share
-            tick(task, share)
+            tick(job[-1], share)
             shares.append(share)
         settle(self.setup, shares)
         early = [(key, (-1, rows)) for key, rows in by_bucket(self.setup.early,
@@ -226,15 +229,16 @@ class _SparkRun:
 
 
 # -- what the executors run ---------------------------------------------------------------------
-def _map_chunk(task: Task, context: Broadcast[StudyContext], buckets: Broadcast[SubjectBuckets]
+def _map_chunk(job: list[Task], context: Broadcast[StudyContext],
+               buckets: Broadcast[SubjectBuckets]
                ) -> tuple[ChunkResult | FhircdiscError, list[tuple[Key, ChunkRows]]]:
-    """Pass 2 of one task: its report share, and its rows by (domain, bucket)."""
+    """Pass 2 of one job of tasks (:func:`~fhircdisc.converters.streaming.task_groups`):
+    its report share, and its rows by (domain, bucket)."""
     try:
-        result = map_task(task, context.value)
+        result, parts = map_tasks(job, context.value, buckets.value)
     except FhircdiscError as exc:     # raised by the driver, first one in read order
         return exc, []
-    keyed = [(key, (task.number, rows)) for key, rows in by_bucket(result, buckets.value)]
-    return replace(result, rows={}, blocks={}), keyed
+    return result, [(key, (job[0].number, rows)) for key, rows in parts.items()]
 
 
 def _finish(item: tuple[Key, Iterable[ChunkRows]], plan: Broadcast[DatasetPlan]
