@@ -1191,7 +1191,8 @@ def _stream(setup: Setup, staging: Path, workers: int,
         marks = [time.perf_counter()]
         tick = ChunkProgress(progress, setup.report)
         keep_items_on_disk(setup, staging)
-        shared.spills.append(_spill(setup.early, "early", shared))
+        shared.spills.append(_spill(dict(by_bucket(setup.early, setup.buckets)), "early",
+                                    shared))
 
         def each(job: list[Task], done: tuple[ChunkResult, _Spill, SharedRuns | None]
                  ) -> None:
@@ -1281,14 +1282,12 @@ def _map_tasks(tasks: list[Task]) -> tuple[ChunkResult, _Spill, SharedRuns | Non
     return result, _spill(parts, name, _SHARED), share
 
 
-def _spill(parts: dict[Key, Parts] | ChunkResult, name: str, shared: _Shared) -> _Spill:
-    """Write rows to disk by bucket: a job's (:func:`map_tasks`), or a chunk's."""
+def _spill(parts: dict[Key, Parts], name: str, shared: _Shared) -> _Spill:
+    """Write rows, by (domain, bucket), to disk."""
     path = shared.spill_dir / f"{name}.pkl"
     places: dict[Key, tuple[int, int]] = {}
-    keyed = by_bucket(parts, shared.setup.buckets) if isinstance(parts, ChunkResult) \
-        else parts.items()
     with path.open("wb") as handle:
-        for key, found in keyed:
+        for key, found in parts.items():
             data = pickle.dumps(found, protocol=pickle.HIGHEST_PROTOCOL)
             places[key] = (handle.tell(), len(data))
             handle.write(data)
