@@ -45,7 +45,7 @@ def _gather_references(node: Any, path: str, found: list[tuple[str, str]]) -> No
                 found.append((path, value))
             elif key != "contained" and isinstance(value, (dict, list)):
                 _gather_references(value, f"{path}.{key}", found)
-    else:
+    elif isinstance(node, list):
         for index, item in enumerate(node):
             if isinstance(item, (dict, list)):
                 _gather_references(item, f"{path}[{index}]", found)
