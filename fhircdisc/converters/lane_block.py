@@ -42,6 +42,10 @@ class LaneBlock:
         self.names: tuple[str, ...] = tuple(spec.order)
         self.file = file
         self.rank = rank
+        #: when the rows come from several files (:meth:`joined`): each file with its
+        #: rank, and per row its place in that list
+        self.files: list[tuple[str, int]] = [(file, rank)]
+        self.origins: np.ndarray | None = None
         self.context = plan.context
         self.context_vars = frozenset(var for var, _ in plan.context)
         self.own_places = plan.own
@@ -140,6 +144,9 @@ class LaneBlock:
         if name == "_source":
             return self.sources
         if name == "_file":
+            if self.origins is not None:
+                return object_array([file for file, _ in self.files], len(self.files)
+                                    )[self.origins]
             return object_array([self.file] * size, size)
         if name == "_location":
             if self.components is not None:
@@ -147,7 +154,8 @@ class LaneBlock:
                                         self.components.tolist()), size)
             return object_array((f"line {n}" for n in self.lines.tolist()), size)
         if name == "_order":
-            return object_array(((self.rank, n, 0) for n in self.lines.tolist()), size)
+            return object_array(zip(self._ranks().tolist(), self.lines.tolist(),
+                                    [0] * size, strict=True), size)
         return object_array([ABSENT] * size, size)
 
     def read_place(self, row: int) -> tuple[tuple[int, int, int], str]:
@@ -155,7 +163,14 @@ class LaneBlock:
         gives them)."""
         line = int(self.lines[row])
         part = -1 if self.components is None else int(self.components[row])
-        return (self.rank, line, 0), _location(line, part)
+        rank = self.rank if self.origins is None else self.files[int(self.origins[row])][1]
+        return (rank, line, 0), _location(line, part)
+
+    def _ranks(self) -> np.ndarray:
+        """Each row's file rank."""
+        if self.origins is None:
+            return np.full(len(self.template), self.rank, dtype=np.int64)
+        return np.asarray([rank for _, rank in self.files], dtype=np.int64)[self.origins]
 
     def table(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
         """``name`` as a table of values and, per row, its place in the table (the
@@ -198,6 +213,7 @@ class LaneBlock:
         used, part.subject = _renumbered(self.subject[rows])
         part.subjects = {var: values[used] for var, values in self.subjects.items()}
         part.lines = self.lines[rows]
+        part.origins = None if self.origins is None else self.origins[rows]
         part.components = None if self.components is None else self.components[rows]
         part.sources = self.sources[rows]
         part.own = {var: values[rows] for var, values in self.own.items()}
@@ -209,6 +225,81 @@ class LaneBlock:
             part.visit[has] = places
             part.visits = {var: values[used] for var, values in self.visits.items()}
         return part
+
+
+def joined(blocks: list[LaneBlock]) -> LaneBlock:
+    """The rows of frozen ``blocks`` of one domain (from one file or several, each
+    :meth:`LaneBlock.freeze`-d), one block after the other, as a single block: a job of
+    many small files goes through the spills and pass 3 as one part, not one per file."""
+    if len(blocks) == 1:
+        return blocks[0]
+    first = blocks[0]
+    out = LaneBlock.__new__(LaneBlock)
+    out.__dict__.update(first.__dict__)
+    files: list[tuple[str, int]] = []
+    templates: list[dict[str, Any]] = []
+    origins: list[np.ndarray] = []
+    template: list[np.ndarray] = []
+    subject: list[np.ndarray] = []
+    lines: list[np.ndarray] = []
+    sources: list[np.ndarray] = []
+    components: list[np.ndarray] = []
+    visit: list[np.ndarray] = []
+    own: dict[str, list[np.ndarray]] = {var: [] for var in first.own}
+    subjects: dict[str, list[np.ndarray]] = {var: [] for var in first.subjects}
+    visits: dict[str, list[np.ndarray]] = {var: [] for var in first.visit_vars}
+    people = places = 0
+    for block in blocks:
+        size = len(block.template)
+        numbers = [_place(files, origin) for origin in block.files]
+        origins.append(np.asarray(numbers, dtype=np.int32)[block.origins]
+                       if block.origins is not None else np.full(size, numbers[0], np.int32))
+        template.append(block.template + len(templates))
+        templates += block.templates
+        subject.append(block.subject + people)
+        people += int(block.subject.max()) + 1 if size else 0
+        for var, values in block.subjects.items():
+            subjects[var].append(values)
+        lines.append(block.lines)
+        sources.append(block.sources)
+        if block.own.keys() != own.keys():
+            raise ValueError("blocks of different columns")
+        for var, values in block.own.items():
+            own[var].append(values)
+        components.append(block.components if block.components is not None
+                          else np.full(size, -1, np.int32))
+        numbers_of_visits = block.visit if block.visit is not None \
+            else np.full(size, -1, np.int32)
+        visit.append(np.where(numbers_of_visits >= 0, numbers_of_visits + places, -1))
+        if block.visit is not None:
+            for var, values in block.visits.items():
+                visits[var].append(values)
+            places += int(block.visit.max(initial=-1)) + 1
+    out.files = files
+    out.origins = np.concatenate(origins)
+    out.templates = templates
+    out.template = np.concatenate(template).astype(np.int32)
+    out.subject = np.concatenate(subject).astype(np.int32)
+    out.subjects = {var: np.concatenate(values) for var, values in subjects.items()}
+    out.lines = np.concatenate(lines)
+    out.sources = np.concatenate(sources)
+    out.own = {var: np.concatenate(values) for var, values in own.items()}
+    out.components = None if all(b.components is None for b in blocks) \
+        else np.concatenate(components).astype(np.int32)
+    if all(b.visit is None for b in blocks):
+        out.visit, out.visits = None, {}
+    else:
+        out.visit = np.concatenate(visit).astype(np.int32)
+        out.visits = {var: np.concatenate(values) if values else object_array((), 0)
+                      for var, values in visits.items()}
+    return out
+
+
+def _place(files: list[tuple[str, int]], origin: tuple[str, int]) -> int:
+    """``origin``'s place in ``files``, added at the end when it is not there."""
+    if origin not in files:
+        files.append(origin)
+    return files.index(origin)
 
 
 def _location(line: int, part: int) -> str:

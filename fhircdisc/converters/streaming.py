@@ -75,7 +75,7 @@ from fhircdisc.converters.fhir_reader import (
     read_file,
 )
 from fhircdisc.converters.fhir_to_sdtm import SPECS, Converter, read_context
-from fhircdisc.converters.lane_block import ABSENT, LaneBlock, object_array
+from fhircdisc.converters.lane_block import ABSENT, LaneBlock, joined, object_array
 from fhircdisc.errors import InputError, OutputError
 from fhircdisc.finding_runs import BankedFindings, FindingRuns, StreamedValidation, bank
 from fhircdisc.mappings import derivations
@@ -1250,11 +1250,18 @@ def task_groups(tasks: list[Task], chunk_lines: int) -> list[list[Task]]:
 def map_tasks(tasks: list[Task], context: StudyContext, buckets: SubjectBuckets
               ) -> tuple[ChunkResult, dict[Key, Parts]]:
     """Pass 2 of a job of tasks (:func:`task_groups`): their report share and column
-    facts as one chunk's, and their rows by (domain, bucket), each task's in turn."""
+    facts as one chunk's, and their rows by (domain, bucket): the lane rows of every task
+    as one block (:func:`~fhircdisc.converters.lane_block.joined`), then the other rows,
+    each in read order."""
     merged = ChunkResult()
-    parts: dict[Key, Parts] = {}
+    blocks: dict[str, list[LaneBlock]] = {}
+    rows: dict[str, Rows] = {}
     for task in tasks:
         result = map_task(task, context)
+        for domain, block in result.blocks.items():
+            blocks.setdefault(domain, []).append(block)
+        for domain, found in result.rows.items():
+            rows.setdefault(domain, []).extend(found)
         merged.outcomes.update(result.outcomes)
         merged.unmapped += result.unmapped
         merged.value_issues += result.value_issues
@@ -1264,9 +1271,10 @@ def map_tasks(tasks: list[Task], context: StudyContext, buckets: SubjectBuckets
                 into.setdefault(name, ColumnStats(False, True)).merge(column)
             merged.fixed_seq[domain] = merged.fixed_seq.get(domain, True) and \
                 result.fixed_seq[domain]
-        for key, found in by_bucket(result, buckets):
-            parts.setdefault(key, []).extend(found)
-    return merged, parts
+    # the tasks' lane rows as one block a domain: one part a bucket, not one a file
+    together = ChunkResult(rows=rows, blocks={domain: joined(found)
+                                              for domain, found in blocks.items()})
+    return merged, dict(by_bucket(together, buckets))
 
 
 def _map_tasks(tasks: list[Task]) -> tuple[ChunkResult, _Spill, SharedRuns | None]:

@@ -18,7 +18,7 @@ from fhircdisc.column_values import ColumnValues, first_rows
 from fhircdisc.converters import streaming
 from fhircdisc.converters.chunk import block_stats, column_stats
 from fhircdisc.converters.fhir_to_sdtm import COMPILED
-from fhircdisc.converters.lane_block import ABSENT, LaneBlock
+from fhircdisc.converters.lane_block import ABSENT, LaneBlock, joined
 from fhircdisc.converters.observation_lane import LineFailure, ObservationLane
 from fhircdisc.mappings import derivations
 from fhircdisc.mappings.compiled import PlainTemplate
@@ -33,9 +33,10 @@ def lane(tmp_path_factory: pytest.TempPathFactory) -> ObservationLane:
     return new_lane(tmp_path_factory.mktemp("export"))   # visits of their own for some rows
 
 
-def both_ways(lane: ObservationLane, batch: list[bytes]
-              ) -> dict[str, tuple[LaneBlock, list[dict[str, Any]]]]:
-    """Per domain: the lines the lane reads from text as a block, and as row dicts."""
+def both_ways(lane: ObservationLane, batch: list[bytes], file: str = "f.ndjson",
+              rank: int = 2) -> dict[str, tuple[LaneBlock, list[dict[str, Any]]]]:
+    """Per domain: the lines the lane reads from text as a block, and as row dicts (the
+    lines of ``file``, the ``rank``-th file read)."""
     made: dict[str, tuple[LaneBlock, list[dict[str, Any]]]] = {}
     for number, line in enumerate(batch, 1):
         parts = lane.read_line(line)
@@ -43,14 +44,13 @@ def both_ways(lane: ObservationLane, batch: list[bytes]
             continue
         domain, template, subject, own, rid, visit = parts
         if domain not in made:
-            made[domain] = (LaneBlock(COMPILED[domain], "f.ndjson", 2), [])
+            made[domain] = (LaneBlock(COMPILED[domain], file, rank), [])
         block, rows = made[domain]
         block.add(template, subject, own,
-                  lane.note(domain, rid, "f.ndjson", number, template.issues, []), number,
-                  visit)
+                  lane.note(domain, rid, file, number, template.issues, []), number, visit)
         row = COMPILED[domain].row_of(template, subject, own, visit)
-        row.update(_source=block._added[-1][3], _file="f.ndjson", _location=f"line {number}",
-                   _order=(2, number, 0))
+        row.update(_source=block._added[-1][3], _file=file, _location=f"line {number}",
+                   _order=(rank, number, 0))
         rows.append(row)
     for block, _ in made.values():
         block.freeze()
@@ -88,6 +88,44 @@ def test_block_columns_are_the_rows(lane: ObservationLane, batch: list[bytes],
         assert_columns(part, [rows[i] for i in picked])
         assert block_stats(part) == column_stats([rows[i] for i in picked])
         assert_columns(pickle.loads(pickle.dumps(part)), [rows[i] for i in picked])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(lines(), max_size=12), min_size=1, max_size=4),
+       st.randoms(use_true_random=False))
+def test_blocks_joined_are_their_rows_one_after_the_other(lane: ObservationLane,
+                                                          batches: list[list[bytes]],
+                                                          rng: Any) -> None:
+    """The blocks of several files as one: every column (file and read order per row),
+    the column facts, any rows taken from it, pickled, and joined again from parts."""
+    made = [both_ways(lane, batch, f"f{n}.ndjson", n) for n, batch in enumerate(batches)]
+    for domain in sorted({domain for found in made for domain in found}):
+        pieces = [found[domain] for found in made if domain in found]
+        block = joined([piece for piece, _ in pieces])
+        rows = [row for _, found in pieces for row in found]
+        assert_columns(block, rows)
+        assert block_stats(block) == column_stats(rows)
+        picked = sorted(rng.sample(range(len(rows)), rng.randint(0, len(rows))))
+        part = block.take(np.asarray(picked, dtype=np.intp))
+        assert_columns(pickle.loads(pickle.dumps(part)), [rows[i] for i in picked])
+        cut = rng.randint(0, len(rows))
+        again = joined([block.take(np.arange(cut)), block.take(np.arange(cut, len(rows)))])
+        assert_columns(again, rows)
+
+
+def test_joined_blocks_keep_each_rows_visit_and_subject(lane: ObservationLane) -> None:
+    """Files whose rows are at different encounters and of different subjects: each row
+    of the joined block keeps its own visit and subject."""
+    first = [dumps(typical(n, encounter={"reference": "Encounter/e1"})) for n in (0, 1)]
+    second = [dumps(typical(n, encounter={"reference": f"Encounter/e{3 - n % 2}"}))
+              for n in (2, 3, 4)]
+    [(one, rows_one)] = both_ways(lane, first, "a.ndjson", 0).values()
+    [(two, rows_two)] = both_ways(lane, second, "b.ndjson", 1).values()
+    block = joined([one, two])
+    assert_columns(block, rows_one + rows_two)
+    assert block.column("VISITNUM").tolist() == [1.0, 1.0, None, 2.5, None]
+    assert block.column("_file").tolist() == ["a.ndjson"] * 2 + ["b.ndjson"] * 3
 
 
 def test_block_of_typical_lines(lane: ObservationLane) -> None:
