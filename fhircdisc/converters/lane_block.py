@@ -236,7 +236,7 @@ def joined(blocks: list[LaneBlock]) -> LaneBlock:
     first = blocks[0]
     out = LaneBlock.__new__(LaneBlock)
     out.__dict__.update(first.__dict__)
-    files: list[tuple[str, int]] = []
+    files: dict[tuple[str, int], int] = {}        # (file, rank) -> its place
     templates: list[dict[str, Any]] = []
     origins: list[np.ndarray] = []
     template: list[np.ndarray] = []
@@ -251,7 +251,7 @@ def joined(blocks: list[LaneBlock]) -> LaneBlock:
     people = places = 0
     for block in blocks:
         size = len(block.template)
-        numbers = [_place(files, origin) for origin in block.files]
+        numbers = [files.setdefault(origin, len(files)) for origin in block.files]
         origins.append(np.asarray(numbers, dtype=np.int32)[block.origins]
                        if block.origins is not None else np.full(size, numbers[0], np.int32))
         template.append(block.template + len(templates))
@@ -275,7 +275,7 @@ def joined(blocks: list[LaneBlock]) -> LaneBlock:
             for var, values in block.visits.items():
                 visits[var].append(values)
             places += int(block.visit.max(initial=-1)) + 1
-    out.files = files
+    out.files = list(files)
     out.origins = np.concatenate(origins)
     out.templates = templates
     out.template = np.concatenate(template).astype(np.int32)
@@ -293,13 +293,6 @@ def joined(blocks: list[LaneBlock]) -> LaneBlock:
         out.visits = {var: np.concatenate(values) if values else object_array((), 0)
                       for var, values in visits.items()}
     return out
-
-
-def _place(files: list[tuple[str, int]], origin: tuple[str, int]) -> int:
-    """``origin``'s place in ``files``, added at the end when it is not there."""
-    if origin not in files:
-        files.append(origin)
-    return files.index(origin)
 
 
 def _location(line: int, part: int) -> str:
