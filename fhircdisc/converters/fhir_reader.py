@@ -150,13 +150,18 @@ def expand_sources(sources: Iterable[str | Path]) -> list[Path]:
     return files
 
 
+#: what reading a file raises when it cannot be read: a system error, or a gzip stream
+#: cut short (EOFError) or damaged (zlib.error, or OSError for a bad header or checksum)
+GZIP_READ_ERRORS = (OSError, EOFError, zlib.error)
+
+
 def _read_text(path: Path) -> bytes:
     try:
         if path.name.lower().endswith(".gz"):
             with gzip.open(path, "rb") as handle:
                 return handle.read()
         return path.read_bytes()
-    except (OSError, EOFError, zlib.error) as exc:     # zlib: a damaged gzip stream
+    except GZIP_READ_ERRORS as exc:
         raise InputError(f"cannot read file: {exc}", str(path)) from exc
 
 
@@ -243,21 +248,20 @@ def _unpack(data: dict[str, Any], origin: Origin, file: str, json_path: str
 
 
 def _read_ndjson(path: Path) -> Iterator[SourceResource | ReadProblem]:
-    for number, _, line in ndjson_lines(path):
+    for number, line in ndjson_lines(path):
         yield from read_ndjson_line(line, number, str(path))
 
 
-def ndjson_lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
-    """``(line number, byte offset, line)`` of an NDJSON file (gzip or not), read as a stream;
-    line ends are dropped. The offset is in the uncompressed text."""
+def ndjson_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """``(line number, line)`` of an NDJSON file (gzip or not), read as a stream; line
+    ends are dropped."""
     opener = gzip.open if path.name.lower().endswith(".gz") else open
-    offset = number = 0
+    number = 0
     try:
         with opener(path, "rb") as handle:
             for number, line in enumerate(handle, start=1):
-                yield number, offset, line.rstrip(b"\r\n")
-                offset += len(line)
-    except (OSError, EOFError, zlib.error) as exc:     # zlib: a damaged gzip stream
+                yield number, line.rstrip(b"\r\n")
+    except GZIP_READ_ERRORS as exc:
         raise InputError(f"cannot read file: {exc}", str(path),
                          f"after line {number}" if number else None) from exc
 

@@ -35,7 +35,6 @@ import os
 import pickle
 import shutil
 import time
-import zlib
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -64,6 +63,7 @@ from fhircdisc.converters.chunk import (
 )
 from fhircdisc.converters.datasets import write_dataset
 from fhircdisc.converters.fhir_reader import (
+    GZIP_READ_ERRORS,
     LineResource,
     Origin,
     ReadProblem,
@@ -599,7 +599,7 @@ def _decompress(path: Path, copy: Path, step: int = 2**20,
             while True:
                 try:
                     data = source.read1(step)
-                except (OSError, EOFError, zlib.error) as exc:   # zlib: a damaged stream
+                except GZIP_READ_ERRORS as exc:
                     damage = exc
                     break
                 if not data:
@@ -739,18 +739,24 @@ def settle(setup: Setup, shares: Iterable[ChunkResult]) -> None:
     for result in (setup.early, *shares):
         setup.report.settle(result.outcomes)
         bank_items(setup.report, result)
-        for domain, columns in result.stats.items():
-            merged = stats.setdefault(domain, {})
-            for name, column in columns.items():
-                merged.setdefault(name, ColumnStats(False, True)).merge(column)
-            plan.fixed_seq[domain] = plan.fixed_seq.get(domain, True) and \
-                result.fixed_seq[domain]
+        fold_facts(stats, plan.fixed_seq, result)
     for domain, columns in stats.items():
         present = {name for name, column in columns.items() if column.present}
         plan.all_columns[domain] = list(columns) + _HIDDEN
         plan.columns[domain] = tidy_columns(domain, list(columns), present)
         plan.numeric[domain] = {name for name, column in columns.items()
                                 if column.present and column.numeric}
+
+
+def fold_facts(stats: dict[str, dict[str, ColumnStats]], fixed_seq: dict[str, bool],
+               result: ChunkResult) -> None:
+    """Fold a chunk's column facts into ``stats`` (variables in the order first seen) and
+    whether every row carried its --SEQ into ``fixed_seq``, per domain."""
+    for domain, columns in result.stats.items():
+        merged = stats.setdefault(domain, {})
+        for name, column in columns.items():
+            merged.setdefault(name, ColumnStats(False, True)).merge(column)
+        fixed_seq[domain] = fixed_seq.get(domain, True) and result.fixed_seq[domain]
 
 
 def keep_items_on_disk(setup: Setup, staging: Path) -> None:
@@ -1265,12 +1271,7 @@ def map_tasks(tasks: list[Task], context: StudyContext, buckets: SubjectBuckets
         merged.outcomes.update(result.outcomes)
         merged.unmapped += result.unmapped
         merged.value_issues += result.value_issues
-        for domain, columns in result.stats.items():
-            into = merged.stats.setdefault(domain, {})
-            for name, column in columns.items():
-                into.setdefault(name, ColumnStats(False, True)).merge(column)
-            merged.fixed_seq[domain] = merged.fixed_seq.get(domain, True) and \
-                result.fixed_seq[domain]
+        fold_facts(merged.stats, merged.fixed_seq, result)
     # the tasks' lane rows as one block a domain: one part a bucket, not one a file
     together = ChunkResult(rows=rows, blocks={domain: joined(found)
                                               for domain, found in blocks.items()})
