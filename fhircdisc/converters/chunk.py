@@ -156,8 +156,11 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
         block.freeze()
         for dtc_var, dy_var in _DAY_PAIRS.get(domain, ()):
             if dy_var in block.names:
+                tabled = block.table("USUBJID")
+                subjects, places = tabled if tabled is not None \
+                    else (block.column("USUBJID"), None)
                 block.set_column(dy_var, derivations.days_of(
-                    block.column("USUBJID"), block.column(dtc_var), context.reference))
+                    subjects, block.column(dtc_var), context.reference, places))
         result.blocks[domain] = block
         result.stats[domain] = block_stats(block)
         result.fixed_seq[domain] = False

@@ -91,7 +91,7 @@ class LaneBlock:
         if size:
             templates, subjects, owns, sources, lines, visits, components = zip(
                 *self._added, strict=True)
-            if any(component is not None for component in components):
+            if components.count(None) != size:
                 self.components = np.array([-1 if component is None else component
                                             for component in components], dtype=np.int32)
             self.template, firsts = _first_use(templates)
@@ -103,7 +103,7 @@ class LaneBlock:
             values = list(zip(*owns, strict=True))
             for var, place in self.own_places:
                 self.own[var] = object_array(values[place], size)
-            if any(visit is not None for visit in visits):
+            if visits.count(None) != size:
                 # rows with an encounter have visit values of their own (the lane's
                 # cached tuples: one object a visit)
                 numbers, firsts = _first_use(visits)

@@ -89,9 +89,16 @@ class _DateOrdinals(dict[Any, int | None]):
     partial or missing), each distinct value worked out once."""
 
     def __missing__(self, dtc: Any) -> int | None:
+        if len(self) >= _ORDINALS_LIMIT:
+            self.clear()
         day = date_part(dtc)
         found = self[dtc] = None if day is None else day.toordinal()
         return found
+
+
+_ORDINALS_LIMIT = 100_000
+#: the ordinals of the dates met so far (a date is a date whatever the study)
+_ORDINALS = _DateOrdinals()
 
 
 class _StudyDay:
@@ -102,7 +109,7 @@ class _StudyDay:
     def __init__(self, reference: dict[str, str | None]) -> None:
         self.reference = reference
         self.starts: dict[Any, int | None] = {}
-        self.ordinals = _DateOrdinals()
+        self.ordinals = _ORDINALS
 
     def start(self, subject: Any) -> int | None:
         """The ordinal of the subject's RFSTDTC (None: partial or missing)."""
@@ -123,19 +130,30 @@ class _StudyDay:
         return float(delta + 1 if delta >= 0 else delta)
 
 
-def days_of(subjects: Iterable[Any], dtcs: Iterable[Any], reference: dict[str, str | None]
-            ) -> np.ndarray:
+def days_of(subjects: Iterable[Any], dtcs: Iterable[Any], reference: dict[str, str | None],
+            places: np.ndarray | None = None) -> np.ndarray:
     """:func:`study_days` on columns: the study day of each --DTC of ``dtcs`` for the
-    USUBJID beside it in ``subjects``, as an object array (None where there is none)."""
+    USUBJID beside it in ``subjects``, as an object array (None where there is none).
+    With ``places``, ``subjects`` is a table of subjects and row ``i``'s is
+    ``subjects[places[i]]``."""
+    if not isinstance(dtcs, np.ndarray):
+        dtcs = np.fromiter(dtcs, dtype=object)
     day = _StudyDay(reference)
     starts = _ordinals(list(subjects), day.start)
-    events = _ordinals([dtc[:10] if dtc.__class__ is str else dtc for dtc in dtcs],
-                       day.ordinals.__getitem__)
-    delta = events - starts
+    if places is not None:
+        starts = starts[places]
+    out = np.full(len(starts), None, dtype=object)
+    dated = np.flatnonzero(~np.isnan(starts))
+    if not len(dated):                 # no subject has a start: no date is read
+        return out
+    events = _ordinals([dtc[:10] if dtc.__class__ is str else dtc
+                        for dtc in dtcs[dated].tolist()], day.ordinals.__getitem__)
+    delta = events - starts[dated]
     with np.errstate(invalid="ignore"):
         found = np.where(delta >= 0, delta + 1, delta)
-    out = found.astype(object)
-    out[np.isnan(found)] = None
+    days = found.astype(object)
+    days[np.isnan(found)] = None
+    out[dated] = days
     return out
 
 

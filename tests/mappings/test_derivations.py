@@ -130,3 +130,9 @@ def test_study_days_on_columns_are_those_of_each_row(pairs: list[tuple[Any, Any]
     got = derivations.days_of(subjects, dtcs, reference).tolist()
     assert [repr(v) for v in got] == [repr(v) for v in expected]
     assert all(v is None or type(v) is float for v in got)
+    # the subjects as a table and each row's place in it (a lane block's way)
+    table = list(dict.fromkeys(map(repr, subjects)))
+    places = np.asarray([table.index(repr(s)) for s in subjects], dtype=np.intp)
+    values = [next(s for s in subjects if repr(s) == text) for text in table]
+    tabled = derivations.days_of(values, dtcs, reference, places).tolist()
+    assert [repr(v) for v in tabled] == [repr(v) for v in expected]
