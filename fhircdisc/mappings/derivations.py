@@ -217,7 +217,12 @@ def sequence_order(subjects: list[Any], keys: list[list[Any]], carried: list[Any
 
 def _key_texts(values: list[Any]) -> list[str | None]:
     """A sort key variable as it orders rows: a value by its text, ``None`` (after all)."""
+    if set(map(type, values)) <= _TEXT_OR_NONE:      # each value is its own text already
+        return values
     return [None if value is None else str(value or "") for value in values]
+
+
+_TEXT_OR_NONE = {str, type(None)}
 
 
 def _read_key(row: dict[str, Any]) -> tuple[Any, Any]:
@@ -235,11 +240,17 @@ def _sorted_by_tuples(subjects: list[Any], texts: list[list[str | None]],
 
 def _text_ranks(texts: list[str | None]) -> np.ndarray:
     """Rank of each text among the distinct texts; ``None`` ranks after every text."""
-    present: set[Any] = set(texts)
-    present.discard(None)
-    rank: dict[str | None, int] = {text: number for number, text in enumerate(sorted(present))}
-    rank[None] = len(rank)
-    return np.fromiter(map(rank.__getitem__, texts), dtype=np.int64, count=len(texts))
+    codes, uniques = pd.factorize(np.fromiter(texts, dtype=object, count=len(texts)))
+    distinct: list[str] = uniques.tolist()
+    if "\x00" in "".join(distinct):
+        # numpy's fixed-width text drops trailing NULs: Python sorts such texts
+        places = sorted(range(len(distinct)), key=distinct.__getitem__)
+    else:                              # numpy sorts by code point, as Python does
+        places = np.argsort(np.asarray(distinct, dtype=str), kind="stable")
+    rank = np.empty(len(distinct) + 1, dtype=np.int64)
+    rank[places] = np.arange(len(distinct), dtype=np.int64)
+    rank[-1] = len(distinct)                        # code -1: None, after every text
+    return rank[codes]
 
 
 def _stable_order(codes: list[np.ndarray]) -> np.ndarray:

@@ -136,3 +136,13 @@ def test_study_days_on_columns_are_those_of_each_row(pairs: list[tuple[Any, Any]
     values = [next(s for s in subjects if repr(s) == text) for text in table]
     tabled = derivations.days_of(values, dtcs, reference, places).tolist()
     assert [repr(v) for v in tabled] == [repr(v) for v in expected]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(max_size=6),
+                          st.sampled_from(["a\x00", "a", "a\x00b", "\ud800", "", "é"])),
+                max_size=60))
+def test_text_ranks_order_texts_as_python_does(texts: list[Any]) -> None:
+    distinct = sorted({text for text in texts if text is not None})
+    expected = [len(distinct) if text is None else distinct.index(text) for text in texts]
+    assert derivations._text_ranks(texts).tolist() == expected
