@@ -242,6 +242,7 @@ def _text_ranks(texts: list[str | None]) -> np.ndarray:
     """Rank of each text among the distinct texts; ``None`` ranks after every text."""
     codes, uniques = pd.factorize(np.fromiter(texts, dtype=object, count=len(texts)))
     distinct: list[str] = uniques.tolist()
+    places: Any
     if "\x00" in "".join(distinct):
         # numpy's fixed-width text drops trailing NULs: Python sorts such texts
         places = sorted(range(len(distinct)), key=distinct.__getitem__)
