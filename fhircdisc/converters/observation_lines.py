@@ -24,6 +24,8 @@ from fhircdisc.mappings.element_types import RESOURCES, element_type
 _ABSENT = Annotated[int, msgspec.Meta(ge=1, le=0)]
 _NO_TEXT = msgspec.Raw()
 _SEPARATOR = b"\x1f"
+#: what keys a Quantity's unit
+_UNIT = attrgetter("code", "system", "unit")
 #: integers orjson keeps as integers; beyond them it reads a float
 _INT_RANGE = (-(2**63), 2**64)
 
@@ -42,6 +44,8 @@ class LineShape:
             raise ValueError(f"elements both keyed and read as values: {sorted(overlap)}")
         self._keyed = tuple_getter(keyed)
         self._units = tuple_getter(units)
+        #: the one Quantity element's getter, when there is one (most lanes: valueQuantity)
+        self._unit = attrgetter(units[0]) if len(units) == 1 else None
         known = set(RESOURCES["Observation"])
         fields: list[tuple[str, Any, Any]] = [("resourceType", str | None, None),
                                               ("id", str | None, None)]
@@ -75,14 +79,11 @@ class LineShape:
         # JSON text has no raw control character, so the separator splits the joined
         # texts back unambiguously; a line that holds one anyway is keyed by the tuple
         head: Any = tuple(map(bytes, texts)) if _SEPARATOR in line else _SEPARATOR.join(texts)
-        quantities = self._units(obs)
-        if len(quantities) == 1:
-            quantity = quantities[0]
-            return (head, None if quantity is None
-                    else (quantity.code, quantity.system, quantity.unit))
-        return (head, *(None if quantity is None
-                        else (quantity.code, quantity.system, quantity.unit)
-                        for quantity in quantities))
+        if self._unit is not None:
+            quantity = self._unit(obs)
+            return (head, None if quantity is None else _UNIT(quantity))
+        return (head, *(None if quantity is None else _UNIT(quantity)
+                        for quantity in self._units(obs)))
 
 
 def component_type(keyed: tuple[str, ...], absent: frozenset[str]) -> Any:

@@ -312,9 +312,25 @@ def unit(view: dict[str, Any], rule: Rule, ctx: MapContext) -> str | None:
 
 
 def _number_text(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
+    if value.__class__ is float:         # results repeat: each float's text made once
+        text = _FLOAT_TEXTS.get(value)
+        if text is None:
+            if len(_FLOAT_TEXTS) >= _FLOAT_TEXTS_LIMIT:
+                _FLOAT_TEXTS.clear()
+            text = _FLOAT_TEXTS[value] = _float_text(value)
+        return text
+    if isinstance(value, float):
+        return _float_text(value)
     return str(value)
+
+
+def _float_text(value: float) -> str:
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else str(value)
+
+
+#: float -> its result text (0.0 and -0.0 share an entry, and a text: "0")
+_FLOAT_TEXTS: dict[float, str] = {}
+_FLOAT_TEXTS_LIMIT = 100_000
 
 
 @algorithm("result_char")

@@ -389,21 +389,28 @@ class CompiledSpec:
     def _own(self, status: Any, get: Callable[[str], Any], text: Any, number: Any
              ) -> tuple[Any, ...] | None:
         assert self.fill_plan is not None
-        dates = []
-        for _, element in self.fill_plan.dates:
-            date = get(element)
-            if date.__class__ is not str or not date:
-                return None
-            try:
+        flag = "NOT DONE" if status == "cancelled" else None
+        elements = self.fill_plan.date_elements
+        try:
+            if len(elements) == 1:                   # most plans: the effective date
+                date = get(elements[0])
+                if date.__class__ is not str or not date:
+                    return None
+                return (flag, fhir_to_dtc(date), text, number)
+            dates = []
+            for element in elements:
+                date = get(element)
+                if date.__class__ is not str or not date:
+                    return None
                 dates.append(fhir_to_dtc(date))
-            except DateFormatError:
-                return None
-        return ("NOT DONE" if status == "cancelled" else None, *dates, text, number)
+        except DateFormatError:
+            return None
+        return (flag, *dates, text, number)
 
     @property
     def date_elements(self) -> tuple[str, ...]:
         """The elements :meth:`own_values` reads through ``get``."""
-        return tuple(element for _, element in self.fill_plan.dates) if self.fill_plan else ()
+        return self.fill_plan.date_elements if self.fill_plan else ()
 
     def _merged(self, outcomes: list[_Outcome]) -> tuple[dict[str, Any], list[ValueIssue]]:
         """The row the outcomes make (every variable, in spec order; those no outcome
@@ -444,6 +451,11 @@ class _FillPlan:
     dates: tuple[tuple[str, str], ...]
     text: tuple[str, ...]
     number: tuple[str, ...]
+
+    @cached_property
+    def date_elements(self) -> tuple[str, ...]:
+        """The element of each date variable, in :attr:`dates` order."""
+        return tuple(element for _, element in self.dates)
 
     @cached_property
     def own(self) -> tuple[tuple[str, int], ...]:
