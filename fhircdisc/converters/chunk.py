@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
@@ -95,7 +95,7 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
     read from their text as one :class:`LaneBlock` per domain, the others as dicts.
     """
     from fhircdisc.converters.fhir_to_sdtm import COMPILED
-    from fhircdisc.converters.observation_lane import LineFailure, ObservationLane
+    from fhircdisc.converters.observation_lane import LineFailure, ObservationLane, line_key
 
     if context.lane is None:
         context.lane = ObservationLane(context.index, context.enrolment, context.terminology)
@@ -103,6 +103,7 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
     result = ChunkResult()
     rows: dict[str, list[dict[str, Any]]] = {}
     blocks: dict[str, LaneBlock] = {}
+    adders: dict[str, Callable[..., None]] = {}
     ordinals: list[Ordinal] = []
     others: list[SourceResource] = []
     other_ordinals: list[Ordinal] = []
@@ -115,12 +116,15 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
                 _report_failure(result, parts, file, number)
                 continue
             domain, template, subject, own, rid, visit = parts
-            block = blocks.get(domain)
-            if block is None:
-                block = blocks[domain] = LaneBlock(COMPILED[domain], file, file_rank)
-            block.add(template, subject, own,
-                      lane.note(domain, rid, file, number, template.issues, issues), number,
-                      visit)
+            add = adders.get(domain)
+            if add is None:
+                block = blocks.get(domain)
+                if block is None:
+                    block = blocks[domain] = LaneBlock(COMPILED[domain], file, file_rank)
+                add = adders[domain] = block.add
+            add(template, subject, own,
+                lane.note(domain, rid, file, number, template.issues, issues)
+                if template.issues else line_key(rid, file, number), number, visit)
             taken += 1
             continue
         panel = lane.read_panel(line) if b'"component"' in line else None
