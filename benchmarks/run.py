@@ -3,6 +3,7 @@
     python benchmarks/run.py [--observations 1000000] [--patients 5000] [--slice 2000]
                              [--memory-sizes 500000,2000000] [--local-codes 0.1]
                              [--encounters] [--panels 0.2] [--enrolled 0.1] [--gzip]
+                             [--repeat 3]
 
 On a generated Bulk Data export (benchmarks/generate.py), prints:
 - bare orjson parse of every line (the floor), resources/s;
@@ -16,6 +17,10 @@ On a generated Bulk Data export (benchmarks/generate.py), prints:
 - with ``--gzip``, every file is gzipped (level 6), the bare parse decompressing them;
 - a baseline that validates each resource with fhir.resources before the streaming
   conversion, run on a slice and extrapolated per resource (slice size printed);
+- the parse, the conversion on every core and the baseline run ``--repeat`` rounds, one
+  after the other, so that a slow phase of a shared machine slows a round's parse as
+  much as its conversion: the table shows the medians, and the median and range of the
+  per-round ratios (the passes are those of the median round);
 - peak resident memory of the streaming conversion in a fresh process, for each size of
   ``--memory-sizes``, and the growth between the smallest and the largest; with the
   peak of all its processes' summed PSS (what they take together: forked workers share
@@ -34,7 +39,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import orjson
@@ -80,7 +87,7 @@ PASSES = {"context": "pass 1: context, tasks", "observations": "pass 2: Observat
 
 
 def in_memory(files: list[Path], out: Path, subjects: Path | None = None) -> float:
-    from fhircdisc import to_sdtm
+    from fhircdisc.converters.fhir_to_sdtm import to_sdtm
 
     start = time.perf_counter()
     study = to_sdtm(files, study_id="BENCH", workers=1, subjects=subjects)
@@ -178,6 +185,24 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+@dataclass(frozen=True)
+class Round:
+    """Seconds of one round: the bare parse, the conversion on every core (with the time
+    of each of its passes), and the baseline (validation, then the conversion)."""
+
+    parse: float
+    convert: float
+    timings: dict[str, float]
+    baseline: float
+
+
+def _spread(ratios: list[float]) -> str:
+    """The median of per-round ratios, with their range when there are several."""
+    if len(ratios) == 1:
+        return f"{ratios[0]:.1f}x"
+    return f"{median(ratios):.1f}x (rounds {min(ratios):.1f}-{max(ratios):.1f}x)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -193,6 +218,9 @@ def main() -> None:
                         help="share of the Patients a subjects file enrols (0: all)")
     parser.add_argument("--gzip", action="store_true", help="gzip every file of the export")
     parser.add_argument("--slice", type=int, default=2_000)
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="rounds of parse, conversion and baseline, run one after the "
+                             "other (medians and per-round ratios are shown)")
     parser.add_argument("--memory-sizes", default="500000,2000000",
                         help="Observation counts whose peak RSS is measured ('' to skip)")
     args = parser.parse_args()
@@ -219,30 +247,37 @@ def main() -> None:
         if args.gzip:
             files = gzipped(files)
         subjects = subjects_file(work, args.patients, args.enrolled)
-        count, parse_s = bare_parse(files)
+        rounds = []
+        for number in range(1, args.repeat + 1):
+            console.print(f"round {number} of {args.repeat}: parse, conversion, baseline ...")
+            count, parse_s = bare_parse(files)
+            every, timings = stream(files, work / "out", cores, subjects)
+            sliced, strict_s = strict_baseline(files, args.slice)
+            rounds.append(Round(parse_s, every, timings, strict_s / sliced * count + every))
+        parse_s = median(r.parse for r in rounds)
+        every = median(r.convert for r in rounds)
+        middle = min(rounds, key=lambda r: abs(r.convert - every))
+        one, _ = stream(files, work / "out", 1, subjects) if cores > 1 else (every, {})
         table.add_row("bare orjson parse", f"{count / parse_s:,.0f} resources/s", "1.0x")
-        one, timings = stream(files, work / "out", 1, subjects)
         table.add_row("FHIR -> SDTM, streaming, 1 process", f"{count / one:,.0f} resources/s",
                       f"{one / parse_s:.1f}x the parse time")
-        if cores > 1:
-            every, timings = stream(files, work / "out", cores, subjects)
-        else:
-            every = one
         table.add_row(f"FHIR -> SDTM, streaming, {cores} processes",
                       f"{count / every:,.0f} resources/s",
-                      f"{every / parse_s:.1f}x the parse time; {one / every:.2f}x 1 process")
+                      f"{_spread([r.convert / r.parse for r in rounds])} the parse time; "
+                      f"{one / every:.2f}x 1 process")
         for name, label in PASSES.items():
-            seconds = timings.get(name, 0.0)
-            table.add_row(f"  {label}", f"{seconds:.1f} s", f"{seconds / every:.0%} of the time")
+            seconds = middle.timings.get(name, 0.0)
+            table.add_row(f"  {label}", f"{seconds:.1f} s",
+                          f"{seconds / middle.convert:.0%} of the time")
         if args.observations <= MEMORY_ENGINE_UP_TO:
             memory_s = in_memory(files, work / "out", subjects)
             table.add_row("FHIR -> SDTM, in-memory engine", f"{count / memory_s:,.0f} "
                           "resources/s", f"{memory_s / every:.2f}x the streaming time")
-        sliced, strict_s = strict_baseline(files, args.slice)
-        strict_total = strict_s / sliced * count + every
+        strict_total = median(r.baseline for r in rounds)
         table.add_row(f"baseline: fhir.resources validation first (slice {sliced:,}, "
                       "extrapolated)", f"{count / strict_total:,.0f} resources/s",
-                      f"streaming is {strict_total / every:.1f}x faster")
+                      f"streaming is {_spread([r.baseline / r.convert for r in rounds])} "
+                      "faster")
         sizes = [int(s) for s in args.memory_sizes.split(",") if s.strip()]
         peaks = []
         for size in sizes:
