@@ -422,6 +422,9 @@ SCAN_BLOCK = 16 * 2**20
 TELL_EVERY = 64 * 2**20
 #: the usual start of an Observation line, counted over a whole block at once
 _USUAL_START = b'{"resourceType":"Observation"'
+#: a line break followed by :data:`_USUAL_START`: counted over a block, it counts the
+#: usual lines after the first (occurrences cannot overlap: it holds one line break)
+_USUAL_BREAK = b"\n" + _USUAL_START
 
 
 class _ContextScan:
@@ -507,10 +510,10 @@ class _ContextScan:
         self.current, self.in_file = None, 0
         number = 1
         for offset, data, end in _blocks(path):
-            octets = np.frombuffer(data, dtype=np.uint8, count=end)
-            breaks = np.flatnonzero(octets == ord("\n"))
+            breaks = np.flatnonzero(np.frombuffer(data, dtype=np.uint8, count=end) == 10)
             count = len(breaks) + (not data.endswith(b"\n", 0, end))
-            if _usual_lines(octets, breaks) + data.startswith(_USUAL_START, 0, end) == count:
+            usual = data.count(_USUAL_BREAK, 0, end) + data.startswith(_USUAL_START, 0, end)
+            if usual == count:
                 self._streamed_run(file, rank, number, offset, breaks, count, copy)
             else:
                 block = data[:end]
@@ -547,25 +550,17 @@ class _ContextScan:
             index += 1
 
 
-def _usual_lines(text: np.ndarray, breaks: np.ndarray) -> int:
-    """How many line breaks of ``text`` are followed by :data:`_USUAL_START` within it."""
-    starts = breaks + 1
-    starts = starts[starts + len(_USUAL_START) <= len(text)]
-    usual = np.ones(len(starts), dtype=bool)
-    for place, byte in enumerate(_USUAL_START):
-        usual &= text[starts + place] == byte
-    return int(np.count_nonzero(usual))
-
-
 def _blocks(path: Path) -> Iterator[tuple[int, bytes, int]]:
     """``(offset, data, end)``: the file in blocks of whole lines, ``data[:end]`` (the
     last may lack its end)."""
     offset = 0
     try:
         with path.open("rb") as handle:
-            while data := handle.read(SCAN_BLOCK):
+            size = os.fstat(handle.fileno()).st_size
+            # never more than what is left: a small file's read allocates no full block
+            while data := handle.read(max(1, min(SCAN_BLOCK, size - offset))):
                 end = data.rfind(b"\n") + 1
-                if len(data) < SCAN_BLOCK:
+                if offset + len(data) >= size:      # the last block: every byte left
                     end = len(data)
                 elif end == 0:                       # a line longer than a block
                     data += handle.readline()
