@@ -87,12 +87,16 @@ class ChunkResult:
 
 
 def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
-                  context: StudyContext) -> ChunkResult:
+                  context: StudyContext, finish: bool = True) -> ChunkResult:
     """Map the Observation lines of one file (``(line number, bytes)``) to LB/VS rows.
 
     Rows come back finished but for --SEQ: values carried in ``sdtm-variable``
     extensions applied, study days derived, ``_order`` set to the read order; the lines
     read from their text as one :class:`LaneBlock` per domain, the others as dicts.
+    Without ``finish``, the blocks come back unfrozen, with neither study days nor
+    column facts (their domains hold an empty place in ``stats``, before the dict rows'
+    facts): the caller joins the blocks of several files, then calls
+    :func:`finish_block` once.
     """
     from fhircdisc.converters.fhir_to_sdtm import COMPILED
     from fhircdisc.converters.observation_lane import LineFailure, ObservationLane, line_key
@@ -157,16 +161,8 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
     if others:
         _reference(others, other_ordinals, context, rows, result, ordinals)
     for domain, block in blocks.items():
-        block.freeze()
-        for dtc_var, dy_var in _DAY_PAIRS.get(domain, ()):
-            if dy_var in block.names:
-                tabled = block.table("USUBJID")
-                subjects, places = tabled if tabled is not None \
-                    else (block.column("USUBJID"), None)
-                block.set_column(dy_var, derivations.days_of(
-                    subjects, block.column(dtc_var), context.reference, places))
         result.blocks[domain] = block
-        result.stats[domain] = block_stats(block)
+        result.stats[domain] = finish_block(domain, block, context) if finish else {}
         result.fixed_seq[domain] = False
     for domain, domain_rows in rows.items():
         finish_rows(domain, domain_rows, ordinals, context.reference)
@@ -177,6 +173,21 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
         result.fixed_seq[domain] = result.fixed_seq.get(domain, True) and \
             derivations.all_fixed(domain_rows, f"{domain}SEQ")
     return result
+
+
+def finish_block(domain: str, block: LaneBlock, context: StudyContext
+                 ) -> dict[str, ColumnStats]:
+    """Freeze a lane block of ``domain`` after its last row and give its rows their study
+    days; its column facts."""
+    block.freeze()
+    for dtc_var, dy_var in _DAY_PAIRS.get(domain, ()):
+        if dy_var in block.names:
+            tabled = block.table("USUBJID")
+            subjects, places = tabled if tabled is not None \
+                else (block.column("USUBJID"), None)
+            block.set_column(dy_var, derivations.days_of(
+                subjects, block.column(dtc_var), context.reference, places))
+    return block_stats(block)
 
 
 def _report_failure(result: ChunkResult, failure: LineFailure, file: str, number: int

@@ -42,7 +42,7 @@ class LaneBlock:
         self.names: tuple[str, ...] = tuple(spec.order)
         self.file = file
         self.rank = rank
-        #: when the rows come from several files (:meth:`joined`): each file with its
+        #: when the rows come from several files (:func:`gathered`): each file with its
         #: rank, and per row its place in that list
         self.files: list[tuple[str, int]] = [(file, rank)]
         self.origins: np.ndarray | None = None
@@ -227,71 +227,28 @@ class LaneBlock:
         return part
 
 
-def joined(blocks: list[LaneBlock]) -> LaneBlock:
-    """The rows of frozen ``blocks`` of one domain (from one file or several, each
-    :meth:`LaneBlock.freeze`-d), one block after the other, as a single block: a job of
-    many small files goes through the spills and pass 3 as one part, not one per file."""
+def gathered(blocks: list[LaneBlock]) -> LaneBlock:
+    """The rows added to ``blocks`` (of one domain, from one file each, none frozen yet),
+    one block after the other, as one block still to freeze: a job of many small files
+    is frozen once and goes through the spills and pass 3 as one part, each row keeping
+    its file and rank (:attr:`LaneBlock.files`, :attr:`LaneBlock.origins`)."""
     if len(blocks) == 1:
         return blocks[0]
-    first = blocks[0]
+    if any(block.origins is not None or not block._added for block in blocks):
+        raise ValueError("blocks to gather are of one file each, with rows, not frozen")
     out = LaneBlock.__new__(LaneBlock)
-    out.__dict__.update(first.__dict__)
+    out.__dict__.update(blocks[0].__dict__)
+    out.own, out.visits = {}, {}                # filled by freeze: not the first block's
     files: dict[tuple[str, int], int] = {}        # (file, rank) -> its place
-    templates: list[dict[str, Any]] = []
     origins: list[np.ndarray] = []
-    template: list[np.ndarray] = []
-    subject: list[np.ndarray] = []
-    lines: list[np.ndarray] = []
-    sources: list[np.ndarray] = []
-    components: list[np.ndarray] = []
-    visit: list[np.ndarray] = []
-    own: dict[str, list[np.ndarray]] = {var: [] for var in first.own}
-    subjects: dict[str, list[np.ndarray]] = {var: [] for var in first.subjects}
-    visits: dict[str, list[np.ndarray]] = {var: [] for var in first.visit_vars}
-    people = places = 0
+    added: list[Any] = []
     for block in blocks:
-        size = len(block.template)
-        numbers = [files.setdefault(origin, len(files)) for origin in block.files]
-        origins.append(np.asarray(numbers, dtype=np.int32)[block.origins]
-                       if block.origins is not None else np.full(size, numbers[0], np.int32))
-        template.append(block.template + len(templates))
-        templates += block.templates
-        subject.append(block.subject + people)
-        people += int(block.subject.max()) + 1 if size else 0
-        for var, values in block.subjects.items():
-            subjects[var].append(values)
-        lines.append(block.lines)
-        sources.append(block.sources)
-        if block.own.keys() != own.keys():
-            raise ValueError("blocks of different columns")
-        for var, values in block.own.items():
-            own[var].append(values)
-        components.append(block.components if block.components is not None
-                          else np.full(size, -1, np.int32))
-        numbers_of_visits = block.visit if block.visit is not None \
-            else np.full(size, -1, np.int32)
-        visit.append(np.where(numbers_of_visits >= 0, numbers_of_visits + places, -1))
-        if block.visit is not None:
-            for var, values in block.visits.items():
-                visits[var].append(values)
-            places += int(block.visit.max(initial=-1)) + 1
+        place = files.setdefault((block.file, block.rank), len(files))
+        origins.append(np.full(len(block._added), place, dtype=np.int32))
+        added += block._added
+    out._added = added
     out.files = list(files)
     out.origins = np.concatenate(origins)
-    out.templates = templates
-    out.template = np.concatenate(template).astype(np.int32)
-    out.subject = np.concatenate(subject).astype(np.int32)
-    out.subjects = {var: np.concatenate(values) for var, values in subjects.items()}
-    out.lines = np.concatenate(lines)
-    out.sources = np.concatenate(sources)
-    out.own = {var: np.concatenate(values) for var, values in own.items()}
-    out.components = None if all(b.components is None for b in blocks) \
-        else np.concatenate(components).astype(np.int32)
-    if all(b.visit is None for b in blocks):
-        out.visit, out.visits = None, {}
-    else:
-        out.visit = np.concatenate(visit).astype(np.int32)
-        out.visits = {var: np.concatenate(values) if values else object_array((), 0)
-                      for var, values in visits.items()}
     return out
 
 

@@ -58,6 +58,7 @@ from fhircdisc.converters.chunk import (
     StudyContext,
     column_stats,
     convert_lines,
+    finish_block,
     finish_rows,
     is_streamed_line,
 )
@@ -75,7 +76,7 @@ from fhircdisc.converters.fhir_reader import (
     read_file,
 )
 from fhircdisc.converters.fhir_to_sdtm import SPECS, Converter, read_context
-from fhircdisc.converters.lane_block import ABSENT, LaneBlock, joined, object_array
+from fhircdisc.converters.lane_block import ABSENT, LaneBlock, gathered, object_array
 from fhircdisc.errors import InputError, OutputError
 from fhircdisc.finding_runs import BankedFindings, FindingRuns, StreamedValidation, bank
 from fhircdisc.mappings import derivations
@@ -662,9 +663,10 @@ def task_lines(task: Task) -> Iterator[tuple[int, bytes]]:
             yield number, line
 
 
-def map_task(task: Task, context: StudyContext) -> ChunkResult:
-    """Pass 2 of one chunk: its lines mapped to rows."""
-    return convert_lines(task_lines(task), task.file, task.rank, context)
+def map_task(task: Task, context: StudyContext, finish: bool = True) -> ChunkResult:
+    """Pass 2 of one chunk: its lines mapped to rows (``finish``: as
+    :func:`~fhircdisc.converters.chunk.convert_lines` takes it)."""
+    return convert_lines(task_lines(task), task.file, task.rank, context, finish)
 
 
 def by_bucket(result: ChunkResult, buckets: SubjectBuckets) -> Iterator[tuple[Key, Parts]]:
@@ -1252,25 +1254,34 @@ def map_tasks(tasks: list[Task], context: StudyContext, buckets: SubjectBuckets
               ) -> tuple[ChunkResult, dict[Key, Parts]]:
     """Pass 2 of a job of tasks (:func:`task_groups`): their report share and column
     facts as one chunk's, and their rows by (domain, bucket): the lane rows of every task
-    as one block (:func:`~fhircdisc.converters.lane_block.joined`), then the other rows,
+    as one block (:func:`~fhircdisc.converters.lane_block.gathered`), then the other rows,
     each in read order."""
     merged = ChunkResult()
     blocks: dict[str, list[LaneBlock]] = {}
     rows: dict[str, Rows] = {}
-    for task in tasks:
-        result = map_task(task, context)
+    results = [map_task(task, context, finish=False) for task in tasks]
+    for result in results:
         for domain, block in result.blocks.items():
             blocks.setdefault(domain, []).append(block)
         for domain, found in result.rows.items():
             rows.setdefault(domain, []).extend(found)
+    # the tasks' lane rows as one block a domain, frozen once: one part a bucket, not one
+    # a file, and a file's rows cost no block of their own
+    together = {domain: gathered(found) for domain, found in blocks.items()}
+    facts = {domain: finish_block(domain, block, context) for domain, block in together.items()}
+    for result in results:
+        for domain in result.blocks:
+            # the block's facts where the task's own would have been, its rows' after
+            own = {name: ColumnStats(column.present, column.numeric)
+                   for name, column in facts[domain].items()}
+            for name, column in result.stats[domain].items():
+                own.setdefault(name, ColumnStats(False, True)).merge(column)
+            result.stats[domain] = own
         merged.outcomes.update(result.outcomes)
         merged.unmapped += result.unmapped
         merged.value_issues += result.value_issues
         fold_facts(merged.stats, merged.fixed_seq, result)
-    # the tasks' lane rows as one block a domain: one part a bucket, not one a file
-    together = ChunkResult(rows=rows, blocks={domain: joined(found)
-                                              for domain, found in blocks.items()})
-    return merged, dict(by_bucket(together, buckets))
+    return merged, dict(by_bucket(ChunkResult(rows=rows, blocks=together), buckets))
 
 
 def _map_tasks(tasks: list[Task]) -> tuple[ChunkResult, _Spill, SharedRuns | None]:

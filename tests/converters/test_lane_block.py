@@ -18,7 +18,7 @@ from fhircdisc.column_values import ColumnValues, first_rows
 from fhircdisc.converters import streaming
 from fhircdisc.converters.chunk import block_stats, column_stats
 from fhircdisc.converters.fhir_to_sdtm import COMPILED
-from fhircdisc.converters.lane_block import ABSENT, LaneBlock, joined
+from fhircdisc.converters.lane_block import ABSENT, LaneBlock, gathered
 from fhircdisc.converters.observation_lane import LineFailure, ObservationLane
 from fhircdisc.mappings import derivations
 from fhircdisc.mappings.compiled import PlainTemplate
@@ -34,9 +34,10 @@ def lane(tmp_path_factory: pytest.TempPathFactory) -> ObservationLane:
 
 
 def both_ways(lane: ObservationLane, batch: list[bytes], file: str = "f.ndjson",
-              rank: int = 2) -> dict[str, tuple[LaneBlock, list[dict[str, Any]]]]:
-    """Per domain: the lines the lane reads from text as a block, and as row dicts (the
-    lines of ``file``, the ``rank``-th file read)."""
+              rank: int = 2, freeze: bool = True
+              ) -> dict[str, tuple[LaneBlock, list[dict[str, Any]]]]:
+    """Per domain: the lines the lane reads from text as a block (frozen unless told),
+    and as row dicts (the lines of ``file``, the ``rank``-th file read)."""
     made: dict[str, tuple[LaneBlock, list[dict[str, Any]]]] = {}
     for number, line in enumerate(batch, 1):
         parts = lane.read_line(line)
@@ -53,7 +54,8 @@ def both_ways(lane: ObservationLane, batch: list[bytes], file: str = "f.ndjson",
                    _order=(rank, number, 0))
         rows.append(row)
     for block, _ in made.values():
-        block.freeze()
+        if freeze:
+            block.freeze()
     return made
 
 
@@ -94,35 +96,33 @@ def test_block_columns_are_the_rows(lane: ObservationLane, batch: list[bytes],
     HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(st.lists(st.lists(lines(), max_size=12), min_size=1, max_size=4),
        st.randoms(use_true_random=False))
-def test_blocks_joined_are_their_rows_one_after_the_other(lane: ObservationLane,
-                                                          batches: list[list[bytes]],
-                                                          rng: Any) -> None:
-    """The blocks of several files as one: every column (file and read order per row),
-    the column facts, any rows taken from it, pickled, and joined again from parts."""
-    made = [both_ways(lane, batch, f"f{n}.ndjson", n) for n, batch in enumerate(batches)]
+def test_blocks_gathered_are_their_rows_one_after_the_other(lane: ObservationLane,
+                                                            batches: list[list[bytes]],
+                                                            rng: Any) -> None:
+    """The blocks of several files as one, frozen once: every column (file and read
+    order per row), the column facts, any rows taken from it, pickled."""
+    made = [both_ways(lane, batch, f"f{n % 3}.ndjson", n % 3, freeze=False)
+            for n, batch in enumerate(batches)]
     for domain in sorted({domain for found in made for domain in found}):
         pieces = [found[domain] for found in made if domain in found]
-        block = joined([piece for piece, _ in pieces])
+        block = gathered([piece for piece, _ in pieces]).freeze()
         rows = [row for _, found in pieces for row in found]
         assert_columns(block, rows)
         assert block_stats(block) == column_stats(rows)
         picked = sorted(rng.sample(range(len(rows)), rng.randint(0, len(rows))))
         part = block.take(np.asarray(picked, dtype=np.intp))
         assert_columns(pickle.loads(pickle.dumps(part)), [rows[i] for i in picked])
-        cut = rng.randint(0, len(rows))
-        again = joined([block.take(np.arange(cut)), block.take(np.arange(cut, len(rows)))])
-        assert_columns(again, rows)
 
 
-def test_joined_blocks_keep_each_rows_visit_and_subject(lane: ObservationLane) -> None:
+def test_gathered_blocks_keep_each_rows_visit_and_subject(lane: ObservationLane) -> None:
     """Files whose rows are at different encounters and of different subjects: each row
-    of the joined block keeps its own visit and subject."""
+    of the gathered block keeps its own visit and subject."""
     first = [dumps(typical(n, encounter={"reference": "Encounter/e1"})) for n in (0, 1)]
     second = [dumps(typical(n, encounter={"reference": f"Encounter/e{3 - n % 2}"}))
               for n in (2, 3, 4)]
-    [(one, rows_one)] = both_ways(lane, first, "a.ndjson", 0).values()
-    [(two, rows_two)] = both_ways(lane, second, "b.ndjson", 1).values()
-    block = joined([one, two])
+    [(one, rows_one)] = both_ways(lane, first, "a.ndjson", 0, freeze=False).values()
+    [(two, rows_two)] = both_ways(lane, second, "b.ndjson", 1, freeze=False).values()
+    block = gathered([one, two]).freeze()
     assert_columns(block, rows_one + rows_two)
     assert block.column("VISITNUM").tolist() == [1.0, 1.0, None, 2.5, None]
     assert block.column("_file").tolist() == ["a.ndjson"] * 2 + ["b.ndjson"] * 3
@@ -243,3 +243,10 @@ def test_codes_leave_out_the_values_no_row_takes() -> None:
     assert coded.uniques == ["a", "c"]
     kept = streaming._used(np.array([1, 0]), ["a", "b"])
     assert (kept.codes.tolist(), kept.uniques) == ([1, 0], ["a", "b"])
+
+
+def test_only_unfrozen_blocks_of_one_file_are_gathered(lane: ObservationLane) -> None:
+    [(frozen, _)] = both_ways(lane, [dumps(typical(0))]).values()
+    [(fresh, _)] = both_ways(lane, [dumps(typical(1))], freeze=False).values()
+    with pytest.raises(ValueError, match="not frozen"):
+        gathered([fresh, frozen])
