@@ -6,6 +6,7 @@ import os
 from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -106,8 +107,15 @@ class Study:
 
 
 def relative_files(files: pd.Series, out: Path) -> pd.Series:
-    """:func:`relative_path` of a column of file names (worked out once per distinct name)."""
-    return files.map({name: relative_path(name, out) for name in files.dropna().unique()})
+    """:func:`relative_path` of a column of file names (worked out once per distinct name,
+    and kept: the streaming engines ask it of every bucket of rows)."""
+    return files.map({name: _relative_text(name, out) if isinstance(name, str) else name
+                      for name in files.dropna().unique()})
+
+
+@lru_cache(maxsize=65_536)
+def _relative_text(source: str, out: Path) -> object:
+    return relative_path(source, out)
 
 
 def csv_rows(frame: pd.DataFrame) -> bytes:
