@@ -330,7 +330,7 @@ def _float_text(value: float) -> str:
 
 #: float -> its result text (0.0 and -0.0 share an entry, and a text: "0")
 _FLOAT_TEXTS: dict[float, str] = {}
-_FLOAT_TEXTS_LIMIT = 100_000
+_FLOAT_TEXTS_LIMIT = 20_000
 
 
 @algorithm("result_char")

@@ -96,7 +96,7 @@ class _DateOrdinals(dict[Any, int | None]):
         return found
 
 
-_ORDINALS_LIMIT = 100_000
+_ORDINALS_LIMIT = 20_000
 #: the ordinals of the dates met so far (a date is a date whatever the study)
 _ORDINALS = _DateOrdinals()
 
