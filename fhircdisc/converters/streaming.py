@@ -42,6 +42,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache, partial
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -653,14 +654,13 @@ def task_lines(task: Task) -> Iterator[tuple[int, bytes]]:
             block = handle.read(task.stop - task.start)
     except OSError as exc:
         raise InputError(f"cannot read file: {exc}", task.file) from exc
-    # a line holds one line break, at its end: stripping \r\n takes it and any \r before
-    lines = (line.rstrip(b"\r\n") for line in io.BytesIO(block))  # found with memchr
+    # a line holds one line break, at its end: stripping \r\n takes it and any \r before;
+    # lines found with memchr and stripped one at a time, by iterators written in C
+    lines = enumerate(map(bytes.rstrip, io.BytesIO(block), repeat(b"\r\n")),
+                      start=task.first_line)
     if not task.mixed:                 # nothing but Observation lines
-        yield from enumerate(lines, start=task.first_line)
-        return
-    for number, line in enumerate(lines, start=task.first_line):
-        if is_streamed_line(line):
-            yield number, line
+        return lines
+    return ((number, line) for number, line in lines if is_streamed_line(line))
 
 
 def map_task(task: Task, context: StudyContext, finish: bool = True) -> ChunkResult:
