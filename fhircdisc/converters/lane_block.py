@@ -97,7 +97,7 @@ class LaneBlock:
             self.template, firsts = _first_use(templates)
             self.templates = [templates[i].row for i in firsts.tolist()]
             self.subject, firsts = _first_use(subjects)
-            people = [_context_values(subjects[i], self.context) for i in firsts.tolist()]
+            people = _context_values([subjects[i] for i in firsts.tolist()], self.context)
             self.lines = np.array(lines, dtype=np.int64)
             self.sources = object_array(sources, size)
             values = list(zip(*owns, strict=True))
@@ -269,15 +269,18 @@ def _first_use(objects: tuple[Any, ...]) -> tuple[np.ndarray, np.ndarray]:
     return number[inverse.reshape(-1)], first[by_use]
 
 
-def _context_values(subject: Any, context: tuple[tuple[str, str], ...]) -> tuple[Any, ...]:
-    """The subject's value of each context variable (None where it has no such attribute)."""
+def _context_values(subjects: list[Any], context: tuple[tuple[str, str], ...]
+                    ) -> list[tuple[Any, ...]]:
+    """Each subject's value of each context variable (None where it has no such
+    attribute)."""
     getter = _GETTERS.get(context)
     if getter is None:
         getter = _GETTERS[context] = tuple_getter(tuple(attr for _, attr in context))
     try:
-        return getter(subject)
+        return list(map(getter, subjects))
     except AttributeError:
-        return tuple(getattr(subject, attr, None) for _, attr in context)
+        return [tuple(getattr(subject, attr, None) for _, attr in context)
+                for subject in subjects]
 
 
 _GETTERS: dict[tuple[tuple[str, str], ...], Callable[[Any], tuple[Any, ...]]] = {}
