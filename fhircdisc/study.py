@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -165,6 +166,9 @@ def _csv_texts(series: pd.Series) -> list[str] | None:
     if series.dtype != object and not isinstance(series.dtype, pd.StringDtype):
         return None
     cells = series.to_numpy(dtype=object, copy=True)
+    everyone: list[Any] = cells.tolist()
+    if set(map(type, everyone)) == {str}:      # the usual column: text in every row
+        return everyone
     missing = pd.isna(cells)
     if pd.api.types.infer_dtype(cells[~missing], skipna=False) not in ("string", "empty"):
         return None
@@ -180,9 +184,13 @@ def _whole_number_texts(values: np.ndarray) -> list[str] | None:
     if not (np.all(np.abs(present) < 1e15) and np.all(present == np.floor(present))) \
             or np.any(np.signbit(present) & (present == 0)):
         return None
-    whole = np.nan_to_num(values).astype(np.int64).tolist()
-    missing = np.isnan(values).tolist()
-    return ["" if gap else f"{number}.0" for number, gap in zip(whole, missing, strict=True)]
+    # each distinct number written once (a --SEQ column repeats 1, 2, 3 ... per subject)
+    distinct, places = np.unique(np.nan_to_num(values).astype(np.int64), return_inverse=True)
+    texts = np.array([f"{number}.0" for number in distinct.tolist()] or [""],
+                     dtype=object)[places.reshape(-1)]
+    texts[np.isnan(values)] = ""
+    found: list[str] = texts.tolist()
+    return found
 
 
 def relative_path(source: object, out: Path) -> object:
