@@ -9,7 +9,8 @@ On a generated Bulk Data export (benchmarks/generate.py), prints:
 - bare orjson parse of every line (the floor), resources/s;
 - FHIR -> SDTM with the streaming engine (``stream_to_sdtm``, XPT output, conformance
   check on), on one process and on every core: resources/s and time as a multiple of the
-  bare parse, and the time of each pass on every core; and the in-memory engine on the
+  bare parse, and the time and CPU time (every process) of each pass on every core; and
+  the in-memory engine on the
   same input when it is small enough;
 - with ``--enrolled``, the conversion enrols only that share of the Patients (a subjects
   file: a hospital export converted for a trial's subjects), the others' results being
@@ -70,8 +71,9 @@ def bare_parse(files: list[Path]) -> tuple[int, float]:
 
 
 def stream(files: list[Path], out: Path, workers: int, subjects: Path | None = None
-           ) -> tuple[float, dict[str, float]]:
-    """Seconds for the streaming conversion, and for each of its passes."""
+           ) -> tuple[float, dict[str, tuple[float, float]]]:
+    """Seconds for the streaming conversion, and for each of its passes its seconds and
+    its CPU seconds (every process)."""
     from fhircdisc.converters.streaming import stream_to_sdtm
 
     start = time.perf_counter()
@@ -79,7 +81,8 @@ def stream(files: list[Path], out: Path, workers: int, subjects: Path | None = N
                             subjects=subjects)
     elapsed = time.perf_counter() - start
     shutil.rmtree(out)
-    return elapsed, result.timings
+    return elapsed, {name: (seconds, result.cpu.get(name, 0.0))
+                     for name, seconds in result.timings.items()}
 
 
 PASSES = {"context": "pass 1: context, tasks", "observations": "pass 2: Observations",
@@ -192,7 +195,7 @@ class Round:
 
     parse: float
     convert: float
-    timings: dict[str, float]
+    timings: dict[str, tuple[float, float]]   # pass -> (seconds, CPU seconds)
     baseline: float
 
 
@@ -266,9 +269,10 @@ def main() -> None:
                       f"{_spread([r.convert / r.parse for r in rounds])} the parse time; "
                       f"{one / every:.2f}x 1 process")
         for name, label in PASSES.items():
-            seconds = middle.timings.get(name, 0.0)
+            seconds, cpu = middle.timings.get(name, (0.0, 0.0))
             table.add_row(f"  {label}", f"{seconds:.1f} s",
-                          f"{seconds / middle.convert:.0%} of the time")
+                          f"{seconds / middle.convert:.0%} of the time; CPU {cpu:.1f} s "
+                          f"({cpu / count * 1e6:.1f} µs a line)")
         if args.observations <= MEMORY_ENGINE_UP_TO:
             memory_s = in_memory(files, work / "out", subjects)
             table.add_row("FHIR -> SDTM, in-memory engine", f"{count / memory_s:,.0f} "

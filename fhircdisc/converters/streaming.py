@@ -124,6 +124,9 @@ class StreamResult:
     #: seconds spent in each pass (``context``, ``observations``, ``datasets``,
     #: ``writing``) when the local engine ran it
     timings: dict[str, float] = field(default_factory=dict)
+    #: CPU seconds of each pass, summed over the main process and its workers (user and
+    #: system time; the workers' counted once they have ended, as each pass ends them)
+    cpu: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -313,17 +316,24 @@ def stream_to_sdtm(sources: Iterable[str | Path], out_dir: str | Path,
     read, then, once every resource is read, with the step under way (``finishing
     datasets: 3 of 40 buckets``, ``writing the output files``)."""
     with fewer_collections(), staging_folder(Path(out_dir)) as staging:
-        start = time.perf_counter()
+        start, spent = time.perf_counter(), _cpu_seconds()
         setup = prepare(sources, out_dir, formats, study_id=study_id, site_id=site_id,
                         subjects=subjects, fhir_version=fhir_version,
                         terminology=terminology, enrol_all=enrol_all, progress=progress,
                         validate=validate, creation_datetime=creation_datetime,
                         chunk_lines=chunk_lines, bucket_rows=bucket_rows,
                         work=input_folder(staging))
-        context = time.perf_counter() - start
+        context, context_cpu = time.perf_counter() - start, _cpu_seconds() - spent
         result = _stream(setup, staging, max(1, workers or os.cpu_count() or 1), progress)
         result.timings = {"context": context, **result.timings}
+        result.cpu = {"context": context_cpu, **result.cpu}
         return result
+
+
+def _cpu_seconds() -> float:
+    """User and system seconds of this process and of its ended child processes."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 @contextmanager
@@ -1191,7 +1201,7 @@ def _stream(setup: Setup, staging: Path, workers: int,
     spill_dir.mkdir()
     _SHARED = shared = _Shared(setup, spill_dir)
     try:
-        marks = [time.perf_counter()]
+        marks, spent = [time.perf_counter()], [_cpu_seconds()]
         tick = ChunkProgress(progress, setup.report)
         keep_items_on_disk(setup, staging)
         shared.spills.append(_spill(dict(by_bucket(setup.early, setup.buckets)), "early",
@@ -1209,6 +1219,7 @@ def _stream(setup: Setup, staging: Path, workers: int,
         shared.spills += [spill for _, spill, _ in results]
         settle(setup, [result for result, _, _ in results])
         marks.append(time.perf_counter())
+        spent.append(_cpu_seconds())
         pieces: dict[str, list[Piece]] = {}
         keep_findings_on_disk(setup, staging)
         keys = setup.bucket_keys()
@@ -1222,12 +1233,16 @@ def _stream(setup: Setup, staging: Path, workers: int,
             if piece is not None:
                 pieces.setdefault(piece.domain, []).append(piece)
         marks.append(time.perf_counter())
+        spent.append(_cpu_seconds())
         tick.step("writing the output files")
         result = write_output(setup, staging, pieces, partial(_load_bucket, spill_dir),
                               workers)
         marks.append(time.perf_counter())
+        spent.append(_cpu_seconds())
         result.timings = dict(zip(("observations", "datasets", "writing"),
                                   np.diff(marks).tolist(), strict=True))
+        result.cpu = dict(zip(("observations", "datasets", "writing"),
+                              np.diff(spent).tolist(), strict=True))
         return result
     finally:
         _SHARED = None

@@ -145,6 +145,8 @@ def test_stream_writes_the_same_files_as_memory(export: Path, memory_output: dic
     assert list(result.timings) == ["context", "observations", "datasets", "writing"]
     assert all(seconds > 0 for seconds in result.timings.values())
     assert sum(result.timings.values()) <= elapsed
+    assert list(result.cpu) == list(result.timings)
+    assert all(seconds >= 0 for seconds in result.cpu.values())
     streamed = _files(tmp_path / "out")
     assert sorted(streamed) == sorted(memory_output)
     for name, data in memory_output.items():
