@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
@@ -245,14 +246,24 @@ def num_column(series: pd.Series) -> pd.Series:
                                  name=series.name)
             except (TypeError, ValueError):
                 pass
+            cells = values.tolist()
+            if set(map(type, cells)) <= _FLOAT_OR_NONE:     # None where a row has none
+                return pd.Series(np.array([math.nan if cell is None else cell
+                                           for cell in cells], dtype=np.float64),
+                                 index=series.index, name=series.name)
     return pd.to_numeric(series, errors="coerce").astype("float64")
+
+
+_FLOAT_OR_NONE = {float, type(None)}
+_TEXT_OR_NONE = {str, type(None)}
 
 
 def char_column(series: pd.Series) -> pd.Series:
     """A column as objects, None where a cell is missing."""
     if series.dtype == object or isinstance(series.dtype, pd.StringDtype):
         values = series.to_numpy(dtype=object, copy=True)
-        if pd.api.types.infer_dtype(values, skipna=False) == "string":   # nothing missing
+        if pd.api.types.infer_dtype(values, skipna=False) == "string" \
+                or set(map(type, values.tolist())) <= _TEXT_OR_NONE:   # None: missing already
             return pd.Series(values, index=series.index, name=series.name, dtype=object)
     return series.astype(object).where(series.notna(), None)
 
