@@ -77,23 +77,42 @@ _CODE_CHECKS = (
     ("Patient", "gender", ("SEX",), "http://hl7.org/fhir/administrative-gender", "gender"),
     ("MedicationAdministration", "dosage.route", ("ROUTE",), None, "route"),
 )
+_Check = tuple[str, tuple[str, ...], str | None, str]
 
 
-def _code_findings(resource: SourceResource, terms: Terminology) -> Iterator[Finding]:
+def _checks_by_type() -> dict[str, list[_Check]]:
+    """Resource type -> its checks of ``_CODE_CHECKS`` (path, tables, system, label)."""
+    found: dict[str, list[_Check]] = {}
+    for rtype, path, tables, system, label in _CODE_CHECKS:
+        found.setdefault(rtype, []).append((path, tables, system, label))
+    return found
+
+
+_CHECKS_OF = _checks_by_type()
+_KNOWN_LIMIT = 50_000
+
+
+def _code_findings(resource: SourceResource, terms: Terminology,
+                   known: dict[tuple[Any, ...], bool]) -> Iterator[Finding]:
+    """The FC-FH-0003 findings of one resource; ``known`` keeps, for the run, whether
+    some table knows each set of codings already looked up (they repeat)."""
     data = resource.data
-    has_value = any(k.startswith("value") for k in data)
-    if data.get("resourceType") == "Observation" and data.get("component") and not has_value:
+    rtype = data.get("resourceType")
+    if not isinstance(rtype, str) or rtype not in _CHECKS_OF:
+        return
+    checks = _CHECKS_OF[rtype]
+    if rtype == "Observation" and data.get("component") \
+            and not any(k.startswith("value") for k in data):
         # a panel: its components are what maps (elements of another shape are the
         # structure check's to report; this one looks at codes only)
         components = data["component"]
         for component in components if isinstance(components, list) else ():
             if isinstance(component, dict):
                 yield from _code_findings(SourceResource(
-                    {"resourceType": "Observation", **component}, resource.origin), terms)
+                    {"resourceType": "Observation", **component}, resource.origin), terms,
+                    known)
         return
-    for rtype, path, tables, system, label in _CODE_CHECKS:
-        if data.get("resourceType") != rtype:
-            continue
+    for path, tables, system, label in checks:
         node = paths.get(data, path)
         if isinstance(node, str):
             codings = [{"system": system, "code": node}]
@@ -110,7 +129,14 @@ def _code_findings(resource: SourceResource, terms: Terminology) -> Iterator[Fin
                    and isinstance(c.get("system"), (str, NoneType))]
         if not codings:
             continue
-        if any(terms.lookup(t, c.get("system"), c.get("code")) for t in tables for c in codings):
+        key = (tables, *((c.get("system"), c.get("code")) for c in codings))
+        found = known.get(key)
+        if found is None:
+            if len(known) >= _KNOWN_LIMIT:
+                known.clear()
+            found = known[key] = any(terms.lookup(t, c.get("system"), c.get("code"))
+                                     for t in tables for c in codings)
+        if found:
             continue
         first = codings[0]
         yield Finding("FC-FH-0003", "warning", rtype,
@@ -165,6 +191,7 @@ def validate_fhir(items: Iterable[SourceResource | ReadProblem], version: str,
     findings: dict[str, list[Finding]] = {rule: [] for rule in RULES}
     findings["FC-FH-0004"] = index.problems
     model_version = "R5" if version == "R5" else "R4"
+    known: dict[tuple[Any, ...], bool] = {}
     for resource in items:
         if not isinstance(resource, SourceResource):
             continue
@@ -183,7 +210,7 @@ def validate_fhir(items: Iterable[SourceResource | ReadProblem], version: str,
                     f"reference {reference!r} does not resolve inside the input",
                     variable=path, value=reference,
                     source=f"{resource.key} @ {resource.origin}"))
-        findings["FC-FH-0003"].extend(_code_findings(resource, terms))
+        findings["FC-FH-0003"].extend(_code_findings(resource, terms, known))
     for rule, found in findings.items():
         if rule == "FC-FH-0001" and not structure:
             result.runs.append(RuleRun(rule, "skipped", reason="structure check not asked for"))

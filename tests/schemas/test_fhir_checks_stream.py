@@ -96,3 +96,30 @@ def test_validate_holds_a_few_resources_at_a_time(tmp_path: Path, monkeypatch) -
         gc.enable()
     assert sum(f.value == "Encounter/nowhere" for f in result.findings) == 500
     assert peak <= 3
+
+
+def test_a_code_met_again_is_reported_again(tmp_path: Path) -> None:
+    """Whether the tables know a set of codings is worked out once a run; every resource
+    holding an unknown one still gets its finding, in its own place."""
+    def observation(rid: str, code: str, unit: str = "mg/dL") -> dict:
+        return {"resourceType": "Observation", "id": rid, "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+                "valueQuantity": {"value": 1, "unit": unit, "code": unit,
+                                  "system": "http://unitsofmeasure.org"}}
+
+    resources = [observation("a", "LOCAL-1"), observation("b", "2345-7"),
+                 observation("c", "LOCAL-1", "furlong"), observation("d", "LOCAL-1"),
+                 {"resourceType": "Patient", "id": "p", "gender": "female"},
+                 {"resourceType": "Patient", "id": "q", "gender": "robot"},
+                 {"resourceType": "Patient", "id": "r", "gender": "robot"}]
+    path = tmp_path / "export.ndjson"
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in resources))
+    found = [(f.variable, f.value, f.source.split(" @ ")[0])
+             for f in validate_fhir_path(path, structure=False).findings
+             if f.rule_id == "FC-FH-0003"]
+    assert found == [("Observation.code", "LOCAL-1", "Observation/a"),
+                     ("Observation.code", "LOCAL-1", "Observation/c"),
+                     ("Observation.valueQuantity", "furlong", "Observation/c"),
+                     ("Observation.code", "LOCAL-1", "Observation/d"),
+                     ("Patient.gender", "robot", "Patient/q"),
+                     ("Patient.gender", "robot", "Patient/r")]
