@@ -10,8 +10,7 @@ On a generated Bulk Data export (benchmarks/generate.py), prints:
 - FHIR -> SDTM with the streaming engine (``stream_to_sdtm``, XPT output, conformance
   check on), on one process and on every core: resources/s and time as a multiple of the
   bare parse, and the time and CPU time (every process) of each pass on every core; and
-  the in-memory engine on the
-  same input when it is small enough;
+  the in-memory engine on the same input when it is small enough;
 - with ``--enrolled``, the conversion enrols only that share of the Patients (a subjects
   file: a hospital export converted for a trial's subjects), the others' results being
   reported as not enrolled;
