@@ -12,6 +12,12 @@ from pathlib import Path
 from fhircdisc.errors import OutputError
 
 
+def cannot_write(place: str, exc: OSError) -> OutputError:
+    """The output error of a system error (a full disk, a lost permission) met while
+    writing ``place`` (``"FILE"`` or ``"in FOLDER"``)."""
+    return OutputError(f"cannot write {place}: {exc.strerror or exc}")
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` on success.
@@ -27,7 +33,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
                                         dir=target.parent)
         os.close(fd)
     except OSError as exc:
-        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        raise cannot_write(str(target), exc) from exc
     tmp = Path(tmp_name)
     try:
         yield tmp
@@ -37,7 +43,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         if isinstance(exc, OSError):
-            raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+            raise cannot_write(str(target), exc) from exc
         raise
 
 
@@ -72,11 +78,11 @@ def staging_folder(out: Path) -> Iterator[Path]:
     try:
         yield staging
     except OSError as exc:
-        raise OutputError(f"cannot write in {out}: {exc.strerror or exc}") from exc
+        raise cannot_write(f"in {out}", exc) from exc
     except OutputError as exc:
         cause = exc.__cause__       # a file in the staging folder: the user knows ``out``
         if isinstance(cause, OSError):
-            raise OutputError(f"cannot write in {out}: {cause.strerror or cause}") from cause
+            raise cannot_write(f"in {out}", cause) from cause
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from fhircdisc.column_values import ColumnValues, PackedFrame, pack_frame
-from fhircdisc.converters.atomic import publish, staging_folder
+from fhircdisc.converters.atomic import cannot_write, publish, staging_folder
 from fhircdisc.converters.chunk import (
     STREAMED_DOMAINS,
     ChunkResult,
@@ -78,7 +78,7 @@ from fhircdisc.converters.fhir_reader import (
 )
 from fhircdisc.converters.fhir_to_sdtm import SPECS, Converter, read_context
 from fhircdisc.converters.lane_block import ABSENT, LaneBlock, gathered, object_array
-from fhircdisc.errors import InputError, OutputError
+from fhircdisc.errors import InputError
 from fhircdisc.finding_runs import BankedFindings, FindingRuns, StreamedValidation, bank
 from fhircdisc.mappings import derivations
 from fhircdisc.mappings import terminology as terminology_module
@@ -595,7 +595,7 @@ def _decompress(path: Path, copy: Path, step: int = 2**20,
     try:
         target = copy.open("wb")
     except OSError as exc:
-        raise OutputError(f"cannot write {copy}: {exc.strerror or exc}") from exc
+        raise cannot_write(str(copy), exc) from exc
     damage: Exception | None = None
     with target:
         try:   # opened apart from the reading: its errors are not the stream's damage
@@ -615,7 +615,7 @@ def _decompress(path: Path, copy: Path, step: int = 2**20,
                     before = target.tell()
                     target.write(data)
                 except OSError as exc:
-                    raise OutputError(f"cannot write {copy}: {exc.strerror or exc}") from exc
+                    raise cannot_write(str(copy), exc) from exc
                 if told is not None and \
                         before // TELL_EVERY != (before + len(data)) // TELL_EVERY:
                     told()
