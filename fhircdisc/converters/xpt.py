@@ -152,19 +152,22 @@ def _check(df: pd.DataFrame | None, meta: DatasetMeta, *, names: bool, first_row
                 out.append(XptViolation(domain, col.name, None, "variable appears twice"))
             seen.add(col.name)
         if df is not None and col.name in df.columns:
-            if distinct is not None and _clean(col, distinct(col.name)):
+            if distinct is not None and _clean(col, distinct(col.name), unique=True):
                 continue
             out += _value_violations(domain, col, df[col.name].tolist(), first_row)
     return out
 
 
-def _clean(col: ColumnMeta, values: list[Any]) -> bool:
-    """True when no value can break a limit (checked column-wise, at C speed)."""
+def _clean(col: ColumnMeta, values: list[Any], unique: bool = False) -> bool:
+    """True when no value can break a limit (checked column-wise, at C speed); ``unique``:
+    ``values`` are already distinct."""
     if col.type == "Char":
-        try:
-            distinct: Any = set(values)      # columns repeat their values: test each once
-        except TypeError:
-            distinct = values
+        distinct: Any = values
+        if not unique:
+            try:
+                distinct = set(values)      # columns repeat their values: test each once
+            except TypeError:
+                pass
         texts = (distinct if pd.api.types.infer_dtype(distinct, skipna=False) == "string"
                  else [v for v in distinct if v.__class__ is str])
         return "".join(texts).isascii() and max(map(len, texts), default=0) <= MAX_CHAR_BYTES
