@@ -13,7 +13,7 @@ tests compare the output of both ways byte for byte.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -51,10 +51,13 @@ class LaneBlock:
         self.own_places = plan.own
         self.visit_vars = spec.visit_vars
         self.templates: list[dict[str, Any]] = []
-        #: the rows added until :meth:`freeze`: (template, subject, own values, key, line,
-        #: visit values, component number)
+        #: the rows added since the last :meth:`_settle`: (template, subject, own values,
+        #: key, line, visit values, component number)
         self._added: list[tuple[PlainTemplate, Any, tuple[Any, ...], str, int,
                                 tuple[Any, ...] | None, int | None]] = []
+        #: the rows settled until :meth:`freeze`, as one list per item of an added row, the
+        #: own values as one list each
+        self._settled: _Settled = _Settled()
         #: per row, its component's number in its panel (-1: the resource itself), when
         #: some row is a component
         self.components: np.ndarray | None = None
@@ -74,7 +77,7 @@ class LaneBlock:
         self.own: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
-        return len(self._added) or len(self.template)
+        return len(self._added) + len(self._settled.lines) or len(self.template)
 
     def add(self, template: PlainTemplate, subject: Any, own: tuple[Any, ...],
             source: str, line: int, visit: tuple[Any, ...] | None = None,
@@ -82,15 +85,29 @@ class LaneBlock:
         """One row: ``own`` as ``CompiledSpec.own_values`` gives it, ``visit`` as
         ``CompiledSpec.visit_values`` does (None: the template's); ``component``: the
         row's component in its panel (None: the resource is the row)."""
-        self._added.append((template, subject, own, source, line, visit, component))
+        added = self._added
+        added.append((template, subject, own, source, line, visit, component))
+        if len(added) == SETTLE_ROWS:
+            self._settle()
+
+    def _settle(self) -> None:
+        """Move the rows added into the settled columns. Done every :data:`SETTLE_ROWS`
+        rows, while their tuples are still in the processor's cache: turning a whole
+        job's rows into columns at once reads them back from memory."""
+        if self._added:
+            self._settled.extend(self._added)
+            self._added = []
 
     def freeze(self) -> LaneBlock:
         """Turn the rows added into columns (once, after the last ``add``); templates and
         subjects are numbered in the order rows first use them."""
-        size = len(self._added)
+        self._settle()
+        settled, self._settled = self._settled, _Settled()
+        size = len(settled.lines)
         if size:
-            templates, subjects, owns, sources, lines, visits, components = zip(
-                *self._added, strict=True)
+            templates, subjects, sources, lines, visits, components = (
+                settled.templates, settled.subjects, settled.sources, settled.lines,
+                settled.visits, settled.components)
             if components.count(None) != size:
                 self.components = np.array([-1 if component is None else component
                                             for component in components], dtype=np.int32)
@@ -100,9 +117,8 @@ class LaneBlock:
             people = _context_values([subjects[i] for i in firsts.tolist()], self.context)
             self.lines = np.array(lines, dtype=np.int64)
             self.sources = object_array(sources, size)
-            values = list(zip(*owns, strict=True))
             for var, place in self.own_places:
-                self.own[var] = object_array(values[place], size)
+                self.own[var] = object_array(settled.own[place], size)
             if visits.count(None) != size:
                 # rows with an encounter have visit values of their own (the lane's
                 # cached tuples: one object a visit)
@@ -122,7 +138,6 @@ class LaneBlock:
         columns = list(zip(*people, strict=True)) or [()] * len(self.context)
         self.subjects = {var: object_array(column, len(people))
                          for (var, _), column in zip(self.context, columns, strict=True)}
-        self._added = []
         return self
 
     def set_column(self, var: str, values: np.ndarray) -> None:
@@ -234,22 +249,65 @@ def gathered(blocks: list[LaneBlock]) -> LaneBlock:
     its file and rank (:attr:`LaneBlock.files`, :attr:`LaneBlock.origins`)."""
     if len(blocks) == 1:
         return blocks[0]
-    if any(block.origins is not None or not block._added for block in blocks):
+    if any(block.origins is not None or not len(block) or len(block.template)
+           for block in blocks):
         raise ValueError("blocks to gather are of one file each, with rows, not frozen")
     out = LaneBlock.__new__(LaneBlock)
     out.__dict__.update(blocks[0].__dict__)
     out.own, out.visits = {}, {}                # filled by freeze: not the first block's
     files: dict[tuple[str, int], int] = {}        # (file, rank) -> its place
     origins: list[np.ndarray] = []
-    added: list[Any] = []
+    settled = _Settled()
     for block in blocks:
         place = files.setdefault((block.file, block.rank), len(files))
-        origins.append(np.full(len(block._added), place, dtype=np.int32))
-        added += block._added
-    out._added = added
+        origins.append(np.full(len(block), place, dtype=np.int32))
+        block._settle()
+        settled.join(block._settled)
+    out._added, out._settled = [], settled
     out.files = list(files)
     out.origins = np.concatenate(origins)
     return out
+
+
+#: rows a block adds before it settles them into columns (see ``LaneBlock._settle``)
+SETTLE_ROWS = 1024
+
+
+class _Settled:
+    """Rows added to a block, as columns: one list per item of an added row, and one per
+    own value."""
+
+    def __init__(self) -> None:
+        self.templates: list[PlainTemplate] = []
+        self.subjects: list[Any] = []
+        self.own: list[list[Any]] = []
+        self.sources: list[str] = []
+        self.lines: list[int] = []
+        self.visits: list[tuple[Any, ...] | None] = []
+        self.components: list[int | None] = []
+
+    def extend(self, rows: list[tuple[PlainTemplate, Any, tuple[Any, ...], str, int,
+                                      tuple[Any, ...] | None, int | None]]) -> None:
+        templates, subjects, owns, sources, lines, visits, components = zip(*rows, strict=True)
+        self._join(templates, subjects, list(zip(*owns, strict=True)), sources, lines, visits,
+                   components)
+
+    def join(self, other: _Settled) -> None:
+        self._join(other.templates, other.subjects, other.own, other.sources, other.lines,
+                   other.visits, other.components)
+
+    def _join(self, templates: Any, subjects: Any, own: list[Any], sources: Any, lines: Any,
+              visits: Any, components: Any) -> None:
+        self.templates += templates
+        self.subjects += subjects
+        if not self.own:
+            self.own = [[] for _ in own]
+        for column, values in zip(self.own, own, strict=True):
+            column += values
+        self.sources += sources
+        self.lines += lines
+        self.visits += visits
+        self.components += components
 
 
 def _location(line: int, part: int) -> str:
@@ -258,7 +316,7 @@ def _location(line: int, part: int) -> str:
     return f"line {line}" if part < 0 else f"line {line}.component[{part}]"
 
 
-def _first_use(objects: tuple[Any, ...]) -> tuple[np.ndarray, np.ndarray]:
+def _first_use(objects: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     """Each row's object as a number, objects told apart by identity and numbered in the
     order rows first use them; and, per number, the first row using it."""
     ids = np.fromiter(map(id, objects), dtype=np.int64, count=len(objects))

@@ -25,6 +25,7 @@ NUL, as readstat copies them), Num values as IBM floats (:func:`ibm_doubles`), t
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -164,10 +165,8 @@ def _clean(col: ColumnMeta, values: list[Any], unique: bool = False) -> bool:
     if col.type == "Char":
         distinct: Any = values
         if not unique:
-            try:
+            with contextlib.suppress(TypeError):
                 distinct = set(values)      # columns repeat their values: test each once
-            except TypeError:
-                pass
         texts = (distinct if pd.api.types.infer_dtype(distinct, skipna=False) == "string"
                  else [v for v in distinct if v.__class__ is str])
         return "".join(texts).isascii() and max(map(len, texts), default=0) <= MAX_CHAR_BYTES

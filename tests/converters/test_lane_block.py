@@ -47,10 +47,10 @@ def both_ways(lane: ObservationLane, batch: list[bytes], file: str = "f.ndjson",
         if domain not in made:
             made[domain] = (LaneBlock(COMPILED[domain], file, rank), [])
         block, rows = made[domain]
-        block.add(template, subject, own,
-                  lane.note(domain, rid, file, number, template.issues, []), number, visit)
+        source = lane.note(domain, rid, file, number, template.issues, [])
+        block.add(template, subject, own, source, number, visit)
         row = COMPILED[domain].row_of(template, subject, own, visit)
-        row.update(_source=block._added[-1][3], _file=file, _location=f"line {number}",
+        row.update(_source=source, _file=file, _location=f"line {number}",
                    _order=(rank, number, 0))
         rows.append(row)
     for block, _ in made.values():
