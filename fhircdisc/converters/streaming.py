@@ -34,10 +34,13 @@ import multiprocessing
 import os
 import pickle
 import shutil
+import threading
 import time
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -361,7 +364,9 @@ def prepare(sources: Iterable[str | Path], out_dir: str | Path,
     """Pass 1: read the context, make the small datasets, cut the Observation lines into
     tasks and the subjects into buckets. Arguments as :func:`stream_to_sdtm`; ``work``:
     the folder a gzipped NDJSON file is decompressed into, once, before it is scanned
-    (its tasks read their lines from there), needed when there is one.
+    (its tasks read their lines from there), needed when there is one. The gzipped
+    files are decompressed, one after the other, on a thread of their own while the
+    files before them are scanned.
 
     The context read here is then left out of garbage collection (``gc.freeze``); call
     this inside :func:`fewer_collections`, which gives it back.
@@ -408,20 +413,82 @@ def _read_context(files: list[Path], chunk_lines: int,
                   ) -> tuple[list[SourceResource | ReadProblem], list[Ordinal], list[Task], int]:
     """Read everything but the Observation lines; cut those into tasks (``work``: as in
     :func:`prepare`)."""
-    scan = _ContextScan(chunk_lines, progress, work)
-    for rank, path in enumerate(files):
-        if not is_ndjson(path):
-            number_in_file = 0
-            for item in read_file(path):
-                scan.items.append(item)
-                if isinstance(item, SourceResource):
-                    number_in_file += 1
-                    scan.ordinals.append((rank, 0, number_in_file))
-        elif path.name.lower().endswith(".gz"):
-            scan.gzipped(path, rank)
-        else:
-            scan.plain(path, rank)
+    zipped = [(rank, path) for rank, path in enumerate(files)
+              if is_ndjson(path) and path.name.lower().endswith(".gz")]
+    with _Decompressions(zipped, work) as unzipping:
+        scan = _ContextScan(chunk_lines, progress, work, unzipping)
+        for rank, path in enumerate(files):
+            if not is_ndjson(path):
+                number_in_file = 0
+                for item in read_file(path):
+                    scan.items.append(item)
+                    if isinstance(item, SourceResource):
+                        number_in_file += 1
+                        scan.ordinals.append((rank, 0, number_in_file))
+            elif path.name.lower().endswith(".gz"):
+                scan.gzipped(path, rank)
+            else:
+                scan.plain(path, rank)
     return scan.items, scan.ordinals, scan.tasks, scan.streamed
+
+
+class _Stopped(Exception):
+    """A decompression given up: the scan failed before it needed the file."""
+
+
+#: how much text the decompression thread asks for at a time: each read takes the
+#: interpreter lock back from the scan, which may hold it for a switch interval
+UNZIP_STEP = 8 * 2**20
+
+
+class _Decompression:
+    """One gzipped file being decompressed into its copy on a thread of its own (zlib
+    lets other threads run while it inflates)."""
+
+    def __init__(self, path: Path, copy: Path, pool: ThreadPoolExecutor,
+                 stop: threading.Event) -> None:
+        self.copy = copy
+        #: bytes of text written so far (set by the thread, read by the scan)
+        self.written = 0
+        self._stop = stop
+        self.future = pool.submit(_decompress, path, copy, UNZIP_STEP, self._wrote)
+
+    def _wrote(self, size: int) -> None:
+        if self._stop.is_set():
+            raise _Stopped
+        self.written = size
+
+
+class _Decompressions:
+    """The gzipped files of a run, decompressed ahead of the scan, in file order, on one
+    thread (two at once are slower: writing their text is what limits them); those not
+    yet needed are given up when the scan fails."""
+
+    def __init__(self, zipped: list[tuple[int, Path]], work: Path | None) -> None:
+        self.zipped = zipped
+        self.work = work
+        self.pool: ThreadPoolExecutor | None = None
+        self.stop = threading.Event()
+        self.jobs: dict[int, _Decompression] = {}
+
+    def __enter__(self) -> _Decompressions:
+        if self.zipped and self.work is not None:
+            self.work.mkdir(exist_ok=True)
+            self.pool = ThreadPoolExecutor(1, thread_name_prefix="gunzip")
+            for rank, path in self.zipped:
+                self.jobs[rank] = _Decompression(path, gzipped_copy(self.work, rank),
+                                                 self.pool, self.stop)
+        return self
+
+    def __exit__(self, *failure: object) -> None:
+        if self.pool is not None:
+            self.stop.set()          # every job the scan needed is over by now
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def gzipped_copy(work: Path, rank: int) -> Path:
+    """Where the text of the ``rank``-th input file, gzipped, is written in ``work``."""
+    return work / f".{rank:05d}.ndjson"
 
 
 #: resources pass 1 holds as their NDJSON lines: an export has one per Patient or visit,
@@ -444,10 +511,12 @@ class _ContextScan:
     tasks of ``chunk_lines`` lines."""
 
     def __init__(self, chunk_lines: int, progress: Callable[[str, int], None] | None,
-                 work: Path | None = None) -> None:
+                 work: Path | None = None, unzipping: _Decompressions | None = None
+                 ) -> None:
         self.chunk_lines = chunk_lines
         self.progress = progress
         self.work = work
+        self.unzipping = unzipping
         self.items: list[SourceResource | ReadProblem] = []
         self.ordinals: list[Ordinal] = []
         self.tasks: list[Task] = []
@@ -498,14 +567,22 @@ class _ContextScan:
         """A gzipped file: decompressed into the work folder, that copy cut into tasks as
         :meth:`plain` cuts a file (a gzipped file cannot be read from an offset; the copy
         can, and nothing holds its lines). A damaged file is read up to its last whole
-        line before the damage, then refused."""
-        if self.work is None:
+        line before the damage, then refused. The progress is told of every
+        :data:`TELL_EVERY` bytes of text decompressed."""
+        job = None if self.unzipping is None else self.unzipping.jobs.get(rank)
+        if self.work is None or job is None:
             raise ValueError("reading a gzipped NDJSON file needs a work folder")
-        self.work.mkdir(exist_ok=True)
-        copy = self.work / f".{rank:05d}.ndjson"
-        told = None if self.progress is None else partial(
-            self.progress, f"{path} (decompressing)", len(self.ordinals))
-        damage = _decompress(path, copy, told=told)
+        told = 0
+        while True:
+            over = wait_for(job.future, 0.25)
+            if self.progress is not None:
+                for _ in range(job.written // TELL_EVERY - told):
+                    self.progress(f"{path} (decompressing)", len(self.ordinals))
+                told = max(told, job.written // TELL_EVERY)
+            if over:
+                break
+        damage = job.future.result()
+        copy = job.copy
         start = self.read
         self.plain(copy, rank, str(path))
         if damage is not None:
@@ -584,10 +661,15 @@ def _blocks(path: Path) -> Iterator[tuple[int, bytes, int]]:
         raise InputError(f"cannot read file: {exc}", str(path)) from exc
 
 
+def wait_for(future: Future[Any], seconds: float) -> bool:
+    """Whether ``future`` is over, waiting at most ``seconds`` for it."""
+    return bool(futures_wait([future], timeout=seconds).done)
+
+
 def _decompress(path: Path, copy: Path, step: int = 2**20,
-                told: Callable[[], None] | None = None) -> Exception | None:
+                wrote: Callable[[int], None] | None = None) -> Exception | None:
     """Write the text of the gzipped file ``path`` into ``copy``, read ``step`` bytes at a
-    time; ``told()`` is called every :data:`TELL_EVERY` bytes written. For a damaged
+    time; ``wrote(size)`` is told the bytes written so far after each write. For a damaged
     file, the error that stopped the reading, ``copy`` then holding the whole lines read
     before it: as many as the line by line read of the in-memory engine gives, a damaged
     file being read again in small steps for that (a failed read loses the text it had
@@ -612,16 +694,14 @@ def _decompress(path: Path, copy: Path, step: int = 2**20,
                 if not data:
                     break
                 try:
-                    before = target.tell()
                     target.write(data)
                 except OSError as exc:
                     raise cannot_write(str(copy), exc) from exc
-                if told is not None and \
-                        before // TELL_EVERY != (before + len(data)) // TELL_EVERY:
-                    told()
+                if wrote is not None:
+                    wrote(target.tell())
     if damage is not None:
         if step > io.DEFAULT_BUFFER_SIZE:
-            return _decompress(path, copy, io.DEFAULT_BUFFER_SIZE)
+            return _decompress(path, copy, io.DEFAULT_BUFFER_SIZE, wrote)
         _cut_after_last_line(copy)          # the line cut short is not read
     return damage
 

@@ -5,7 +5,10 @@ in memory); damaged gzip streams are input errors naming the file, in both engin
 from __future__ import annotations
 
 import gzip
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -220,3 +223,66 @@ def test_progress_is_told_while_a_gzipped_file_is_decompressed(
     assert told.count(name) == text // 2**18 > 0
     counts = [count for _, count in calls]
     assert counts == sorted(counts)
+
+
+
+def test_a_failed_scan_gives_up_the_decompressions_still_to_come(
+        exports: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gzipped files are decompressed on a thread ahead of the scan: when the scan
+    stops at a damaged file, the files after it are given up, not decompressed in the
+    background, and nothing is written."""
+    folder = _damaged(exports, tmp_path / "in", "overwritten")
+    big = gzip.compress(b"".join(path.read_bytes() for path in exports[0].iterdir()) * 40, 1)
+    for number in range(1, 4):
+        (folder / f"Observation.{number:03d}.x.ndjson.gz").write_bytes(big)
+    finished: list[str] = []
+    real = streaming._decompress
+
+    def decompress(path: Path, *args: Any) -> Any:
+        found = real(path, *args)
+        finished.append(path.name)
+        return found
+
+    monkeypatch.setattr(streaming, "_decompress", decompress)
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match="cannot read file"):
+        stream_to_sdtm([folder], out, study_id="GZ", workers=2)
+    assert "Observation.000.ndjson.gz" in finished
+    assert "Observation.003.x.ndjson.gz" not in finished
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("gunzip")]
+    assert not out.exists()
+
+
+def test_a_gzipped_file_is_decompressed_while_the_one_before_is_scanned(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next gzipped file is under way before the scan of the one before is over."""
+    plain = tmp_path / "plain"
+    generate(plain, 3_000, 20)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for path in plain.iterdir():
+        (folder / f"{path.name}.gz").write_bytes(gzip.compress(path.read_bytes(), 1))
+    second = "Observation.001.ndjson.gz"
+    (folder / second).write_bytes((folder / "Observation.000.ndjson.gz").read_bytes())
+    started: list[str] = []
+    seen_while_scanning: list[str] = []
+    real_decompress, real_plain = streaming._decompress, streaming._ContextScan.plain
+
+    def decompress(path: Path, *args: Any) -> Any:
+        started.append(path.name)
+        return real_decompress(path, *args)
+
+    def scan(self: Any, path: Path, rank: int, name: str | None = None) -> None:
+        if name is not None and name.endswith("Observation.000.ndjson.gz"):
+            waited = 0.0
+            while second not in started and waited < 10:
+                time.sleep(0.01)
+                waited += 0.01
+            seen_while_scanning.extend(started)
+        real_plain(self, path, rank, name)
+
+    monkeypatch.setattr(streaming, "_decompress", decompress)
+    monkeypatch.setattr(streaming._ContextScan, "plain", scan)
+    result = stream_to_sdtm([folder], tmp_path / "out", ("csv",), study_id="GZ", workers=1)
+    assert second in seen_while_scanning
+    assert result.datasets["LB"][0] + result.datasets["VS"][0] == 6_000
