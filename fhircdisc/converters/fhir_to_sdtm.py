@@ -38,7 +38,7 @@ from fhircdisc.study import Study
 SPECS: dict[str, DomainSpec] = {s.domain: s for s in (dm.SPEC, ex.SPEC, lb.SPEC, vs.SPEC,
                                                        ae.SPEC, ts.SPEC)}
 #: the Observation domains, whose repeating parts are mapped once per distinct value
-COMPILED = compile_specs(SPECS, ("LB", "VS"))
+COMPILED = compile_specs(SPECS, ("LB", "VS", "DM"))
 CONTEXT_TYPES = frozenset({"ResearchSubject", "Encounter", "Consent", "Medication",
                            "Organization", "Specimen"})
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"

@@ -41,7 +41,9 @@ _PATH_ONLY = frozenset({"assign", "assign_num", "ct", "ct_decode", "ct_attribute
 _ENCOUNTER_READS: dict[str, tuple[str, ...]] = {"visit_number": ("identifier",)}
 #: elements that differ in nearly every resource: caching them would only fill memory
 _UNIQUE = frozenset(_VALUES) | {"effectiveDateTime", "effectivePeriod", "effectiveInstant",
-                                "issued", "id", "identifier"}
+                                "issued", "id", "identifier",
+                                # a Patient's: its birth date, address, names, contacts
+                                "birthDate", "address", "name", "telecom", "meta"}
 #: resolved context objects: alive for the whole conversion, so known by identity
 _IDENTITY = frozenset({"_subject", "_encounter", "_specimen"})
 CACHE_LIMIT = 20_000

@@ -10,7 +10,7 @@ import csv
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 
 #: NCI Thesaurus: the code system of CDISC CT C-codes in FHIR.
@@ -52,8 +52,9 @@ class Codelist:
         """The term whose submission value is exactly ``value``, or None."""
         return self.by_value.get(value)
 
-    @property
+    @cached_property
     def values(self) -> frozenset[str]:
+        """The submission values (made once: the conformance checks ask per dataset)."""
         return frozenset(self.by_value)
 
 
