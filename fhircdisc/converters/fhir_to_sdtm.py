@@ -23,6 +23,7 @@ from fhircdisc.converters.enrolment import (
 )
 from fhircdisc.converters.fhir_reader import LineResource, ReadProblem, SourceResource, read_sources
 from fhircdisc.converters.fhir_version import VersionVote
+from fhircdisc.converters.processes import forked_pool
 from fhircdisc.converters.resource_index import ResourceIndex
 from fhircdisc.mappings import ae, derivations, dm, ex, lb, paths, ts, vs
 from fhircdisc.mappings import terminology as terminology_module
@@ -219,7 +220,7 @@ class Converter:
         bounds = [(start, min(start + size, len(resources)))
                   for start in range(0, len(resources), size)]
         try:
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
+            with forked_pool(workers) as pool:
                 parts = pool.starmap(_map_in_worker, bounds)
         finally:
             _ACTIVE = None

@@ -81,6 +81,7 @@ from fhircdisc.converters.fhir_reader import (
 )
 from fhircdisc.converters.fhir_to_sdtm import SPECS, Converter, read_context
 from fhircdisc.converters.lane_block import ABSENT, LaneBlock, gathered, object_array
+from fhircdisc.converters.processes import forked_pool
 from fhircdisc.errors import InputError
 from fhircdisc.finding_runs import BankedFindings, FindingRuns, StreamedValidation, bank
 from fhircdisc.mappings import derivations
@@ -1448,7 +1449,7 @@ def _pool(workers: int, jobs: list[Any]) -> Iterator[Any]:
     if workers <= 1 or len(jobs) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         yield None
         return
-    pool = multiprocessing.get_context("fork").Pool(min(workers, len(jobs)))
+    pool = forked_pool(min(workers, len(jobs)))
     try:
         yield pool
     finally:
