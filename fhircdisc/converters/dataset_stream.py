@@ -334,16 +334,44 @@ class DatasetWriter:
         kinds = _num_kinds(self.meta, arrays)
         self._check_kinds(kinds, first_row, n_rows)
         data, longest = self._encoder.encode(piece, arrays, first_row, coded)
+        self._check_lengths(longest, first_row, n_rows)
+        assert self._file is not None
+        self._file.write(data)
+        self.rows_written += n_rows
+        self._seen = self._seen.merge(DatasetStats(n_rows, longest, kinds))
+
+    def append_encoded(self, piece: EncodedXpt) -> None:
+        """Append a piece encoded before the dataset's widths were known
+        (:func:`encode_xpt_apart`), widened to them: the bytes :meth:`write` writes for
+        the piece's rows."""
+        self._require_open()
+        try:
+            if not isinstance(self._encoder, _Xpt):
+                raise ConversionError(f"{self.path}: XPT records cannot be written as "
+                                      f"{self.fmt}")
+            n_rows, first_row = piece.stats.rows, self.rows_written + 1
+            if self.rows_written + n_rows > self.stats.rows:
+                raise ConversionError(
+                    f"{self.path}: more rows written ({self.rows_written + n_rows}) than "
+                    f"the dataset statistics give ({self.stats.rows})")
+            self._check_kinds(dict(piece.stats.num_kinds), first_row, n_rows)
+            self._check_lengths(piece.stats.char_lengths, first_row, n_rows)
+            assert self._file is not None
+            self._file.write(self._encoder.encoder.widened(piece.records, piece.widths))
+            self.rows_written += n_rows
+            self._seen = self._seen.merge(piece.stats)
+        except BaseException as exc:
+            self._discard(exc)
+            raise
+
+    def _check_lengths(self, longest: Mapping[str, int], first_row: int, n_rows: int) -> None:
+        """Raise if a Char column of a piece holds a value longer than the statistics give."""
         for name, length in longest.items():
             if length > self.stats.char_length(name):
                 raise ConversionError(
                     f"{self.path}: {self.meta.name}.{name} rows {first_row}-"
                     f"{first_row + n_rows - 1} hold a value of {length} characters, the "
                     f"dataset statistics give at most {self.stats.char_length(name)}")
-        assert self._file is not None
-        self._file.write(data)
-        self.rows_written += n_rows
-        self._seen = self._seen.merge(DatasetStats(n_rows, longest, kinds))
 
     def _check_kinds(self, kinds: dict[str, NumKind], first_row: int, n_rows: int) -> None:
         """Raise if the Num columns of a piece break the dataset statistics."""
@@ -448,6 +476,50 @@ def _shared_arrays(writers: Sequence[DatasetWriter], piece: pd.DataFrame
         return column_arrays(piece, first.meta, first.rows_written + 1)
     except ConversionError:
         return None
+
+
+@dataclass
+class EncodedXpt:
+    """A piece's XPT records encoded before its dataset's widths are known, at the
+    piece's own (:func:`encode_xpt_apart`), and the piece's statistics."""
+
+    records: bytes
+    widths: list[int]
+    stats: DatasetStats
+
+
+#: a valid header date-time for pieces encoded apart (their records hold no header)
+_APART_STAMP = "2000-01-01T00:00:00"
+
+
+def encode_xpt_apart(piece: pd.DataFrame, meta: DatasetMeta, stats: DatasetStats,
+                     coded: Mapping[str, ColumnValues] | None = None) -> EncodedXpt | None:
+    """The XPT records of ``piece`` at its own widths (from ``stats``, the piece's
+    :func:`stats_of`), for a writer to widen
+    (:meth:`DatasetWriter.append_encoded`): a piece finished in a worker process is
+    encoded there, and what it carries to the writer is bytes, not a frame. None when
+    the piece needs the writer's own pass (a value breaking a limit or of the wrong
+    type, which the writer reports at its row; a dataset that may end in blank rows)."""
+    from fhircdisc.converters.xpt import XptPieceEncoder
+
+    rows = len(piece)
+    try:
+        check_frame(piece, meta)
+        # a Char column made into codes of texts is encoded from its codes alone
+        arrays = [num_array(piece, meta, col) if col.type == "Num"
+                  else _NOTHING if coded and col.name in coded
+                  and coded[col.name].texts(rows) is not None
+                  else char_array(piece, meta, col) for col in meta.columns]
+        kinds = _num_kinds(meta, arrays)
+        encoder = XptPieceEncoder(Path(f"{meta.name.lower()}.xpt"), meta,
+                                  dict(stats.char_lengths), rows, _APART_STAMP)
+        encoded = encoder.encode_apart(piece, arrays, coded)
+    except ConversionError:
+        return None
+    if encoded is None:
+        return None
+    records, longest = encoded
+    return EncodedXpt(bytes(records), list(encoder.widths), DatasetStats(rows, longest, kinds))
 
 
 def open_dataset_writer(out_dir: Path | str, meta: DatasetMeta, fmt: str,

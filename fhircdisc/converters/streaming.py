@@ -47,7 +47,7 @@ from datetime import UTC, datetime
 from functools import cache, partial
 from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -101,6 +101,9 @@ from fhircdisc.study import (
     tidy_columns,
     typed_frame,
 )
+
+if TYPE_CHECKING:
+    from fhircdisc.converters.dataset_stream import EncodedXpt
 
 #: Observation lines per chunk handed to a worker
 CHUNK_LINES = 20_000
@@ -195,6 +198,9 @@ class DatasetPlan:
     validate: bool = True
     #: the output folder, which the provenance's file names are made relative to
     out: Path | None = None
+    #: XPT is the only output format: a finished bucket carries its XPT records
+    #: (``FinishedBucket.xpt``), not its frame
+    xpt_only: bool = False
 
     def meta(self, domain: str) -> Any:
         """Writer metadata of a streamed dataset."""
@@ -274,21 +280,29 @@ class FinishedBucket:
 
     ``provenance`` is its rows of the provenance table, as CSV lines. ``coded`` holds the
     columns of ``frame`` already made into codes (by the conformance checks); with them
-    the bucket pickles as integer codes and distinct values.
+    the bucket pickles as integer codes and distinct values. When ``xpt`` holds its
+    rows as XPT records, it pickles without its frame (the writer needs the records
+    alone).
     """
 
-    frame: pd.DataFrame
+    frame: pd.DataFrame | None
     provenance: bytes
     stats: Any
     findings: list[Finding]
     runs: list[RuleRun]
     coded: dict[str, ColumnValues] = field(default_factory=dict)
+    xpt: EncodedXpt | None = None
+    rows: int = 0
+    subjects: int = 0
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        packed = pack_frame(self.frame, self.coded)
-        if packed is not None:
-            state["frame"], state["coded"] = packed, {}
+        if self.xpt is not None:
+            state["frame"], state["coded"] = None, {}
+        elif self.frame is not None:
+            packed = pack_frame(self.frame, self.coded)
+            if packed is not None:
+                state["frame"], state["coded"] = packed, {}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -299,8 +313,8 @@ class FinishedBucket:
 
     def piece(self, domain: str, bucket: int) -> Piece:
         """This bucket without its rows."""
-        return Piece(domain, bucket, len(self.frame), int(self.frame["USUBJID"].nunique()),
-                     self.stats, self.findings, self.runs)
+        return Piece(domain, bucket, self.rows, self.subjects, self.stats, self.findings,
+                     self.runs)
 
 
 def stream_to_sdtm(sources: Iterable[str | Path], out_dir: str | Path,
@@ -392,11 +406,13 @@ def prepare(sources: Iterable[str | Path], out_dir: str | Path,
     usubjids = sorted(s.usubjid for s in enrolment.subjects.values())
     expected = streamed + sum(len(r) for r in early.values())
     count = max(1, min(len(usubjids), math.ceil(expected / bucket_rows)))
-    plan = DatasetPlan(dm=small.domains.get("DM"), validate=validate, out=Path(out_dir))
+    formats = list(dict.fromkeys(formats))
+    plan = DatasetPlan(dm=small.domains.get("DM"), validate=validate, out=Path(out_dir),
+                       xpt_only=formats == ["xpt"])
     if plan.dm is not None:
         plan.dm_meta = small.meta("DM")
     gc.freeze()
-    return Setup(Path(out_dir), list(dict.fromkeys(formats)), stamp, tasks, report, small,
+    return Setup(Path(out_dir), formats, stamp, tasks, report, small,
                  StudyContext(index, enrolment, terms, reference),
                  SubjectBuckets.make(usubjids, count),
                  count, plan, _early_rows(early, ordinals, reference),
@@ -884,7 +900,7 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
     """The rows of one bucket (every row of its subjects, in ``parts`` in read order) as
     a typed dataset piece: sorted, --SEQ numbered, provenance split off, conformance
     rules run with DM beside it."""
-    from fhircdisc.converters.dataset_stream import stats_of
+    from fhircdisc.converters.dataset_stream import encode_xpt_apart, stats_of
 
     seq_var = f"{domain}SEQ"
     names = plan.all_columns[domain]
@@ -928,7 +944,8 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
     # typing keeps a Char value as it is (a missing one becomes None): the codes still hold
     finished = FinishedBucket(frame, provenance, None, [], [], coded={
         name: values for name, values in coded.items()
-        if (column := meta.column(name)) is not None and column.type == "Char"})
+        if (column := meta.column(name)) is not None and column.type == "Char"},
+        rows=len(frame), subjects=int(frame["USUBJID"].nunique()))
     if plan.validate and plan.dm is not None:
         from fhircdisc.schemas.conformance import validate_sdtm
         from fhircdisc.schemas.conformance.context import Dataset
@@ -941,6 +958,8 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
         finished.runs = result.runs
         finished.coded = dataset.known_values()
     finished.stats = stats_of(frame, meta, finished.coded)
+    if plan.xpt_only:
+        finished.xpt = encode_xpt_apart(frame, meta, finished.stats, finished.coded)
     return finished
 
 
@@ -1162,7 +1181,11 @@ def _write_streamed(setup: Setup, staging: Path, domain: str, parts: list[Piece]
         with prov_path.open("ab") as provenance:
             for part in parts:
                 finished = load(part)
-                write_piece(writers, finished.frame, finished.coded)
+                if finished.xpt is not None and [writer.fmt for writer in writers] == ["xpt"]:
+                    writers[0].append_encoded(finished.xpt)
+                else:
+                    assert finished.frame is not None
+                    write_piece(writers, finished.frame, finished.coded)
                 provenance.write(finished.provenance)
         for writer in writers:
             writer.close()

@@ -504,7 +504,52 @@ class XptPieceEncoder:
         needed. A value longer than the width fixed at construction is cut here: the
         caller must refuse the piece then.
         """
-        n_rows = len(piece)
+        fields, longest, suspect = self._fields(len(piece), arrays, coded)
+        if suspect:
+            self.check_limits(piece, first_row)
+        if self._watch_blank and len(piece):
+            self._follow_blank_rows(arrays)
+        return self._records(len(piece), fields), longest
+
+    def encode_apart(self, piece: pd.DataFrame, arrays: list[np.ndarray],
+                     coded: Mapping[str, ColumnValues] | None = None
+                     ) -> tuple[bytes | memoryview, dict[str, int]] | None:
+        """:meth:`encode` of a piece encoded before the dataset's widths are known, at
+        the widths this encoder was made with (the piece's own longest values; see
+        :meth:`widened`): None when it breaks a limit (its rows are not numbered yet,
+        :meth:`encode` reports them) or when its dataset may end in blank rows XPT
+        loses (those are counted over the whole dataset)."""
+        if self._watch_blank:
+            return None
+        fields, longest, suspect = self._fields(len(piece), arrays, coded)
+        return None if suspect else (self._records(len(piece), fields), longest)
+
+    def widened(self, records: bytes | memoryview, widths: list[int]) -> bytes | memoryview:
+        """Records encoded with ``widths`` (:meth:`encode_apart`) at this encoder's widths:
+        each Char value padded with blanks to its column's width, as :meth:`encode`
+        writes it."""
+        if widths == self.widths:
+            return records
+        if len(widths) != len(self.widths) or any(
+                narrow > wide for narrow, wide in zip(widths, self.widths, strict=True)):
+            raise ConversionError(f"{self.path}: records of widths {widths} do not fit "
+                                  f"the dataset's widths {self.widths}")
+        size = sum(widths)
+        rows = len(records) // size if size else 0
+        given = np.frombuffer(records, dtype=np.uint8).reshape(rows, size)
+        out = np.full((rows, self.row_length), 0x20, dtype=np.uint8)
+        start = place = 0
+        for narrow, wide in zip(widths, self.widths, strict=True):
+            out[:, place:place + narrow] = given[:, start:start + narrow]
+            start += narrow
+            place += wide
+        return out.data
+
+    def _fields(self, n_rows: int, arrays: list[np.ndarray],
+                coded: Mapping[str, ColumnValues] | None
+                ) -> tuple[list[np.ndarray], dict[str, int], bool]:
+        """Each column's fixed-width field per row, each Char column's longest value, and
+        whether some value may break a limit (then the fields are not all made)."""
         longest: dict[str, int] = {}
         fields: list[np.ndarray] = []
         suspect = False
@@ -537,16 +582,15 @@ class XptPieceEncoder:
             if known is not None:
                 block = block[known.codes]  # code -1 takes the last: a missing value's blank
             fields.append(block.view(f"V{width}").reshape(n_rows, 1))
-        if suspect:
-            self.check_limits(piece, first_row)
-        if self._watch_blank and n_rows:
-            self._follow_blank_rows(arrays)
+        return fields, longest, suspect
+
+    def _records(self, n_rows: int, fields: list[np.ndarray]) -> bytes | memoryview:
         if not n_rows or not self.row_length:
-            return b"", longest
+            return b""
         records = np.empty(n_rows, dtype=[(f"f{j}", f"V{w}") for j, w in enumerate(self.widths)])
         for j, field in enumerate(fields):
             records[f"f{j}"] = field.reshape(n_rows)
-        return records.view(np.uint8).data, longest
+        return records.view(np.uint8).data
 
     def _follow_blank_rows(self, arrays: list[np.ndarray]) -> None:
         """Count the all-blank rows at the end of what was encoded so far."""

@@ -27,6 +27,7 @@ from fhircdisc.column_values import ColumnValues
 from fhircdisc.converters.csv_io import format_number, format_numbers, write_csv
 from fhircdisc.converters.dataset_stream import (
     DatasetStats,
+    encode_xpt_apart,
     merge_stats,
     open_dataset_writer,
     stats_of,
@@ -80,15 +81,21 @@ def whole_bytes(df: pd.DataFrame, meta: DatasetMeta, fmt: str, folder: Path) -> 
 
 
 def streamed_bytes(pieces: list[pd.DataFrame], meta: DatasetMeta, fmt: str,
-                   folder: Path, *, coded: bool = False) -> bytes:
+                   folder: Path, *, coded: bool = False, apart: bool = False) -> bytes:
     """The file written piece by piece (``coded``: each piece with its columns' codes, as
-    the streaming engine hands them over)."""
+    the streaming engine hands them over; ``apart``: each XPT piece encoded at its own
+    widths first, as a worker finishing a bucket does, when it can be)."""
     stats = merge_stats(stats_of(p, meta) for p in pieces)
     with open_dataset_writer(folder, meta, fmt, stats, creation_datetime=CREATED) as writer:
         for piece in pieces:
-            if coded:
-                write_piece([writer], piece, {str(name): ColumnValues.of(piece[name])
-                                              for name in piece.columns})
+            codes = {str(name): ColumnValues.of(piece[name]) for name in piece.columns} \
+                if coded or apart else {}
+            encoded = encode_xpt_apart(piece, meta, stats_of(piece, meta, codes), codes) \
+                if apart else None
+            if encoded is not None:
+                writer.append_encoded(encoded)
+            elif coded or apart:
+                write_piece([writer], piece, codes)
             else:
                 writer.write(piece)
     assert writer.path == folder / f"{meta.name.lower()}.{fmt}"
@@ -116,6 +123,10 @@ def compare(df: pd.DataFrame, meta: DatasetMeta, pieces: list[pd.DataFrame], fmt
     got = outcome(lambda: streamed_bytes(pieces, meta, fmt, b), b)
     from_codes = outcome(lambda: streamed_bytes(pieces, meta, fmt, c, coded=True), c)
     assert from_codes == got
+    if fmt == "xpt":
+        d = tmp / "apart-xpt"
+        d.mkdir(parents=True)
+        assert outcome(lambda: streamed_bytes(pieces, meta, fmt, d, apart=True), d) == got
     if isinstance(expected, bytes):
         assert got == expected
         if fmt == "ndjson":
@@ -152,6 +163,8 @@ def test_real_data_in_pieces_is_byte_identical(domain: str, fmt: str, tmp_path: 
     expected = whole_bytes(df, meta, fmt, tmp_path / "whole")
     assert streamed_bytes(pieces, meta, fmt, tmp_path / "pieces") == expected
     assert streamed_bytes(pieces, meta, fmt, tmp_path / "coded", coded=True) == expected
+    if fmt == "xpt":
+        assert streamed_bytes(pieces, meta, fmt, tmp_path / "apart", apart=True) == expected
     if fmt == "ndjson":
         assert expected == ndjson_reference(df, meta, tmp_path / "reference")
     assert [p.name for p in (tmp_path / "pieces").iterdir()] == [f"{domain.lower()}.{fmt}"]
@@ -549,3 +562,32 @@ def test_write_piece_to_writers_at_different_rows(tmp_path: Path) -> None:
     assert second.close().read_bytes() == whole_bytes(
         pd.concat([df.iloc[10:], df.iloc[:10]], ignore_index=True), META, "csv",
         tmp_path / "turned")
+
+
+def test_pieces_encoded_apart_are_widened_to_the_datasets_widths(tmp_path: Path) -> None:
+    """Each piece encoded at the width of its own longest values: the writer pads each
+    value to the dataset's widths, and the file is the one written from frames."""
+    df = lb_frame(40)
+    df.loc[3, "USUBJID"] = "S-" + "x" * 30         # the longest subject: in the first piece
+    df.loc[35, "LBORRES"] = "123456.78"             # the longest result: in the last
+    pieces = split(df, [10, 20, 30])
+    encoded = [encode_xpt_apart(p, META, stats_of(p, META)) for p in pieces]
+    assert all(piece is not None for piece in encoded)
+    widths = {tuple(piece.widths) for piece in encoded if piece is not None}
+    assert len(widths) > 1                           # the pieces' widths differ
+    expected = whole_bytes(df, META, "xpt", tmp_path / "whole")
+    assert streamed_bytes(pieces, META, "xpt", tmp_path / "apart", apart=True) == expected
+
+
+def test_a_piece_breaking_a_limit_is_left_to_the_writer(tmp_path: Path) -> None:
+    """A value XPT cannot hold is not encoded apart: the writer reports it at its row in
+    the whole dataset."""
+    df = lb_frame(30)
+    df.loc[25, "LBORRES"] = "café"
+    pieces = split(df, [20])
+    assert encode_xpt_apart(pieces[0], META, stats_of(pieces[0], META)) is not None
+    assert encode_xpt_apart(pieces[1], META, stats_of(pieces[1], META)) is None
+    folder = tmp_path / "apart"
+    folder.mkdir()
+    message = outcome(lambda: streamed_bytes(pieces, META, "xpt", folder, apart=True), folder)
+    assert isinstance(message, str) and "row 26" in message and "LBORRES" in message
