@@ -493,7 +493,7 @@ class _Decompressions:
             self.work.mkdir(exist_ok=True)
             self.pool = ThreadPoolExecutor(1, thread_name_prefix="gunzip")
             for rank, path in self.zipped:
-                self.jobs[rank] = _Decompression(path, gzipped_copy(self.work, rank),
+                self.jobs[rank] = _Decompression(path, _gzipped_copy(self.work, rank),
                                                  self.pool, self.stop)
         return self
 
@@ -503,7 +503,7 @@ class _Decompressions:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def gzipped_copy(work: Path, rank: int) -> Path:
+def _gzipped_copy(work: Path, rank: int) -> Path:
     """Where the text of the ``rank``-th input file, gzipped, is written in ``work``."""
     return work / f".{rank:05d}.ndjson"
 
@@ -591,7 +591,7 @@ class _ContextScan:
             raise ValueError("reading a gzipped NDJSON file needs a work folder")
         told = 0
         while True:
-            over = wait_for(job.future, 0.25)
+            over = _wait_for(job.future, 0.25)
             if self.progress is not None:
                 for _ in range(job.written // TELL_EVERY - told):
                     self.progress(f"{path} (decompressing)", len(self.ordinals))
@@ -678,7 +678,7 @@ def _blocks(path: Path) -> Iterator[tuple[int, bytes, int]]:
         raise InputError(f"cannot read file: {exc}", str(path)) from exc
 
 
-def wait_for(future: Future[Any], seconds: float) -> bool:
+def _wait_for(future: Future[Any], seconds: float) -> bool:
     """Whether ``future`` is over, waiting at most ``seconds`` for it."""
     return bool(futures_wait([future], timeout=seconds).done)
 
