@@ -88,7 +88,23 @@ def _fail(exc: FhircdiscError) -> None:
     sys.exit(2)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: the exit code of a command stopped by Ctrl-C (a shell's code for SIGINT)
+INTERRUPTED = 130
+
+
+class _Commands(click.Group):
+    """The command group: Ctrl-C stops a command with "Aborted!" and exit code 130 (click
+    gives 1, which here means converted with input problems)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("\nAborted!", err=True)
+            sys.exit(INTERRUPTED)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fhircdisc")
 def main() -> None:
     """Convert clinical-trial data between HL7 FHIR and CDISC SDTM."""
