@@ -19,6 +19,8 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from fhircdisc.report_runs import ItemRuns
 
 NOT_A_RESOURCE = "(not a resource)"
@@ -95,6 +97,97 @@ class ValueIssueItem:
 
 _UNMAPPED_VALUES = attrgetter(*UnmappedItem.__slots__)
 _ISSUE_VALUES = attrgetter(*ValueIssueItem.__slots__)
+_REASON_VALUES = attrgetter("reason_code", "message", "element", "system", "code")
+
+
+def unmapped_item_text(item: UnmappedItem) -> bytes:
+    """``list_item_text(item)``: the item as the report's list of unmapped resources
+    holds it. A long tail of unmapped resources repeats everything but the resource and
+    its place (one file, one reason): only those two are written for each item."""
+    return _item_text(item.resource_type, item.resource, item.file, item.location,
+                      _REASON_VALUES(item))
+
+
+def _item_text(resource_type: str, resource: str, file: str, location: str,
+               reason: tuple[Any, ...]) -> bytes:
+    fronts = _TEXT_FRONTS.get((resource_type, file))
+    if fronts is None:
+        fronts = _kept(_TEXT_FRONTS, (resource_type, file), (
+            b'{\n    "resource_type": ' + orjson.dumps(resource_type)
+            + b',\n    "resource": ',
+            b',\n    "file": ' + orjson.dumps(file) + b',\n    "location": '))
+    tail = _TEXT_TAILS.get(reason)
+    if tail is None:
+        tail = _kept(_TEXT_TAILS, reason, b"".join(
+            b',\n    "' + name.encode() + b'": ' + orjson.dumps(value)
+            for name, value in zip(("reason_code", "message", "element", "system", "code"),
+                                   reason, strict=True)) + b"\n  }")
+    return b"".join((fronts[0], orjson.dumps(resource), fronts[1], orjson.dumps(location),
+                     tail))
+
+
+@dataclass
+class FailedLines:
+    """NDJSON lines of one resource type that did not map, each kept as its file, line
+    number, report key and error (anything with ``reason_code``, ``message``,
+    ``element``, ``system`` and ``code``): the :class:`UnmappedItem` of each (its place
+    ``line N``) is made only where it is needed (:meth:`items`), and the report's sort
+    keys and texts straight from these parts (:meth:`key`, :meth:`text`). A hospital
+    export converted for a trial's subjects has one for most of its lines."""
+
+    resource_type: str
+    files: list[str] = field(default_factory=list)
+    numbers: list[int] = field(default_factory=list)
+    resources: list[str] = field(default_factory=list)
+    errors: list[Any] = field(default_factory=list)
+
+    def add(self, file: str, number: int, resource: str, error: Any) -> None:
+        self.files.append(file)
+        self.numbers.append(number)
+        self.resources.append(resource)
+        self.errors.append(error)
+
+    def extend(self, other: FailedLines) -> None:
+        if other.resource_type != self.resource_type:
+            raise ValueError(f"lines of {other.resource_type} among {self.resource_type}")
+        self.files += other.files
+        self.numbers += other.numbers
+        self.resources += other.resources
+        self.errors += other.errors
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def items(self) -> list[UnmappedItem]:
+        """The unmapped item of each line, in order."""
+        return [UnmappedItem(self.resource_type, resource, file, f"line {number}",
+                             *_REASON_VALUES(error))
+                for file, number, resource, error in zip(
+                    self.files, self.numbers, self.resources, self.errors, strict=True)]
+
+    def key(self, at: int) -> tuple[Any, ...]:
+        """``unmapped_order`` of the item of line ``at``."""
+        return _file_order(self.files[at]), ("line ", self.numbers[at], "")
+
+    def reason_code(self, at: int) -> str:
+        code: str = self.errors[at].reason_code
+        return code
+
+    def text(self, at: int) -> bytes:
+        """``unmapped_item_text`` of the item of line ``at``."""
+        return _item_text(self.resource_type, self.resources[at], self.files[at],
+                          f"line {self.numbers[at]}", _REASON_VALUES(self.errors[at]))
+
+
+_TEXT_FRONTS: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+_TEXT_TAILS: dict[tuple[Any, ...], bytes] = {}
+
+
+def _kept(cache: dict[Any, Any], key: Any, value: Any, limit: int = 10_000) -> Any:
+    if len(cache) >= limit:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 @dataclass
@@ -121,17 +214,22 @@ class ConversionReport:
         """From now on keep the unmapped items and value issues (those already here too)
         in sorted runs in ``folder``, not in memory; they come back, merged in report
         order, in :meth:`to_dict` until :meth:`items_written` is called."""
-        self.runs = ItemRuns(folder, unmapped_order, issue_order)
+        self.runs = ItemRuns(folder, unmapped_order, issue_order, unmapped_item_text)
         self.add_items(self.unmapped, self.value_issues)
         self.unmapped, self.value_issues = [], []
 
-    def add_items(self, unmapped: list[UnmappedItem], issues: list[ValueIssueItem]) -> None:
-        """Take in a share of unmapped items and value issues (in the order they came)."""
+    def add_items(self, unmapped: list[UnmappedItem], issues: list[ValueIssueItem],
+                  failed: FailedLines | None = None) -> None:
+        """Take in a share of unmapped items and value issues (in the order they came),
+        and of lines that did not map (after the items: an item and a line never share
+        their place)."""
         if self.runs is None:
             self.unmapped.extend(unmapped)
+            if failed:
+                self.unmapped.extend(failed.items())
             self.value_issues.extend(issues)
         else:
-            self.runs.add(unmapped, issues)
+            self.runs.add(unmapped, issues, failed)
 
     def items_written(self) -> None:
         """The items kept on disk are in the report file now: only their counts stay."""

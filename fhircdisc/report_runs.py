@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -36,13 +36,17 @@ BATCH = 200
 class ItemRuns:
     """Sorted runs of unmapped items and of value issues in ``folder``, with their counts.
 
-    ``unmapped_key`` and ``issue_key`` are the report's sort keys."""
+    ``unmapped_key`` and ``issue_key`` are the report's sort keys; ``unmapped_text``
+    gives an unmapped item's :func:`~fhircdisc.streamed_json.list_item_text` (faster for
+    the kind of item)."""
 
     def __init__(self, folder: Path, unmapped_key: Callable[[Any], Any],
-                 issue_key: Callable[[Any], Any]) -> None:
+                 issue_key: Callable[[Any], Any],
+                 unmapped_text: Callable[[Any], bytes] = list_item_text) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.keys = {"unmapped": unmapped_key, "issues": issue_key}
+        self.unmapped_text = unmapped_text
         self.paths: dict[str, list[Path]] = {"unmapped": [], "issues": []}
         #: per run, its first and last sort key
         self.bounds: dict[str, list[tuple[Any, Any]]] = {"unmapped": [], "issues": []}
@@ -52,21 +56,24 @@ class ItemRuns:
         self.issues = 0
         self.closed = False
 
-    def add(self, unmapped: list[Any], issues: list[Any]) -> None:
-        """One share of items, each list in arrival order."""
+    def add(self, unmapped: list[Any], issues: list[Any], failed: Lines | None = None
+            ) -> None:
+        """One share of items, each list in arrival order (``failed``: lines that stand
+        for unmapped items, see :class:`Lines`)."""
         self._check_open()
-        if not unmapped and not issues:     # a share whose items a worker wrote already
+        if not unmapped and not issues and not failed:   # a worker wrote them already
             return
         number = len(self.paths["unmapped"]) + len(self.paths["issues"])
-        self.adopt(self.write_share(f"{number:06d}", unmapped, issues))
+        self.adopt(self.write_share(f"{number:06d}", unmapped, issues, failed))
 
-    def write_share(self, name: str, unmapped: list[Any], issues: list[Any]) -> SharedRuns:
+    def write_share(self, name: str, unmapped: list[Any], issues: list[Any],
+                    failed: Lines | None = None) -> SharedRuns:
         """A share of items (each list in arrival order) sorted into runs named ``name``
         in this folder, for :meth:`adopt`. Nothing of this object changes: a worker
         process that maps a share writes its runs, and the process that holds the report
         adopts them, in order."""
         return write_runs(self.folder, name, unmapped, issues, self.keys["unmapped"],
-                          self.keys["issues"])
+                          self.keys["issues"], self.unmapped_text, failed)
 
     def adopt(self, share: SharedRuns) -> None:
         """One share of items that :meth:`write_share` put into runs, after those of every
@@ -139,38 +146,65 @@ class SharedRuns:
     bounds: dict[str, tuple[Any, Any]]
 
 
+class Lines(Protocol):
+    """Lines that stand for unmapped items (``fhircdisc.report.FailedLines``): for each,
+    the item's sort key, reason code and text, without the item."""
+
+    def __len__(self) -> int: ...
+
+    def key(self, at: int) -> Any: ...
+
+    def reason_code(self, at: int) -> str: ...
+
+    def text(self, at: int) -> bytes: ...
+
+
 def write_runs(folder: Path, name: str, unmapped: list[Any], issues: list[Any],
-               unmapped_key: Callable[[Any], Any], issue_key: Callable[[Any], Any]
-               ) -> SharedRuns:
+               unmapped_key: Callable[[Any], Any], issue_key: Callable[[Any], Any],
+               unmapped_text: Callable[[Any], bytes] = list_item_text,
+               failed: Lines | None = None) -> SharedRuns:
     """Sort a share of items (each list in arrival order) in report order and pickle them
     as runs named ``name`` in ``folder``: each item as its sort key (worked out once) and
-    its text in the report file (both pickle and merge at C speed)."""
+    its text in the report file (both pickle and merge at C speed). The ``failed`` lines'
+    items come after ``unmapped`` (an item and a line never share their place)."""
     share = SharedRuns(None, None, Counter(), {}, len(issues), {})
     if issues:
         keys = list(map(issue_key, issues))
-        share.issue_path = _run_file(folder, f"issues-{name}", issues, keys, share,
-                                     "issues")
-    if unmapped:
-        keys = list(map(unmapped_key, unmapped))
-        order = sorted(range(len(unmapped)), key=keys.__getitem__)
-        share.reasons.update(item.reason_code for item in unmapped)
+        share.issue_path = _run_file(folder, f"issues-{name}", keys, share, "issues",
+                                     lambda at: list_item_text(issues[at]))
+    size = len(unmapped)
+    lines = range(len(failed)) if failed else range(0)
+    if size or lines:
+        keys = [*map(unmapped_key, unmapped), *(failed.key(at) for at in lines)] \
+            if failed else list(map(unmapped_key, unmapped))
+        codes = [*(item.reason_code for item in unmapped),
+                 *(failed.reason_code(at) for at in lines)] if failed \
+            else [item.reason_code for item in unmapped]
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        share.reasons.update(codes)
         for place, at in enumerate(order):
-            code = unmapped[at].reason_code
-            if code not in share.first:
-                share.first[code] = (keys[at], place)
-        share.unmapped_path = _run_file(folder, f"unmapped-{name}", unmapped, keys, share,
-                                        "unmapped", order)
+            if codes[at] not in share.first:
+                share.first[codes[at]] = (keys[at], place)
+
+        def text(at: int) -> bytes:
+            # orjson writes an item (a dataclass) as the dict of its fields
+            if at < size:
+                return unmapped_text(unmapped[at])
+            assert failed is not None
+            return failed.text(at - size)
+        share.unmapped_path = _run_file(folder, f"unmapped-{name}", keys, share,
+                                        "unmapped", text, order)
     return share
 
 
-def _run_file(folder: Path, name: str, items: list[Any], keys: list[Any],
-              share: SharedRuns, kind: str, order: list[int] | None = None) -> Path:
+def _run_file(folder: Path, name: str, keys: list[Any], share: SharedRuns, kind: str,
+              text: Callable[[int], bytes], order: list[int] | None = None) -> Path:
+    """The items (``text(at)`` of each) pickled in the order of their ``keys``."""
     if order is None:
-        order = sorted(range(len(items)), key=keys.__getitem__)
+        order = sorted(range(len(keys)), key=keys.__getitem__)
     share.bounds[kind] = (keys[order[0]], keys[order[-1]])
     path = folder / f"{name}.pkl"
-    # orjson writes an item (a dataclass) as the dict of its fields
-    write_run(path, [(keys[at], list_item_text(items[at])) for at in order])
+    write_run(path, [(keys[at], text(at)) for at in order])
     return path
 
 

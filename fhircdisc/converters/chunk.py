@@ -24,7 +24,7 @@ from fhircdisc.converters.lane_block import LaneBlock
 from fhircdisc.converters.resource_index import ResourceIndex
 from fhircdisc.mappings import derivations
 from fhircdisc.mappings.terminology import Terminology
-from fhircdisc.report import ConversionReport, UnmappedItem, ValueIssueItem
+from fhircdisc.report import ConversionReport, FailedLines, UnmappedItem, ValueIssueItem
 
 if TYPE_CHECKING:
     from fhircdisc.converters.observation_lane import LineFailure
@@ -79,6 +79,8 @@ class ChunkResult:
     blocks: dict[str, LaneBlock] = field(default_factory=dict)
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     unmapped: list[UnmappedItem] = field(default_factory=list)
+    #: the Observation lines the fast lane reported itself (their items, made when needed)
+    failed: FailedLines = field(default_factory=lambda: FailedLines("Observation"))
     value_issues: list[ValueIssueItem] = field(default_factory=list)
     #: domain -> variable -> stats, over this chunk's rows
     stats: dict[str, dict[str, ColumnStats]] = field(default_factory=dict)
@@ -195,10 +197,7 @@ def _report_failure(result: ChunkResult, failure: LineFailure, file: str, number
     """An Observation line the lane knows does not map, in the chunk's report share."""
     from fhircdisc.converters.observation_lane import line_key
 
-    error = failure.error
-    result.unmapped.append(UnmappedItem(
-        "Observation", line_key(failure.rid, file, number), file, f"line {number}",
-        error.reason_code, error.message, error.element, error.system, error.code))
+    result.failed.add(file, number, line_key(failure.rid, file, number), failure.error)
     result.outcomes[("Observation", "unmapped")] += 1
 
 

@@ -86,7 +86,7 @@ from fhircdisc.errors import InputError
 from fhircdisc.finding_runs import BankedFindings, FindingRuns, StreamedValidation, bank
 from fhircdisc.mappings import derivations
 from fhircdisc.mappings import terminology as terminology_module
-from fhircdisc.report import ConversionReport
+from fhircdisc.report import ConversionReport, FailedLines
 from fhircdisc.report_runs import SharedRuns
 from fhircdisc.schemas.findings import Finding, RuleRun, RunStatus, ValidationResult
 from fhircdisc.streamed_json import write_streamed
@@ -891,8 +891,9 @@ def bank_findings(setup: Setup, piece: Piece | None) -> None:
 
 def bank_items(report: ConversionReport, result: ChunkResult) -> None:
     """Move a chunk's unmapped items and value issues into the report (in task order)."""
-    report.add_items(result.unmapped, result.value_issues)
+    report.add_items(result.unmapped, result.value_issues, result.failed)
     result.unmapped, result.value_issues = [], []
+    result.failed = FailedLines(result.failed.resource_type)
 
 
 # -- pass 3: datasets ---------------------------------------------------------------------------
@@ -1398,6 +1399,7 @@ def map_tasks(tasks: list[Task], context: StudyContext, buckets: SubjectBuckets
             result.stats[domain] = own
         merged.outcomes.update(result.outcomes)
         merged.unmapped += result.unmapped
+        merged.failed.extend(result.failed)
         merged.value_issues += result.value_issues
         fold_facts(merged.stats, merged.fixed_seq, result)
     return merged, dict(by_bucket(ChunkResult(rows=rows, blocks=together), buckets))
@@ -1410,9 +1412,11 @@ def _map_tasks(tasks: list[Task]) -> tuple[ChunkResult, _Spill, SharedRuns | Non
     result, parts = map_tasks(tasks, _SHARED.setup.context, _SHARED.setup.buckets)
     name = f"{tasks[0].number:06d}"
     runs, share = _SHARED.setup.report.runs, None
-    if runs is not None and (result.unmapped or result.value_issues):
-        share = runs.write_share(f"t{name}", result.unmapped, result.value_issues)
+    if runs is not None and (result.unmapped or result.value_issues or result.failed):
+        share = runs.write_share(f"t{name}", result.unmapped, result.value_issues,
+                                 result.failed)
         result.unmapped, result.value_issues = [], []
+        result.failed = FailedLines(result.failed.resource_type)
     return result, _spill(parts, name, _SHARED), share
 
 

@@ -10,6 +10,7 @@ lives outside its spec except what the spec names.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -77,3 +78,8 @@ class Unmapped(Exception):
         self.element = element
         self.system = system
         self.code = code
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # an exception pickles as its class and ``args`` (here the message alone)
+        return Unmapped, (self.reason_code, self.message, self.element, self.system,
+                          self.code)

@@ -282,7 +282,7 @@ def test_lines_that_do_not_map_are_reported_as_the_general_engine_reports_them(
     _reference([SourceResource(orjson.loads(line), Origin("f.ndjson", f"line {n}"))
                 for n, line in numbered], [(0, n, 0) for n, _ in numbered], context, {},
                reference, [])
-    assert sorted(result.unmapped, key=unmapped_order) == \
+    assert sorted([*result.unmapped, *result.failed.items()], key=unmapped_order) == \
         sorted(reference.unmapped, key=unmapped_order)
     assert result.outcomes == reference.outcomes
 

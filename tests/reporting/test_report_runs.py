@@ -17,11 +17,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fhircdisc import report_runs, streamed_json
+from fhircdisc.mappings.spec import Unmapped
 from fhircdisc.report import (
     ConversionReport,
+    FailedLines,
     UnmappedItem,
     ValueIssueItem,
     issue_order,
+    unmapped_item_text,
     unmapped_order,
 )
 from fhircdisc.report_runs import ItemRuns
@@ -328,3 +331,58 @@ def test_items_written_ahead_stream_into_the_bytes_orjson_writes(path: list[str]
     fragments = (orjson.Fragment(streamed_json.list_item_text(item)) for item in items)
     write_streamed(written, document, {tuple(path): fragments})
     assert written.getvalue() == orjson.dumps(document, option=orjson.OPT_INDENT_2)
+
+
+# lines the fast lane reports itself: a file, a line number, a report key and an error
+_ERRORS = st.builds(Unmapped, st.sampled_from(["subject-not-enrolled", "unknown-code"]),
+                    st.text(max_size=12), st.none() | st.text(max_size=6),
+                    st.none() | st.sampled_from(["http://loinc.org", "urn:x\u00e9"]),
+                    st.none() | st.text(max_size=4))
+_LINES = st.lists(st.tuples(st.sampled_from(["a.ndjson", "b10.ndjson", 'q"\u00e9.ndjson']),
+                            st.integers(1, 10**7), st.text(max_size=10), _ERRORS),
+                  max_size=12)
+
+
+def _failed(lines: list[tuple[str, int, str, Unmapped]]) -> FailedLines:
+    failed = FailedLines("Observation")
+    for file, number, resource, error in lines:
+        failed.add(file, number, resource, error)
+    return failed
+
+
+@settings(max_examples=60, deadline=None)
+@given(_LINES)
+def test_failed_lines_give_the_keys_and_texts_of_their_items(
+        lines: list[tuple[str, int, str, Unmapped]]) -> None:
+    failed = _failed(lines)
+    items = failed.items()
+    assert [(item.file, item.location, item.resource, item.reason_code, item.message,
+             item.element, item.system, item.code) for item in items] == [
+        (file, f"line {number}", resource, error.reason_code, error.message, error.element,
+         error.system, error.code) for file, number, resource, error in lines]
+    for at, item in enumerate(items):
+        assert failed.key(at) == unmapped_order(item)
+        assert failed.reason_code(at) == item.reason_code
+        assert failed.text(at) == streamed_json.list_item_text(item)
+        assert unmapped_item_text(item) == streamed_json.list_item_text(item)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.lists(_UNMAPPED, max_size=6), _LINES), max_size=5))
+def test_runs_of_failed_lines_are_those_of_their_items(
+        tmp_path_factory: pytest.TempPathFactory,
+        shares: list[tuple[list[UnmappedItem], list[tuple[str, int, str, Unmapped]]]]
+        ) -> None:
+    """A share's lines go into its runs as the items they stand for would (after the
+    share's items), and a report without runs takes them in as those items."""
+    folder = tmp_path_factory.mktemp("runs")
+    runs = ItemRuns(folder, unmapped_order, issue_order, unmapped_item_text)
+    as_items = [(unmapped + _failed(lines).items(), []) for unmapped, lines in shares]
+    for unmapped, lines in shares:
+        runs.add(unmapped, [], _failed(lines))
+    _assert_as_in_memory(runs, as_items)
+    memory = ConversionReport(sources=["a.ndjson"], enrolment="all")
+    for unmapped, lines in shares:
+        memory.add_items(unmapped, [], _failed(lines))
+    memory.sort_items()
+    assert memory.unmapped == _in_memory(as_items).unmapped
