@@ -112,18 +112,27 @@ def _item_text(resource_type: str, resource: str, file: str, location: str,
                reason: tuple[Any, ...]) -> bytes:
     fronts = _TEXT_FRONTS.get((resource_type, file))
     if fronts is None:
-        fronts = _kept(_TEXT_FRONTS, (resource_type, file), (
-            b'{\n    "resource_type": ' + orjson.dumps(resource_type)
-            + b',\n    "resource": ',
-            b',\n    "file": ' + orjson.dumps(file) + b',\n    "location": '))
+        fronts = _kept(_TEXT_FRONTS, (resource_type, file), _fronts(resource_type, file))
     tail = _TEXT_TAILS.get(reason)
     if tail is None:
-        tail = _kept(_TEXT_TAILS, reason, b"".join(
-            b',\n    "' + name.encode() + b'": ' + orjson.dumps(value)
-            for name, value in zip(("reason_code", "message", "element", "system", "code"),
-                                   reason, strict=True)) + b"\n  }")
+        tail = _kept(_TEXT_TAILS, reason, _tail(reason))
     return b"".join((fronts[0], orjson.dumps(resource), fronts[1], orjson.dumps(location),
                      tail))
+
+
+def _fronts(resource_type: str, file: str) -> tuple[bytes, bytes]:
+    """An unmapped item's text before its resource, and between it and its location."""
+    return (b'{\n    "resource_type": ' + orjson.dumps(resource_type) + b',\n    "resource": ',
+            b',\n    "file": ' + orjson.dumps(file) + b',\n    "location": ')
+
+
+def _tail(reason: tuple[Any, ...]) -> bytes:
+    """An unmapped item's text after its location: its reason code, message, element,
+    system and code."""
+    return b"".join(
+        b',\n    "' + name.encode() + b'": ' + orjson.dumps(value)
+        for name, value in zip(("reason_code", "message", "element", "system", "code"),
+                               reason, strict=True)) + b"\n  }"
 
 
 @dataclass
@@ -132,7 +141,7 @@ class FailedLines:
     number, report key and error (anything with ``reason_code``, ``message``,
     ``element``, ``system`` and ``code``): the :class:`UnmappedItem` of each (its place
     ``line N``) is made only where it is needed (:meth:`items`), and the report's sort
-    keys and texts straight from these parts (:meth:`key`, :meth:`text`). A hospital
+    keys and texts straight from these parts (:meth:`keys`, :meth:`texts`). A hospital
     export converted for a trial's subjects has one for most of its lines."""
 
     resource_type: str
@@ -165,18 +174,38 @@ class FailedLines:
                 for file, number, resource, error in zip(
                     self.files, self.numbers, self.resources, self.errors, strict=True)]
 
-    def key(self, at: int) -> tuple[Any, ...]:
-        """``unmapped_order`` of the item of line ``at``."""
-        return _file_order(self.files[at]), ("line ", self.numbers[at], "")
+    def keys(self) -> list[tuple[Any, ...]]:
+        """``unmapped_order`` of the item of each line."""
+        order = _file_order
+        return [(order(file), ("line ", number, ""))
+                for file, number in zip(self.files, self.numbers, strict=True)]
 
-    def reason_code(self, at: int) -> str:
-        code: str = self.errors[at].reason_code
-        return code
+    def reason_codes(self) -> list[str]:
+        """The reason code of each line's item."""
+        return [error.reason_code for error in self.errors]
 
-    def text(self, at: int) -> bytes:
-        """``unmapped_item_text`` of the item of line ``at``."""
-        return _item_text(self.resource_type, self.resources[at], self.files[at],
-                          f"line {self.numbers[at]}", _REASON_VALUES(self.errors[at]))
+    def texts(self) -> list[bytes]:
+        """``unmapped_item_text`` of each line's item."""
+        fronts: dict[str, tuple[bytes, bytes]] = {}
+        tails: dict[int, bytes] = {}
+        dumps = orjson.dumps
+        out = []
+        for file, number, resource, error in zip(self.files, self.numbers, self.resources,
+                                                 self.errors, strict=True):
+            front = fronts.get(file)
+            if front is None:
+                front = fronts[file] = _fronts(self.resource_type, file)
+            tail = tails.get(id(error))
+            if tail is None:         # the errors live as long as this: their ids hold
+                reason = _REASON_VALUES(error)
+                tail = _TEXT_TAILS.get(reason)
+                if tail is None:
+                    tail = _kept(_TEXT_TAILS, reason, _tail(reason))
+                tails[id(error)] = tail
+            # a line's place is "line N": JSON text as it is
+            out.append(b'%b%b%b"line %d"%b' % (front[0], dumps(resource), front[1], number,
+                                                tail))
+        return out
 
 
 _TEXT_FRONTS: dict[tuple[str, str], tuple[bytes, bytes]] = {}

@@ -147,16 +147,16 @@ class SharedRuns:
 
 
 class Lines(Protocol):
-    """Lines that stand for unmapped items (``fhircdisc.report.FailedLines``): for each,
-    the item's sort key, reason code and text, without the item."""
+    """Lines that stand for unmapped items (``fhircdisc.report.FailedLines``): the items'
+    sort keys, reason codes and texts, line by line, without the items."""
 
     def __len__(self) -> int: ...
 
-    def key(self, at: int) -> Any: ...
+    def keys(self) -> list[Any]: ...
 
-    def reason_code(self, at: int) -> str: ...
+    def reason_codes(self) -> list[str]: ...
 
-    def text(self, at: int) -> bytes: ...
+    def texts(self) -> list[bytes]: ...
 
 
 def write_runs(folder: Path, name: str, unmapped: list[Any], issues: list[Any],
@@ -172,14 +172,15 @@ def write_runs(folder: Path, name: str, unmapped: list[Any], issues: list[Any],
         keys = list(map(issue_key, issues))
         share.issue_path = _run_file(folder, f"issues-{name}", keys, share, "issues",
                                      lambda at: list_item_text(issues[at]))
-    size = len(unmapped)
-    lines = range(len(failed)) if failed else range(0)
-    if size or lines:
-        keys = [*map(unmapped_key, unmapped), *(failed.key(at) for at in lines)] \
-            if failed else list(map(unmapped_key, unmapped))
-        codes = [*(item.reason_code for item in unmapped),
-                 *(failed.reason_code(at) for at in lines)] if failed \
-            else [item.reason_code for item in unmapped]
+    if unmapped or failed:
+        size = len(unmapped)
+        keys = list(map(unmapped_key, unmapped))
+        codes = [item.reason_code for item in unmapped]
+        lines: list[bytes] = []
+        if failed:
+            keys += failed.keys()
+            codes += failed.reason_codes()
+            lines = failed.texts()
         order = sorted(range(len(keys)), key=keys.__getitem__)
         share.reasons.update(codes)
         for place, at in enumerate(order):
@@ -188,10 +189,7 @@ def write_runs(folder: Path, name: str, unmapped: list[Any], issues: list[Any],
 
         def text(at: int) -> bytes:
             # orjson writes an item (a dataclass) as the dict of its fields
-            if at < size:
-                return unmapped_text(unmapped[at])
-            assert failed is not None
-            return failed.text(at - size)
+            return unmapped_text(unmapped[at]) if at < size else lines[at - size]
         share.unmapped_path = _run_file(folder, f"unmapped-{name}", keys, share,
                                         "unmapped", text, order)
     return share

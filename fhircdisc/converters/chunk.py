@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fhircdisc.converters.enrolment import Enrolment
 from fhircdisc.converters.fhir_reader import Origin, SourceResource, parse_ndjson_line
@@ -25,9 +25,6 @@ from fhircdisc.converters.resource_index import ResourceIndex
 from fhircdisc.mappings import derivations
 from fhircdisc.mappings.terminology import Terminology
 from fhircdisc.report import ConversionReport, FailedLines, UnmappedItem, ValueIssueItem
-
-if TYPE_CHECKING:
-    from fhircdisc.converters.observation_lane import LineFailure
 
 #: NDJSON lines whose top-level resource is an Observation (``resourceType`` first, as
 #: Bulk Data servers write it); other lines are read with the study context
@@ -114,12 +111,14 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
     others: list[SourceResource] = []
     other_ordinals: list[Ordinal] = []
     issues = result.value_issues
-    taken = 0
+    fail = result.failed.add            # lines reported as the general engine would
+    taken = failed = 0
     for number, line in lines:
         parts = lane.read_line(line)
         if parts is not None:
-            if parts.__class__ is LineFailure:    # reported as the general engine would
-                _report_failure(result, parts, file, number)
+            if parts.__class__ is LineFailure:
+                fail(file, number, line_key(parts.rid, file, number), parts.error)
+                failed += 1
                 continue
             domain, template, subject, own, rid, visit = parts
             add = adders.get(domain)
@@ -135,7 +134,8 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
             continue
         panel = lane.read_panel(line) if b'"component"' in line else None
         if panel.__class__ is LineFailure:
-            _report_failure(result, panel, file, number)
+            fail(file, number, line_key(panel.rid, file, number), panel.error)
+            failed += 1
             continue
         if panel is not None:
             for domain, template, subject, own, rid, visit, component in panel:
@@ -160,6 +160,8 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
         result.outcomes[("Observation", "mapped")] += 1
     if taken:
         result.outcomes[("Observation", "mapped")] += taken
+    if failed:
+        result.outcomes[("Observation", "unmapped")] += failed
     if others:
         _reference(others, other_ordinals, context, rows, result, ordinals)
     for domain, block in blocks.items():
@@ -190,15 +192,6 @@ def finish_block(domain: str, block: LaneBlock, context: StudyContext
             block.set_column(dy_var, derivations.days_of(
                 subjects, block.column(dtc_var), context.reference, places))
     return block_stats(block)
-
-
-def _report_failure(result: ChunkResult, failure: LineFailure, file: str, number: int
-                    ) -> None:
-    """An Observation line the lane knows does not map, in the chunk's report share."""
-    from fhircdisc.converters.observation_lane import line_key
-
-    result.failed.add(file, number, line_key(failure.rid, file, number), failure.error)
-    result.outcomes[("Observation", "unmapped")] += 1
 
 
 def _reference(resources: list[SourceResource], own: list[Ordinal], context: StudyContext,

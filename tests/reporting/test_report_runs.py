@@ -360,11 +360,10 @@ def test_failed_lines_give_the_keys_and_texts_of_their_items(
              item.element, item.system, item.code) for item in items] == [
         (file, f"line {number}", resource, error.reason_code, error.message, error.element,
          error.system, error.code) for file, number, resource, error in lines]
-    for at, item in enumerate(items):
-        assert failed.key(at) == unmapped_order(item)
-        assert failed.reason_code(at) == item.reason_code
-        assert failed.text(at) == streamed_json.list_item_text(item)
-        assert unmapped_item_text(item) == streamed_json.list_item_text(item)
+    assert failed.keys() == [unmapped_order(item) for item in items]
+    assert failed.reason_codes() == [item.reason_code for item in items]
+    assert failed.texts() == [streamed_json.list_item_text(item) for item in items]
+    assert [unmapped_item_text(item) for item in items] == failed.texts()
 
 
 @settings(max_examples=40, deadline=None)
