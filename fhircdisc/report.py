@@ -113,11 +113,8 @@ def _item_text(resource_type: str, resource: str, file: str, location: str,
     fronts = _TEXT_FRONTS.get((resource_type, file))
     if fronts is None:
         fronts = _kept(_TEXT_FRONTS, (resource_type, file), _fronts(resource_type, file))
-    tail = _TEXT_TAILS.get(reason)
-    if tail is None:
-        tail = _kept(_TEXT_TAILS, reason, _tail(reason))
     return b"".join((fronts[0], orjson.dumps(resource), fronts[1], orjson.dumps(location),
-                     tail))
+                     _tail(reason)))
 
 
 def _fronts(resource_type: str, file: str) -> tuple[bytes, bytes]:
@@ -128,11 +125,14 @@ def _fronts(resource_type: str, file: str) -> tuple[bytes, bytes]:
 
 def _tail(reason: tuple[Any, ...]) -> bytes:
     """An unmapped item's text after its location: its reason code, message, element,
-    system and code."""
-    return b"".join(
-        b',\n    "' + name.encode() + b'": ' + orjson.dumps(value)
-        for name, value in zip(("reason_code", "message", "element", "system", "code"),
-                               reason, strict=True)) + b"\n  }"
+    system and code (made once per distinct reason, in a bounded cache)."""
+    tail = _TEXT_TAILS.get(reason)
+    if tail is None:
+        tail = _kept(_TEXT_TAILS, reason, b"".join(
+            b',\n    "' + name.encode() + b'": ' + orjson.dumps(value)
+            for name, value in zip(("reason_code", "message", "element", "system", "code"),
+                                   reason, strict=True)) + b"\n  }")
+    return tail
 
 
 @dataclass
@@ -197,11 +197,7 @@ class FailedLines:
                 front = fronts[file] = _fronts(self.resource_type, file)
             tail = tails.get(id(error))
             if tail is None:         # the errors live as long as this: their ids hold
-                reason = _REASON_VALUES(error)
-                tail = _TEXT_TAILS.get(reason)
-                if tail is None:
-                    tail = _kept(_TEXT_TAILS, reason, _tail(reason))
-                tails[id(error)] = tail
+                tail = tails[id(error)] = _tail(_REASON_VALUES(error))
             # a line's place is "line N": JSON text as it is
             out.append(b'%b%b%b"line %d"%b' % (front[0], dumps(resource), front[1], number,
                                                 tail))
