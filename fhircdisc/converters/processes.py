@@ -14,7 +14,12 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
+from collections.abc import Callable
 from multiprocessing.pool import Pool
+from multiprocessing.process import BaseProcess
+from typing import Any, TypeVar
+
+_Forked = TypeVar("_Forked", Pool, BaseProcess)
 
 
 def _leave_interrupts_to_the_parent() -> None:
@@ -25,23 +30,41 @@ def forked_pool(workers: int) -> Pool:
     """A pool of ``workers`` forked processes that ignore Ctrl-C (the caller must
     terminate it on leaving, as ``with`` does); a Ctrl-C pressed while they are forked
     is raised in the caller once they are."""
+    return _forked(lambda: multiprocessing.get_context("fork").Pool(
+        workers, initializer=_leave_interrupts_to_the_parent))
+
+
+def forked_process(target: Callable[..., Any], *args: Any) -> BaseProcess:
+    """A started forked process running ``target(*args)`` that ignores Ctrl-C (the
+    caller must terminate it on an error and join it)."""
+    def started() -> BaseProcess:
+        process = multiprocessing.get_context("fork").Process(
+            target=_without_interrupts, args=(target, args))
+        process.start()
+        return process
+    return _forked(started)
+
+
+def _without_interrupts(target: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    _leave_interrupts_to_the_parent()
+    target(*args)
+
+
+def _forked(make: Callable[[], _Forked]) -> _Forked:
+    """``make()`` with Ctrl-C held back while it forks, raised once it has (then what it
+    made is stopped)."""
     if not hasattr(signal, "pthread_sigmask"):
-        return _pool(workers)
+        return make()
     before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        pool = _pool(workers)
+        made = make()
     except BaseException:
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
         raise
     try:
         signal.pthread_sigmask(signal.SIG_SETMASK, before)   # a Ctrl-C held back: raised here
     except BaseException:
-        pool.terminate()
-        pool.join()
+        made.terminate()
+        made.join()
         raise
-    return pool
-
-
-def _pool(workers: int) -> Pool:
-    return multiprocessing.get_context("fork").Pool(
-        workers, initializer=_leave_interrupts_to_the_parent)
+    return made

@@ -24,6 +24,7 @@ import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ import pandas as pd
 from fhircdisc.converters.atomic import publish, staging_folder
 from fhircdisc.converters.fhir_to_sdtm import SPECS
 from fhircdisc.converters.fhir_writer import write_ndjson
+from fhircdisc.converters.processes import forked_process
 from fhircdisc.converters.sdtm_to_fhir import (
     FhirReport,
     RejectedRow,
@@ -192,10 +194,8 @@ class _Forked:
     results in order (an exception is raised here)."""
 
     def __init__(self, *jobs: Callable[[], Any]) -> None:
-        context = multiprocessing.get_context("fork")
-        self._results, send = context.Pipe(duplex=False)
-        self._process = context.Process(target=_serve, args=(send, jobs))
-        self._process.start()
+        self._results, send = multiprocessing.get_context("fork").Pipe(duplex=False)
+        self._process = forked_process(_serve, send, jobs)
         send.close()
 
     def result(self) -> Any:
@@ -442,19 +442,20 @@ class _Job:
         bounds = [0, *[int(np.searchsorted(ends, ends[-1] * k / self.workers))
                        for k in range(1, self.workers)], rows]
         offsets = [start + (int(ends[b - 1]) if b else 0) for b in bounds[:-1]]
-        context = multiprocessing.get_context("fork")
-        errors = context.SimpleQueue()
-        children = [context.Process(target=_write_part, args=(
-            path, offsets[k], pieces, lengths, bounds[k], bounds[k + 1], errors))
-            for k in range(1, self.workers)]
+        errors = multiprocessing.get_context("fork").SimpleQueue()
+        children: list[BaseProcess] = []
         try:
-            for child in children:
-                child.start()
+            for k in range(1, self.workers):
+                children.append(forked_process(_write_part, path, offsets[k], pieces, lengths,
+                                               bounds[k], bounds[k + 1], errors))
             write_lines(fd, offsets[0], pieces, bounds[0], bounds[1], lengths)
+        except BaseException:
+            for child in children:
+                child.terminate()
+            raise
         finally:
             for child in children:
-                if child.pid is not None:
-                    child.join()
+                child.join()
         if not errors.empty():
             raise OSError(*errors.get())
         if any(child.exitcode != 0 for child in children):

@@ -65,3 +65,29 @@ def _alive_in_group(group: int) -> list[int]:
         if process_group == group and state != "Z":
             alive.append(int(stat.parent.name))
     return alive
+
+
+def _nap(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX signals")
+def test_forked_workers_leave_ctrl_c_to_their_parent() -> None:
+    """The processes the converters fork (a pool's, or one of their own) outlive a
+    SIGINT: the parent, which gets it too, stops them as it unwinds."""
+    from fhircdisc.converters.processes import forked_pool, forked_process
+
+    child = forked_process(_nap, 30)
+    with forked_pool(1) as pool:
+        pending = pool.apply_async(os.getpid)
+        worker = pending.get(timeout=30)
+        try:
+            for pid in (child.pid, worker):
+                assert pid is not None
+                os.kill(pid, signal.SIGINT)
+            time.sleep(0.3)
+            assert child.is_alive()
+            assert pool.apply_async(os.getpid).get(timeout=30) == worker
+        finally:
+            child.terminate()
+            child.join()
