@@ -19,7 +19,7 @@ from multiprocessing.pool import Pool
 from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar
 
-_Forked = TypeVar("_Forked", Pool, BaseProcess)
+_Started = TypeVar("_Started", Pool, BaseProcess)
 
 
 def _leave_interrupts_to_the_parent() -> None:
@@ -50,7 +50,7 @@ def _without_interrupts(target: Callable[..., Any], args: tuple[Any, ...]) -> No
     target(*args)
 
 
-def _forked(make: Callable[[], _Forked]) -> _Forked:
+def _forked(make: Callable[[], _Started]) -> _Started:
     """``make()`` with Ctrl-C held back while it forks, raised once it has (then what it
     made is stopped)."""
     if not hasattr(signal, "pthread_sigmask"):
