@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from fhircdisc.caches import remember
 from fhircdisc.report_runs import ItemRuns
 
 NOT_A_RESOURCE = "(not a resource)"
@@ -112,7 +113,8 @@ def _item_text(resource_type: str, resource: str, file: str, location: str,
                reason: tuple[Any, ...]) -> bytes:
     fronts = _TEXT_FRONTS.get((resource_type, file))
     if fronts is None:
-        fronts = _kept(_TEXT_FRONTS, (resource_type, file), _fronts(resource_type, file))
+        fronts = remember(_TEXT_FRONTS, (resource_type, file), _fronts(resource_type, file),
+                          _TEXTS_LIMIT)
     return b"".join((fronts[0], orjson.dumps(resource), fronts[1], orjson.dumps(location),
                      _tail(reason)))
 
@@ -128,10 +130,10 @@ def _tail(reason: tuple[Any, ...]) -> bytes:
     system and code (made once per distinct reason, in a bounded cache)."""
     tail = _TEXT_TAILS.get(reason)
     if tail is None:
-        tail = _kept(_TEXT_TAILS, reason, b"".join(
+        tail = remember(_TEXT_TAILS, reason, b"".join(
             b',\n    "' + name.encode() + b'": ' + orjson.dumps(value)
             for name, value in zip(("reason_code", "message", "element", "system", "code"),
-                                   reason, strict=True)) + b"\n  }")
+                                   reason, strict=True)) + b"\n  }", _TEXTS_LIMIT)
     return tail
 
 
@@ -207,12 +209,7 @@ class FailedLines:
 _TEXT_FRONTS: dict[tuple[str, str], tuple[bytes, bytes]] = {}
 _TEXT_TAILS: dict[tuple[Any, ...], bytes] = {}
 
-
-def _kept(cache: dict[Any, Any], key: Any, value: Any, limit: int = 10_000) -> Any:
-    if len(cache) >= limit:
-        cache.clear()
-    cache[key] = value
-    return value
+_TEXTS_LIMIT = 10_000
 
 
 @dataclass

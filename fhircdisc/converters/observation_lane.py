@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from fhircdisc.caches import remember
 from fhircdisc.converters.enrolment import Enrolment
 from fhircdisc.converters.fhir_to_sdtm import COMPILED, EXCLUDED_STATUS, observation_domain
 from fhircdisc.converters.observation_lines import LineShape, component_type, orjson_number
@@ -477,7 +478,6 @@ def line_key(rid: str, file: str, line: int) -> str:
 
 
 def _keep(cache: dict[Any, Any], key: Any, value: Any, limit: int = _CACHE_LIMIT) -> None:
-    """Store ``value`` in a lane cache, emptied first when it holds ``limit`` entries."""
-    if len(cache) >= limit:
-        cache.clear()
-    cache[key] = value
+    """Store ``value`` in a lane cache (:func:`~fhircdisc.caches.remember`), by default
+    bounded at :data:`_CACHE_LIMIT` entries."""
+    remember(cache, key, value, limit)

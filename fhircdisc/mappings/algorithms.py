@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fhircdisc.caches import remember
 from fhircdisc.mappings import paths
 from fhircdisc.mappings.dates import DateFormatError, fhir_to_dtc
 from fhircdisc.mappings.spec import DomainSpec, Rule, Unmapped
@@ -315,9 +316,7 @@ def _number_text(value: Any) -> str:
     if value.__class__ is float:         # results repeat: each float's text made once
         text = _FLOAT_TEXTS.get(value)
         if text is None:
-            if len(_FLOAT_TEXTS) >= _FLOAT_TEXTS_LIMIT:
-                _FLOAT_TEXTS.clear()
-            text = _FLOAT_TEXTS[value] = _float_text(value)
+            text = remember(_FLOAT_TEXTS, value, _float_text(value), _FLOAT_TEXTS_LIMIT)
         return text
     if isinstance(value, float):
         return _float_text(value)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from fhircdisc.caches import remember
 from fhircdisc.json_text import dumps_kept
 from fhircdisc.mappings import paths
 from fhircdisc.mappings.algorithms import ALGORITHMS, MapContext, ValueIssue, _number_text
@@ -198,10 +199,7 @@ class _Group:
             return outcome
         outcome = _run_rules(self.rules, view, ctx)
         outcome.anchors = anchors
-        if len(self.cache) >= self.limit:
-            self.cache.clear()
-        self.cache[key] = outcome
-        return outcome
+        return remember(self.cache, key, outcome, self.limit)
 
 
 class CompiledSpec:

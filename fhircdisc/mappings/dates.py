@@ -14,6 +14,8 @@ import re
 from datetime import date
 from typing import Any
 
+from fhircdisc.caches import remember
+
 _FHIR_DATETIME = re.compile(
     r"^(?P<date>\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?)"
     r"(T(?P<time>([01]\d|2[0-3]):[0-5]\d(:([0-5]\d|60)(\.\d{1,9})?)?)"
@@ -49,12 +51,12 @@ def fhir_to_dtc(value: object) -> str:
             day, rest = text[:10], text[10:]
             valid = _DAYS.get(day)
             if valid is None:
-                valid = _remember(_DAYS, day, _FULL_DATE.fullmatch(day) is not None
-                                  and _is_calendar_date(day))
+                valid = remember(_DAYS, day, _FULL_DATE.fullmatch(day) is not None
+                                 and _is_calendar_date(day), _CACHE_LIMIT)
             time = _TIMES.get(rest, _UNSEEN)
             if time is _UNSEEN:
                 found = _TIME_PART.fullmatch(rest)
-                time = _remember(_TIMES, rest, found["time"] if found else None)
+                time = remember(_TIMES, rest, found["time"] if found else None, _CACHE_LIMIT)
             if valid and time is not None:
                 return f"{day}T{time}"
     return _parse_fhir_date(value)
@@ -105,13 +107,6 @@ def _is_calendar_date(day: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _remember(cache: dict[str, Any], key: str, value: Any) -> Any:
-    if len(cache) >= _CACHE_LIMIT:
-        cache.clear()
-    cache[key] = value
-    return value
 
 
 def _check_calendar(day: str, original: str) -> None:

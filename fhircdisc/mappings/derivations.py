@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fhircdisc.caches import remember
 from fhircdisc.mappings.dates import age_in_years, date_part
 from fhircdisc.mappings.spec import DomainSpec
 
@@ -89,11 +90,8 @@ class _DateOrdinals(dict[Any, int | None]):
     partial or missing), each distinct value worked out once."""
 
     def __missing__(self, dtc: Any) -> int | None:
-        if len(self) >= _ORDINALS_LIMIT:
-            self.clear()
         day = date_part(dtc)
-        found = self[dtc] = None if day is None else day.toordinal()
-        return found
+        return remember(self, dtc, None if day is None else day.toordinal(), _ORDINALS_LIMIT)
 
 
 _ORDINALS_LIMIT = 20_000

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from types import NoneType
 from typing import Any
 
+from fhircdisc.caches import remember
 from fhircdisc.converters.fhir_reader import ReadProblem, SourceResource
 from fhircdisc.converters.fhir_validation import resource_errors
 from fhircdisc.mappings import paths
@@ -132,10 +133,8 @@ def _code_findings(resource: SourceResource, terms: Terminology,
         key = (tables, *((c.get("system"), c.get("code")) for c in codings))
         found = known.get(key)
         if found is None:
-            if len(known) >= _KNOWN_LIMIT:
-                known.clear()
-            found = known[key] = any(terms.lookup(t, c.get("system"), c.get("code"))
-                                     for t in tables for c in codings)
+            found = remember(known, key, any(terms.lookup(t, c.get("system"), c.get("code"))
+                                             for t in tables for c in codings), _KNOWN_LIMIT)
         if found:
             continue
         first = codings[0]
