@@ -10,12 +10,20 @@ instead of one pickled object per cell.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+
+def text_or_none(values: Iterable[Any]) -> bool:
+    """Whether every value is a ``str`` or None (then a column needs no conversion)."""
+    return set(map(type, values)) <= _TEXT_OR_NONE
+
+
+_TEXT_OR_NONE = {str, type(None)}
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from fhircdisc.column_values import text_or_none
 from fhircdisc.converters.atomic import publish, staging_folder, write_bytes_atomic
 from fhircdisc.report import ConversionReport
 from fhircdisc.schemas import sdtmig
@@ -255,7 +256,6 @@ def num_column(series: pd.Series) -> pd.Series:
 
 
 _FLOAT_OR_NONE = {float, type(None)}
-_TEXT_OR_NONE = {str, type(None)}
 
 
 def char_column(series: pd.Series) -> pd.Series:
@@ -263,7 +263,7 @@ def char_column(series: pd.Series) -> pd.Series:
     if series.dtype == object or isinstance(series.dtype, pd.StringDtype):
         values = series.to_numpy(dtype=object, copy=True)
         if pd.api.types.infer_dtype(values, skipna=False) == "string" \
-                or set(map(type, values.tolist())) <= _TEXT_OR_NONE:   # None: missing already
+                or text_or_none(values.tolist()):                  # None: missing already
             return pd.Series(values, index=series.index, name=series.name, dtype=object)
     return series.astype(object).where(series.notna(), None)
 

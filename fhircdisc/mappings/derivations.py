@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from fhircdisc.caches import remember
+from fhircdisc.column_values import text_or_none
 from fhircdisc.mappings.dates import age_in_years, date_part
 from fhircdisc.mappings.spec import DomainSpec
 
@@ -215,12 +216,9 @@ def sequence_order(subjects: list[Any], keys: list[list[Any]], carried: list[Any
 
 def _key_texts(values: list[Any]) -> list[str | None]:
     """A sort key variable as it orders rows: a value by its text, ``None`` (after all)."""
-    if set(map(type, values)) <= _TEXT_OR_NONE:      # each value is its own text already
+    if text_or_none(values):                          # each value is its own text already
         return values
     return [None if value is None else str(value or "") for value in values]
-
-
-_TEXT_OR_NONE = {str, type(None)}
 
 
 def _read_key(row: dict[str, Any]) -> tuple[Any, Any]:
