@@ -33,11 +33,11 @@ that is renamed only by a successful :meth:`DatasetWriter.close`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Literal, Protocol
+from typing import IO, Any, Literal, Protocol
 
 import numpy as np
 import pandas as pd
@@ -310,9 +310,13 @@ class DatasetWriter:
                 coded: Mapping[str, ColumnValues]) -> None:
         """:meth:`write`; ``arrays``: the piece's ``column_arrays`` if already read;
         ``coded``: columns of the piece already made into codes."""
+        self._guarded(self._write, piece, arrays, coded)
+
+    def _guarded(self, write: Callable[..., None], *args: Any) -> None:
+        """``write(*args)`` on an open writer, which any error aborts."""
         self._require_open()
         try:
-            self._write(piece, arrays, coded)
+            write(*args)
         except BaseException as exc:
             self._discard(exc)
             raise
@@ -322,9 +326,7 @@ class DatasetWriter:
         check_frame(piece, self.meta)
         n_rows = len(piece)
         first_row = self.rows_written + 1
-        if self.rows_written + n_rows > self.stats.rows:
-            raise ConversionError(f"{self.path}: more rows written ({self.rows_written + n_rows})"
-                                  f" than the dataset statistics give ({self.stats.rows})")
+        self._check_room(n_rows)
         if arrays is None:
             try:
                 arrays = column_arrays(piece, self.meta, first_row)
@@ -335,34 +337,35 @@ class DatasetWriter:
         self._check_kinds(kinds, first_row, n_rows)
         data, longest = self._encoder.encode(piece, arrays, first_row, coded)
         self._check_lengths(longest, first_row, n_rows)
-        assert self._file is not None
-        self._file.write(data)
-        self.rows_written += n_rows
-        self._seen = self._seen.merge(DatasetStats(n_rows, longest, kinds))
+        self._put(data, DatasetStats(n_rows, longest, kinds))
 
     def append_encoded(self, piece: EncodedXpt) -> None:
         """Append a piece encoded before the dataset's widths were known
         (:func:`encode_xpt_apart`), widened to them: the bytes :meth:`write` writes for
         the piece's rows."""
-        self._require_open()
-        try:
-            if not isinstance(self._encoder, _Xpt):
-                raise ConversionError(f"{self.path}: XPT records cannot be written as "
-                                      f"{self.fmt}")
-            n_rows, first_row = piece.stats.rows, self.rows_written + 1
-            if self.rows_written + n_rows > self.stats.rows:
-                raise ConversionError(
-                    f"{self.path}: more rows written ({self.rows_written + n_rows}) than "
-                    f"the dataset statistics give ({self.stats.rows})")
-            self._check_kinds(dict(piece.stats.num_kinds), first_row, n_rows)
-            self._check_lengths(piece.stats.char_lengths, first_row, n_rows)
-            assert self._file is not None
-            self._file.write(self._encoder.encoder.widened(piece.records, piece.widths))
-            self.rows_written += n_rows
-            self._seen = self._seen.merge(piece.stats)
-        except BaseException as exc:
-            self._discard(exc)
-            raise
+        self._guarded(self._write_encoded, piece)
+
+    def _write_encoded(self, piece: EncodedXpt) -> None:
+        if not isinstance(self._encoder, _Xpt):
+            raise ConversionError(f"{self.path}: XPT records cannot be written as {self.fmt}")
+        n_rows, first_row = piece.stats.rows, self.rows_written + 1
+        self._check_room(n_rows)
+        self._check_kinds(dict(piece.stats.num_kinds), first_row, n_rows)
+        self._check_lengths(piece.stats.char_lengths, first_row, n_rows)
+        self._put(self._encoder.encoder.widened(piece.records, piece.widths), piece.stats)
+
+    def _check_room(self, n_rows: int) -> None:
+        """Raise if ``n_rows`` more rows would pass the rows the statistics give."""
+        if self.rows_written + n_rows > self.stats.rows:
+            raise ConversionError(f"{self.path}: more rows written ({self.rows_written + n_rows})"
+                                  f" than the dataset statistics give ({self.stats.rows})")
+
+    def _put(self, data: bytes | memoryview, seen: DatasetStats) -> None:
+        """Write the encoded rows of a piece whose statistics are ``seen``."""
+        assert self._file is not None
+        self._file.write(data)
+        self.rows_written += seen.rows
+        self._seen = self._seen.merge(seen)
 
     def _check_lengths(self, longest: Mapping[str, int], first_row: int, n_rows: int) -> None:
         """Raise if a Char column of a piece holds a value longer than the statistics give."""
