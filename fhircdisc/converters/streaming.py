@@ -429,10 +429,15 @@ def _read_context(files: list[Path], chunk_lines: int,
                   progress: Callable[[str, int], None] | None, work: Path | None = None
                   ) -> tuple[list[SourceResource | ReadProblem], list[Ordinal], list[Task], int]:
     """Read everything but the Observation lines; cut those into tasks (``work``: as in
-    :func:`prepare`)."""
+    :func:`prepare`). Files of nothing but Observation lines are cut on threads of their
+    own, ahead of the scan (reading a file and finding its line breaks let other
+    threads run)."""
     zipped = [(rank, path) for rank, path in enumerate(files)
               if is_ndjson(path) and path.name.lower().endswith(".gz")]
-    with _Decompressions(zipped, work) as unzipping:
+    plain = [(rank, path) for rank, path in enumerate(files)
+             if is_ndjson(path) and not path.name.lower().endswith(".gz")]
+    with _Decompressions(zipped, work) as unzipping, \
+            _TaskCuts(plain, chunk_lines) as cutting:
         scan = _ContextScan(chunk_lines, progress, work, unzipping)
         for rank, path in enumerate(files):
             if not is_ndjson(path):
@@ -445,8 +450,79 @@ def _read_context(files: list[Path], chunk_lines: int,
             elif path.name.lower().endswith(".gz"):
                 scan.gzipped(path, rank)
             else:
-                scan.plain(path, rank)
+                cut = cutting.cut(rank)
+                if cut is not None:
+                    scan.cut(path, rank, cut)
+                else:
+                    scan.plain(path, rank)
     return scan.items, scan.ordinals, scan.tasks, scan.streamed
+
+
+@dataclass(frozen=True)
+class _Cut:
+    """A file of nothing but Observation lines in their usual form, cut into tasks:
+    where each task starts (byte offset, line number), and the file's lines and bytes."""
+
+    starts: list[tuple[int, int]]
+    lines: int
+    size: int
+
+
+def _cut_observations(path: Path, chunk_lines: int) -> _Cut | None:
+    """The tasks :meth:`_ContextScan.plain` cuts a file into when each of its lines is an
+    Observation in its usual form; None for any other file (then given up at its first
+    other line)."""
+    starts: list[tuple[int, int]] = []
+    number = 1
+    size = 0
+    for offset, data, end in _blocks(path, min(SCAN_BLOCK, CUT_BLOCK)):
+        breaks = np.flatnonzero(np.frombuffer(data, dtype=np.uint8, count=end) == 10)
+        count = len(breaks) + (not data.endswith(b"\n", 0, end))
+        usual = data.count(_USUAL_BREAK, 0, end) + data.startswith(_USUAL_START, 0, end)
+        if usual != count:
+            return None
+        # the lines of the block are number .. number + count - 1; a task starts at each
+        # line whose place in the file is a multiple of chunk_lines
+        for index in range((1 - number) % chunk_lines, count, chunk_lines):
+            starts.append((offset + (0 if index == 0 else int(breaks[index - 1]) + 1),
+                           number + index))
+        number += count
+        size = offset + end
+    return _Cut(starts, number - 1, size)
+
+
+class _TaskCuts:
+    """The uncompressed NDJSON files of a run, each cut into tasks on a thread
+    (:func:`_cut_observations`), in file order, ahead of the scan; those not yet needed
+    are given up when the scan fails."""
+
+    def __init__(self, plain: list[tuple[int, Path]], chunk_lines: int) -> None:
+        self.plain = plain
+        self.chunk_lines = chunk_lines
+        self.pool: ThreadPoolExecutor | None = None
+        self.jobs: dict[int, Future[_Cut | None]] = {}
+
+    def __enter__(self) -> _TaskCuts:
+        if self.plain:
+            self.pool = ThreadPoolExecutor(CUT_THREADS, thread_name_prefix="cut")
+            for rank, path in self.plain:
+                self.jobs[rank] = self.pool.submit(_cut_observations, path, self.chunk_lines)
+        return self
+
+    def cut(self, rank: int) -> _Cut | None:
+        """The cut of the ``rank``-th file; None when it is to be scanned line by line."""
+        job = self.jobs.pop(rank, None)
+        return None if job is None else job.result()
+
+    def __exit__(self, *failure: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+#: how many files are cut into tasks at once (see :class:`_TaskCuts`), and how much of a
+#: file each reads at a time: small blocks, for the memory the threads' allocator keeps
+CUT_THREADS = 2
+CUT_BLOCK = 2**20
 
 
 class _Stopped(Exception):
@@ -607,6 +683,20 @@ class _ContextScan:
             raise InputError(f"cannot read file: {damage}", str(path),
                              f"after line {lines}" if lines else None) from damage
 
+    def cut(self, path: Path, rank: int, cut: _Cut) -> None:
+        """A file of nothing but Observation lines, already cut into tasks (the ones
+        :meth:`plain` cuts)."""
+        file = str(path)
+        starts = cut.starts
+        for place, (start, first) in enumerate(starts):
+            stop, after = starts[place + 1] if place + 1 < len(starts) \
+                else (cut.size, cut.lines + 1)
+            self.tasks.append(Task(len(self.tasks), file, rank, start=start, stop=stop,
+                                   first_line=first, size=after - first))
+        self.streamed += cut.lines
+        self.current = None
+        self._tick(file, cut.lines)
+
     def plain(self, path: Path, rank: int, name: str | None = None) -> None:
         """An uncompressed file, a block at a time: a block of nothing but Observation
         lines in their usual form is cut into tasks without looking at each line.
@@ -656,15 +746,16 @@ class _ContextScan:
             index += 1
 
 
-def _blocks(path: Path) -> Iterator[tuple[int, bytes, int]]:
+def _blocks(path: Path, block: int | None = None) -> Iterator[tuple[int, bytes, int]]:
     """``(offset, data, end)``: the file in blocks of whole lines, ``data[:end]`` (the
-    last may lack its end)."""
+    last may lack its end); ``block``: their size (default :data:`SCAN_BLOCK`)."""
     offset = 0
+    block = block or SCAN_BLOCK
     try:
         with path.open("rb") as handle:
             size = os.fstat(handle.fileno()).st_size
             # never more than what is left: a small file's read allocates no full block
-            while data := handle.read(max(1, min(SCAN_BLOCK, size - offset))):
+            while data := handle.read(max(1, min(block, size - offset))):
                 end = data.rfind(b"\n") + 1
                 if offset + len(data) >= size:      # the last block: every byte left
                     end = len(data)

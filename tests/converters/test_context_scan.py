@@ -53,6 +53,33 @@ def test_blocks_cut_tasks_as_a_line_by_line_read(tmp_path: Path, monkeypatch: py
     assert scan(plain, chunk_lines) == scan(zipped, chunk_lines)
 
 
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.lists(st.integers(0, 10**6), min_size=0, max_size=60), st.integers(1, 9),
+       st.sampled_from([40, 64, 200, 4096]), st.booleans(), st.booleans(),
+       st.sampled_from([None, 0, -1]))
+def test_a_file_cut_on_a_thread_has_the_tasks_of_the_block_scan(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ids: list[int], chunk_lines: int,
+        block: int, crlf: bool, last_end: bool, other: int | None) -> None:
+    """A file of Observation lines only is cut into tasks on a thread: the same tasks
+    (byte ranges, first lines, sizes) as the block scan; a file with one other line
+    (``other``: its place) is left to the block scan."""
+    monkeypatch.setattr(streaming, "SCAN_BLOCK", block)
+    lines = [OBSERVATION.replace(b'"o"', b'"o%d"' % n) for n in ids]
+    if other is not None and lines:
+        lines[other] = PATIENT
+    text = (b"\r\n" if crlf else b"\n").join(lines) + (b"\n" if last_end and lines else b"")
+    path = tmp_path / f"x{len(text)}-{other}.ndjson"
+    path.write_bytes(text)
+    cut = streaming._cut_observations(path, chunk_lines)
+    assert (cut is None) == (other is not None and bool(lines))
+    threaded = streaming._read_context([path], chunk_lines, None)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(streaming, "_cut_observations", lambda path, chunk_lines: None)
+        assert threaded == streaming._read_context([path], chunk_lines, None)
+    assert threaded[3] == len(lines) - (other is not None and bool(lines))
+
+
 def test_a_file_of_observations_is_cut_without_reading_each_line(tmp_path: Path) -> None:
     path = tmp_path / "Observation.ndjson"
     path.write_bytes(b"\n".join([PATIENT, *[OBSERVATION] * 10]) + b"\n")
