@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +219,25 @@ def write_dataset_json(df: pd.DataFrame, path: Path | str, meta: DatasetMeta, *,
     write_bytes_atomic(path, data)
 
 
+def json_rows(path: Path, meta: DatasetMeta, arrays: list[np.ndarray], data_types: list[str],
+              n_rows: int, first_row: int = 1, *, ndjson: bool) -> bytes:
+    """The rows of ``arrays`` (``column_arrays``) as Dataset-JSON writes them, with the
+    ``dataType`` of each column: NDJSON lines, or the rows of the ``rows`` array without
+    its brackets, none before or after them (``first_row``: the number of the first row
+    in messages)."""
+    rows = _rows(path, meta, arrays, data_types, n_rows, first_row, marked=ndjson)
+    if ndjson:
+        return _ndjson_lines(rows)
+    return orjson.dumps(rows)[1:-1] if rows else b""
+
+
+def column_data_types(meta: DatasetMeta, kinds: Mapping[str, str]) -> list[str]:
+    """The ``dataType`` of each column of ``meta``, its Num columns of these
+    :func:`num_kind` s (a column absent from ``kinds`` holds no value)."""
+    return ["string" if col.type == "Char" else _data_type(kinds.get(col.name, "none"))
+            for col in meta.columns]
+
+
 class JsonPieceEncoder:
     """The bytes of one Dataset-JSON file whose rows arrive in pieces (see ``dataset_stream``).
 
@@ -233,8 +253,7 @@ class JsonPieceEncoder:
         self.path = path
         self.meta = meta
         self.ndjson = ndjson
-        self.data_types = ["string" if col.type == "Char"
-                           else _data_type(kinds.get(col.name, "none")) for col in meta.columns]
+        self.data_types = column_data_types(meta, kinds)
         self.header = _header(path, meta, records, self.data_types,
                               creation_datetime=creation_datetime, study_oid=study_oid,
                               originator=originator, source_system=source_system)
@@ -248,13 +267,14 @@ class JsonPieceEncoder:
 
     def encode(self, arrays: list[np.ndarray], n_rows: int, first_row: int) -> bytes:
         """The rows of one piece (``column_arrays``), numbered from ``first_row`` in messages."""
-        rows = _rows(self.path, self.meta, arrays, self.data_types, n_rows, first_row,
-                     marked=self.ndjson)
-        if self.ndjson:
-            return _ndjson_lines(rows)
-        if not rows:
-            return b""
-        body = orjson.dumps(rows)[1:-1]  # the rows without the enclosing brackets
+        return self.joined(json_rows(self.path, self.meta, arrays, self.data_types, n_rows,
+                                     first_row, ndjson=self.ndjson))
+
+    def joined(self, body: bytes) -> bytes:
+        """The bytes that add the rows ``body`` (:func:`json_rows` with this file's data
+        types) to those before them."""
+        if self.ndjson or not body:
+            return body
         if self._rows_written:
             return b"," + body
         self._rows_written = True

@@ -339,20 +339,44 @@ class DatasetWriter:
         self._check_lengths(longest, first_row, n_rows)
         self._put(data, DatasetStats(n_rows, longest, kinds))
 
-    def append_encoded(self, piece: EncodedXpt) -> None:
-        """Append a piece encoded before the dataset's widths were known
-        (:func:`encode_xpt_apart`), widened to them: the bytes :meth:`write` writes for
-        the piece's rows."""
+    def takes(self, piece: EncodedXpt | EncodedRows | None) -> bool:
+        """Whether :meth:`append_encoded` writes ``piece`` as :meth:`write` writes its
+        rows: a piece of this format, and for Dataset-JSON one whose Num columns with a
+        value are of this dataset's data types."""
+        if isinstance(piece, EncodedXpt):
+            return isinstance(self._encoder, _Xpt)
+        if piece is None or piece.fmt != self.fmt:
+            return False
+        if self.fmt not in ("json", "ndjson"):
+            return True
+        # a column's dataType is integer when its kind is, double otherwise
+        return all(kind == "none" or (kind == "integer") == (self.stats.num_kind(name) == "integer")
+                   for name, kind in piece.stats.num_kinds.items())
+
+    def append_encoded(self, piece: EncodedXpt | EncodedRows) -> None:
+        """Append a piece encoded before the rest of the dataset was known
+        (:func:`encode_apart`), XPT records widened to the dataset's widths: the bytes
+        :meth:`write` writes for the piece's rows. ConversionError for a piece the
+        writer does not :meth:`take <takes>`."""
         self._guarded(self._write_encoded, piece)
 
-    def _write_encoded(self, piece: EncodedXpt) -> None:
-        if not isinstance(self._encoder, _Xpt):
-            raise ConversionError(f"{self.path}: XPT records cannot be written as {self.fmt}")
+    def _write_encoded(self, piece: EncodedXpt | EncodedRows) -> None:
+        if not self.takes(piece):
+            what = "XPT records" if isinstance(piece, EncodedXpt) else \
+                f"rows encoded as {piece.fmt} with other data types"
+            raise ConversionError(f"{self.path}: {what} cannot be written as {self.fmt}")
         n_rows, first_row = piece.stats.rows, self.rows_written + 1
         self._check_room(n_rows)
         self._check_kinds(dict(piece.stats.num_kinds), first_row, n_rows)
-        self._check_lengths(piece.stats.char_lengths, first_row, n_rows)
-        self._put(self._encoder.encoder.widened(piece.records, piece.widths), piece.stats)
+        if isinstance(piece, EncodedXpt):
+            assert isinstance(self._encoder, _Xpt)
+            self._check_lengths(piece.stats.char_lengths, first_row, n_rows)
+            data = self._encoder.encoder.widened(piece.records, piece.widths)
+        else:
+            data = piece.data
+            if isinstance(self._encoder, _Json):
+                data = self._encoder.encoder.joined(data)
+        self._put(data, piece.stats)
 
     def _check_room(self, n_rows: int) -> None:
         """Raise if ``n_rows`` more rows would pass the rows the statistics give."""
@@ -523,6 +547,71 @@ def encode_xpt_apart(piece: pd.DataFrame, meta: DatasetMeta, stats: DatasetStats
         return None
     records, longest = encoded
     return EncodedXpt(bytes(records), list(encoder.widths), DatasetStats(rows, longest, kinds))
+
+
+@dataclass
+class EncodedRows:
+    """A piece's rows encoded before the rest of its dataset is known
+    (:func:`encode_rows_apart`), in a format whose bytes of a row depend on the row
+    alone (CSV) or also on the ``dataType`` of the Num columns (Dataset-JSON, NDJSON:
+    the piece's own, from ``stats.num_kinds``); and the piece's statistics."""
+
+    fmt: str
+    data: bytes
+    stats: DatasetStats
+
+
+def encode_rows_apart(piece: pd.DataFrame, meta: DatasetMeta, fmt: str,
+                      arrays: list[np.ndarray] | None = None) -> EncodedRows | None:
+    """The rows of ``piece`` as a ``fmt`` writer (csv, json, ndjson) writes them, the
+    Num columns of Dataset-JSON with the piece's own data types (``arrays``: the piece's
+    ``column_arrays`` if already read). None when the piece needs the writer's own pass:
+    a value of the wrong type or that the format cannot hold, which the writer reports
+    at its row."""
+    from fhircdisc.converters.csv_io import CsvPieceEncoder
+    from fhircdisc.converters.dataset_json import column_data_types, json_rows
+
+    rows = len(piece)
+    try:
+        if arrays is None:
+            check_frame(piece, meta)
+            arrays = column_arrays(piece, meta)
+        kinds = _num_kinds(meta, arrays)
+        if fmt == "csv":
+            data = CsvPieceEncoder(meta).encode(arrays)
+        else:
+            data = json_rows(Path(f"{meta.name.lower()}.{fmt}"), meta, arrays,
+                             column_data_types(meta, kinds), rows, ndjson=fmt == "ndjson")
+    except ConversionError:
+        return None
+    return EncodedRows(fmt, data, DatasetStats(rows, {}, kinds))
+
+
+def encode_apart(piece: pd.DataFrame, meta: DatasetMeta, stats: DatasetStats,
+                 coded: Mapping[str, ColumnValues], formats: Iterable[str]
+                 ) -> dict[str, EncodedXpt | EncodedRows]:
+    """The rows of ``piece`` encoded for each of ``formats`` that can take them before the
+    rest of the dataset is known (:func:`encode_xpt_apart`, :func:`encode_rows_apart`;
+    ``stats``: the piece's :func:`stats_of`, ``coded``: its columns made into codes): a
+    piece finished in a worker process is encoded there, and what it carries to the
+    writers is bytes. A format missing from the result needs the piece's frame."""
+    found: dict[str, EncodedXpt | EncodedRows] = {}
+    arrays: list[np.ndarray] | None = None
+    for fmt in formats:
+        encoded: EncodedXpt | EncodedRows | None
+        if fmt == "xpt":
+            encoded = encode_xpt_apart(piece, meta, stats, coded)
+        else:
+            if arrays is None:
+                try:
+                    check_frame(piece, meta)
+                    arrays = column_arrays(piece, meta)
+                except ConversionError:
+                    continue
+            encoded = encode_rows_apart(piece, meta, fmt, arrays)
+        if encoded is not None:
+            found[fmt] = encoded
+    return found
 
 
 def open_dataset_writer(out_dir: Path | str, meta: DatasetMeta, fmt: str,

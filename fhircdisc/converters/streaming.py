@@ -103,7 +103,7 @@ from fhircdisc.study import (
 )
 
 if TYPE_CHECKING:
-    from fhircdisc.converters.dataset_stream import EncodedXpt
+    from fhircdisc.converters.dataset_stream import EncodedRows, EncodedXpt
 
 #: Observation lines per chunk handed to a worker
 CHUNK_LINES = 20_000
@@ -198,9 +198,9 @@ class DatasetPlan:
     validate: bool = True
     #: the output folder, which the provenance's file names are made relative to
     out: Path | None = None
-    #: XPT is the only output format: a finished bucket carries its XPT records
-    #: (``FinishedBucket.xpt``), not its frame
-    xpt_only: bool = False
+    #: the output formats: a finished bucket carries its rows encoded for each of them
+    #: (``FinishedBucket.encoded``), and its frame only when one of them needs it
+    formats: tuple[str, ...] = ()
 
     def meta(self, domain: str) -> Any:
         """Writer metadata of a streamed dataset."""
@@ -280,9 +280,13 @@ class FinishedBucket:
 
     ``provenance`` is its rows of the provenance table, as CSV lines. ``coded`` holds the
     columns of ``frame`` already made into codes (by the conformance checks); with them
-    the bucket pickles as integer codes and distinct values. When ``xpt`` holds its
-    rows as XPT records, it pickles without its frame (the writer needs the records
-    alone).
+    the bucket pickles as integer codes and distinct values. ``encoded`` holds its rows
+    encoded for each output format that could take them before the rest of the dataset
+    was known (``dataset_stream.encode_apart``). When every output format is there, the
+    bucket pickles without its frame, unless a writer may still turn the encoded rows
+    down (Dataset-JSON rows whose integer columns turn out double in the dataset):
+    then the frame is ``park`` ed in a file of its own, read only when needed, or
+    travels with the bucket.
     """
 
     frame: pd.DataFrame | None
@@ -291,13 +295,56 @@ class FinishedBucket:
     findings: list[Finding]
     runs: list[RuleRun]
     coded: dict[str, ColumnValues] = field(default_factory=dict)
-    xpt: EncodedXpt | None = None
+    encoded: dict[str, EncodedXpt | EncodedRows] = field(default_factory=dict)
+    #: some output format has no encoded rows: the writers need the frame
+    needs_frame: bool = True
+    #: where the frame waits when only a writer turning encoded rows down needs it
+    parked: Path | None = None
     rows: int = 0
     subjects: int = 0
 
+    def may_need_frame(self) -> bool:
+        """Whether a writer may need the frame: an output format has no encoded rows, or
+        Dataset-JSON rows encoded with an integer column that the dataset may hold as
+        double."""
+        return self.needs_frame or any(
+            getattr(piece, "fmt", "") in ("json", "ndjson")
+            and "integer" in piece.stats.num_kinds.values() for piece in self.encoded.values())
+
+    def park(self, path: Path) -> None:
+        """Keep the frame in ``path`` (with its codes) instead of in the bucket, when the
+        writers need it only if they turn encoded rows down."""
+        if self.needs_frame or self.frame is None or not self.may_need_frame():
+            return
+        packed = pack_frame(self.frame, self.coded)
+        with path.open("wb") as handle:
+            pickle.dump(packed if packed is not None else (self.frame, self.coded), handle,
+                        protocol=pickle.HIGHEST_PROTOCOL)
+        self.parked = path
+
+    def whole(self) -> tuple[pd.DataFrame, dict[str, ColumnValues]]:
+        """The frame and its codes, read back from where it was parked if need be."""
+        if self.frame is None and self.parked is not None:
+            with self.parked.open("rb") as handle:
+                kept = pickle.load(handle)
+            self.parked.unlink()
+            self.parked = None
+            if isinstance(kept, PackedFrame):
+                self.frame, self.coded = kept.frame(), kept.column_values()
+            else:
+                self.frame, self.coded = kept
+        assert self.frame is not None, "a finished bucket without its frame"
+        return self.frame, self.coded
+
+    def discard(self) -> None:
+        """Remove the parked frame, once no writer needs it."""
+        if self.parked is not None:
+            self.parked.unlink(missing_ok=True)
+            self.parked = None
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        if self.xpt is not None:
+        if not self.needs_frame and (self.parked is not None or not self.may_need_frame()):
             state["frame"], state["coded"] = None, {}
         elif self.frame is not None:
             packed = pack_frame(self.frame, self.coded)
@@ -408,7 +455,7 @@ def prepare(sources: Iterable[str | Path], out_dir: str | Path,
     count = max(1, min(len(usubjids), math.ceil(expected / bucket_rows)))
     formats = list(dict.fromkeys(formats))
     plan = DatasetPlan(dm=small.domains.get("DM"), validate=validate, out=Path(out_dir),
-                       xpt_only=formats == ["xpt"])
+                       formats=tuple(formats))
     if plan.dm is not None:
         plan.dm_meta = small.meta("DM")
     gc.freeze()
@@ -992,7 +1039,7 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
     """The rows of one bucket (every row of its subjects, in ``parts`` in read order) as
     a typed dataset piece: sorted, --SEQ numbered, provenance split off, conformance
     rules run with DM beside it."""
-    from fhircdisc.converters.dataset_stream import encode_xpt_apart, stats_of
+    from fhircdisc.converters.dataset_stream import encode_apart, stats_of
 
     seq_var = f"{domain}SEQ"
     names = plan.all_columns[domain]
@@ -1050,8 +1097,8 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
         finished.runs = result.runs
         finished.coded = dataset.known_values()
     finished.stats = stats_of(frame, meta, finished.coded)
-    if plan.xpt_only:
-        finished.xpt = encode_xpt_apart(frame, meta, finished.stats, finished.coded)
+    finished.encoded = encode_apart(frame, meta, finished.stats, finished.coded, plan.formats)
+    finished.needs_frame = len(finished.encoded) < len(plan.formats)
     return finished
 
 
@@ -1273,11 +1320,16 @@ def _write_streamed(setup: Setup, staging: Path, domain: str, parts: list[Piece]
         with prov_path.open("ab") as provenance:
             for part in parts:
                 finished = load(part)
-                if finished.xpt is not None and [writer.fmt for writer in writers] == ["xpt"]:
-                    writers[0].append_encoded(finished.xpt)
-                else:
-                    assert finished.frame is not None
-                    write_piece(writers, finished.frame, finished.coded)
+                rest = []
+                for writer in writers:
+                    encoded = finished.encoded.get(writer.fmt)
+                    if encoded is not None and writer.takes(encoded):
+                        writer.append_encoded(encoded)
+                    else:
+                        rest.append(writer)
+                if rest:
+                    write_piece(rest, *finished.whole())
+                finished.discard()
                 provenance.write(finished.provenance)
         for writer in writers:
             writer.close()
@@ -1541,6 +1593,7 @@ def _finish_bucket(key: Key) -> Piece | None:
     banked = None
     if shared.setup.finding_runs is not None:   # the row findings stay out of this process
         done.findings, banked = bank(shared.setup.finding_runs.folder, key, done.findings)
+    done.park(_bucket_path(shared.spill_dir, key).with_suffix(".frame"))
     with _bucket_path(shared.spill_dir, key).open("wb") as handle:
         pickle.dump(done, handle, protocol=pickle.HIGHEST_PROTOCOL)
     piece = done.piece(*key)

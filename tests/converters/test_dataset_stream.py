@@ -27,6 +27,7 @@ from fhircdisc.column_values import ColumnValues
 from fhircdisc.converters.csv_io import format_number, format_numbers, write_csv
 from fhircdisc.converters.dataset_stream import (
     DatasetStats,
+    encode_apart,
     encode_xpt_apart,
     merge_stats,
     open_dataset_writer,
@@ -83,16 +84,17 @@ def whole_bytes(df: pd.DataFrame, meta: DatasetMeta, fmt: str, folder: Path) -> 
 def streamed_bytes(pieces: list[pd.DataFrame], meta: DatasetMeta, fmt: str,
                    folder: Path, *, coded: bool = False, apart: bool = False) -> bytes:
     """The file written piece by piece (``coded``: each piece with its columns' codes, as
-    the streaming engine hands them over; ``apart``: each XPT piece encoded at its own
-    widths first, as a worker finishing a bucket does, when it can be)."""
+    the streaming engine hands them over; ``apart``: each piece encoded first as a worker
+    finishing a bucket does, XPT at its own widths, Dataset-JSON with its own data
+    types, and written so when it can be)."""
     stats = merge_stats(stats_of(p, meta) for p in pieces)
     with open_dataset_writer(folder, meta, fmt, stats, creation_datetime=CREATED) as writer:
         for piece in pieces:
             codes = {str(name): ColumnValues.of(piece[name]) for name in piece.columns} \
                 if coded or apart else {}
-            encoded = encode_xpt_apart(piece, meta, stats_of(piece, meta, codes), codes) \
-                if apart else None
-            if encoded is not None:
+            encoded = encode_apart(piece, meta, stats_of(piece, meta, codes), codes,
+                                   [fmt]).get(fmt) if apart else None
+            if encoded is not None and writer.takes(encoded):
                 writer.append_encoded(encoded)
             elif coded or apart:
                 write_piece([writer], piece, codes)
@@ -123,10 +125,9 @@ def compare(df: pd.DataFrame, meta: DatasetMeta, pieces: list[pd.DataFrame], fmt
     got = outcome(lambda: streamed_bytes(pieces, meta, fmt, b), b)
     from_codes = outcome(lambda: streamed_bytes(pieces, meta, fmt, c, coded=True), c)
     assert from_codes == got
-    if fmt == "xpt":
-        d = tmp / "apart-xpt"
-        d.mkdir(parents=True)
-        assert outcome(lambda: streamed_bytes(pieces, meta, fmt, d, apart=True), d) == got
+    d = tmp / f"apart-{fmt}"
+    d.mkdir(parents=True)
+    assert outcome(lambda: streamed_bytes(pieces, meta, fmt, d, apart=True), d) == got
     if isinstance(expected, bytes):
         assert got == expected
         if fmt == "ndjson":
@@ -591,3 +592,43 @@ def test_a_piece_breaking_a_limit_is_left_to_the_writer(tmp_path: Path) -> None:
     folder.mkdir()
     message = outcome(lambda: streamed_bytes(pieces, META, "xpt", folder, apart=True), folder)
     assert isinstance(message, str) and "row 26" in message and "LBORRES" in message
+
+
+def test_json_rows_encoded_with_other_data_types_are_turned_down(tmp_path: Path) -> None:
+    """A Dataset-JSON piece is encoded with its own data types: one whose results are all
+    integral (integer) in a dataset of double results is turned down by the writer,
+    which then writes it from its frame; the file is the one written from frames."""
+    df = lb_frame(30)
+    df["LBSTRESN"] = [float(i) for i in range(20)] + [i + 0.25 for i in range(10)]
+    pieces = split(df, [20])
+    stats = merge_stats(stats_of(p, META) for p in pieces)
+    for fmt in ("json", "ndjson"):
+        encoded = [encode_apart(p, META, stats_of(p, META), {}, [fmt])[fmt] for p in pieces]
+        assert [piece.stats.num_kind("LBSTRESN") for piece in encoded] == ["integer", "double"]
+        folder = tmp_path / fmt
+        with open_dataset_writer(folder, META, fmt, stats, creation_datetime=CREATED) as writer:
+            assert [writer.takes(piece) for piece in encoded] == [False, True]
+            write_piece([writer], pieces[0])
+            writer.append_encoded(encoded[1])
+        assert writer.path.read_bytes() == whole_bytes(df, META, fmt, tmp_path / f"whole-{fmt}")
+        refused = tmp_path / f"refused-{fmt}"
+        with pytest.raises(ConversionError, match="other data types"), \
+                open_dataset_writer(refused, META, fmt, stats,
+                                    creation_datetime=CREATED) as writer:
+            writer.append_encoded(encoded[0])
+        assert not refused.exists() or list(refused.iterdir()) == []
+
+
+def test_csv_rows_encoded_apart_are_the_writers(tmp_path: Path) -> None:
+    """CSV rows depend on the row alone: every piece encoded apart is taken as it is, and
+    a piece for another format is not."""
+    df = lb_frame(25)
+    pieces = split(df, [7, 19])
+    stats = merge_stats(stats_of(p, META) for p in pieces)
+    encoded = [encode_apart(p, META, stats_of(p, META), {}, ["csv", "xpt"]) for p in pieces]
+    folder = tmp_path / "apart"
+    with open_dataset_writer(folder, META, "csv", stats, creation_datetime=CREATED) as writer:
+        assert not any(writer.takes(found["xpt"]) for found in encoded)
+        for found in encoded:
+            writer.append_encoded(found["csv"])
+    assert writer.path.read_bytes() == whole_bytes(df, META, "csv", tmp_path / "whole")

@@ -357,3 +357,45 @@ def test_progress_tells_the_resources_read_then_each_step(export: Path, tmp_path
                      for n in range(buckets + 1)] + ["writing the output files"]
     assert buckets >= 4                                  # LB and VS, two buckets or more each
     assert all(count == read for label, count in calls if label in steps)
+
+
+def test_json_buckets_of_integral_results_are_written_from_their_frames(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workers encode each bucket's Dataset-JSON rows with the bucket's own data
+    types. Where some subjects have only integral results and others not, a bucket of
+    the former is integer where the dataset is double: the writer reads its frame back
+    from where it waited (and no more), and the files are the in-memory engine's."""
+    from fhircdisc.converters import streaming
+
+    files = generate(tmp_path / "export", 1200, 20)
+    for path in files:
+        if path.name.startswith("Observation"):
+            lines = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+            for obs in lines:
+                quantity = obs.get("valueQuantity")
+                if quantity is not None:    # the first half of the Patients: whole numbers
+                    whole = obs["subject"]["reference"] < "Patient/p0000010"
+                    quantity["value"] = float(round(quantity["value"])) + (0 if whole else 0.5)
+            path.write_bytes(b"".join(orjson.dumps(obs) + b"\n" for obs in lines))
+    study = to_sdtm(files, study_id="BENCH")
+    study.write(tmp_path / "memory", ("json", "xpt"), creation_datetime=STAMP,
+                validation=study.validate())
+    read_back: list[bool] = []
+    loaded: list[str] = []
+    whole, load = streaming.FinishedBucket.whole, streaming._load_bucket
+
+    def counted(self: Any) -> Any:
+        read_back.append(self.parked is not None)
+        return whole(self)
+
+    def loading(spill_dir: Path, piece: Any) -> Any:
+        loaded.append(piece.domain)
+        return load(spill_dir, piece)
+
+    monkeypatch.setattr(streaming.FinishedBucket, "whole", counted)
+    monkeypatch.setattr(streaming, "_load_bucket", loading)
+    stream_to_sdtm(files, tmp_path / "stream", ("json", "xpt"), study_id="BENCH", workers=1,
+                   creation_datetime=STAMP, bucket_rows=150)
+    assert _files(tmp_path / "stream") == _files(tmp_path / "memory")
+    # only the buckets the JSON writer turned down, each from its parked frame
+    assert read_back and all(read_back) and len(read_back) < len(loaded)
