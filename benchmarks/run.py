@@ -3,21 +3,24 @@
     python benchmarks/run.py [--observations 1000000] [--patients 5000] [--slice 2000]
                              [--memory-sizes 500000,2000000] [--local-codes 0.1]
                              [--encounters] [--panels 0.2] [--enrolled 0.1] [--grouped]
-                             [--gzip]
+                             [--gzip] [--formats xpt]
                              [--repeat 3]
 
 On a generated Bulk Data export (benchmarks/generate.py), prints:
 - bare orjson parse of every line (the floor), resources/s;
-- FHIR -> SDTM with the streaming engine (``stream_to_sdtm``, XPT output, conformance
-  check on), on one process and on every core: resources/s and time as a multiple of the
-  bare parse, and the time and CPU time (every process) of each pass on every core; and
-  the in-memory engine on the same input when it is small enough;
+- FHIR -> SDTM with the streaming engine (``stream_to_sdtm``, XPT output unless
+  ``--formats`` says otherwise, conformance check on), on one process and on every
+  core: resources/s and time as a multiple of the bare parse, and the time and CPU
+  time (every process) of each pass on every core; and the in-memory engine on the same
+  input when it is small enough;
 - with ``--enrolled``, the conversion enrols only that share of the Patients (a subjects
   file: a hospital export converted for a trial's subjects), the others' results being
   reported as not enrolled;
 - with ``--grouped``, each file's Observations are sorted by patient and date, as a
   server exporting patient by patient writes them (random order otherwise);
 - with ``--gzip``, every file is gzipped (level 6), the bare parse decompressing them;
+- ``--formats`` (default ``xpt``; for example ``json`` or ``xpt,json``) are the output
+  formats of every conversion;
 - a baseline that validates each resource with fhir.resources before the streaming
   conversion, run on a slice and extrapolated per resource (slice size printed);
 - the parse, the conversion on every core and the baseline run ``--repeat`` rounds, one
@@ -72,14 +75,15 @@ def bare_parse(files: list[Path]) -> tuple[int, float]:
     return count, time.perf_counter() - start
 
 
-def stream(files: list[Path], out: Path, workers: int, subjects: Path | None = None
+def stream(files: list[Path], out: Path, workers: int, subjects: Path | None = None,
+           formats: tuple[str, ...] = ("xpt",)
            ) -> tuple[float, dict[str, tuple[float, float]]]:
     """Seconds for the streaming conversion, and for each of its passes its seconds and
     its CPU seconds (every process)."""
     from fhircdisc.converters.streaming import stream_to_sdtm
 
     start = time.perf_counter()
-    result = stream_to_sdtm(files, out, ("xpt",), study_id="BENCH", workers=workers,
+    result = stream_to_sdtm(files, out, formats, study_id="BENCH", workers=workers,
                             subjects=subjects)
     elapsed = time.perf_counter() - start
     shutil.rmtree(out)
@@ -91,12 +95,13 @@ PASSES = {"context": "pass 1: context, tasks", "observations": "pass 2: Observat
           "datasets": "pass 3: buckets finished", "writing": "writing"}
 
 
-def in_memory(files: list[Path], out: Path, subjects: Path | None = None) -> float:
+def in_memory(files: list[Path], out: Path, subjects: Path | None = None,
+              formats: tuple[str, ...] = ("xpt",)) -> float:
     from fhircdisc.converters.fhir_to_sdtm import to_sdtm
 
     start = time.perf_counter()
     study = to_sdtm(files, study_id="BENCH", workers=1, subjects=subjects)
-    study.write(out, ("xpt",), validation=study.validate())
+    study.write(out, formats, validation=study.validate())
     elapsed = time.perf_counter() - start
     shutil.rmtree(out)
     return elapsed
@@ -136,8 +141,8 @@ def subjects_file(folder: Path, patients: int, share: float) -> Path | None:
     return path
 
 
-def peak_memory(folder: Path, out: Path, subjects: Path | None = None
-                ) -> tuple[float, float, float | None]:
+def peak_memory(folder: Path, out: Path, subjects: Path | None = None,
+                formats: tuple[str, ...] = ("xpt",)) -> tuple[float, float, float | None]:
     """Peak RSS (MB) of a fresh process that streams ``folder`` into ``out``, the largest
     peak among its worker processes, and the peak of the processes' summed PSS (MB;
     None where /proc does not tell). Forked workers share the main process's pages, and
@@ -147,14 +152,14 @@ def peak_memory(folder: Path, out: Path, subjects: Path | None = None
     # across exec, the peak of the process it was forked from (this one, large after
     # the in-memory engine)
     code = ("import resource, sys; from fhircdisc.converters.streaming import stream_to_sdtm; "
-            "stream_to_sdtm([sys.argv[1]], sys.argv[2], ('xpt',), study_id='B', "
-            "subjects=sys.argv[3] or None); "
+            "stream_to_sdtm([sys.argv[1]], sys.argv[2], tuple(sys.argv[4].split(',')), "
+            "study_id='B', subjects=sys.argv[3] or None); "
             "hwm = [int(l.split()[1]) for l in open('/proc/self/status') "
             "if l.startswith('VmHWM:')] if sys.platform == 'linux' else []; "
             "print(hwm[0] if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
             "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
     process = subprocess.Popen([sys.executable, "-c", code, str(folder), str(out),
-                                str(subjects or "")],
+                                str(subjects or ""), ",".join(formats)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                cwd=ROOT)
     total: float | None = 0.0 if Path("/proc/self/smaps_rollup").exists() else None
@@ -224,6 +229,8 @@ def main() -> None:
     parser.add_argument("--grouped", action="store_true",
                         help="each file's Observations sorted by patient and date")
     parser.add_argument("--gzip", action="store_true", help="gzip every file of the export")
+    parser.add_argument("--formats", default="xpt",
+                        help="output formats of the conversions, comma-separated")
     parser.add_argument("--slice", type=int, default=2_000)
     parser.add_argument("--repeat", type=int, default=3,
                         help="rounds of parse, conversion and baseline, run one after the "
@@ -231,6 +238,7 @@ def main() -> None:
     parser.add_argument("--memory-sizes", default="500000,2000000",
                         help="Observation counts whose peak RSS is measured ('' to skip)")
     args = parser.parse_args()
+    formats = tuple(name.strip() for name in args.formats.split(",") if name.strip())
     console = Console()
     cores = os.cpu_count() or 1
     table = Table(title=f"fhircdisc benchmarks ({cores} cores, {args.observations:,} "
@@ -242,7 +250,9 @@ def main() -> None:
                            else "")
                         + (f", {args.enrolled:.0%} of Patients enrolled" if args.enrolled
                            else "") + (", grouped by patient" if args.grouped else "")
-                        + (", gzipped" if args.gzip else "") + ")")
+                        + (", gzipped" if args.gzip else "")
+                        + (f", output {'+'.join(formats)}" if formats != ("xpt",) else "")
+                        + ")")
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_column("ratio", justify="right")
@@ -260,13 +270,14 @@ def main() -> None:
         for number in range(1, args.repeat + 1):
             console.print(f"round {number} of {args.repeat}: parse, conversion, baseline ...")
             count, parse_s = bare_parse(files)
-            every, timings = stream(files, work / "out", cores, subjects)
+            every, timings = stream(files, work / "out", cores, subjects, formats)
             sliced, strict_s = strict_baseline(files, args.slice)
             rounds.append(Round(parse_s, every, timings, strict_s / sliced * count + every))
         parse_s = median(r.parse for r in rounds)
         every = median(r.convert for r in rounds)
         middle = min(rounds, key=lambda r: abs(r.convert - every))
-        one, _ = stream(files, work / "out", 1, subjects) if cores > 1 else (every, {})
+        one, _ = stream(files, work / "out", 1, subjects, formats) if cores > 1 \
+            else (every, {})
         table.add_row("bare orjson parse", f"{count / parse_s:,.0f} resources/s", "1.0x")
         table.add_row("FHIR -> SDTM, streaming, 1 process", f"{count / one:,.0f} resources/s",
                       f"{one / parse_s:.1f}x the parse time")
@@ -280,7 +291,7 @@ def main() -> None:
                           f"{seconds / middle.convert:.0%} of the time; CPU {cpu:.1f} s "
                           f"({cpu / count * 1e6:.1f} µs a line)")
         if args.observations <= MEMORY_ENGINE_UP_TO:
-            memory_s = in_memory(files, work / "out", subjects)
+            memory_s = in_memory(files, work / "out", subjects, formats)
             table.add_row("FHIR -> SDTM, in-memory engine", f"{count / memory_s:,.0f} "
                           "resources/s", f"{memory_s / every:.2f}x the streaming time")
         strict_total = median(r.baseline for r in rounds)
@@ -298,7 +309,7 @@ def main() -> None:
                             grouped=args.grouped)
             if args.gzip:
                 gzipped(made)
-            parent, worker, pss = peak_memory(folder, work / "out", subjects)
+            parent, worker, pss = peak_memory(folder, work / "out", subjects, formats)
             peaks.append(max(parent, worker))
             shutil.rmtree(folder)
             table.add_row(f"peak RSS, streaming, {size:,} Observations (subprocess)",
