@@ -476,13 +476,14 @@ def _read_context(files: list[Path], chunk_lines: int,
                   progress: Callable[[str, int], None] | None, work: Path | None = None
                   ) -> tuple[list[SourceResource | ReadProblem], list[Ordinal], list[Task], int]:
     """Read everything but the Observation lines; cut those into tasks (``work``: as in
-    :func:`prepare`). Files of nothing but Observation lines are cut on threads of their
-    own, ahead of the scan (reading a file and finding its line breaks let other
-    threads run)."""
+    :func:`prepare`). Files of nothing but Observation lines (of at least
+    :data:`CUT_MIN_BYTES`) are cut on threads of their own, ahead of the scan (reading a
+    file and finding its line breaks let other threads run)."""
     zipped = [(rank, path) for rank, path in enumerate(files)
               if is_ndjson(path) and path.name.lower().endswith(".gz")]
     plain = [(rank, path) for rank, path in enumerate(files)
-             if is_ndjson(path) and not path.name.lower().endswith(".gz")]
+             if is_ndjson(path) and not path.name.lower().endswith(".gz")
+             and _size(path) >= CUT_MIN_BYTES]
     with _Decompressions(zipped, work) as unzipping, \
             _TaskCuts(plain, chunk_lines) as cutting:
         scan = _ContextScan(chunk_lines, progress, work, unzipping)
@@ -566,8 +567,18 @@ class _TaskCuts:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-#: how many files are cut into tasks at once (see :class:`_TaskCuts`)
+#: how many files are cut into tasks at once (see :class:`_TaskCuts`), and the smallest
+#: file worth it (handing a small file to a thread costs more than scanning it)
 CUT_THREADS = 2
+CUT_MIN_BYTES = 4 * 2**20
+
+
+def _size(path: Path) -> int:
+    """The size of a file in bytes; 0 when it cannot be told (its scan reports why)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 class _Stopped(Exception):

@@ -44,6 +44,7 @@ def test_blocks_cut_tasks_as_a_line_by_line_read(tmp_path: Path, monkeypatch: py
                                                  block: int, crlf: bool, last_end: bool
                                                  ) -> None:
     monkeypatch.setattr(streaming, "SCAN_BLOCK", block)
+    monkeypatch.setattr(streaming, "CUT_MIN_BYTES", 0)
     lines = [line.replace(b'"o"', b'"o%d"' % n) for n, line in enumerate(kinds)]
     text = (b"\r\n" if crlf else b"\n").join(lines) + (b"\n" if last_end else b"")
     plain = tmp_path / f"x{len(text)}.ndjson"
@@ -65,15 +66,20 @@ def test_a_file_cut_on_a_thread_has_the_tasks_of_the_block_scan(
     (byte ranges, first lines, sizes) as the block scan; a file with one other line
     (``other``: its place) is left to the block scan."""
     monkeypatch.setattr(streaming, "SCAN_BLOCK", block)
+    monkeypatch.setattr(streaming, "CUT_MIN_BYTES", 0)     # small files on threads too
     lines = [OBSERVATION.replace(b'"o"', b'"o%d"' % n) for n in ids]
     if other is not None and lines:
         lines[other] = PATIENT
     text = (b"\r\n" if crlf else b"\n").join(lines) + (b"\n" if last_end and lines else b"")
     path = tmp_path / f"x{len(text)}-{other}.ndjson"
     path.write_bytes(text)
-    cut = streaming._cut_observations(path, chunk_lines)
-    assert (cut is None) == (other is not None and bool(lines))
-    threaded = streaming._read_context([path], chunk_lines, None)
+    real = streaming._cut_observations
+    cuts: list[Any] = []
+    with pytest.MonkeyPatch.context() as patch:     # the cut made on the thread
+        patch.setattr(streaming, "_cut_observations",
+                      lambda *args: cuts.append(real(*args)) or cuts[-1])
+        threaded = streaming._read_context([path], chunk_lines, None)
+    assert len(cuts) == 1 and (cuts[0] is None) == (other is not None and bool(lines))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(streaming, "_cut_observations", lambda path, chunk_lines: None)
         assert threaded == streaming._read_context([path], chunk_lines, None)
