@@ -1218,13 +1218,17 @@ def _as_records_type(values: np.ndarray) -> Any:
 
 
 def write_output(setup: Setup, staging: Path, pieces: Mapping[str, list[Piece]],
-                 load: Callable[[Piece], FinishedBucket], workers: int = 1) -> StreamResult:
+                 load: Callable[[Piece], FinishedBucket], workers: int = 1,
+                 checked: Callable[[], ValidationResult] | None = None) -> StreamResult:
     """Write every output file into ``staging``, then move them into the output folder.
 
     ``pieces``: per streamed domain, its non-empty buckets in bucket order; ``load``
     gives a bucket's rows, asked for once per piece, in writing order. With ``workers``
     above one, the streamed datasets are written side by side in forked processes
     (``load`` must work there), each with its share of the provenance table.
+    ``checked`` gives the small datasets' conformance results when they were checked
+    ahead (:class:`_CheckAhead`; asked before any process is forked), else they are
+    checked here.
     """
     small, report, out = setup.small, setup.report, setup.out
     streamed = setup.streamed()
@@ -1236,13 +1240,14 @@ def write_output(setup: Setup, staging: Path, pieces: Mapping[str, list[Piece]],
             bank_findings(setup, piece)
     shares = [staging / f".{domain}.{PROVENANCE_NAME}" for domain in streamed]
     prov_path = staging / PROVENANCE_NAME
+    ahead = None if checked is None else checked()
     global _WRITING
     _WRITING = (setup, staging, pieces, load)
     try:
         with _started(_write_domain, list(zip(streamed, shares, strict=True)),
                       workers) as finish:
-            validation = StreamedValidation.of(small.validate()) \
-                if setup.plan.validate and small.domains else None
+            validation = None if not (setup.plan.validate and small.domains) \
+                else StreamedValidation.of(ahead if ahead is not None else small.validate())
             provenance = small.provenance.copy()
             provenance["FILE"] = relative_files(provenance["FILE"], out)
             before = provenance[provenance["DOMAIN"].isin(("DM", "EX", "AE"))]
@@ -1486,14 +1491,17 @@ def _stream(setup: Setup, staging: Path, workers: int,
             bank_findings(setup, piece)
             finished(key, piece)
 
-        for piece in _run(_finish_bucket, keys, workers, arrived):
+        ahead = _CheckAhead(setup) if workers > 1 and setup.plan.validate \
+            and setup.small.domains else None
+        for piece in _run(_finish_bucket, keys, workers, arrived,
+                          None if ahead is None else ahead.start):
             if piece is not None:
                 pieces.setdefault(piece.domain, []).append(piece)
         marks.append(time.perf_counter())
         spent.append(_cpu_seconds())
         tick.step("writing the output files")
         result = write_output(setup, staging, pieces, partial(_load_bucket, spill_dir),
-                              workers)
+                              workers, None if ahead is None else ahead.result)
         marks.append(time.perf_counter())
         spent.append(_cpu_seconds())
         result.timings = dict(zip(("observations", "datasets", "writing"),
@@ -1610,6 +1618,42 @@ def _finish_bucket(key: Key) -> Piece | None:
     return piece
 
 
+class _CheckAhead:
+    """The small datasets' conformance check (DM above all: a hospital export has a row
+    per Patient), run on a thread of the main process while the forked workers finish
+    the buckets, the main process having little else to do then. Started once the
+    workers are forked, and waited for before any other process is: a process forked
+    while the thread runs could inherit a lock the thread holds."""
+
+    def __init__(self, setup: Setup) -> None:
+        self.setup = setup
+        self.outcome: ValidationResult | None = None
+        self.error: BaseException | None = None
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        # a daemon: a conversion that fails or is interrupted does not wait for it
+        self.thread = threading.Thread(target=self._check, name="check-ahead", daemon=True)
+        self.thread.start()
+
+    def _check(self) -> None:
+        try:
+            self.outcome = self.setup.small.validate()
+        except BaseException as exc:  # raised in the main thread, by result()
+            self.error = exc
+
+    def result(self) -> ValidationResult:
+        """The check's results, once it is over (its error raised here)."""
+        if self.thread is None:
+            self.start()
+        assert self.thread is not None
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        assert self.outcome is not None
+        return self.outcome
+
+
 def _bucket_path(spill_dir: Path, key: Key) -> Path:
     return spill_dir / f"{key[0]}.{key[1]:05d}.bucket"
 
@@ -1657,11 +1701,15 @@ def _started(function: Callable[[Any], Any], jobs: list[Any], workers: int
 
 
 def _run(function: Callable[[Any], Any], jobs: list[Any], workers: int,
-         each: Callable[[Any, Any], None] | None = None) -> list[Any]:
+         each: Callable[[Any, Any], None] | None = None,
+         started: Callable[[], None] | None = None) -> list[Any]:
     """``function`` over ``jobs`` in order, over forked workers when there are several;
-    ``each(job, result)`` as results come in."""
+    ``each(job, result)`` as results come in; ``started()`` once the workers are forked
+    (before the first job when there are none)."""
     results: list[Any] = []
     with _pool(workers, jobs) as pool:
+        if started is not None:
+            started()
         mapped = map(function, jobs) if pool is None else pool.imap(function, jobs)
         for job, result in zip(jobs, mapped, strict=True):
             results.append(result)

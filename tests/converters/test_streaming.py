@@ -399,3 +399,28 @@ def test_json_buckets_of_integral_results_are_written_from_their_frames(
     assert _files(tmp_path / "stream") == _files(tmp_path / "memory")
     # only the buckets the JSON writer turned down, each from its parked frame
     assert read_back and all(read_back) and len(read_back) < len(loaded)
+
+
+def test_the_small_datasets_checked_ahead_fail_the_conversion_as_inline(
+        export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With several workers DM is checked on a thread while the buckets are finished: an
+    error there stops the conversion as one in the main thread does, and no output is
+    left behind."""
+    from fhircdisc.study import Study
+
+    threads: list[str] = []
+
+    def broken(self: Study) -> Any:
+        import threading
+
+        threads.append(threading.current_thread().name)
+        raise RuntimeError("rules table unreadable")
+
+    monkeypatch.setattr(Study, "validate", broken)
+    for workers in (2, 1):
+        out = tmp_path / f"out{workers}"
+        with pytest.raises(RuntimeError, match="rules table unreadable"):
+            stream_to_sdtm([export], out, ("xpt",), study_id="BENCH", workers=workers,
+                           creation_datetime=STAMP, chunk_lines=700, bucket_rows=400)
+        assert not out.exists() or list(out.iterdir()) == []
+    assert threads == ["check-ahead", "MainThread"]
