@@ -1244,18 +1244,17 @@ def write_output(setup: Setup, staging: Path, pieces: Mapping[str, list[Piece]],
     global _WRITING
     _WRITING = (setup, staging, pieces, load)
     try:
-        with _started(_write_domain, list(zip(streamed, shares, strict=True)),
-                      workers) as finish:
+        # the small datasets are written by the same workers, first: DM has a row per
+        # Patient, and can take as long as a streamed dataset
+        jobs: list[tuple[str, Path | None]] = [*((name, None) for name in small.domains),
+                                               *zip(streamed, shares, strict=True)]
+        with _started(_write_domain, jobs, workers) as finish:
             validation = None if not (setup.plan.validate and small.domains) \
                 else StreamedValidation.of(ahead if ahead is not None else small.validate())
             provenance = small.provenance.copy()
             provenance["FILE"] = relative_files(provenance["FILE"], out)
             before = provenance[provenance["DOMAIN"].isin(("DM", "EX", "AE"))]
             before.to_csv(prov_path, index=False)
-            for name, frame in small.domains.items():
-                for fmt in setup.formats:
-                    write_dataset(frame, staging, small.meta(name), fmt,
-                                  creation_datetime=setup.creation_datetime)
             finish()
     finally:
         _WRITING = None
@@ -1312,11 +1311,19 @@ _WRITING: tuple[Setup, Path, Mapping[str, list[Piece]], Callable[[Piece], Finish
     | None = None
 
 
-def _write_domain(job: tuple[str, Path]) -> None:
-    """One streamed dataset in every format, its provenance rows into their own file."""
+def _write_domain(job: tuple[str, Path | None]) -> None:
+    """One streamed dataset in every format, its provenance rows into their own file
+    (``share``); a small dataset (no ``share``: made in pass 1, its provenance written
+    with the rest) in every format."""
     assert _WRITING is not None
     setup, staging, pieces, load = _WRITING
     domain, share = job
+    if share is None:
+        small = setup.small
+        for fmt in setup.formats:
+            write_dataset(small.domains[domain], staging, small.meta(domain), fmt,
+                          creation_datetime=setup.creation_datetime)
+        return
     share.touch()
     _write_streamed(setup, staging, domain, pieces.get(domain, []), load, share)
 
