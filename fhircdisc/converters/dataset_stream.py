@@ -362,8 +362,9 @@ class DatasetWriter:
 
     def _write_encoded(self, piece: EncodedXpt | EncodedRows) -> None:
         if not self.takes(piece):
-            what = "XPT records" if isinstance(piece, EncodedXpt) else \
-                f"rows encoded as {piece.fmt} with other data types"
+            what = "XPT records" if isinstance(piece, EncodedXpt) \
+                else f"rows encoded as {piece.fmt}" if piece.fmt != self.fmt \
+                else f"{piece.fmt} rows of other data types"
             raise ConversionError(f"{self.path}: {what} cannot be written as {self.fmt}")
         n_rows, first_row = piece.stats.rows, self.rows_written + 1
         self._check_room(n_rows)
@@ -597,18 +598,20 @@ def encode_apart(piece: pd.DataFrame, meta: DatasetMeta, stats: DatasetStats,
     writers is bytes. A format missing from the result needs the piece's frame."""
     found: dict[str, EncodedXpt | EncodedRows] = {}
     arrays: list[np.ndarray] | None = None
+    readable = True
     for fmt in formats:
-        encoded: EncodedXpt | EncodedRows | None
+        encoded: EncodedXpt | EncodedRows | None = None
         if fmt == "xpt":
             encoded = encode_xpt_apart(piece, meta, stats, coded)
-        else:
+        elif readable:
             if arrays is None:
                 try:
                     check_frame(piece, meta)
                     arrays = column_arrays(piece, meta)
-                except ConversionError:
-                    continue
-            encoded = encode_rows_apart(piece, meta, fmt, arrays)
+                except ConversionError:      # a value of the wrong type: each writer's
+                    readable = False         # own pass reports it at its row
+            if arrays is not None:
+                encoded = encode_rows_apart(piece, meta, fmt, arrays)
         if encoded is not None:
             found[fmt] = encoded
     return found

@@ -632,3 +632,18 @@ def test_csv_rows_encoded_apart_are_the_writers(tmp_path: Path) -> None:
         for found in encoded:
             writer.append_encoded(found["csv"])
     assert writer.path.read_bytes() == whole_bytes(df, META, "csv", tmp_path / "whole")
+
+
+def test_a_piece_encoded_for_another_format_is_refused(tmp_path: Path) -> None:
+    """Rows encoded for one format are not written into a file of another, and the
+    writer leaves no file."""
+    df = lb_frame(12)
+    encoded = encode_apart(df, META, stats_of(df, META), {}, ["json", "xpt"])
+    for piece, target, message in ((encoded["json"], "csv", "rows encoded as json"),
+                                   (encoded["xpt"], "ndjson", "XPT records")):
+        folder = tmp_path / target
+        with pytest.raises(ConversionError, match=f"{message} cannot be written as {target}"), \
+                open_dataset_writer(folder, META, target, stats_of(df, META),
+                                    creation_datetime=CREATED) as writer:
+            writer.append_encoded(piece)
+        assert not folder.exists() or list(folder.iterdir()) == []
