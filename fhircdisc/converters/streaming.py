@@ -524,10 +524,8 @@ def _cut_observations(path: Path, chunk_lines: int) -> _Cut | None:
     number = 1
     size = 0
     for offset, data, end in _blocks(path):
-        breaks = np.flatnonzero(np.frombuffer(data, dtype=np.uint8, count=end) == 10)
-        count = len(breaks) + (not data.endswith(b"\n", 0, end))
-        usual = data.count(_USUAL_BREAK, 0, end) + data.startswith(_USUAL_START, 0, end)
-        if usual != count:
+        breaks, count, usual = _block_lines(data, end)
+        if not usual:
             return None
         # the lines of the block are number .. number + count - 1; a task starts at each
         # line whose place in the file is a multiple of chunk_lines
@@ -763,10 +761,8 @@ class _ContextScan:
         self.current, self.in_file = None, 0
         number = 1
         for offset, data, end in _blocks(path):
-            breaks = np.flatnonzero(np.frombuffer(data, dtype=np.uint8, count=end) == 10)
-            count = len(breaks) + (not data.endswith(b"\n", 0, end))
-            usual = data.count(_USUAL_BREAK, 0, end) + data.startswith(_USUAL_START, 0, end)
-            if usual == count:
+            breaks, count, usual = _block_lines(data, end)
+            if usual:
                 self._streamed_run(file, rank, number, offset, breaks, count, copy)
             else:
                 block = data[:end]
@@ -823,6 +819,16 @@ def _blocks(path: Path) -> Iterator[tuple[int, bytes, int]]:
                 handle.seek(offset)
     except OSError as exc:
         raise InputError(f"cannot read file: {exc}", str(path)) from exc
+
+
+def _block_lines(data: bytes, end: int) -> tuple[np.ndarray, int, bool]:
+    """Of the lines of ``data[:end]`` (a block of :func:`_blocks`): where its line breaks
+    are, how many lines it holds, and whether every one of them is an Observation in its
+    usual form (begins with :data:`_USUAL_START`)."""
+    breaks = np.flatnonzero(np.frombuffer(data, dtype=np.uint8, count=end) == 10)
+    count = len(breaks) + (not data.endswith(b"\n", 0, end))
+    usual = data.count(_USUAL_BREAK, 0, end) + data.startswith(_USUAL_START, 0, end)
+    return breaks, count, usual == count
 
 
 def _wait_for(future: Future[Any], seconds: float) -> bool:
@@ -1651,9 +1657,7 @@ class _CheckAhead:
 
     def result(self) -> ValidationResult:
         """The check's results, once it is over (its error raised here)."""
-        if self.thread is None:
-            self.start()
-        assert self.thread is not None
+        assert self.thread is not None, "the check ahead was never started"
         self.thread.join()
         if self.error is not None:
             raise self.error
