@@ -88,7 +88,7 @@ def num_kind(values: np.ndarray) -> str:
     return "integer" if bool(integral.all()) else "double"
 
 
-def _data_type(kind: str) -> str:
+def num_data_type(kind: str) -> str:
     """The ``dataType`` of a Num column of this :func:`num_kind`."""
     return "integer" if kind == "integer" else "double"
 
@@ -207,7 +207,7 @@ def write_dataset_json(df: pd.DataFrame, path: Path | str, meta: DatasetMeta, *,
     check_frame(df, meta)
     _check_arguments(path, creation_datetime, source_system)
     arrays = column_arrays(df, meta)
-    data_types = ["string" if col.type == "Char" else _data_type(num_kind(values))
+    data_types = ["string" if col.type == "Char" else num_data_type(num_kind(values))
                   for col, values in zip(meta.columns, arrays, strict=True)]
     rows = _rows(path, meta, arrays, data_types, len(df), marked=ndjson)
     header = _header(path, meta, len(df), data_types, creation_datetime=creation_datetime,
@@ -234,7 +234,7 @@ def json_rows(path: Path, meta: DatasetMeta, arrays: list[np.ndarray], data_type
 def column_data_types(meta: DatasetMeta, kinds: Mapping[str, str]) -> list[str]:
     """The ``dataType`` of each column of ``meta``, its Num columns of these
     :func:`num_kind` s (a column absent from ``kinds`` holds no value)."""
-    return ["string" if col.type == "Char" else _data_type(kinds.get(col.name, "none"))
+    return ["string" if col.type == "Char" else num_data_type(kinds.get(col.name, "none"))
             for col in meta.columns]
 
 

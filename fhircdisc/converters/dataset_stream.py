@@ -349,8 +349,10 @@ class DatasetWriter:
             return False
         if self.fmt not in ("json", "ndjson"):
             return True
-        # a column's dataType is integer when its kind is, double otherwise
-        return all(kind == "none" or (kind == "integer") == (self.stats.num_kind(name) == "integer")
+        from fhircdisc.converters.dataset_json import num_data_type
+
+        return all(kind == "none"
+                   or num_data_type(kind) == num_data_type(self.stats.num_kind(name))
                    for name, kind in piece.stats.num_kinds.items())
 
     def append_encoded(self, piece: EncodedXpt | EncodedRows) -> None:
