@@ -84,6 +84,12 @@ class ChunkResult:
     #: domain -> whether every row carried its own --SEQ
     fixed_seq: dict[str, bool] = field(default_factory=dict)
 
+    def items_handed_over(self) -> None:
+        """Forget the unmapped items, failed lines and value issues, once the report (or
+        its runs on disk) holds them."""
+        self.unmapped, self.value_issues = [], []
+        self.failed = FailedLines(self.failed.resource_type)
+
 
 def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
                   context: StudyContext, finish: bool = True) -> ChunkResult:

@@ -86,7 +86,7 @@ from fhircdisc.errors import InputError
 from fhircdisc.finding_runs import BankedFindings, FindingRuns, StreamedValidation, bank
 from fhircdisc.mappings import derivations
 from fhircdisc.mappings import terminology as terminology_module
-from fhircdisc.report import ConversionReport, FailedLines
+from fhircdisc.report import ConversionReport
 from fhircdisc.report_runs import SharedRuns
 from fhircdisc.schemas.findings import Finding, RuleRun, RunStatus, ValidationResult
 from fhircdisc.streamed_json import write_streamed
@@ -1045,8 +1045,7 @@ def bank_findings(setup: Setup, piece: Piece | None) -> None:
 def bank_items(report: ConversionReport, result: ChunkResult) -> None:
     """Move a chunk's unmapped items and value issues into the report (in task order)."""
     report.add_items(result.unmapped, result.value_issues, result.failed)
-    result.unmapped, result.value_issues = [], []
-    result.failed = FailedLines(result.failed.resource_type)
+    result.items_handed_over()
 
 
 # -- pass 3: datasets ---------------------------------------------------------------------------
@@ -1588,8 +1587,7 @@ def _map_tasks(tasks: list[Task]) -> tuple[ChunkResult, _Spill, SharedRuns | Non
     if runs is not None and (result.unmapped or result.value_issues or result.failed):
         share = runs.write_share(f"t{name}", result.unmapped, result.value_issues,
                                  result.failed)
-        result.unmapped, result.value_issues = [], []
-        result.failed = FailedLines(result.failed.resource_type)
+        result.items_handed_over()
     return result, _spill(parts, name, _SHARED), share
 
 
