@@ -267,12 +267,12 @@ class ObservationLane:
     def _own_of_quantity(spec: CompiledSpec, quantity: Any, obs: Any
                          ) -> tuple[Any, ...] | None:
         """``own_values`` of a line (``obs``) whose result is ``quantity`` (None: none)."""
-        value = comparator = None
-        if quantity is not None:
-            value, comparator = quantity.value, quantity.comparator
-            if not orjson_number(value):
-                return None
-        return spec.own_values(value, comparator, obs.status, obs.__getattribute__)
+        if quantity is None:
+            return spec.own_values(None, None, obs.status, obs.__getattribute__)
+        value = quantity.value
+        if value.__class__ is int and not orjson_number(value):
+            return None
+        return spec.own_values(value, quantity.comparator, obs.status, obs.__getattribute__)
 
     def _line_visit(self, obs: Any, domain: str, spec: CompiledSpec) -> Any:
         """The visit values of a line's encounter: None without one (or one that does not

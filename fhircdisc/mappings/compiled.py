@@ -14,16 +14,22 @@ stays the reference (a test compares the two).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from math import isfinite
 from typing import Any
 
 from fhircdisc.caches import remember
 from fhircdisc.json_text import dumps_kept
 from fhircdisc.mappings import paths
-from fhircdisc.mappings.algorithms import ALGORITHMS, MapContext, ValueIssue, _number_text
+from fhircdisc.mappings.algorithms import (
+    _FLOAT_TEXTS,
+    ALGORITHMS,
+    MapContext,
+    ValueIssue,
+    _number_text,
+)
 from fhircdisc.mappings.dates import DateFormatError, fhir_to_dtc
 from fhircdisc.mappings.spec import DomainSpec, Rule, Unmapped
 
@@ -246,6 +252,14 @@ class CompiledSpec:
         self.order = [rule.var for rule in spec.rules]
         self.rank = {rule.var: index for index, rule in enumerate(spec.rules)}
         self.fill_plan = _fill_plan([rule for _, rule in self.direct])
+        plan = self.fill_plan
+        #: what :meth:`own_values` works out: the result as text, as a number, and the
+        #: one date element when there is exactly one
+        self._text = bool(plan and plan.text)
+        self._number = bool(plan and plan.number)
+        self._result = self._text or self._number
+        self._one_date = plan.date_elements[0] \
+            if plan is not None and len(plan.date_elements) == 1 else None
 
     def map(self, view: dict[str, Any], ctx: MapContext) -> dict[str, Any]:
         """The row of ``view``, its value issues added to ``ctx``; ``Unmapped`` as the
@@ -364,17 +378,36 @@ class CompiledSpec:
         if plan is None:
             return None
         text = number = None
-        if plan.text or plan.number:
+        if self._result:
             if value is None:
                 return None
-            if plan.text:
-                text = (comparator or "") + _number_text(value)
-            if plan.number:
-                if comparator or value.__class__ not in (int, float):
-                    return None
-                number = float(value)
-                if not math.isfinite(number):
-                    number = None
+            if value.__class__ is float and comparator is None:
+                # most results: a float; its text made once (results repeat)
+                if self._text:
+                    text = _FLOAT_TEXTS.get(value)
+                    if text is None:
+                        text = _number_text(value)
+                if self._number:
+                    number = value if isfinite(value) else None
+            else:
+                if self._text:
+                    text = (comparator or "") + _number_text(value)
+                if self._number:
+                    if comparator or value.__class__ not in (int, float):
+                        return None
+                    number = float(value)
+                    if not isfinite(number):
+                        number = None
+        element = self._one_date
+        if element is not None:                  # most plans: the effective date
+            date = get(element)
+            if date.__class__ is not str or not date:
+                return None
+            try:
+                dtc = fhir_to_dtc(date)
+            except DateFormatError:
+                return None
+            return ("NOT DONE" if status == "cancelled" else None, dtc, text, number)
         return self._own(status, get, text, number)
 
     def own_values_of_text(self, text: str | None, status: Any, get: Callable[[str], Any]
@@ -390,15 +423,9 @@ class CompiledSpec:
              ) -> tuple[Any, ...] | None:
         assert self.fill_plan is not None
         flag = "NOT DONE" if status == "cancelled" else None
-        elements = self.fill_plan.date_elements
+        dates = []
         try:
-            if len(elements) == 1:                   # most plans: the effective date
-                date = get(elements[0])
-                if date.__class__ is not str or not date:
-                    return None
-                return (flag, fhir_to_dtc(date), text, number)
-            dates = []
-            for element in elements:
+            for element in self.fill_plan.date_elements:
                 date = get(element)
                 if date.__class__ is not str or not date:
                     return None
