@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -88,9 +89,26 @@ class ColumnValues:
         """Where the value is text that passes ``test`` (asked once per distinct text)."""
         return self.texts_where(lambda texts: [test(text) for text in texts])
 
+    @cached_property
+    def value_set(self) -> frozenset[Any]:
+        """The distinct values that can be hashed, as a set (made once: a column held for
+        a whole conversion, such as DM's USUBJID, is asked again for every dataset piece)."""
+        try:
+            return frozenset(self.uniques)
+        except TypeError:
+            return frozenset(value for value in self.uniques if _hashable(value))
+
     def isin(self, allowed: Collection[Any]) -> np.ndarray:
         """Where the value is one of ``allowed`` (False where missing)."""
         return self.spread([_member(value, allowed) for value in self.uniques])
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 def _member(value: Any, allowed: Collection[Any]) -> bool:

@@ -87,6 +87,15 @@ def test_unhashable_cells_are_each_a_value_and_missing_ones_none() -> None:
     assert values.uniques == [["a"], ["a"]]
 
 
+def test_the_value_set_holds_the_hashable_values_and_is_made_once() -> None:
+    values = ColumnValues.of(pd.Series(["S-2", None, "S-1", "S-2", math.nan], dtype=object))
+    assert values.value_set == {"S-1", "S-2"}
+    assert values.value_set is values.value_set
+    mixed = ColumnValues.of(pd.Series([["a"], "S-1", None], dtype=object))
+    assert mixed.value_set == {"S-1"}
+    assert mixed.isin(mixed.value_set).tolist() == [False, True, False]
+
+
 def test_texts_are_given_only_for_all_text_columns_of_that_length() -> None:
     text = ColumnValues.of(pd.Series(["b", None, "a", "b"], dtype=object))
     assert text.texts(4) == ["b", "a"]

@@ -29,8 +29,7 @@ def seq_unique(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
 def usubjid_in_dm(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
     """Every USUBJID of the dataset has a DM record."""
     subjects = ds.values("USUBJID")
-    dm = study.dm().values("USUBJID")
-    known = set(dm.uniques)
+    known = study.dm().values("USUBJID").value_set
     bad = subjects.present() & ~subjects.isin(known)
     for row in rows(bad):
         yield Hit(row=row, variable="USUBJID", value=ds.cell("USUBJID", row))
@@ -89,7 +88,8 @@ def single_studyid(study: Study, p: Params) -> Iterator[Hit]:
     if not counts:
         raise Skip("no STUDYID value")
     dm = study.datasets.get("DM")
-    dm_ids = set(dm.df["STUDYID"].dropna()) if dm is not None and dm.has("STUDYID") else set()
+    dm_ids = dm.values("STUDYID").value_set if dm is not None and dm.has("STUDYID") \
+        else frozenset()
     expected = next(iter(dm_ids)) if len(dm_ids) == 1 else counts.most_common(1)[0][0]
     for ds in study.datasets.values():
         if not ds.has("STUDYID"):
