@@ -80,8 +80,12 @@ class LineShape:
         # texts back unambiguously; a line that holds one anyway is keyed by the tuple
         head: Any = tuple(map(bytes, texts)) if _SEPARATOR in line else _SEPARATOR.join(texts)
         if self._unit is not None:
+            # one Quantity element (most lanes): its parts in the key itself, a tuple
+            # less to make and hash on every line
             quantity = self._unit(obs)
-            return (head, None if quantity is None else _UNIT(quantity))
+            if quantity is None:
+                return (head, None)
+            return (head, quantity.code, quantity.system, quantity.unit)
         return (head, *(None if quantity is None else _UNIT(quantity)
                         for quantity in self._units(obs)))
 
