@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from fhircdisc.converters.observation_lines import tuple_getter
 from fhircdisc.mappings.compiled import CompiledSpec, PlainTemplate
@@ -320,11 +321,10 @@ def _first_use(objects: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     """Each row's object as a number, objects told apart by identity and numbered in the
     order rows first use them; and, per number, the first row using it."""
     ids = np.fromiter(map(id, objects), dtype=np.int64, count=len(objects))
-    distinct, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
-    by_use = np.argsort(first, kind="stable")
-    number = np.empty(len(distinct), dtype=np.int32)
-    number[by_use] = np.arange(len(distinct), dtype=np.int32)
-    return number[inverse.reshape(-1)], first[by_use]
+    # both by hashing (pandas numbers values in the order they first appear), not sorting
+    numbers, _ = pd.factorize(ids)
+    firsts = np.flatnonzero(~pd.Series(ids, copy=False).duplicated().to_numpy())
+    return numbers.astype(np.int32), firsts
 
 
 def _context_values(subjects: list[Any], context: tuple[tuple[str, str], ...]
