@@ -23,13 +23,7 @@ from typing import Any
 from fhircdisc.caches import remember
 from fhircdisc.json_text import dumps_kept
 from fhircdisc.mappings import paths
-from fhircdisc.mappings.algorithms import (
-    _FLOAT_TEXTS,
-    ALGORITHMS,
-    MapContext,
-    ValueIssue,
-    _number_text,
-)
+from fhircdisc.mappings.algorithms import ALGORITHMS, MapContext, ValueIssue, _number_text
 from fhircdisc.mappings.dates import DateFormatError, fhir_to_dtc
 from fhircdisc.mappings.spec import DomainSpec, Rule, Unmapped
 
@@ -382,11 +376,10 @@ class CompiledSpec:
             if value is None:
                 return None
             if value.__class__ is float and comparator is None:
-                # most results: a float; its text made once (results repeat)
+                # most results: a float, its own number (results repeat: each float's
+                # text is made once)
                 if self._text:
-                    text = _FLOAT_TEXTS.get(value)
-                    if text is None:
-                        text = _number_text(value)
+                    text = _number_text(value)
                 if self._number:
                     number = value if isfinite(value) else None
             else:
@@ -398,16 +391,6 @@ class CompiledSpec:
                     number = float(value)
                     if not isfinite(number):
                         number = None
-        element = self._one_date
-        if element is not None:                  # most plans: the effective date
-            date = get(element)
-            if date.__class__ is not str or not date:
-                return None
-            try:
-                dtc = fhir_to_dtc(date)
-            except DateFormatError:
-                return None
-            return ("NOT DONE" if status == "cancelled" else None, dtc, text, number)
         return self._own(status, get, text, number)
 
     def own_values_of_text(self, text: str | None, status: Any, get: Callable[[str], Any]
@@ -421,10 +404,16 @@ class CompiledSpec:
 
     def _own(self, status: Any, get: Callable[[str], Any], text: Any, number: Any
              ) -> tuple[Any, ...] | None:
-        assert self.fill_plan is not None
         flag = "NOT DONE" if status == "cancelled" else None
-        dates = []
+        element = self._one_date
         try:
+            if element is not None:                  # most plans: the effective date
+                date = get(element)
+                if date.__class__ is not str or not date:
+                    return None
+                return (flag, fhir_to_dtc(date), text, number)
+            assert self.fill_plan is not None
+            dates = []
             for element in self.fill_plan.date_elements:
                 date = get(element)
                 if date.__class__ is not str or not date:
