@@ -51,15 +51,26 @@ def fhir_to_dtc(value: object) -> str:
             day, rest = text[:10], text[10:]
             valid = _DAYS.get(day)
             if valid is None:
-                valid = remember(_DAYS, day, _FULL_DATE.fullmatch(day) is not None
-                                 and _is_calendar_date(day), _CACHE_LIMIT)
+                valid = _full_date(day)
             time = _TIMES.get(rest, _UNSEEN)
             if time is _UNSEEN:
                 found = _TIME_PART.fullmatch(rest)
                 time = remember(_TIMES, rest, found["time"] if found else None, _CACHE_LIMIT)
             if valid and time is not None:
                 return f"{day}T{time}"
+        elif len(text) == 10 and _full_date(text):       # a full date alone (birth dates)
+            return text
     return _parse_fhir_date(value)
+
+
+def _full_date(day: str) -> bool:
+    """Whether ``day`` is a calendar date written in full (each distinct one checked once:
+    :data:`_DAYS`)."""
+    valid = _DAYS.get(day)
+    if valid is None:
+        valid = remember(_DAYS, day, _FULL_DATE.fullmatch(day) is not None
+                         and _is_calendar_date(day), _CACHE_LIMIT)
+    return valid
 
 
 def _parse_fhir_date(value: object) -> str:
