@@ -12,9 +12,9 @@ checkout and of OTHER runs in fresh processes, ``--rounds`` times each, interlea
 alike. It prints:
 - whether the two wrote the same bytes (every output file: the datasets, the report,
   the provenance), and which files differ when they do (exit code 1 then);
-- per pass, the median wall and CPU time (every process) of each, and the change from
-  OTHER to this checkout as the median and range of the paired differences, in seconds
-  and in microseconds of CPU a line.
+- per pass, the median CPU time (every process) of each, and for the whole conversion
+  its CPU and wall time; the change from OTHER to this checkout as the median and range
+  of the paired differences, in seconds and percent; each figure a line, in µs.
 
 A change of a few percent is only told apart from the noise by the paired differences
 of several rounds; ``--workers 1`` takes the other processes out of the noise.
