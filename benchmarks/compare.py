@@ -40,8 +40,13 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.generate import generate, gzipped  # noqa: E402
-from benchmarks.run import PASSES, subjects_file  # noqa: E402
+from benchmarks.run import (  # noqa: E402
+    PASSES,
+    add_export_options,
+    export,
+    output_formats,
+    subjects_file,
+)
 
 #: the conversion a fresh process of one checkout runs (its arguments on the command line)
 _CONVERT = """
@@ -161,21 +166,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("other", type=Path, help="another checkout of the project")
-    parser.add_argument("--observations", type=int, default=1_000_000)
-    parser.add_argument("--patients", type=int, default=5_000)
+    add_export_options(parser)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--formats", default="xpt",
-                        help="output formats of the conversions, comma-separated")
-    parser.add_argument("--local-codes", type=float, default=0.0)
-    parser.add_argument("--encounters", action="store_true")
-    parser.add_argument("--panels", type=float, default=0.0)
-    parser.add_argument("--enrolled", type=float, default=0.0)
-    parser.add_argument("--grouped", action="store_true")
-    parser.add_argument("--gzip", action="store_true")
     args = parser.parse_args()
     console = Console()
-    formats = tuple(name.strip() for name in args.formats.split(",") if name.strip())
+    formats = output_formats(args)
     if not (args.other / "fhircdisc").is_dir():
         console.print(f"error: {args.other} is not a checkout of the project (no fhircdisc "
                       "folder in it)")
@@ -183,11 +179,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         console.print(f"generating {args.observations:,} Observations ...")
-        files = generate(work / "export", args.observations, args.patients,
-                         local_codes=args.local_codes, encounters=args.encounters,
-                         grouped=args.grouped, panels=args.panels)
-        if args.gzip:
-            files = gzipped(files)
+        files = export(args, work / "export", args.observations)
         subjects = subjects_file(work, args.patients, args.enrolled)
         console.print(f"{args.rounds} rounds of both conversions ...")
         try:

@@ -141,6 +141,38 @@ def subjects_file(folder: Path, patients: int, share: float) -> Path | None:
     return path
 
 
+def add_export_options(parser: argparse.ArgumentParser) -> None:
+    """The options that shape the generated export and the conversion's output formats."""
+    parser.add_argument("--observations", type=int, default=1_000_000)
+    parser.add_argument("--patients", type=int, default=5_000)
+    parser.add_argument("--local-codes", type=float, default=0.0,
+                        help="share of lab results with a local code, which no table maps")
+    parser.add_argument("--encounters", action="store_true",
+                        help="each Observation at its Patient's encounter of the month")
+    parser.add_argument("--panels", type=float, default=0.0,
+                        help="share of vital signs that are blood pressure panels")
+    parser.add_argument("--enrolled", type=float, default=0.0,
+                        help="share of the Patients a subjects file enrols (0: all)")
+    parser.add_argument("--grouped", action="store_true",
+                        help="each file's Observations sorted by patient and date")
+    parser.add_argument("--gzip", action="store_true", help="gzip every file of the export")
+    parser.add_argument("--formats", default="xpt",
+                        help="output formats of the conversions, comma-separated")
+
+
+def export(args: argparse.Namespace, folder: Path, observations: int) -> list[Path]:
+    """The export ``args`` (:func:`add_export_options`) describe, with ``observations``
+    Observations, generated into ``folder`` (gzipped with ``--gzip``)."""
+    files = generate(folder, observations, args.patients, local_codes=args.local_codes,
+                     encounters=args.encounters, grouped=args.grouped, panels=args.panels)
+    return gzipped(files) if args.gzip else files
+
+
+def output_formats(args: argparse.Namespace) -> tuple[str, ...]:
+    """The ``--formats`` of :func:`add_export_options`."""
+    return tuple(name.strip() for name in args.formats.split(",") if name.strip())
+
+
 def peak_memory(folder: Path, out: Path, subjects: Path | None = None,
                 formats: tuple[str, ...] = ("xpt",)) -> tuple[float, float, float | None]:
     """Peak RSS (MB) of a fresh process that streams ``folder`` into ``out``, the largest
@@ -216,21 +248,7 @@ def _spread(ratios: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--observations", type=int, default=1_000_000)
-    parser.add_argument("--patients", type=int, default=5_000)
-    parser.add_argument("--local-codes", type=float, default=0.0,
-                        help="share of lab results with a local code, which no table maps")
-    parser.add_argument("--encounters", action="store_true",
-                        help="each Observation at its Patient's encounter of the month")
-    parser.add_argument("--panels", type=float, default=0.0,
-                        help="share of vital signs that are blood pressure panels")
-    parser.add_argument("--enrolled", type=float, default=0.0,
-                        help="share of the Patients a subjects file enrols (0: all)")
-    parser.add_argument("--grouped", action="store_true",
-                        help="each file's Observations sorted by patient and date")
-    parser.add_argument("--gzip", action="store_true", help="gzip every file of the export")
-    parser.add_argument("--formats", default="xpt",
-                        help="output formats of the conversions, comma-separated")
+    add_export_options(parser)
     parser.add_argument("--slice", type=int, default=2_000)
     parser.add_argument("--repeat", type=int, default=3,
                         help="rounds of parse, conversion and baseline, run one after the "
@@ -238,7 +256,7 @@ def main() -> None:
     parser.add_argument("--memory-sizes", default="500000,2000000",
                         help="Observation counts whose peak RSS is measured ('' to skip)")
     args = parser.parse_args()
-    formats = tuple(name.strip() for name in args.formats.split(",") if name.strip())
+    formats = output_formats(args)
     console = Console()
     cores = os.cpu_count() or 1
     table = Table(title=f"fhircdisc benchmarks ({cores} cores, {args.observations:,} "
@@ -259,12 +277,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         console.print(f"generating {args.observations:,} Observations ...")
-        files = generate(work / "export", args.observations, args.patients,
-                         local_codes=args.local_codes, encounters=args.encounters,
-                         grouped=args.grouped,
-                         panels=args.panels)
-        if args.gzip:
-            files = gzipped(files)
+        files = export(args, work / "export", args.observations)
         subjects = subjects_file(work, args.patients, args.enrolled)
         rounds = []
         for number in range(1, args.repeat + 1):
@@ -304,11 +317,7 @@ def main() -> None:
         for size in sizes:
             folder = work / f"mem{size}"
             console.print(f"peak memory at {size:,} Observations ...")
-            made = generate(folder, size, args.patients, local_codes=args.local_codes,
-                            encounters=args.encounters, panels=args.panels,
-                            grouped=args.grouped)
-            if args.gzip:
-                gzipped(made)
+            export(args, folder, size)
             parent, worker, pss = peak_memory(folder, work / "out", subjects, formats)
             peaks.append(max(parent, worker))
             shutil.rmtree(folder)
