@@ -1058,7 +1058,6 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
     seq_var = f"{domain}SEQ"
     names = plan.all_columns[domain]
     keys = SPECS[domain].seq_keys
-    gathered = gather(parts, dict.fromkeys(("USUBJID", *keys, seq_var)))
     fixed = plan.fixed_seq[domain]
     starts = np.cumsum([0, *map(len, parts)]).tolist()
 
@@ -1070,9 +1069,9 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
         return part[row].get("_order", 0), part[row].get("_location", "")
 
     order, numbers = derivations.sequence_order(
-        _present(gathered["USUBJID"], None, parts, "USUBJID"),
-        [_present(gathered[key], None, parts, key) for key in keys],
-        _present(gathered[seq_var], None, parts, seq_var) if fixed else None, read_key)
+        sort_column(parts, "USUBJID"), [sort_column(parts, key) for key in keys],
+        _present(gather(parts, [seq_var])[seq_var], None, parts, seq_var) if fixed else None,
+        read_key)
     at = np.asarray(order, dtype=np.intp)
     kept = set(plan.columns[domain])
     wanted = list(dict.fromkeys([*(name for name in names if name in kept), "USUBJID",
@@ -1129,6 +1128,27 @@ def gather(parts: Parts, names: Iterable[str]) -> dict[str, np.ndarray]:
             found.append(_part_column(part, name))
     return {name: np.concatenate(found) if found else object_array((), 0)
             for name, found in columns.items()}
+
+
+def sort_column(parts: Parts, name: str) -> derivations.Column:
+    """The values of ``name`` over the rows of ``parts`` as ``sequence_order`` reads them
+    (None where a row does not have it); when every part holds it as places in a table,
+    as the tables' values the rows take and each row's place."""
+    found = [part.table(name) for part in parts if isinstance(part, LaneBlock)]
+    tabled = [table for table in found if table is not None]
+    if not parts or len(tabled) < len(parts):
+        return _present(gather(parts, [name])[name], None, parts, name)
+    tables: list[np.ndarray] = []
+    places: list[np.ndarray] = []
+    offset = 0
+    for table, at in tabled:
+        tables.append(table)
+        places.append(at.astype(np.intp) + offset)
+        offset += len(table)
+    rows = np.concatenate(places)
+    taken = np.bincount(rows, minlength=offset) > 0
+    renumber = np.cumsum(taken) - 1
+    return derivations.Tabled(np.concatenate(tables)[taken].tolist(), renumber[rows])
 
 
 def _part_column(part: LaneBlock | Rows, name: str) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from itertools import chain
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -193,25 +193,64 @@ def sequence(rows: list[dict[str, Any]], seq_var: str, keys: tuple[str, ...],
             row[seq_var] = number
 
 
-def sequence_order(subjects: list[Any], keys: list[list[Any]], carried: list[Any] | None,
+class Tabled:
+    """A column as a table of values and, per row, its value's place in the table (a lane
+    block's template or subject values): the column is ``values[places]``. Every value of
+    the table is some row's."""
+
+    def __init__(self, values: list[Any], places: np.ndarray) -> None:
+        self.values = values
+        self.places = places
+
+    def rows(self) -> list[Any]:
+        """The column, row by row."""
+        table = np.fromiter(self.values, dtype=object, count=len(self.values))
+        rows: list[Any] = table[self.places].tolist()
+        return rows
+
+
+Column = list[Any] | Tabled
+"""The values of a variable over rows: one a row, or :class:`Tabled`."""
+
+
+def sequence_order(subjects: Column, keys: list[Column], carried: list[Any] | None,
                    read_key: Callable[[int], Any]) -> tuple[list[int], list[float] | None]:
     """:func:`sequence` on columns: the order of the rows, and their --SEQ in that order.
 
     ``subjects``: each row's USUBJID; ``keys``: the values of each sort key variable;
     ``carried``: each row's own --SEQ, to sort by and keep (then no numbers come back);
-    ``read_key(i)``: where row ``i`` was read, to order rows equal in everything else.
+    ``read_key(i)``: where row ``i`` was read, to order rows equal in everything else. A
+    tabled column is ranked by its table alone.
     """
-    size = len(subjects)
-    if carried is not None:
-        return sorted(range(size), key=lambda i: (subjects[i] or "", carried[i] or 0.0)), None
-    subjects = [subject or "" for subject in subjects]
-    texts = [_key_texts(values) for values in keys]
-    if not set(map(type, subjects)) <= {str}:
-        order = _sorted_by_tuples(subjects, texts, read_key)
-        return order, _numbers([subjects[i] for i in order])
-    codes = [_text_ranks(subjects), *map(_text_ranks, texts)]
+    if carried is not None or not _all_text(subjects):
+        listed = subjects.rows() if isinstance(subjects, Tabled) else subjects
+        if carried is not None:
+            return sorted(range(len(listed)),
+                          key=lambda i: (listed[i] or "", carried[i] or 0.0)), None
+        texts = [_key_texts(key.rows() if isinstance(key, Tabled) else key) for key in keys]
+        listed = [subject or "" for subject in listed]
+        order = _sorted_by_tuples(listed, texts, read_key)
+        return order, _numbers([listed[i] for i in order])
+    codes = [_column_ranks(subjects, subject=True),
+             *(_column_ranks(key, subject=False) for key in keys)]
     order = _read_order_ties(read_key, _stable_order(codes), codes)
     return order, _run_numbers(codes[0][order])
+
+
+def _all_text(subjects: Column) -> bool:
+    """Whether every subject is a text once a missing one (a false value) is ""."""
+    values = subjects.values if isinstance(subjects, Tabled) else subjects
+    return set(map(type, (value or "" for value in values))) <= {str}
+
+
+def _column_ranks(column: Column, subject: bool) -> np.ndarray:
+    """Each row's rank by its value of ``column`` (:func:`_text_ranks` of the key texts;
+    ``subject``: None ranks as "")."""
+    values = column.values if isinstance(column, Tabled) else column
+    texts = [value or "" for value in values] if subject else _key_texts(values)
+    if isinstance(column, Tabled):
+        return _text_ranks(texts)[column.places]
+    return _text_ranks(texts)
 
 
 def _key_texts(values: list[Any]) -> list[str | None]:
@@ -236,6 +275,10 @@ def _sorted_by_tuples(subjects: list[Any], texts: list[list[str | None]],
 
 def _text_ranks(texts: list[str | None]) -> np.ndarray:
     """Rank of each text among the distinct texts; ``None`` ranks after every text."""
+    if len(texts) >= _BYTES_FROM and len(set(texts[:_PROBE])) > _PROBE // 2:
+        ranks = _byte_ranks(texts)         # texts that rarely repeat (dates): sorted as is
+        if ranks is not None:
+            return ranks
     codes, uniques = pd.factorize(np.fromiter(texts, dtype=object, count=len(texts)))
     distinct: list[str] = uniques.tolist()
     places: Any
@@ -248,6 +291,34 @@ def _text_ranks(texts: list[str | None]) -> np.ndarray:
     rank[places] = np.arange(len(distinct), dtype=np.int64)
     rank[-1] = len(distinct)                        # code -1: None, after every text
     return rank[codes]
+
+
+#: a column of at least this many texts, half of whose first :data:`_PROBE` differ, is
+#: ranked by sorting its texts as bytes rather than through its distinct texts
+_BYTES_FROM = 1024
+_PROBE = 256
+
+
+def _byte_ranks(texts: list[str | None]) -> np.ndarray | None:
+    """:func:`_text_ranks` of ASCII texts without NUL, by sorting them as fixed-width
+    bytes (in 8-byte big-endian words: byte order is code point order); None for any
+    other column (None among the texts too)."""
+    if not set(map(type, texts)) <= {str} or "\x00" in "".join(cast(list[str], texts)):
+        return None
+    try:
+        data = np.fromiter(texts, dtype=object, count=len(texts)).astype(bytes)
+    except UnicodeEncodeError:             # not ASCII
+        return None
+    width = -(-max(data.dtype.itemsize, 1) // 8) * 8
+    data = data.astype(f"S{width}")
+    words = data.view(">u8").reshape(len(data), width // 8)
+    order = np.lexsort(words.T[::-1])
+    ordered = data[order]
+    dense = np.zeros(len(data), dtype=np.int64)
+    np.cumsum(ordered[1:] != ordered[:-1], out=dense[1:])
+    ranks = np.empty(len(data), dtype=np.int64)
+    ranks[order] = dense
+    return ranks
 
 
 def _stable_order(codes: list[np.ndarray]) -> np.ndarray:
@@ -357,5 +428,5 @@ def derive(rows: dict[str, list[dict[str, Any]]], specs: dict[str, DomainSpec]
     return frames
 
 
-__all__ = ["HIDDEN", "all_fixed", "date_part", "days_of", "derive", "sequence", "sequence_order",
-           "study_days"]
+__all__ = ["HIDDEN", "Tabled", "all_fixed", "date_part", "days_of", "derive", "sequence",
+           "sequence_order", "study_days"]

@@ -146,3 +146,55 @@ def test_text_ranks_order_texts_as_python_does(texts: list[Any]) -> None:
     distinct = sorted({text for text in texts if text is not None})
     expected = [len(distinct) if text is None else distinct.index(text) for text in texts]
     assert derivations._text_ranks(texts).tolist() == expected
+
+
+TEXTS = st.one_of(st.none(), st.text(alphabet="ab09-:T \x00é", max_size=8),
+                  st.sampled_from(["\ud800", "2020-01-10T08:00", "2020-01-10"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(TEXTS, max_size=60))
+def test_byte_ranks_order_texts_as_python_does_or_decline(texts: list[Any]) -> None:
+    ranks = derivations._byte_ranks(texts)
+    plain = all(text is not None and text.isascii() and "\x00" not in text for text in texts)
+    assert (ranks is not None) == plain
+    if ranks is not None:
+        distinct = sorted(set(texts))
+        assert ranks.tolist() == [distinct.index(text) for text in texts]
+
+
+@pytest.mark.parametrize("alphabet", ["0123456789-T:", "0123456789é", "01\x00"])
+def test_text_ranks_of_a_long_column_of_rare_repeats(alphabet: str) -> None:
+    # long enough, and varied enough, to be sorted as bytes where that is exact
+    rng = np.random.default_rng(len(alphabet))
+    texts: list[Any] = ["".join(rng.choice(list(alphabet), size=int(rng.integers(0, 12))))
+                        for _ in range(3000)]
+    distinct = sorted(set(texts))
+    expected = [distinct.index(text) for text in texts]
+    assert derivations._text_ranks(texts).tolist() == expected
+    texts[7] = None                                   # None: after every text
+    assert derivations._text_ranks(texts)[7] == len(set(texts) - {None})
+
+
+def _tabled(values: list[Any]) -> derivations.Tabled:
+    """``values`` as a table of their distinct values (told apart by repr, as 1 and 1.0
+    and None and NaN are) and each row's place in it."""
+    table = list(dict.fromkeys(map(repr, values)))
+    places = np.asarray([table.index(repr(value)) for value in values], dtype=np.intp)
+    return derivations.Tabled([next(v for v in values if repr(v) == text) for text in table],
+                              places)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["S-1", "S-2", "S-10", "", None, 0]),
+                          TEXTS, st.sampled_from(["GLUC", "ALB", None, 3.5])), max_size=40),
+       st.booleans())
+def test_sequence_order_of_tabled_columns_is_that_of_the_rows(
+        rows: list[tuple[Any, Any, Any]], tabled_subjects: bool) -> None:
+    subjects = [row[0] for row in rows]
+    dates, codes = [row[1] for row in rows], [row[2] for row in rows]
+    expected = derivations.sequence_order(subjects, [dates, codes], None, lambda i: i)
+    got = derivations.sequence_order(
+        _tabled(subjects) if tabled_subjects else subjects, [dates, _tabled(codes)], None,
+        lambda i: i)
+    assert got == expected
