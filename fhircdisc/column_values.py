@@ -52,6 +52,21 @@ class ColumnValues:
             return cls(np.where(missing, -1, np.cumsum(~missing) - 1), values)
         return cls(np.asarray(codes, dtype=np.intp), uniques.tolist())
 
+    @classmethod
+    def of_ranks(cls, values: list[Any], ranks: np.ndarray, order: np.ndarray
+                 ) -> ColumnValues:
+        """The column ``values`` (texts or None) takes in the row ``order``, from each
+        value's rank among them (``ranks``, beside ``values``: dense from 0, equal for
+        equal texts, None's above every text's), without hashing a value."""
+        firsts = np.empty(int(ranks.max(initial=-1)) + 1, dtype=np.intp)
+        firsts[ranks[::-1]] = np.arange(len(ranks) - 1, -1, -1)  # each rank's first row
+        uniques = [values[i] for i in firsts.tolist()]
+        codes = ranks[order].astype(np.intp)
+        if uniques and uniques[-1] is None:                      # missing: -1
+            uniques.pop()
+            codes[codes == len(uniques)] = -1
+        return cls(codes, uniques)
+
     def texts(self, rows: int) -> list[str] | None:
         """The distinct values when these are codes of ``rows`` rows and every distinct
         value is text (then a missing cell is the only other kind); None otherwise."""

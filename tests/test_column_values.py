@@ -102,3 +102,19 @@ def test_texts_are_given_only_for_all_text_columns_of_that_length() -> None:
     assert text.texts(3) is None
     assert ColumnValues.of(pd.Series(["a", 1], dtype=object)).texts(2) is None
     assert ColumnValues.of(pd.Series([None, None], dtype=object)).texts(2) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), _TEXT), max_size=40), st.randoms())
+def test_codes_from_sort_ranks_describe_the_column_in_that_order(values: list[Any],
+                                                                  rng: Any) -> None:
+    from fhircdisc.mappings.derivations import _text_ranks
+
+    order = np.arange(len(values))
+    rng.shuffle(order)
+    found = ColumnValues.of_ranks(values, _text_ranks(values), order)
+    column = [values[i] for i in order.tolist()]
+    assert [None if code < 0 else found.uniques[code] for code in found.codes.tolist()] \
+        == column
+    assert sorted(found.uniques) == sorted({value for value in values if value is not None})
+    assert len(found.codes) == len(column)

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from fhircdisc.column_values import ColumnValues, PackedFrame, pack_frame
+from fhircdisc.column_values import ColumnValues, PackedFrame, pack_frame, text_or_none
 from fhircdisc.converters.atomic import cannot_write, publish, staging_folder
 from fhircdisc.converters.chunk import (
     STREAMED_DOMAINS,
@@ -1068,11 +1068,19 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
             return part.read_place(row)
         return part[row].get("_order", 0), part[row].get("_location", "")
 
-    order, numbers = derivations.sequence_order(
-        sort_column(parts, "USUBJID"), [sort_column(parts, key) for key in keys],
+    sorting = [sort_column(parts, key) for key in keys]
+    ranking = derivations.sequence_ranking(
+        sort_column(parts, "USUBJID"), sorting,
         _present(gather(parts, [seq_var])[seq_var], None, parts, seq_var) if fixed else None,
         read_key)
+    order, numbers = ranking.order, ranking.numbers
     at = np.asarray(order, dtype=np.intp)
+    # a sort key the rows hold as their own texts (--DTC) was ranked: its codes for the
+    # checks come from the ranks, not from hashing every row's text again
+    ranked = {} if ranking.key_ranks is None else {
+        key: ColumnValues.of_ranks(column, ranks, at)
+        for key, column, ranks in zip(keys, sorting, ranking.key_ranks, strict=True)
+        if isinstance(column, list) and text_or_none(column)}
     kept = set(plan.columns[domain])
     wanted = list(dict.fromkeys([*(name for name in names if name in kept), "USUBJID",
                                  seq_var]))
@@ -1083,8 +1091,8 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
             columns[name] = object_array(numbers, len(numbers))
             continue
         columns[name], values = ordered_column(parts, name, at)
-        if values is not None:
-            coded[name] = values
+        if values is not None or name in ranked:
+            coded[name] = values if values is not None else ranked[name]
     raw = raw_frame(domain, wanted, columns, exact=("USUBJID", seq_var))
     source, file, location = (pd.Series(columns[name], dtype=object) for name in _PROVENANCE)
     files = file if plan.out is None else relative_files(file, plan.out)

@@ -8,6 +8,7 @@ TS rows from the study parameters.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from itertools import chain
 from typing import Any, cast
 
@@ -222,19 +223,37 @@ def sequence_order(subjects: Column, keys: list[Column], carried: list[Any] | No
     ``read_key(i)``: where row ``i`` was read, to order rows equal in everything else. A
     tabled column is ranked by its table alone.
     """
+    ranking = sequence_ranking(subjects, keys, carried, read_key)
+    return ranking.order, ranking.numbers
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """What :func:`sequence_ranking` found: the order of the rows, their --SEQ in that
+    order (None: carried), and, when the rows were sorted by ranks, each sort key's rank
+    of every row (in read order; equal ranks for equal key texts, None's the highest)."""
+
+    order: list[int]
+    numbers: list[float] | None
+    key_ranks: list[np.ndarray] | None = None
+
+
+def sequence_ranking(subjects: Column, keys: list[Column], carried: list[Any] | None,
+                     read_key: Callable[[int], Any]) -> Ranking:
+    """:func:`sequence_order`, with the sort keys' ranks when it ranked them."""
     if carried is not None or not _all_text(subjects):
         listed = subjects.rows() if isinstance(subjects, Tabled) else subjects
         if carried is not None:
-            return sorted(range(len(listed)),
-                          key=lambda i: (listed[i] or "", carried[i] or 0.0)), None
+            return Ranking(sorted(range(len(listed)),
+                                  key=lambda i: (listed[i] or "", carried[i] or 0.0)), None)
         texts = [_key_texts(key.rows() if isinstance(key, Tabled) else key) for key in keys]
         listed = [subject or "" for subject in listed]
         order = _sorted_by_tuples(listed, texts, read_key)
-        return order, _numbers([listed[i] for i in order])
+        return Ranking(order, _numbers([listed[i] for i in order]))
     codes = [_column_ranks(subjects, subject=True),
              *(_column_ranks(key, subject=False) for key in keys)]
     order = _read_order_ties(read_key, _stable_order(codes), codes)
-    return order, _run_numbers(codes[0][order])
+    return Ranking(order, _run_numbers(codes[0][order]), codes[1:])
 
 
 def _all_text(subjects: Column) -> bool:
@@ -428,5 +447,5 @@ def derive(rows: dict[str, list[dict[str, Any]]], specs: dict[str, DomainSpec]
     return frames
 
 
-__all__ = ["HIDDEN", "Tabled", "all_fixed", "date_part", "days_of", "derive", "sequence",
-           "sequence_order", "study_days"]
+__all__ = ["HIDDEN", "Ranking", "Tabled", "all_fixed", "date_part", "days_of", "derive",
+           "sequence", "sequence_order", "sequence_ranking", "study_days"]
