@@ -70,10 +70,15 @@ class ColumnValues:
     def texts(self, rows: int) -> list[str] | None:
         """The distinct values when these are codes of ``rows`` rows and every distinct
         value is text (then a missing cell is the only other kind); None otherwise."""
-        if len(self.codes) != rows or pd.api.types.infer_dtype(
-                self.uniques, skipna=False) not in ("string", "empty"):
+        if len(self.codes) != rows or not self.all_text:
             return None
         return self.uniques
+
+    @cached_property
+    def all_text(self) -> bool:
+        """Whether every distinct value is text (asked of a column by the checks, the
+        column facts and each writer: found once)."""
+        return pd.api.types.infer_dtype(self.uniques, skipna=False) in ("string", "empty")
 
     def missing(self) -> np.ndarray:
         return self.codes < 0
@@ -91,7 +96,7 @@ class ColumnValues:
     def texts_where(self, test: Callable[[list[str]], Any]) -> np.ndarray:
         """Where the value is text that passes ``test``, which is given every distinct
         text at once and answers with a verdict each."""
-        if pd.api.types.infer_dtype(self.uniques, skipna=False) == "string":
+        if self.all_text:
             return self.spread(test(self.uniques)) if self.uniques else self.spread([])
         places = [place for place, value in enumerate(self.uniques) if isinstance(value, str)]
         verdicts = np.zeros(len(self.uniques), dtype=bool)

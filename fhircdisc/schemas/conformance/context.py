@@ -70,7 +70,7 @@ class Dataset:
     def prefix(self) -> str:
         """The domain prefix that replaces ``--``: the DOMAIN value, else the name's start."""
         if "DOMAIN" in self.df.columns:
-            values = self.df["DOMAIN"].dropna().unique()
+            values = self.values("DOMAIN").uniques         # the codes: often made already
             if len(values) == 1 and isinstance(values[0], str) and values[0]:
                 return values[0]
         return self.name[:2]

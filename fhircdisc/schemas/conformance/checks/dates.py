@@ -61,17 +61,20 @@ def valid_dtcs(values: list[str]) -> np.ndarray:
 def _complete(chars: np.ndarray) -> np.ndarray:
     """Rows of character codes that are a valid complete date or date/time of their form."""
     form = _COMPLETE_FORMS[chars.shape[1]]
-    digit = np.array([mark == "d" for mark in form])
-    ok = np.all((chars[:, digit] >= ord("0")) & (chars[:, digit] <= ord("9")), axis=1)
-    marks = [(place, ord(mark)) for place, mark in enumerate(form) if mark != "d"]
-    for place, mark in marks:
-        ok &= chars[:, place] == mark
-    d = chars.astype(np.int64) - ord("0")
+    # one contiguous row of digit values a character place: each test reads it in order
+    places = np.ascontiguousarray(chars.T).astype(np.int32) - ord("0")
+    ok = np.ones(chars.shape[0], dtype=bool)
+    for place, mark in enumerate(form):
+        if mark == "d":
+            ok &= (places[place] >= 0) & (places[place] <= 9)
+        else:
+            ok &= places[place] == ord(mark) - ord("0")
 
     def number(first: int, size: int) -> np.ndarray:
-        total = np.zeros(len(d), dtype=np.int64)
-        for place in range(first, first + size):
-            total = total * 10 + d[:, place]
+        total = places[first].copy()
+        for place in range(first + 1, first + size):
+            total *= 10
+            total += places[place]
         return total
 
     year, month, day = number(0, 4), number(5, 2), number(8, 2)
