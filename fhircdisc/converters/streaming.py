@@ -937,7 +937,11 @@ def by_bucket(result: ChunkResult, buckets: SubjectBuckets) -> Iterator[tuple[Ke
         tabled = block.table("USUBJID")
         if tabled is not None:       # the subjects' buckets, then each row's subject's
             table, places = tabled
-            of_rows = np.asarray([buckets.of(u) for u in table.tolist()], dtype=np.intp)[places]
+            found = list(map(buckets.exact.get, table.tolist()))  # a known subject's bucket
+            if None in found:
+                found = [buckets.of(u) if b is None else b
+                         for u, b in zip(table.tolist(), found, strict=True)]
+            of_rows = np.asarray(found, dtype=np.intp)[places]
         else:
             cache: dict[Any, int] = {}
             of_rows = np.asarray([cache[u] if u in cache else cache.setdefault(u, buckets.of(u))
