@@ -14,6 +14,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import chain
 from operator import itemgetter
 from typing import Any
@@ -52,6 +53,12 @@ class StudyContext:
     reference: dict[str, str | None]
     #: the worker's fast path, made on first use (keeps caches across chunks)
     lane: Any = field(default=None, repr=False, compare=False)
+
+    @cached_property
+    def starts(self) -> dict[str, int | None]:
+        """Each subject's RFSTDTC as the study days read it
+        (:func:`~fhircdisc.mappings.derivations.start_ordinals`), made once."""
+        return derivations.start_ordinals(self.reference)
 
 
 @dataclass
@@ -196,7 +203,8 @@ def finish_block(domain: str, block: LaneBlock, context: StudyContext
             subjects, places = tabled if tabled is not None \
                 else (block.column("USUBJID"), None)
             block.set_column(dy_var, derivations.days_of(
-                subjects, block.column(dtc_var), context.reference, places))
+                subjects, block.column(dtc_var), context.reference, places,
+                context.starts))
     return block_stats(block)
 
 

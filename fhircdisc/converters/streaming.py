@@ -458,9 +458,10 @@ def prepare(sources: Iterable[str | Path], out_dir: str | Path,
                        formats=tuple(formats))
     if plan.dm is not None:
         plan.dm_meta = small.meta("DM")
+    context = StudyContext(index, enrolment, terms, reference)
+    _ = context.starts                  # made once here, shared by the forked workers
     gc.freeze()
-    return Setup(Path(out_dir), formats, stamp, tasks, report, small,
-                 StudyContext(index, enrolment, terms, reference),
+    return Setup(Path(out_dir), formats, stamp, tasks, report, small, context,
                  SubjectBuckets.make(usubjids, count),
                  count, plan, _early_rows(early, ordinals, reference),
                  chunk_lines=chunk_lines)

@@ -130,25 +130,36 @@ class _StudyDay:
         return float(delta + 1 if delta >= 0 else delta)
 
 
+def start_ordinals(reference: dict[str, str | None]) -> dict[str, int | None]:
+    """Each subject's RFSTDTC of ``reference`` as :func:`days_of` reads it: the ordinal of
+    its day (None: partial or missing)."""
+    return {subject: _ORDINALS[start] for subject, start in reference.items()}
+
+
 def days_of(subjects: Iterable[Any], dtcs: Iterable[Any], reference: dict[str, str | None],
-            places: np.ndarray | None = None) -> np.ndarray:
+            places: np.ndarray | None = None,
+            starts: dict[str, int | None] | None = None) -> np.ndarray:
     """:func:`study_days` on columns: the study day of each --DTC of ``dtcs`` for the
     USUBJID beside it in ``subjects``, as an object array (None where there is none).
     With ``places``, ``subjects`` is a table of subjects and row ``i``'s is
-    ``subjects[places[i]]``."""
+    ``subjects[places[i]]``. ``starts``: :func:`start_ordinals` of ``reference``, made
+    once by a caller that asks for many columns."""
     if not isinstance(dtcs, np.ndarray):
         dtcs = np.fromiter(dtcs, dtype=object)
     day = _StudyDay(reference)
-    starts = _ordinals(list(subjects), day.start)
+    if starts is None:
+        begins = _ordinals(list(subjects), day.start)
+    else:                   # each subject's start read from the table, not worked out
+        begins = _ordinals([subject or "" for subject in subjects], starts.get)
     if places is not None:
-        starts = starts[places]
-    out = np.full(len(starts), None, dtype=object)
-    dated = np.flatnonzero(~np.isnan(starts))
+        begins = begins[places]
+    out = np.full(len(begins), None, dtype=object)
+    dated = np.flatnonzero(~np.isnan(begins))
     if not len(dated):                 # no subject has a start: no date is read
         return out
     events = _ordinals([dtc[:10] if dtc.__class__ is str else dtc
                         for dtc in dtcs[dated].tolist()], day.ordinals.__getitem__)
-    delta = events - starts[dated]
+    delta = events - begins[dated]
     with np.errstate(invalid="ignore"):
         found = np.where(delta >= 0, delta + 1, delta)
     days = found.astype(object)

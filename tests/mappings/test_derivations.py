@@ -136,6 +136,11 @@ def test_study_days_on_columns_are_those_of_each_row(pairs: list[tuple[Any, Any]
     values = [next(s for s in subjects if repr(s) == text) for text in table]
     tabled = derivations.days_of(values, dtcs, reference, places).tolist()
     assert [repr(v) for v in tabled] == [repr(v) for v in expected]
+    # each subject's start read from a table made once (a streaming worker's way)
+    starts = derivations.start_ordinals(reference)
+    for table, at in ((subjects, None), (values, places)):
+        found = derivations.days_of(table, dtcs, reference, at, starts).tolist()
+        assert [repr(v) for v in found] == [repr(v) for v in expected]
 
 
 @settings(max_examples=300, deadline=None)
