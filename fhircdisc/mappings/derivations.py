@@ -270,6 +270,8 @@ def sequence_ranking(subjects: Column, keys: list[Column], carried: list[Any] | 
 def _all_text(subjects: Column) -> bool:
     """Whether every subject is a text once a missing one (a false value) is ""."""
     values = subjects.values if isinstance(subjects, Tabled) else subjects
+    if set(map(type, values)) <= {str}:                         # the usual column
+        return True
     return set(map(type, (value or "" for value in values))) <= {str}
 
 
