@@ -3,10 +3,11 @@
 A dataset in which every row breaks a rule (a coded result no codelist knows, in each
 of a million lab rows) has a finding per row: held in memory, they grow with the input.
 Each finished bucket's row findings are pickled as a *run*, in the order its check gave
-them: rule by rule in the rule table's order, rows in order. The report's findings are
-then a merge of the runs, rows renumbered from the dataset's start, with the findings
-kept in memory (the small datasets' and the dataset-level ones), which gives the order a
-stable sort of them all gives.
+them: rule by rule in the rule table's order, rows in order; so are the row findings of
+the datasets made in memory (DM: a hospital export's DM can have one a Patient). The
+report's findings are then a merge of the runs, rows renumbered from the dataset's
+start, with the findings kept in memory (the dataset-level ones), which gives the order
+a stable sort of them all gives.
 """
 
 from __future__ import annotations
@@ -84,10 +85,9 @@ def _moved(findings: Iterator[Finding], rows: int) -> Iterator[Finding]:
 
 @dataclass
 class StreamedValidation(ValidationResult):
-    """The conformance result of a streamed conversion. ``findings`` holds those of the
-    datasets made in memory and the dataset-level ones; the row findings of the
-    streamed datasets are counted in ``stored`` (by severity) and are in the report
-    file only."""
+    """The conformance result of a streamed conversion. ``findings`` holds the
+    dataset-level ones; the row findings, of the streamed datasets and of those made in
+    memory, are counted in ``stored`` (by severity) and are in the report file only."""
 
     stored: Counter[str] = field(default_factory=Counter)
 

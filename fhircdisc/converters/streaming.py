@@ -1287,8 +1287,9 @@ def write_output(setup: Setup, staging: Path, pieces: Mapping[str, list[Piece]],
         jobs: list[tuple[str, Path | None]] = [*((name, None) for name in small.domains),
                                                *zip(streamed, shares, strict=True)]
         with _started(_write_domain, jobs, workers) as finish:
-            validation = None if not (setup.plan.validate and small.domains) \
-                else StreamedValidation.of(ahead if ahead is not None else small.validate())
+            if ahead is None and setup.plan.validate and small.domains:
+                ahead = small_checked(setup, *banked_rows(setup, small.validate()))
+            validation = None if ahead is None else StreamedValidation.of(ahead)
             provenance = small.provenance.copy()
             provenance["FILE"] = relative_files(provenance["FILE"], out)
             before = provenance[provenance["DOMAIN"].isin(("DM", "EX", "AE"))]
@@ -1304,7 +1305,7 @@ def write_output(setup: Setup, staging: Path, pieces: Mapping[str, list[Piece]],
             with share.open("rb") as part:
                 shutil.copyfileobj(part, handle)
             share.unlink()
-    starts: list[tuple[Key, int]] = []
+    starts: list[tuple[Key, int]] = [(SMALL_FINDINGS, 0)]  # rows from each dataset's start
     for domain in streamed:
         parts = pieces.get(domain, [])
         total = sum(part.rows for part in parts)
@@ -1428,6 +1429,31 @@ def _add_findings(validation: ValidationResult, domain: str, parts: list[Piece]
     validation.runs = list(runs.values())
     validation.findings.sort(key=_finding_order(validation))
     return starts
+
+
+#: the run the row findings of the small datasets (DM, EX, AE, TS) are banked in: with
+#: one a Patient (a hospital export without sites), they would hold about 1 kB each
+SMALL_FINDINGS: Key = ("small", 0)
+
+
+def banked_rows(setup: Setup, result: ValidationResult
+                ) -> tuple[ValidationResult, BankedFindings | None]:
+    """The small datasets' check with the findings that name a row put into a run on
+    disk (:data:`SMALL_FINDINGS`); the run, to count in from the main thread
+    (:func:`small_checked`)."""
+    assert setup.finding_runs is not None
+    result.findings, banked = bank(setup.finding_runs.folder, SMALL_FINDINGS,
+                                   result.findings)
+    return result, banked
+
+
+def small_checked(setup: Setup, result: ValidationResult, banked: BankedFindings | None
+                  ) -> ValidationResult:
+    """``result`` of :func:`banked_rows`, its run counted in."""
+    if banked is not None:
+        assert setup.finding_runs is not None
+        setup.finding_runs.add(SMALL_FINDINGS, banked)
+    return result
 
 
 def _finding_order(validation: ValidationResult) -> Callable[[Finding], Any]:
@@ -1672,6 +1698,7 @@ class _CheckAhead:
     def __init__(self, setup: Setup) -> None:
         self.setup = setup
         self.outcome: ValidationResult | None = None
+        self.banked: BankedFindings | None = None
         self.error: BaseException | None = None
         self.thread: threading.Thread | None = None
 
@@ -1682,7 +1709,8 @@ class _CheckAhead:
 
     def _check(self) -> None:
         try:
-            self.outcome = self.setup.small.validate()
+            # the row findings go to disk at once: the workers run beside this thread
+            self.outcome, self.banked = banked_rows(self.setup, self.setup.small.validate())
         except BaseException as exc:  # raised in the main thread, by result()
             self.error = exc
 
@@ -1693,7 +1721,7 @@ class _CheckAhead:
         if self.error is not None:
             raise self.error
         assert self.outcome is not None
-        return self.outcome
+        return small_checked(self.setup, self.outcome, self.banked)
 
 
 def _bucket_path(spill_dir: Path, key: Key) -> Path:
