@@ -1288,7 +1288,7 @@ def write_output(setup: Setup, staging: Path, pieces: Mapping[str, list[Piece]],
                                                *zip(streamed, shares, strict=True)]
         with _started(_write_domain, jobs, workers) as finish:
             if ahead is None and setup.plan.validate and small.domains:
-                ahead = small_checked(setup, *banked_rows(setup, small.validate()))
+                ahead = _small_checked(setup, *_banked_rows(setup, small.validate()))
             validation = None if ahead is None else StreamedValidation.of(ahead)
             provenance = small.provenance.copy()
             provenance["FILE"] = relative_files(provenance["FILE"], out)
@@ -1305,7 +1305,7 @@ def write_output(setup: Setup, staging: Path, pieces: Mapping[str, list[Piece]],
             with share.open("rb") as part:
                 shutil.copyfileobj(part, handle)
             share.unlink()
-    starts: list[tuple[Key, int]] = [(SMALL_FINDINGS, 0)]  # rows from each dataset's start
+    starts: list[tuple[Key, int]] = [(_SMALL_FINDINGS, 0)]  # rows from each dataset's start
     for domain in streamed:
         parts = pieces.get(domain, [])
         total = sum(part.rows for part in parts)
@@ -1433,26 +1433,26 @@ def _add_findings(validation: ValidationResult, domain: str, parts: list[Piece]
 
 #: the run the row findings of the small datasets (DM, EX, AE, TS) are banked in: with
 #: one a Patient (a hospital export without sites), they would hold about 1 kB each
-SMALL_FINDINGS: Key = ("small", 0)
+_SMALL_FINDINGS: Key = ("small", 0)
 
 
-def banked_rows(setup: Setup, result: ValidationResult
+def _banked_rows(setup: Setup, result: ValidationResult
                 ) -> tuple[ValidationResult, BankedFindings | None]:
     """The small datasets' check with the findings that name a row put into a run on
-    disk (:data:`SMALL_FINDINGS`); the run, to count in from the main thread
-    (:func:`small_checked`)."""
+    disk (:data:`_SMALL_FINDINGS`); the run, to count in from the main thread
+    (:func:`_small_checked`)."""
     assert setup.finding_runs is not None
-    result.findings, banked = bank(setup.finding_runs.folder, SMALL_FINDINGS,
+    result.findings, banked = bank(setup.finding_runs.folder, _SMALL_FINDINGS,
                                    result.findings)
     return result, banked
 
 
-def small_checked(setup: Setup, result: ValidationResult, banked: BankedFindings | None
+def _small_checked(setup: Setup, result: ValidationResult, banked: BankedFindings | None
                   ) -> ValidationResult:
-    """``result`` of :func:`banked_rows`, its run counted in."""
+    """``result`` of :func:`_banked_rows`, its run counted in."""
     if banked is not None:
         assert setup.finding_runs is not None
-        setup.finding_runs.add(SMALL_FINDINGS, banked)
+        setup.finding_runs.add(_SMALL_FINDINGS, banked)
     return result
 
 
@@ -1710,7 +1710,7 @@ class _CheckAhead:
     def _check(self) -> None:
         try:
             # the row findings go to disk at once: the workers run beside this thread
-            self.outcome, self.banked = banked_rows(self.setup, self.setup.small.validate())
+            self.outcome, self.banked = _banked_rows(self.setup, self.setup.small.validate())
         except BaseException as exc:  # raised in the main thread, by result()
             self.error = exc
 
@@ -1721,7 +1721,7 @@ class _CheckAhead:
         if self.error is not None:
             raise self.error
         assert self.outcome is not None
-        return small_checked(self.setup, self.outcome, self.banked)
+        return _small_checked(self.setup, self.outcome, self.banked)
 
 
 def _bucket_path(spill_dir: Path, key: Key) -> Path:
