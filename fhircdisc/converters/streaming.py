@@ -1432,7 +1432,7 @@ def _add_findings(validation: ValidationResult, domain: str, parts: list[Piece]
 
 
 #: the run the row findings of the small datasets (DM, EX, AE, TS) are banked in: with
-#: one a Patient (a hospital export without sites), they would hold about 1 kB each
+#: one a Patient (a hospital export without sites), they would hold 550 bytes each
 _SMALL_FINDINGS: Key = ("small", 0)
 
 

@@ -32,9 +32,10 @@ class Finding:
     variable: str | None = None
     value: str | None = None
     source: str | None = None
-    #: how ``message`` was made (a rule's template and its fields), so that it can be
-    #: made again for rows numbered from elsewhere (:meth:`moved`)
-    wording: tuple[str, tuple[tuple[str, Any], ...]] | None = field(
+    #: how ``message`` was made (a rule's template, the names of its fields and their
+    #: values), so that it can be made again for rows numbered from elsewhere
+    #: (:meth:`moved`); the names are one tuple shared by a rule's findings
+    wording: tuple[str, tuple[str, ...], tuple[Any, ...]] | None = field(
         default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -46,16 +47,25 @@ class Finding:
         row = None if self.row is None else self.row + rows
         if self.wording is None:
             return replace(self, row=row)
-        template, values = self.wording
+        template, names, values = self.wording
         shifted = {name: int(value) + rows if name in ROW_FIELDS and str(value).isdigit()
-                   else value for name, value in values}
+                   else value for name, value in zip(names, values, strict=True)}
         # as ``replace`` would make it, without running ``__init__`` (a streamed dataset
         # can have a finding in each of millions of rows)
         moved = object.__new__(Finding)
         object.__setattr__(moved, "__dict__", {
             **self.__dict__, "row": row, "message": template.format_map(shifted),
-            "wording": (template, tuple(shifted.items()))})
+            "wording": (template, names, tuple(shifted.values()))})
         return moved
+
+
+def shared_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    """One tuple for every equal tuple of field names (:attr:`Finding.wording`): a
+    dataset with a finding in each row holds the names once."""
+    return _NAMES.setdefault(names, names)
+
+
+_NAMES: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
 #: message fields that are row numbers of the dataset

@@ -24,7 +24,7 @@ def _order(f: Finding) -> Any:
 def _finding(rule: str, dataset: str, row: int | None, text: str) -> Finding:
     return Finding(rule, "warning" if rule != "R2" else "error", dataset,
                    f"row {row}: {text}", row=row, value=text,
-                   wording=("row {row}: {text}", (("row", row), ("text", text))))
+                   wording=("row {row}: {text}", ("row", "text"), (row, text)))
 
 
 _ROW = st.tuples(st.sampled_from(RULES), st.integers(1, 6), st.text(max_size=3))

@@ -17,7 +17,7 @@ from fhircdisc.schemas.conformance.checks import CHECKS
 from fhircdisc.schemas.conformance.checks.registry import number, text
 from fhircdisc.schemas.conformance.context import Dataset, Hit, Params, Skip, Study
 from fhircdisc.schemas.conformance.rules import Rule, load_rules
-from fhircdisc.schemas.findings import Finding, RuleRun, ValidationResult
+from fhircdisc.schemas.findings import Finding, RuleRun, ValidationResult, shared_names
 from fhircdisc.schemas.sdtmig import CT_VERSION, SDTMIG_VERSION
 
 Frames = Mapping[str, "pd.DataFrame | tuple[pd.DataFrame, DatasetMeta] | Dataset"]
@@ -59,7 +59,8 @@ def _finding(rule: Rule, ds: Dataset, hit: Hit) -> Finding:
     fields.update({k: text(v) or "" for k, v in hit.fields.items()})
     return Finding(rule_id=rule.id, severity=rule.severity, dataset=ds.name,
                    message=rule.message.format_map(fields),
-                   wording=(rule.message, tuple(fields.items())),
+                   wording=(rule.message, shared_names(tuple(fields)),
+                            tuple(fields.values())),
                    row=None if row is None else row + 1, usubjid=usubjid, seq=seq,
                    variable=hit.variable, value=value)
 
