@@ -182,20 +182,27 @@ def gzipped(files: list[Path], level: int = 6) -> list[Path]:
     return zipped
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("out", type=Path)
+def add_shape_options(parser: argparse.ArgumentParser) -> None:
+    """The options that shape a generated export (what :func:`generate` and
+    :func:`gzipped` take)."""
     parser.add_argument("--observations", type=int, default=1_000_000)
     parser.add_argument("--patients", type=int, default=5_000)
     parser.add_argument("--local-codes", type=float, default=0.0,
-                        help="share of lab results with a local code (unmapped)")
+                        help="share of lab results with a local code, which no table maps")
     parser.add_argument("--encounters", action="store_true",
-                        help="Observations point at monthly Encounters (Encounter.ndjson)")
+                        help="each Observation at its Patient's encounter of the month "
+                             "(Encounter.ndjson)")
     parser.add_argument("--panels", type=float, default=0.0,
                         help="share of vital signs that are blood pressure panels")
     parser.add_argument("--grouped", action="store_true",
                         help="each file's Observations sorted by patient and date")
-    parser.add_argument("--gzip", action="store_true", help="write the files gzipped")
+    parser.add_argument("--gzip", action="store_true", help="gzip every file of the export")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("out", type=Path)
+    add_shape_options(parser)
     args = parser.parse_args()
     written = generate(args.out, args.observations, args.patients,
                        local_codes=args.local_codes, encounters=args.encounters,

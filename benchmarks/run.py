@@ -57,7 +57,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.generate import generate, gzipped  # noqa: E402
+from benchmarks.generate import add_shape_options, generate, gzipped  # noqa: E402
 
 #: above this many Observations the in-memory engine is not run (it holds everything)
 MEMORY_ENGINE_UP_TO = 200_000
@@ -142,20 +142,11 @@ def subjects_file(folder: Path, patients: int, share: float) -> Path | None:
 
 
 def add_export_options(parser: argparse.ArgumentParser) -> None:
-    """The options that shape the generated export and the conversion's output formats."""
-    parser.add_argument("--observations", type=int, default=1_000_000)
-    parser.add_argument("--patients", type=int, default=5_000)
-    parser.add_argument("--local-codes", type=float, default=0.0,
-                        help="share of lab results with a local code, which no table maps")
-    parser.add_argument("--encounters", action="store_true",
-                        help="each Observation at its Patient's encounter of the month")
-    parser.add_argument("--panels", type=float, default=0.0,
-                        help="share of vital signs that are blood pressure panels")
+    """The options that shape the generated export, the subjects file and the
+    conversion's output formats."""
+    add_shape_options(parser)
     parser.add_argument("--enrolled", type=float, default=0.0,
                         help="share of the Patients a subjects file enrols (0: all)")
-    parser.add_argument("--grouped", action="store_true",
-                        help="each file's Observations sorted by patient and date")
-    parser.add_argument("--gzip", action="store_true", help="gzip every file of the export")
     parser.add_argument("--formats", default="xpt",
                         help="output formats of the conversions, comma-separated")
 
