@@ -1147,21 +1147,27 @@ def sort_column(parts: Parts, name: str) -> derivations.Column:
     """The values of ``name`` over the rows of ``parts`` as ``sequence_order`` reads them
     (None where a row does not have it); when every part holds it as places in a table,
     as the tables' values the rows take and each row's place."""
-    found = [part.table(name) for part in parts if isinstance(part, LaneBlock)]
-    tabled = [table for table in found if table is not None]
-    if not parts or len(tabled) < len(parts):
+    joined = _joined_tables(parts, name)
+    if joined is None:
         return _present(gather(parts, [name])[name], None, parts, name)
-    tables: list[np.ndarray] = []
-    places: list[np.ndarray] = []
-    offset = 0
-    for table, at in tabled:
-        tables.append(table)
-        places.append(at.astype(np.intp) + offset)
-        offset += len(table)
-    rows = np.concatenate(places)
-    taken = np.bincount(rows, minlength=offset) > 0
+    table, rows = joined
+    taken = np.bincount(rows, minlength=len(table)) > 0
     renumber = np.cumsum(taken) - 1
-    return derivations.Tabled(np.concatenate(tables)[taken].tolist(), renumber[rows])
+    return derivations.Tabled(table[taken].tolist(), renumber[rows])
+
+
+def _joined_tables(parts: Parts, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """When every part holds ``name`` as places in a table (``LaneBlock.table``): the
+    parts' tables one after the other, and each row's place in them, rows in read order;
+    None otherwise."""
+    found = [part.table(name) if isinstance(part, LaneBlock) else None for part in parts]
+    tabled = [table for table in found if table is not None]
+    if not tabled or len(tabled) < len(parts):
+        return None
+    offsets = np.cumsum([0, *(len(table) for table, _ in tabled)]).tolist()
+    rows = np.concatenate([places.astype(np.intp) + offset
+                           for (_, places), offset in zip(tabled, offsets[:-1], strict=True)])
+    return np.concatenate([table for table, _ in tabled]), rows
 
 
 def _part_column(part: LaneBlock | Rows, name: str) -> np.ndarray:
@@ -1178,25 +1184,11 @@ def ordered_column(parts: Parts, name: str, at: np.ndarray
     ``gather(parts, [name])[name][at]``), and, when every part holds it as numbers into a
     table of values (the templates, the subjects), the column as codes into its distinct
     values, found from the tables alone."""
-    tables: list[np.ndarray] = []
-    numbers: list[np.ndarray] = []
-    tabled = True
-    offset = 0
-    for part in parts:
-        found = part.table(name) if isinstance(part, LaneBlock) else None
-        if found is None:
-            tabled = False
-            values = _part_column(part, name)
-            found = values, np.arange(len(values))
-        tables.append(found[0])
-        numbers.append(found[1].astype(np.intp) + offset)
-        offset += len(found[0])
-    if not tables:
-        return object_array((), 0), None
-    table = np.concatenate(tables)
-    rows = np.concatenate(numbers)[at]
-    if not tabled:
-        return table[rows], None
+    joined = _joined_tables(parts, name)
+    if joined is None:
+        return gather(parts, [name])[name][at], None
+    table, rows = joined
+    rows = rows[at]
     try:
         codes, uniques = pd.factorize(table)
     except TypeError:  # unhashable values: let the checks make the codes from the rows
