@@ -11,13 +11,14 @@ after the rows are grouped by USUBJID (:func:`fhircdisc.mappings.derivations.seq
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
-from itertools import chain
+from itertools import chain, islice
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fhircdisc.converters.enrolment import Enrolment
 from fhircdisc.converters.fhir_reader import Origin, SourceResource, parse_ndjson_line
@@ -26,6 +27,9 @@ from fhircdisc.converters.resource_index import ResourceIndex
 from fhircdisc.mappings import derivations
 from fhircdisc.mappings.terminology import Terminology
 from fhircdisc.report import ConversionReport, FailedLines, UnmappedItem, ValueIssueItem
+
+if TYPE_CHECKING:
+    from fhircdisc.converters.observation_batch import LineBatch
 
 #: NDJSON lines whose top-level resource is an Observation (``resourceType`` first, as
 #: Bulk Data servers write it); other lines are read with the study context
@@ -111,6 +115,7 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
     :func:`finish_block` once.
     """
     from fhircdisc.converters.fhir_to_sdtm import COMPILED
+    from fhircdisc.converters.observation_batch import BATCH_LINES, read_batch
     from fhircdisc.converters.observation_lane import LineFailure, ObservationLane, line_key
 
     if context.lane is None:
@@ -125,52 +130,92 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
     other_ordinals: list[Ordinal] = []
     issues = result.value_issues
     fail = result.failed.add            # lines reported as the general engine would
-    taken = failed = 0
-    for number, line in lines:
-        parts = lane.read_line(line)
+
+    def block_of(domain: str) -> LaneBlock:
+        block = blocks.get(domain)
+        if block is None:
+            block = blocks[domain] = LaneBlock(COMPILED[domain], file, file_rank)
+        return block
+
+    def one_line(number: int, line: bytes, decoded: Any) -> int:
+        """One line the way after a batch: 1 when it is a lane row, -1 when it is
+        reported as unmapped, 0 otherwise."""
+        parts = lane.read_line(line, decoded)
         if parts is not None:
             if parts.__class__ is LineFailure:
                 fail(file, number, line_key(parts.rid, file, number), parts.error)
-                failed += 1
-                continue
+                return -1
             domain, template, subject, own, rid, visit = parts
             add = adders.get(domain)
             if add is None:
-                block = blocks.get(domain)
-                if block is None:
-                    block = blocks[domain] = LaneBlock(COMPILED[domain], file, file_rank)
-                add = adders[domain] = block.add
+                add = adders[domain] = block_of(domain).add
             add(template, subject, own,
                 lane.note(domain, rid, file, number, template.issues, issues)
                 if template.issues else line_key(rid, file, number), number, visit)
-            taken += 1
-            continue
+            return 1
         panel = lane.read_panel(line) if b'"component"' in line else None
         if panel.__class__ is LineFailure:
             fail(file, number, line_key(panel.rid, file, number), panel.error)
-            failed += 1
-            continue
+            return -1
         if panel is not None:
             for domain, template, subject, own, rid, visit, component in panel:
-                block = blocks.get(domain)
-                if block is None:
-                    block = blocks[domain] = LaneBlock(COMPILED[domain], file, file_rank)
-                block.add(template, subject, own,
-                          lane.note(domain, rid, file, number, template.issues, issues),
-                          number, visit, component)
-            taken += 1
-            continue
+                block_of(domain).add(
+                    template, subject, own,
+                    lane.note(domain, rid, file, number, template.issues, issues),
+                    number, visit, component)
+            return 1
         data = parse_ndjson_line(line, number, file)
         mapped = lane.map(data, file, number, issues)
         if mapped is None:
             others.append(SourceResource(data, Origin(file, f"line {number}")))
             other_ordinals.append((file_rank, number, 0))
-            continue
+            return 0
         domain, row = mapped
         row["_order"] = len(ordinals)
         ordinals.append((file_rank, number, 0))
         rows.setdefault(domain, []).append(row)
         result.outcomes[("Observation", "mapped")] += 1
+        return 0
+
+    def batch_rows(batch: LineBatch, numbers: list[int], start: int, stop: int) -> None:
+        """Rows ``start`` to ``stop`` of a batch's lane rows into their blocks."""
+        domains = batch.domains[start:stop]
+        lines_of = [numbers[place] for place in batch.taken[start:stop]]
+        ids: list[Any] = batch.ids[start:stop]
+        sources = ["Observation/" + rid for rid in ids] if all(ids) else [
+            line_key(rid or "", file, number)
+            for rid, number in zip(ids, lines_of, strict=True)]
+        templates, subjects = batch.templates[start:stop], batch.subjects[start:stop]
+        visits = batch.visits[start:stop]
+        own = [values[start:stop] for values in batch.own]
+        kinds = dict.fromkeys(domains)
+        if len(kinds) == 1:
+            block_of(domains[0]).extend(templates, subjects, own, sources, lines_of, visits)
+            return
+        for domain in kinds:
+            pick = _picker([at for at, d in enumerate(domains) if d == domain])
+            block_of(domain).extend(pick(templates), pick(subjects), list(map(pick, own)),
+                                    pick(sources), pick(lines_of), pick(visits))
+
+    taken = failed = 0
+    source = iter(lines)
+    while chunk := list(islice(source, BATCH_LINES)):
+        numbers = list(map(_NUMBER, chunk))
+        texts = list(map(_TEXT, chunk))
+        batch = read_batch(lane, texts)
+        start = 0
+        if len(batch.taken) < len(chunk):
+            for place in sorted(set(range(len(chunk))).difference(batch.taken)):
+                stop = bisect_left(batch.taken, place, start)
+                if stop > start:
+                    batch_rows(batch, numbers, start, stop)
+                start = stop
+                outcome = one_line(numbers[place], texts[place], batch.decoded[place])
+                taken += outcome > 0
+                failed += outcome < 0
+        if len(batch.taken) > start:
+            batch_rows(batch, numbers, start, len(batch.taken))
+        taken += len(batch.taken)
     if taken:
         result.outcomes[("Observation", "mapped")] += taken
     if failed:
@@ -190,6 +235,19 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
         result.fixed_seq[domain] = result.fixed_seq.get(domain, True) and \
             derivations.all_fixed(domain_rows, f"{domain}SEQ")
     return result
+
+
+_NUMBER = itemgetter(0)
+_TEXT = itemgetter(1)
+
+
+def _picker(places: list[int]) -> Callable[[list[Any]], list[Any]]:
+    """A function giving the items at ``places`` of a list, as a list."""
+    if len(places) == 1:
+        only = places[0]
+        return lambda values: [values[only]]
+    get = itemgetter(*places)
+    return lambda values: list(get(values))
 
 
 def finish_block(domain: str, block: LaneBlock, context: StudyContext

@@ -91,6 +91,15 @@ class LaneBlock:
         if len(added) == SETTLE_ROWS:
             self._settle()
 
+    def extend(self, templates: list[PlainTemplate], subjects: list[Any],
+               own: list[list[Any]], sources: list[str], lines: list[int],
+               visits: list[tuple[Any, ...] | None]) -> None:
+        """Rows after those added, as columns: per row what :meth:`add` takes (``own``: a
+        column per place of ``CompiledSpec.own_values``), none of them a component."""
+        self._settle()
+        self._settled._join(templates, subjects, own, sources, lines, visits,
+                            [None] * len(lines))
+
     def _settle(self) -> None:
         """Move the rows added into the settled columns. Done every :data:`SETTLE_ROWS`
         rows, while their tuples are still in the processor's cache: turning a whole

@@ -45,7 +45,8 @@ _NOT_PLAIN = frozenset({"context", "specimen", "component", "hasMember",
 _CACHE_LIMIT = 50_000
 _MISSING: Any = object()
 
-_DECLINED: Any = object()
+#: what a lane look-up gives for a line that needs the general engine
+DECLINED: Any = object()
 #: resolved references a view holds: a component must not have them
 _RESOLVED = frozenset({"_subject", "_encounter", "_specimen"})
 #: what a panel's component views leave out of the panel (its values too)
@@ -106,7 +107,7 @@ class ObservationLane:
                                 *sorted(dates)),
                                tuple(sorted({"valueQuantity", *self.units})), _NOT_PLAIN)
         #: (domain, JSON text of a coded result) -> its text as the result rules give it
-        #: (a one-item tuple), or :data:`_DECLINED`
+        #: (a one-item tuple), or :data:`DECLINED`
         self.coded: dict[tuple[str, bytes], Any] = {}
         # panels (blood pressure): a line of components, each of them a row
         values = frozenset(name for name in RESOURCES["Observation"] if name.startswith("value"))
@@ -130,10 +131,17 @@ class ObservationLane:
             read = COMPILED[domain].visit_reads
             reads = None if read is None or reads is None else reads | set(read)
         self.visit_reads = None if reads is None else tuple(sorted(reads))
-        #: (domain, visit key) -> the visit values, :data:`_DECLINED` when they need the
+        #: (domain, visit key) -> the visit values, :data:`DECLINED` when they need the
         #: general engine: worked out once for every encounter of a visit
         self.visits: dict[tuple[str, Any], Any] = {}
         self.visit_limit = _CACHE_LIMIT + len(index.by_type.get("Encounter", ()))
+        #: the one date element both domains' own values read, when they read one (the
+        #: lines of a batch are read for it: ``observation_batch``)
+        one_dates: set[str | None] = {COMPILED[domain].batch_date() for domain in ("LB", "VS")}
+        self.batch_date: str | None = one_dates.pop() if len(one_dates) == 1 else None
+        #: line key -> (domain, template, spec) of the line templates a batch reads
+        #: (:meth:`batch_entry`)
+        self.batch_entries: dict[tuple[Any, ...], tuple[str, PlainTemplate, CompiledSpec]] = {}
         #: line key -> (domain, template, spec), or why its lines do not map (plain
         #: lines; panels' components under keys of their own, never failures)
         self.line_templates: dict[tuple[Any, ...],
@@ -215,12 +223,28 @@ class ObservationLane:
         _keep(self.line_templates, key, found)
         return found
 
-    def read_line(self, line: bytes) -> LineParts | LineFailure | None:
+    def batch_entry(self, key: tuple[Any, ...]) -> tuple[str, PlainTemplate, CompiledSpec] | None:
+        """The line template under ``key`` when its lines can be read in a batch (it maps,
+        has no value issues, and its spec's own values are a not-done flag, the date
+        element :attr:`batch_date`, the result as text and as a number), kept in
+        :attr:`batch_entries`; None otherwise, or when no line has made it yet."""
+        entry = self.line_templates.get(key)
+        if entry is None or entry.__class__ is not tuple:
+            return None
+        _, template, spec = entry
+        if template.issues or spec.batch_date() != self.batch_date:
+            return None
+        _keep(self.batch_entries, key, entry)
+        return entry
+
+    def read_line(self, line: bytes, decoded: Any = DECLINED
+                  ) -> LineParts | LineFailure | None:
         """What the row of a plain Observation NDJSON line is made of, read without
         building the whole resource: its domain, template, subject, own values
         (``CompiledSpec.own_values``) and id; or why it does not map (the general engine
-        would report just that); None to leave the line to ``map``."""
-        obs = self.shape.decode(line)
+        would report just that); None to leave the line to ``map``. ``decoded``: what
+        ``self.shape.decode`` gives for the line, when it was decoded already."""
+        obs = self.shape.decode(line) if decoded is DECLINED else decoded
         if obs is None or obs.resourceType != "Observation" or obs.status in EXCLUDED_STATUS:
             return None
         reference = obs.subject.reference if obs.subject is not None else None
@@ -249,13 +273,13 @@ class ObservationLane:
         else:                                # the result rules read the string first
             text = (obs.valueString,) if obs.valueString is not None \
                 else self._coded(bytes(obs.valueCodeableConcept), domain, spec)
-            if text is _DECLINED:
+            if text is DECLINED:
                 return None
             own = spec.own_values_of_text(text[0], obs.status, obs.__getattribute__)
         if own is None:
             return None
-        visit = None if obs.encounter is None else self._line_visit(obs, domain, spec)
-        if visit is _DECLINED:
+        visit = None if obs.encounter is None else self.line_visit(obs, domain, spec)
+        if visit is DECLINED:
             return None
         if template is None:
             # its own values and visit map: the grouped rules' error is the first one
@@ -274,9 +298,9 @@ class ObservationLane:
             return None
         return spec.own_values(value, quantity.comparator, obs.status, obs.__getattribute__)
 
-    def _line_visit(self, obs: Any, domain: str, spec: CompiledSpec) -> Any:
+    def line_visit(self, obs: Any, domain: str, spec: CompiledSpec) -> Any:
         """The visit values of a line's encounter: None without one (or one that does not
-        resolve), :data:`_DECLINED` when the line needs the general engine."""
+        resolve), :data:`DECLINED` when the line needs the general engine."""
         encounter = obs.encounter
         if encounter is None or encounter.reference is None:
             return None
@@ -291,12 +315,12 @@ class ObservationLane:
                 concept = orjson.loads(text)
             except orjson.JSONDecodeError:
                 concept = _MISSING
-            found = _DECLINED
+            found = DECLINED
             if concept is not _MISSING:
                 found = spec.result_text({"valueCodeableConcept": concept},
                                          MapContext(self.terminology, "Observation"))
                 if found is None:
-                    found = _DECLINED
+                    found = DECLINED
             _keep(self.coded, key, found)
         return found
 
@@ -339,8 +363,8 @@ class ObservationLane:
             own = self._own_of_quantity(spec, quantity, obs)
             if own is None:
                 return None
-            visit = self._line_visit(obs, domain, spec)
-            if visit is _DECLINED:
+            visit = self.line_visit(obs, domain, spec)
+            if visit is DECLINED:
                 return None
             parts.append((domain, template, subject, own, obs.id or "", visit, number))
         if subject is None:
@@ -372,7 +396,7 @@ class ObservationLane:
 
     def _visit(self, reference: str, domain: str, spec: CompiledSpec) -> Any:
         """The visit values of the encounter ``reference`` points at (None when it does
-        not resolve, :data:`_DECLINED` when the line needs the general engine)."""
+        not resolve, :data:`DECLINED` when the line needs the general engine)."""
         key = self.visit_keys.get(reference, _MISSING)
         encounter = None
         if key is _MISSING:
@@ -393,7 +417,7 @@ class ObservationLane:
                 encounter = target.data
             found = spec.visit_values(encounter, MapContext(self.terminology, "Observation"))
             if found is None:
-                found = _DECLINED
+                found = DECLINED
             _keep(self.visits, (domain, key), found, self.visit_limit)
         return found
 
@@ -433,7 +457,7 @@ class ObservationLane:
         encounter = data.get("encounter")
         if isinstance(encounter, dict) and encounter.get("reference") is not None:
             visit = self._visit(encounter["reference"], domain, spec)
-            if visit is _DECLINED:
+            if visit is DECLINED:
                 return None
         row = spec.fill_plain(template, data, subject)
         found: Iterable[ValueIssue] = template.issues

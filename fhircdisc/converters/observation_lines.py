@@ -13,6 +13,7 @@ checking it. A line it refuses is not an error: it goes the ordinary way.
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import repeat
 from operator import attrgetter
 from typing import Annotated, Any
 
@@ -70,6 +71,27 @@ class LineShape:
             return self.decoder.decode(line)
         except msgspec.DecodeError:
             return None
+
+    def decode_all(self, lines: list[bytes]) -> list[Any | None]:
+        """:meth:`decode` of each line."""
+        if all(map(bytes.isascii, lines)):
+            try:
+                return list(map(self.decoder.decode, lines))
+            except msgspec.DecodeError:
+                pass
+        return list(map(self.decode, lines))
+
+    def unit_keys(self, objs: list[Any], lines: list[bytes]) -> list[tuple[Any, ...]] | None:
+        """:meth:`key` of each decoded line (``objs``, none of them None, decoded from
+        ``lines``) of a shape with one Quantity element; None for a shape with several."""
+        if self._unit is None:
+            return None
+        if any(map(bytes.__contains__, lines, repeat(_SEPARATOR))):
+            return list(map(self.key, objs, lines))
+        heads = list(map(_SEPARATOR.join, map(self._keyed, objs)))
+        return [(head, None) if quantity is None
+                else (head, quantity.code, quantity.system, quantity.unit)
+                for head, quantity in zip(heads, map(self._unit, objs), strict=True)]
 
     def key(self, obs: Any, line: bytes) -> tuple[Any, ...]:
         """The exact text of the keyed elements, and the code, system and unit of each

@@ -312,7 +312,9 @@ def unit(view: dict[str, Any], rule: Rule, ctx: MapContext) -> str | None:
     return None
 
 
-def _number_text(value: Any) -> str:
+def number_text(value: Any) -> str:
+    """A result number as the result-as-text rules write it (a whole float without its
+    ``.0``)."""
     if value.__class__ is float:         # results repeat: each float's text made once
         text = _FLOAT_TEXTS.get(value)
         if text is None:
@@ -321,6 +323,15 @@ def _number_text(value: Any) -> str:
     if isinstance(value, float):
         return _float_text(value)
     return str(value)
+
+
+def number_texts(values: list[float]) -> list[str]:
+    """:func:`number_text` of each of ``values`` (floats), looked up together."""
+    texts = list(map(_FLOAT_TEXTS.get, values))
+    if None in texts:
+        return [number_text(value) if text is None else text
+                for value, text in zip(values, texts, strict=True)]
+    return texts  # type: ignore[return-value]
 
 
 def _float_text(value: float) -> str:
@@ -337,13 +348,13 @@ def result_char(view: dict[str, Any], rule: Rule, ctx: MapContext) -> str | None
     """An Observation result as text: quantity (with comparator), string, code, boolean."""
     quantity = view.get("valueQuantity")
     if isinstance(quantity, dict) and quantity.get("value") is not None:
-        return (quantity.get("comparator") or "") + _number_text(quantity["value"])
+        return (quantity.get("comparator") or "") + number_text(quantity["value"])
     for name in ("valueString", "valueInteger", "valueBoolean", "valueDateTime", "valueTime"):
         if view.get(name) is not None:
             value = view[name]
             if isinstance(value, bool):
                 return "Y" if value else "N"
-            return _number_text(value)
+            return number_text(value)
     concept = view.get("valueCodeableConcept")
     if isinstance(concept, dict):
         return text({"v": concept}, Rule(rule.var, "text", ("v",)), ctx)

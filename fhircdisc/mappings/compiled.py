@@ -23,7 +23,7 @@ from typing import Any
 from fhircdisc.caches import remember
 from fhircdisc.json_text import dumps_kept
 from fhircdisc.mappings import paths
-from fhircdisc.mappings.algorithms import ALGORITHMS, MapContext, ValueIssue, _number_text
+from fhircdisc.mappings.algorithms import ALGORITHMS, MapContext, ValueIssue, number_text
 from fhircdisc.mappings.dates import DateFormatError, fhir_to_dtc
 from fhircdisc.mappings.spec import DomainSpec, Rule, Unmapped
 
@@ -379,12 +379,12 @@ class CompiledSpec:
                 # most results: a float, its own number (results repeat: each float's
                 # text is made once)
                 if self._text:
-                    text = _number_text(value)
+                    text = number_text(value)
                 if self._number:
                     number = value if isfinite(value) else None
             else:
                 if self._text:
-                    text = (comparator or "") + _number_text(value)
+                    text = (comparator or "") + number_text(value)
                 if self._number:
                     if comparator or value.__class__ not in (int, float):
                         return None
@@ -392,6 +392,12 @@ class CompiledSpec:
                     if not isfinite(number):
                         number = None
         return self._own(status, get, text, number)
+
+    def batch_date(self) -> str | None:
+        """The date element when :meth:`own_values` gives a not-done flag, that one date,
+        the result as text and as a number (what ``observation_batch`` reads for a batch
+        of lines); None for any other plan."""
+        return self._one_date if self._text and self._number else None
 
     def own_values_of_text(self, text: str | None, status: Any, get: Callable[[str], Any]
                            ) -> tuple[Any, ...] | None:

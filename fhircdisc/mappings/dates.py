@@ -14,6 +14,8 @@ import re
 from datetime import date
 from typing import Any
 
+import numpy as np
+
 from fhircdisc.caches import remember
 
 _FHIR_DATETIME = re.compile(
@@ -61,6 +63,72 @@ def fhir_to_dtc(value: object) -> str:
         elif len(text) == 10 and _full_date(text):       # a full date alone (birth dates)
             return text
     return _parse_fhir_date(value)
+
+
+def dtc_values(values: list[Any]) -> list[str | None]:
+    """:func:`fhir_to_dtc` of each of ``values``; None for a value it refuses and for one
+    that is not a non-empty string.
+
+    The usual dateTime of an export, ``YYYY-MM-DDThh:mm:ss`` and a ``+hh:mm`` offset, is
+    checked and cut for every value at once; any other value goes through
+    :func:`fhir_to_dtc` alone.
+    """
+    if not values:
+        return []
+    try:
+        # a value that is not text makes an object array, or text no date has
+        texts = np.array(values)
+    except (TypeError, ValueError):
+        texts = None
+    if texts is not None and texts.dtype == _OFFSET_FORM.dtype:
+        good = _offset_form(texts)
+        found: list[str | None] = texts.astype(_LOCAL_FORM).tolist()
+        if good.all():
+            return found
+        for place in np.flatnonzero(~good).tolist():
+            found[place] = _dtc_or_none(values[place])
+        return found
+    return [_dtc_or_none(value) for value in values]
+
+
+def _dtc_or_none(value: Any) -> str | None:
+    if value.__class__ is not str or not value:
+        return None
+    try:
+        return fhir_to_dtc(value)
+    except DateFormatError:
+        return None
+
+
+#: ``2021-07-05T02:48:00-05:00``: what :func:`_offset_form` checks, and its --DTC (the
+#: first 19 characters)
+_OFFSET_FORM = np.array(["2000-01-01T00:00:00+00:00"])
+_LOCAL_FORM = np.dtype("<U19")
+_DIGITS = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 23, 24]
+_MARKS = {4: "-", 7: "-", 10: "T", 13: ":", 16: ":", 22: ":"}
+#: days in each month of a common year (index 0 and 13-15: none)
+_MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31, 0, 0, 0])
+
+
+def _offset_form(texts: np.ndarray) -> np.ndarray:
+    """Per text of a ``<U25`` array: whether it is a calendar date, a valid time with
+    seconds and an offset ``fhir_to_dtc`` takes, in exactly that form (ASCII digits, no
+    fraction, no blanks)."""
+    codes = texts.view(np.uint32).reshape(len(texts), 25)
+    digits = codes[:, _DIGITS].astype(np.int64) - 48
+    good = ((digits >= 0) & (digits <= 9)).all(axis=1)
+    for place, mark in _MARKS.items():
+        good &= codes[:, place] == ord(mark)
+    good &= (codes[:, 19] == ord("+")) | (codes[:, 19] == ord("-"))
+    pairs = digits[:, 0::2] * 10 + digits[:, 1::2]
+    year = pairs[:, 0] * 100 + pairs[:, 1]
+    month, day, hour, minute, second, off_hour, off_minute = pairs[:, 2:].T
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    days = _MONTH_DAYS[np.clip(month, 0, 15)] + (leap & (month == 2))
+    good &= (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= days)
+    good &= (hour <= 23) & (minute <= 59) & (second <= 60)
+    good &= ((off_hour <= 13) & (off_minute <= 59)) | ((off_hour == 14) & (off_minute == 0))
+    return np.asarray(good)
 
 
 def _full_date(day: str) -> bool:

@@ -15,15 +15,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fhircdisc.column_values import ColumnValues, first_rows
-from fhircdisc.converters import streaming
-from fhircdisc.converters.chunk import block_stats, column_stats
+from fhircdisc.converters import observation_batch, streaming
+from fhircdisc.converters.chunk import StudyContext, block_stats, column_stats, convert_lines
 from fhircdisc.converters.fhir_to_sdtm import COMPILED
 from fhircdisc.converters.lane_block import ABSENT, LaneBlock, gathered
 from fhircdisc.converters.observation_lane import LineFailure, ObservationLane
 from fhircdisc.mappings import derivations
 from fhircdisc.mappings.compiled import PlainTemplate
 from fhircdisc.study import tidy_columns, typed_frame
-from tests.converters.test_observation_lines import dumps, lines, new_lane, typical
+from tests.converters.test_observation_lines import (
+    dumps,
+    lines,
+    new_context,
+    new_lane,
+    typical,
+    usual_lines,
+)
 
 HIDDEN = ("_source", "_file", "_location", "_order")
 
@@ -250,3 +257,30 @@ def test_only_unfrozen_blocks_of_one_file_are_gathered(lane: ObservationLane) ->
     [(fresh, _)] = both_ways(lane, [dumps(typical(1))], freeze=False).values()
     with pytest.raises(ValueError, match="not frozen"):
         gathered([fresh, frozen])
+
+
+@pytest.fixture(scope="module")
+def context(tmp_path_factory: pytest.TempPathFactory) -> StudyContext:
+    return new_context(tmp_path_factory.mktemp("chunk"))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.lists(lines() | usual_lines() | usual_lines(), min_size=1, max_size=30),
+       st.integers(1, 8))
+def test_a_chunk_s_blocks_are_its_lines_read_one_by_one(
+        monkeypatch: pytest.MonkeyPatch, context: StudyContext, batch: list[bytes],
+        size: int) -> None:
+    """The blocks ``convert_lines`` makes, a batch of lines at a time (a line of a batch
+    either read with the others or, in its place, on its own), hold the rows of every
+    line ``read_line`` reads, in order: each line twice, the second time from warm
+    caches, in batches of any size."""
+    monkeypatch.setattr(observation_batch, "BATCH_LINES", size)
+    doubled = batch + batch
+    result = convert_lines(list(enumerate(doubled, 1)), "f.ndjson", 2, context,
+                           finish=False)
+    assert context.lane is not None
+    expected = both_ways(context.lane, doubled)
+    assert sorted(result.blocks) == sorted(expected)
+    for domain, block in result.blocks.items():
+        assert_columns(block.freeze(), expected[domain][1])

@@ -17,6 +17,7 @@ from benchmarks.generate import CATEGORY, generate
 from fhircdisc.converters import observation_lane, streaming
 from fhircdisc.converters.chunk import ChunkResult, StudyContext, _reference, convert_lines
 from fhircdisc.converters.fhir_reader import Origin, SourceResource
+from fhircdisc.converters.observation_batch import LineBatch, read_batch
 from fhircdisc.converters.observation_lane import LineFailure, ObservationLane
 from fhircdisc.report import unmapped_order
 
@@ -137,6 +138,25 @@ elements = {
     "note": st.sampled_from([None, [{"text": "caf\u00e9"}], [{"text": "x"}]]),
     "resourceType": st.sampled_from(["Observation", "Observation", "Patient"]),
 }
+
+
+PULSE = {"category": [{"coding": [{"system": CATEGORY, "code": "vital-signs"}]}],
+         "code": {"coding": [{"system": LOINC, "code": "8867-4"}]},
+         "valueQuantity": {"value": 70, "unit": "/min", "system": UCUM, "code": "/min"},
+         "referenceRange": None, "interpretation": None}
+
+@st.composite
+def usual_lines(draw: st.DrawFn) -> bytes:
+    """Lines of the usual kind: lab results and pulses, of any subject and value, at an
+    encounter or not."""
+    n = draw(st.integers(0, 9))
+    obs = typical(n, id=f"u{n}", **(PULSE if draw(st.booleans()) else {}))
+    obs["valueQuantity"] = {**obs["valueQuantity"],
+                            "value": draw(st.sampled_from([70, 101.5, 0.25, 2**40, -3.0]))}
+    visit = draw(st.sampled_from([None, None, "e1", "e4", "nowhere"]))
+    if visit is not None:
+        obs["encounter"] = {"reference": f"Encounter/{visit}"}
+    return dumps(obs)
 
 
 @st.composite
@@ -450,3 +470,51 @@ def test_panels_of_patients_not_enrolled_are_reported_by_the_lane(lanes: Any) ->
         ("subject-not-enrolled", "Patient/nobody is not enrolled in the study", "bp1"),
         ("missing-subject", "subject 'Practitioner/x' is not a Patient reference", "bp2")]
     assert found[2:] == [None, None, None]
+
+
+def _as_read(batch: LineBatch, at: int) -> tuple[Any, ...]:
+    """Row ``at`` of a batch as ``read_line`` gives a line's parts."""
+    return (batch.domains[at], batch.templates[at], batch.subjects[at],
+            tuple(column[at] for column in batch.own), batch.ids[at] or "", batch.visits[at])
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.lists(lines() | usual_lines(), min_size=1, max_size=20))
+def test_a_batch_of_lines_reads_each_as_read_line_does(lanes: Any, batch: list[bytes]
+                                                       ) -> None:
+    """Every line a batch takes is what ``read_line`` reads of it, read before the lane has
+    seen the lines and again after (its caches then warm); a line left out is decoded as
+    ``LineShape.decode`` decodes it."""
+    lane = lanes[0]
+    for _ in range(2):
+        read = read_batch(lane, batch)
+        assert read.taken == sorted(set(read.taken))
+        assert len({len(column) for column in (read.domains, read.templates, read.subjects,
+                                               read.ids, read.visits, *read.own)}) == 1
+        for at, place in enumerate(read.taken):
+            assert lane.read_line(batch[place]) == _as_read(read, at), batch[place]
+        for place in set(range(len(batch))).difference(read.taken):
+            decoded = lane.shape.decode(batch[place])
+            assert read.decoded[place] == decoded
+            assert lane.read_line(batch[place], read.decoded[place]) == \
+                lane.read_line(batch[place])
+
+
+def test_a_batch_takes_the_typical_lines_once_seen(lanes: Any) -> None:
+    """Typical lines (of subjects and line keys read before) are read by the batch, and
+    their values are those of the lines; an unusual one is left in its place."""
+    lane = lanes[0]
+    typical_lines = [dumps(typical(n, id=f"t{n}")) for n in range(10)]
+    for line in typical_lines:
+        lane.read_line(line)
+    odd = dumps(typical(3, valueQuantity={"value": 5, "comparator": "<", "unit": "mg/dL",
+                                          "system": UCUM, "code": "mg/dL"}))
+    read = read_batch(lane, [*typical_lines[:4], odd, *typical_lines[4:]])
+    assert read.taken == [0, 1, 2, 3, 5, 6, 7, 8, 9, 10]
+    assert read.domains == ["LB"] * 10
+    assert read.ids == [f"t{n}" for n in range(10)]
+    flags, dates, texts, numbers = read.own
+    assert (flags[0], dates[0], texts[0], numbers[0]) == (
+        None, "2021-05-06T07:08:00", "101.5", 101.5)
+    assert read.subjects[1].usubjid == "S-p0000001"

@@ -293,14 +293,14 @@ def test_a_cached_failure_keeps_nothing_of_its_callers_alive() -> None:
 def test_result_texts_of_numbers_come_out_the_same_seen_again(values: list[Any]) -> None:
     """Float texts are kept once made: a value seen again (or its equal: 0.0 and -0.0,
     5.0 and 5) gets the text it would get the first time."""
-    from fhircdisc.mappings.algorithms import _number_text
+    from fhircdisc.mappings.algorithms import number_text
 
     def text(value: Any) -> str:
         if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
             return str(int(value))
         return str(value)
 
-    assert [_number_text(v) for v in values + values[::-1]] == \
+    assert [number_text(v) for v in values + values[::-1]] == \
         [text(v) for v in values + values[::-1]]
 
 

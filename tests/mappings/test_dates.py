@@ -95,3 +95,44 @@ def test_cached_parts_convert_as_the_whole_pattern(text: str) -> None:
         except DateFormatError as exc:
             got = str(exc)
         assert got == expected
+
+
+def _dtc_or_none(value: object) -> str | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return fhir_to_dtc(value)
+    except DateFormatError:
+        return None
+
+
+_offset_times = st.builds(
+    lambda year, month, day, hour, minute, second, sign, off_hour, off_minute:
+    f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}"
+    f"{sign}{off_hour:02d}:{off_minute:02d}",
+    st.integers(0, 9999), st.integers(0, 14), st.integers(0, 32), st.integers(0, 25),
+    st.integers(0, 61), st.integers(0, 61), st.sampled_from("+-x"), st.integers(0, 15),
+    st.integers(0, 60))
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(_offset_times, _offset_times, _texts, st.none(), st.just(""),
+                          st.integers(0, 10)), max_size=40))
+def test_dates_of_a_batch_convert_one_by_one(values: list[object]) -> None:
+    """``dtc_values``, which checks the usual dateTime form of every value at once, gives
+    each value's ``fhir_to_dtc`` (None where it refuses one, or for a value that is not
+    text): leap days, months, hours and offsets out of range, other forms among them."""
+    from fhircdisc.mappings.dates import dtc_values
+
+    assert dtc_values(values) == [_dtc_or_none(value) for value in values]
+
+
+def test_usual_datetimes_of_a_batch() -> None:
+    from fhircdisc.mappings.dates import dtc_values
+
+    assert dtc_values(["2024-02-29T23:59:60+14:00", "2023-02-29T10:00:00+00:00",
+                       "1900-02-29T10:00:00-05:00", "2000-02-29T10:00:00-05:00",
+                       "2021-04-31T10:00:00+01:00", "2021-01-01T10:00:00+14:30",
+                       "0000-01-01T00:00:00+00:00", "2021-01-01T10:00:00-13:59"]) == [
+        "2024-02-29T23:59:60", None, None, "2000-02-29T10:00:00", None, None, None,
+        "2021-01-01T10:00:00"]
