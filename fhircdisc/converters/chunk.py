@@ -11,7 +11,6 @@ after the rows are grouped by USUBJID (:func:`fhircdisc.mappings.derivations.seq
 from __future__ import annotations
 
 import re
-from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -30,6 +29,10 @@ from fhircdisc.report import ConversionReport, FailedLines, UnmappedItem, ValueI
 
 if TYPE_CHECKING:
     from fhircdisc.converters.observation_batch import LineBatch
+
+#: a lane row: (domain, template, subject, own values, source, line, visit values,
+#: component number), as ``LaneBlock.add`` takes it
+BlockRow = tuple[str, Any, Any, tuple[Any, ...], str, int, Any, int | None]
 
 #: NDJSON lines whose top-level resource is an Observation (``resourceType`` first, as
 #: Bulk Data servers write it); other lines are read with the study context
@@ -124,7 +127,6 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
     result = ChunkResult()
     rows: dict[str, list[dict[str, Any]]] = {}
     blocks: dict[str, LaneBlock] = {}
-    adders: dict[str, Callable[..., None]] = {}
     ordinals: list[Ordinal] = []
     others: list[SourceResource] = []
     other_ordinals: list[Ordinal] = []
@@ -137,33 +139,27 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
             block = blocks[domain] = LaneBlock(COMPILED[domain], file, file_rank)
         return block
 
-    def one_line(number: int, line: bytes, decoded: Any) -> int:
-        """One line the way after a batch: 1 when it is a lane row, -1 when it is
-        reported as unmapped, 0 otherwise."""
+    def one_line(number: int, line: bytes, decoded: Any) -> list[BlockRow] | int:
+        """One line of a batch read on its own: its lane rows; else -1 when it is
+        reported as unmapped, 0 when it went another way."""
         parts = lane.read_line(line, decoded)
         if parts is not None:
             if parts.__class__ is LineFailure:
                 fail(file, number, line_key(parts.rid, file, number), parts.error)
                 return -1
             domain, template, subject, own, rid, visit = parts
-            add = adders.get(domain)
-            if add is None:
-                add = adders[domain] = block_of(domain).add
-            add(template, subject, own,
-                lane.note(domain, rid, file, number, template.issues, issues)
-                if template.issues else line_key(rid, file, number), number, visit)
-            return 1
+            return [(domain, template, subject, own,
+                     lane.note(domain, rid, file, number, template.issues, issues)
+                     if template.issues else line_key(rid, file, number), number, visit, None)]
         panel = lane.read_panel(line) if b'"component"' in line else None
         if panel.__class__ is LineFailure:
             fail(file, number, line_key(panel.rid, file, number), panel.error)
             return -1
         if panel is not None:
-            for domain, template, subject, own, rid, visit, component in panel:
-                block_of(domain).add(
-                    template, subject, own,
-                    lane.note(domain, rid, file, number, template.issues, issues),
-                    number, visit, component)
-            return 1
+            return [(domain, template, subject, own,
+                     lane.note(domain, rid, file, number, template.issues, issues),
+                     number, visit, component)
+                    for domain, template, subject, own, rid, visit, component in panel]
         data = parse_ndjson_line(line, number, file)
         mapped = lane.map(data, file, number, issues)
         if mapped is None:
@@ -177,25 +173,51 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
         result.outcomes[("Observation", "mapped")] += 1
         return 0
 
-    def batch_rows(batch: LineBatch, numbers: list[int], start: int, stop: int) -> None:
-        """Rows ``start`` to ``stop`` of a batch's lane rows into their blocks."""
-        domains = batch.domains[start:stop]
-        lines_of = [numbers[place] for place in batch.taken[start:stop]]
-        ids: list[Any] = batch.ids[start:stop]
+    def block_rows(batch: LineBatch, numbers: list[int], alone: list[tuple[int, BlockRow]]
+                   ) -> None:
+        """A batch's lane rows into their blocks, in line order: those read together, and
+        ``alone``, those of lines read on their own (with each line's place)."""
+        places = batch.taken
+        lines_of = list(map(numbers.__getitem__, places))
+        ids: list[Any] = batch.ids
         sources = ["Observation/" + rid for rid in ids] if all(ids) else [
             line_key(rid or "", file, number)
             for rid, number in zip(ids, lines_of, strict=True)]
-        templates, subjects = batch.templates[start:stop], batch.subjects[start:stop]
-        visits = batch.visits[start:stop]
-        own = [values[start:stop] for values in batch.own]
-        kinds = dict.fromkeys(domains)
-        if len(kinds) == 1:
-            block_of(domains[0]).extend(templates, subjects, own, sources, lines_of, visits)
-            return
+        kinds = dict.fromkeys(batch.domains)
+        if alone:
+            kinds.update(dict.fromkeys(row[0] for _, row in alone))
+        if sum(domain not in blocks for domain in kinds) > 1:
+            # blocks are made in the order their domains' first rows come
+            first: dict[str, int] = {}
+            for place, domain in zip(places, batch.domains, strict=True):
+                first.setdefault(domain, place)
+            for place, row in alone:
+                first[row[0]] = min(first.get(row[0], place), place)
+            kinds = dict.fromkeys(sorted(kinds, key=first.__getitem__))
+        columns: list[list[Any]] = [batch.templates, batch.subjects, sources, lines_of,
+                                    batch.visits, places]
         for domain in kinds:
-            pick = _picker([at for at, d in enumerate(domains) if d == domain])
-            block_of(domain).extend(pick(templates), pick(subjects), list(map(pick, own)),
-                                    pick(sources), pick(lines_of), pick(visits))
+            pick = _picker([at for at, d in enumerate(batch.domains) if d == domain]) \
+                if len(kinds) > 1 else _whole
+            templates, subjects, sources_of, lines_at, visits, at = map(pick, columns)
+            own = list(map(pick, batch.own))
+            components: list[int | None] | None = None
+            rows_alone = [(place, row) for place, row in alone if row[0] == domain]
+            if rows_alone:
+                # the rows of lines read on their own in their places (a panel's in order)
+                more = list(zip(*(row for _, row in rows_alone), strict=True))
+                at = at + [place for place, _ in rows_alone]
+                order = _picker(sorted(range(len(at)), key=at.__getitem__))
+                templates, subjects, sources_of, lines_at, visits = (
+                    order(first + list(more[place])) for first, place in zip(
+                        (templates, subjects, sources_of, lines_at, visits), (1, 2, 4, 5, 6),
+                        strict=True))
+                components = order([None] * len(own[0]) + list(more[7]))
+                extra = list(zip(*more[3], strict=True))
+                own = [order(values + list(added)) for values, added in zip(
+                    own if own[0] else [[]] * len(extra), extra, strict=True)]
+            block_of(domain).extend(templates, subjects, own, sources_of, lines_at, visits,
+                                    components)
 
     taken = failed = 0
     source = iter(lines)
@@ -203,18 +225,17 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
         numbers = list(map(_NUMBER, chunk))
         texts = list(map(_TEXT, chunk))
         batch = read_batch(lane, texts)
-        start = 0
+        alone: list[tuple[int, BlockRow]] = []
         if len(batch.taken) < len(chunk):
             for place in sorted(set(range(len(chunk))).difference(batch.taken)):
-                stop = bisect_left(batch.taken, place, start)
-                if stop > start:
-                    batch_rows(batch, numbers, start, stop)
-                start = stop
                 outcome = one_line(numbers[place], texts[place], batch.decoded[place])
-                taken += outcome > 0
-                failed += outcome < 0
-        if len(batch.taken) > start:
-            batch_rows(batch, numbers, start, len(batch.taken))
+                if isinstance(outcome, list):
+                    alone += [(place, row) for row in outcome]
+                    taken += 1
+                else:
+                    failed += outcome < 0
+        if batch.taken or alone:
+            block_rows(batch, numbers, alone)
         taken += len(batch.taken)
     if taken:
         result.outcomes[("Observation", "mapped")] += taken
@@ -241,8 +262,14 @@ _NUMBER = itemgetter(0)
 _TEXT = itemgetter(1)
 
 
+def _whole(values: list[Any]) -> list[Any]:
+    return values
+
+
 def _picker(places: list[int]) -> Callable[[list[Any]], list[Any]]:
     """A function giving the items at ``places`` of a list, as a list."""
+    if not places:
+        return lambda values: []
     if len(places) == 1:
         only = places[0]
         return lambda values: [values[only]]

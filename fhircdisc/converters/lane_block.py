@@ -93,12 +93,14 @@ class LaneBlock:
 
     def extend(self, templates: list[PlainTemplate], subjects: list[Any],
                own: list[list[Any]], sources: list[str], lines: list[int],
-               visits: list[tuple[Any, ...] | None]) -> None:
+               visits: list[tuple[Any, ...] | None],
+               components: list[int | None] | None = None) -> None:
         """Rows after those added, as columns: per row what :meth:`add` takes (``own``: a
-        column per place of ``CompiledSpec.own_values``), none of them a component."""
+        column per place of ``CompiledSpec.own_values``; ``components`` None: none of
+        the rows is a component)."""
         self._settle()
         self._settled._join(templates, subjects, own, sources, lines, visits,
-                            [None] * len(lines))
+                            [None] * len(lines) if components is None else components)
 
     def _settle(self) -> None:
         """Move the rows added into the settled columns. Done every :data:`SETTLE_ROWS`

@@ -37,6 +37,7 @@ _ENCOUNTER = attrgetter("encounter")
 _ID = attrgetter("id")
 _DOMAIN = itemgetter(0)
 _TEMPLATE = itemgetter(1)
+_UNSEEN: Any = object()
 
 
 class LineBatch(NamedTuple):
@@ -58,7 +59,9 @@ class LineBatch(NamedTuple):
 
 def read_batch(lane: ObservationLane, lines: list[bytes]) -> LineBatch:
     """The lines of ``lines`` that are plain Observations of the common kind, read as
-    ``lane.read_line`` would read each, as columns (:class:`LineBatch`)."""
+    ``lane.read_line`` would read each, as columns (:class:`LineBatch`). The subjects and
+    line templates not in the lane's caches yet are worked out as ``read_line`` works
+    them out, so that a batch takes the first lines of a subject or a test too."""
     decoded = lane.shape.decode_all(lines)
     date = lane.batch_date
     if date is None:
@@ -74,33 +77,44 @@ def read_batch(lane: ObservationLane, lines: list[bytes]) -> LineBatch:
                         map(is_not, quantities, repeat(None))))
         places, objs, references, quantities = _where(keep, places, objs, references,
                                                       quantities)
+    # lines read_line reads on past its first checks: Observations of a status that maps,
+    # with a subject reference
+    statuses = list(map(_STATUS, objs))
+    subject_references = list(map(_REFERENCE, references))
+    keep = [kind == "Observation" for kind in map(_TYPE, objs)]
+    if any(map(is_, subject_references, repeat(None))):
+        keep = list(map(and_, keep, map(is_not, subject_references, repeat(None))))
+    if any(status in statuses for status in EXCLUDED_STATUS):
+        keep = [good and status not in EXCLUDED_STATUS
+                for good, status in zip(keep, statuses, strict=True)]
+    if not all(keep):
+        places, objs, statuses, subject_references, quantities = _where(
+            keep, places, objs, statuses, subject_references, quantities)
     if len(places) < len(lines):
         lines = [lines[place] for place in places]
     keys = lane.shape.unit_keys(objs, lines)
     if keys is None:
         return LineBatch([], [], [], [], [[], [], [], []], [], [], decoded)
+    subjects = list(map(lane.subjects.get, subject_references, repeat(_UNSEEN)))
+    if any(map(is_, subjects, repeat(_UNSEEN))):
+        subjects = [lane.subject_of(reference) if subject is _UNSEEN else subject
+                    for subject, reference in zip(subjects, subject_references, strict=True)]
     entries: list[Any] = list(map(lane.batch_entries.get, keys))
     if any(map(is_, entries, repeat(None))):
-        entries = [lane.batch_entry(key) if entry is None else entry
-                   for entry, key in zip(entries, keys, strict=True)]
-    statuses = list(map(_STATUS, objs))
-    subjects = list(map(lane.subjects.get, map(_REFERENCE, references), repeat(None)))
+        entries = [lane.batch_entry(key, obj, line) if entry is None else entry
+                   for entry, key, obj, line in zip(entries, keys, objs, lines, strict=True)]
     values = list(map(_VALUE, quantities))
     dates = dtc_values(list(map(attrgetter(date), objs)))
     texts, numbers = _results(values)
-    # a line read here: an Observation, of a status that maps, with an enrolled subject
-    # in the cache, a template kept for batches, a result as own_values reads it without
-    # a comparator, a date it takes
-    keep = [kind == "Observation" for kind in map(_TYPE, objs)]
-    for column in (subjects, entries, texts, dates):
+    # a line read here besides: an enrolled subject, a template kept for batches, a
+    # result as own_values reads it without a comparator, a date it takes
+    keep = list(map(is_not, subjects, repeat(None)))
+    for column in (entries, texts, dates):
         if any(map(is_, column, repeat(None))):
             keep = list(map(and_, keep, map(is_not, column, repeat(None))))
     comparators = list(map(_COMPARATOR, quantities))
     if any(map(is_not, comparators, repeat(None))):
         keep = list(map(and_, keep, map(is_, comparators, repeat(None))))
-    if any(status in statuses for status in EXCLUDED_STATUS):
-        keep = [good and status not in EXCLUDED_STATUS
-                for good, status in zip(keep, statuses, strict=True)]
     visits: list[Any] = [None] * len(objs)
     encounters = list(map(_ENCOUNTER, objs))
     if any(map(is_not, encounters, repeat(None))):

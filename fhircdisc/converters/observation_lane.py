@@ -147,7 +147,9 @@ class ObservationLane:
         self.line_templates: dict[tuple[Any, ...],
                                   tuple[str, PlainTemplate, CompiledSpec] | _Failed | None] = {}
 
-    def _subject(self, reference: str) -> Any:
+    def subject_of(self, reference: str) -> Any:
+        """The enrolled subject a subject reference gives (None: none), kept in
+        :attr:`subjects`."""
         subject = self.subjects.get(reference, _MISSING)
         if subject is _MISSING:
             key = self.index.key_of(reference)
@@ -223,12 +225,16 @@ class ObservationLane:
         _keep(self.line_templates, key, found)
         return found
 
-    def batch_entry(self, key: tuple[Any, ...]) -> tuple[str, PlainTemplate, CompiledSpec] | None:
-        """The line template under ``key`` when its lines can be read in a batch (it maps,
-        has no value issues, and its spec's own values are a not-done flag, the date
-        element :attr:`batch_date`, the result as text and as a number), kept in
-        :attr:`batch_entries`; None otherwise, or when no line has made it yet."""
-        entry = self.line_templates.get(key)
+    def batch_entry(self, key: tuple[Any, ...], obs: Any, line: bytes
+                    ) -> tuple[str, PlainTemplate, CompiledSpec] | None:
+        """The line template of the line ``obs`` was decoded from (``line``, whose key is
+        ``key``), worked out as ``read_line`` works it out when no line has made it yet,
+        when lines of it can be read in a batch: it maps, has no value issues, and its
+        spec's own values are a not-done flag, the date element :attr:`batch_date`, the
+        result as text and as a number. Kept in :attr:`batch_entries`; None otherwise."""
+        entry = self.line_templates.get(key, _MISSING)
+        if entry is _MISSING:
+            entry = self._line_template(obs, line, key)
         if entry is None or entry.__class__ is not tuple:
             return None
         _, template, spec = entry
@@ -252,7 +258,7 @@ class ObservationLane:
             return None
         subject = self.subjects.get(reference, _MISSING)
         if subject is _MISSING:
-            subject = self._subject(reference)
+            subject = self.subject_of(reference)
         key = self.shape.key(obs, line)
         entry = self.line_templates.get(key, _MISSING)
         if entry is _MISSING:
@@ -340,7 +346,7 @@ class ObservationLane:
         reference = obs.subject.reference
         subject = None if reference is None else self.subjects.get(reference, _MISSING)
         if subject is _MISSING:
-            subject = self._subject(reference)
+            subject = self.subject_of(reference)
         parts: list[PanelPart] = []
         for number, component in enumerate(obs.component):
             texts = self._panel_keyed(component)
@@ -445,7 +451,7 @@ class ObservationLane:
         reference = data.get("subject")
         if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):
             return None
-        subject = self._subject(reference["reference"])
+        subject = self.subject_of(reference["reference"])
         if subject is None:
             return None
         entry = self._template(data)

@@ -74,12 +74,18 @@ class LineShape:
 
     def decode_all(self, lines: list[bytes]) -> list[Any | None]:
         """:meth:`decode` of each line."""
-        if all(map(bytes.isascii, lines)):
+        if not all(map(bytes.isascii, lines)):
+            return list(map(self.decode, lines))
+        decoded: list[Any | None] = []
+        rest = iter(lines)
+        while True:
             try:
-                return list(map(self.decoder.decode, lines))
+                # extend keeps what it took before a line fails; the next one is next
+                decoded.extend(map(self.decoder.decode, rest))
             except msgspec.DecodeError:
-                pass
-        return list(map(self.decode, lines))
+                decoded.append(None)
+                continue
+            return decoded
 
     def unit_keys(self, objs: list[Any], lines: list[bytes]) -> list[tuple[Any, ...]] | None:
         """:meth:`key` of each decoded line (``objs``, none of them None, decoded from

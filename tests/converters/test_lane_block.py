@@ -24,10 +24,12 @@ from fhircdisc.mappings import derivations
 from fhircdisc.mappings.compiled import PlainTemplate
 from fhircdisc.study import tidy_columns, typed_frame
 from tests.converters.test_observation_lines import (
+    PULSE,
     dumps,
     lines,
     new_context,
     new_lane,
+    panels,
     typical,
     usual_lines,
 )
@@ -264,23 +266,67 @@ def context(tmp_path_factory: pytest.TempPathFactory) -> StudyContext:
     return new_context(tmp_path_factory.mktemp("chunk"))
 
 
+def read_one_by_one(lane: ObservationLane, lines_read: list[bytes]
+                    ) -> dict[str, list[dict[str, Any]]]:
+    """Per domain, in the order their first rows come: the rows ``read_line`` or
+    ``read_panel`` reads of each line (of "f.ndjson", the third file read)."""
+    expected: dict[str, list[dict[str, Any]]] = {}
+    for number, line in enumerate(lines_read, 1):
+        parts = lane.read_line(line)
+        if parts is None and b'"component"' in line:
+            panel = lane.read_panel(line)
+            found = [] if panel is None or isinstance(panel, LineFailure) else panel
+        else:
+            found = [] if parts is None or isinstance(parts, LineFailure) \
+                else [(*parts, -1)]
+        for domain, template, subject, own, rid, visit, part in found:
+            row = COMPILED[domain].row_of(template, subject, own, visit)
+            row.update(_source=lane.note(domain, rid, "f.ndjson", number, template.issues,
+                                         []),
+                       _file="f.ndjson", _order=(2, number, 0),
+                       _location=f"line {number}" + (f".component[{part}]" if part >= 0
+                                                     else ""))
+            expected.setdefault(domain, []).append(row)
+    return expected
+
+
+def assert_chunk_blocks(context: StudyContext, lines_read: list[bytes]) -> None:
+    """The blocks ``convert_lines`` makes of ``lines_read`` hold the rows read one by one,
+    in order, the blocks made in the order their first rows come."""
+    result = convert_lines(list(enumerate(lines_read, 1)), "f.ndjson", 2, context,
+                           finish=False)
+    assert context.lane is not None
+    expected = read_one_by_one(context.lane, lines_read)
+    assert list(result.blocks) == list(expected)
+    for domain, block in result.blocks.items():
+        assert_columns(block.freeze(), expected[domain])
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[
     HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(st.lists(lines() | usual_lines() | usual_lines(), min_size=1, max_size=30),
-       st.integers(1, 8))
+@given(st.lists(lines() | usual_lines() | usual_lines() | panels(), min_size=1,
+                max_size=30), st.integers(1, 8))
 def test_a_chunk_s_blocks_are_its_lines_read_one_by_one(
         monkeypatch: pytest.MonkeyPatch, context: StudyContext, batch: list[bytes],
         size: int) -> None:
     """The blocks ``convert_lines`` makes, a batch of lines at a time (a line of a batch
     either read with the others or, in its place, on its own), hold the rows of every
-    line ``read_line`` reads, in order: each line twice, the second time from warm
-    caches, in batches of any size."""
+    line ``read_line`` or ``read_panel`` reads, in order: each line twice, the second
+    time from warm caches, in batches of any size."""
     monkeypatch.setattr(observation_batch, "BATCH_LINES", size)
-    doubled = batch + batch
-    result = convert_lines(list(enumerate(doubled, 1)), "f.ndjson", 2, context,
-                           finish=False)
-    assert context.lane is not None
-    expected = both_ways(context.lane, doubled)
-    assert sorted(result.blocks) == sorted(expected)
-    for domain, block in result.blocks.items():
-        assert_columns(block.freeze(), expected[domain][1])
+    assert_chunk_blocks(context, batch + batch)
+
+
+@pytest.mark.parametrize("size", [1, 3, 4, 1024])
+def test_panels_among_a_batch_keep_their_places(monkeypatch: pytest.MonkeyPatch,
+                                                context: StudyContext, size: int) -> None:
+    """Panels (read on their own) among lab results and pulses (read as a batch): each
+    domain's rows in line order, a panel's components in order."""
+    from tests.converters.test_streaming import _panel
+
+    monkeypatch.setattr(observation_batch, "BATCH_LINES", size)
+    lab = [dumps(typical(n, id=f"l{n}")) for n in range(3)]
+    pulse = dumps(typical(4, id="v4", **PULSE))
+    panel = dumps(_panel("bp1", subject={"reference": "Patient/p0000002"}))
+    assert_chunk_blocks(context, [lab[0], panel, lab[1], pulse, panel, lab[2]] * 2)
+    assert_chunk_blocks(context, [panel, lab[0], lab[1], panel])
