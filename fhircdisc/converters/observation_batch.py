@@ -138,13 +138,14 @@ def _results(values: list[Any]) -> tuple[list[str | None], list[float | None]]:
     """Per ``valueQuantity.value`` (a float, an int or None) with no comparator: the
     result as text and as a number as ``CompiledSpec.own_values`` gives them; text None
     where it declines the value."""
-    if all(map(is_, map(type, values), repeat(float))):
-        numbers: list[float | None] = values
-        if not all(map(isfinite, values)):
-            numbers = [value if isfinite(value) else None for value in values]
-        return list(number_texts(values)), numbers
+    if values and not any(map(is_, values, repeat(None))) \
+            and set(map(type, values)) <= _NUMBER_TYPES:
+        floats = list(map(float, values))
+        # finite, and an int below 1e15 is exactly its float, written alike ("140")
+        if max(map(abs, floats)) < 1e15:
+            return [*number_texts(floats)], [*floats]
     texts: list[str | None] = []
-    numbers = []
+    numbers: list[float | None] = []
     for value in values:
         if value.__class__ is float:
             texts.append(number_text(value))
@@ -156,6 +157,9 @@ def _results(values: list[Any]) -> tuple[list[str | None], list[float | None]]:
             texts.append(None)
             numbers.append(None)
     return texts, numbers
+
+
+_NUMBER_TYPES = frozenset({float, int})
 
 
 def _where(keep: list[bool], *columns: list[Any]) -> Any:

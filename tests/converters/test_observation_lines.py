@@ -518,3 +518,25 @@ def test_a_batch_takes_the_typical_lines_once_seen(lanes: Any) -> None:
     assert (flags[0], dates[0], texts[0], numbers[0]) == (
         None, "2021-05-06T07:08:00", "101.5", 101.5)
     assert read.subjects[1].usubjid == "S-p0000001"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.floats(allow_nan=False), st.integers(-(2**70), 2**70),
+                          st.integers(-2000, 2000), st.sampled_from([0.0, -0.0, 1e15, 1e16]),
+                          st.none()), max_size=12))
+def test_a_batch_s_results_are_each_result_s_own_values(values: list[Any]) -> None:
+    """The result text and number of every value of a batch at once are those
+    ``own_values`` gives each (ints, whole floats, big and infinite numbers, none)."""
+    from fhircdisc.converters.fhir_to_sdtm import COMPILED
+    from fhircdisc.converters.observation_batch import _results
+
+    spec = COMPILED["LB"]
+    dates = {"effectiveDateTime": "2021-05-06"}.get
+    expected = []
+    for value in values:
+        own = spec.own_values(value, None, "final", dates) if observation_lane.orjson_number(
+            value) else None
+        expected.append((None, None) if own is None else own[2:])
+    texts, numbers = _results(values)
+    assert list(zip(texts, numbers, strict=True)) == expected
+    assert [type(number) for number in numbers] == [type(number) for _, number in expected]
