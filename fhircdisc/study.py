@@ -233,13 +233,24 @@ def tidy_columns(domain: str, names: Iterable[str], present: Container[str]) -> 
 def typed_frame(domain: str, frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """``frame`` with exactly ``columns`` (absent ones empty), SDTMIG Num variables as
     float64 and Char variables as str/None."""
-    frame = frame.reindex(columns=columns).copy()
+    if not frame.columns.is_unique or len(set(columns)) < len(columns):
+        frame = frame.reindex(columns=columns).copy()
+        for name in columns:
+            spec = sdtmig.variable(domain, name)
+            if spec is not None:
+                frame[name] = num_column(frame[name]) if spec.type == "Num" \
+                    else char_column(frame[name])
+        return frame
+    # each column typed on its own, the frame made once (no frame-wide copy and setting)
+    data: dict[str, pd.Series] = {}
     for name in columns:
+        series = frame[name] if name in frame.columns \
+            else pd.Series(np.nan, index=frame.index, dtype=np.float64)  # as reindex adds it
         spec = sdtmig.variable(domain, name)
         if spec is not None:
-            frame[name] = num_column(frame[name]) if spec.type == "Num" \
-                else char_column(frame[name])
-    return frame
+            series = num_column(series) if spec.type == "Num" else char_column(series)
+        data[name] = series
+    return pd.DataFrame(data, index=frame.index, columns=columns, copy=False)
 
 
 def num_column(series: pd.Series) -> pd.Series:
