@@ -1226,7 +1226,7 @@ def raw_frame(domain: str, names: list[str], columns: dict[str, np.ndarray],
     inferred = {name for name in names if name in exact or sdtmig.variable(domain, name) is None}
     data = {name: _as_records_type(columns[name]) if name in inferred
             else pd.Series(columns[name], dtype=object, copy=False) for name in names}
-    return pd.DataFrame(data, columns=names)
+    return pd.DataFrame(data, columns=names, copy=False)
 
 
 @cache
