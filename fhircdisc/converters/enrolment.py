@@ -29,9 +29,10 @@ SUBJECT_FILE_COLUMNS = ("patient_id", "SUBJID", "SITEID", "ARMCD", "ARM", "ACTAR
 _REGISTRY_HINTS = ("REGID", "clinicaltrials.gov", "irct", "isrctn", "eudract", "who.int/ictrp")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Subject:
-    """One enrolled subject, as DM and every other domain need it."""
+    """One enrolled subject, as DM and every other domain need it (slots: a hospital
+    export has one a Patient, and every lane row reads two of its fields)."""
 
     patient_key: str
     studyid: str
