@@ -23,8 +23,11 @@ from fhircdisc.mappings.algorithms import number_text, number_texts
 from fhircdisc.mappings.compiled import PlainTemplate
 from fhircdisc.mappings.dates import dtc_values
 
-#: lines read as one batch (``chunk.convert_lines``)
-BATCH_LINES = 1024
+#: lines read as one batch (``chunk.convert_lines``): a batch's decoded lines (about
+#: 1 kB each) stay in a core's cache while every step goes over them; 1,024 did not, with
+#: two processes converting (benchmarks/compare.py, 2 workers: pass 2 +9 % against
+#: reading line by line, where 256 gave -10 %; 512 as 256, 128 a little slower)
+BATCH_LINES = 256
 
 _TYPE = attrgetter("resourceType")
 _STATUS = attrgetter("status")
