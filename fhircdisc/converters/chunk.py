@@ -119,7 +119,12 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
     """
     from fhircdisc.converters.fhir_to_sdtm import COMPILED
     from fhircdisc.converters.observation_batch import BATCH_LINES, read_batch
-    from fhircdisc.converters.observation_lane import LineFailure, ObservationLane, line_key
+    from fhircdisc.converters.observation_lane import (
+        DECLINED,
+        LineFailure,
+        ObservationLane,
+        line_key,
+    )
 
     if context.lane is None:
         context.lane = ObservationLane(context.index, context.enrolment, context.terminology)
@@ -228,7 +233,8 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
         alone: list[tuple[int, BlockRow]] = []
         if len(batch.taken) < len(chunk):
             for place in sorted(set(range(len(chunk))).difference(batch.taken)):
-                outcome = one_line(numbers[place], texts[place], batch.decoded[place])
+                outcome = one_line(numbers[place], texts[place],
+                                   batch.decoded.get(place, DECLINED))
                 if isinstance(outcome, list):
                     alone += [(place, row) for row in outcome]
                     taken += 1

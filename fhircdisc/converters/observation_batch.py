@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from itertools import compress, repeat
 from math import isfinite
-from operator import and_, attrgetter, is_, is_not, itemgetter
+from operator import and_, attrgetter, is_, is_not, itemgetter, not_
 from typing import Any, NamedTuple
 
 from fhircdisc.converters.fhir_to_sdtm import EXCLUDED_STATUS
@@ -23,11 +23,13 @@ from fhircdisc.mappings.algorithms import number_text, number_texts
 from fhircdisc.mappings.compiled import PlainTemplate
 from fhircdisc.mappings.dates import dtc_values
 
-#: lines read as one batch (``chunk.convert_lines``): a batch's decoded lines (about
-#: 1 kB each) stay in a core's cache while every step goes over them; 1,024 did not, with
-#: two processes converting (benchmarks/compare.py, 2 workers: pass 2 +9 % against
-#: reading line by line, where 256 gave -10 %; 512 as 256, 128 a little slower)
-BATCH_LINES = 256
+#: lines read as one batch (``chunk.convert_lines``), and lines decoded at a time: a
+#: batch's columns are worked out over all its lines (numpy and the look-ups pay per
+#: call), while its decoded lines (about 1 kB each) are read in parts that stay in a
+#: core's cache. Decoding 1,024 at once made pass 2 slower than reading line by line
+#: with two processes converting (benchmarks/compare.py, 2 workers: +9 %).
+BATCH_LINES = 1024
+DECODE_LINES = 256
 
 _TYPE = attrgetter("resourceType")
 _STATUS = attrgetter("status")
@@ -47,8 +49,9 @@ class LineBatch(NamedTuple):
     """The lines of a batch read here, as columns: their places in the batch (in order)
     and, per line, its domain, template, subject, own values in the order
     ``CompiledSpec.own_values`` gives them (a column each: not-done flag, date, result as
-    text, as a number), id and visit values (None: the template's). ``decoded``: every
-    line of the batch as ``LineShape.decode`` gives it, for the lines left out."""
+    text, as a number), id and visit values (None: the template's). ``decoded``: lines
+    left out as ``LineShape.decode`` gives them, by place, where that is known (a line
+    that does not decode: None)."""
 
     taken: list[int]
     domains: list[str]
@@ -57,7 +60,7 @@ class LineBatch(NamedTuple):
     own: list[list[Any]]
     ids: list[str | None]
     visits: list[tuple[Any, ...] | None]
-    decoded: list[Any]
+    decoded: dict[int, Any]
 
 
 def read_batch(lane: ObservationLane, lines: list[bytes]) -> LineBatch:
@@ -65,76 +68,114 @@ def read_batch(lane: ObservationLane, lines: list[bytes]) -> LineBatch:
     ``lane.read_line`` would read each, as columns (:class:`LineBatch`). The subjects and
     line templates not in the lane's caches yet are worked out as ``read_line`` works
     them out, so that a batch takes the first lines of a subject or a test too."""
-    decoded = lane.shape.decode_all(lines)
     date = lane.batch_date
-    if date is None:
+    decoded: dict[int, Any] = {}
+    if date is None or lane.shape.unit_keys([], []) is None:
         return LineBatch([], [], [], [], [[], [], [], []], [], [], decoded)
-    places = list(range(len(lines)))
-    objs = decoded
-    # what the columns below are read from: a decoded line, its subject and quantity
-    if any(map(is_, objs, repeat(None))):
-        places, objs = _where(list(map(is_not, objs, repeat(None))), places, objs)
-    references, quantities = list(map(_SUBJECT, objs)), list(map(_QUANTITY, objs))
-    if any(map(is_, references, repeat(None))) or any(map(is_, quantities, repeat(None))):
-        keep = list(map(and_, map(is_not, references, repeat(None)),
-                        map(is_not, quantities, repeat(None))))
-        places, objs, references, quantities = _where(keep, places, objs, references,
-                                                      quantities)
-    # lines read_line reads on past its first checks: Observations of a status that maps,
-    # with a subject reference
-    statuses = list(map(_STATUS, objs))
-    subject_references = list(map(_REFERENCE, references))
-    keep = [kind == "Observation" for kind in map(_TYPE, objs)]
-    if any(map(is_, subject_references, repeat(None))):
-        keep = list(map(and_, keep, map(is_not, subject_references, repeat(None))))
-    if any(status in statuses for status in EXCLUDED_STATUS):
-        keep = [good and status not in EXCLUDED_STATUS
-                for good, status in zip(keep, statuses, strict=True)]
-    if not all(keep):
-        places, objs, statuses, subject_references, quantities = _where(
-            keep, places, objs, statuses, subject_references, quantities)
-    if len(places) < len(lines):
-        lines = [lines[place] for place in places]
-    keys = lane.shape.unit_keys(objs, lines)
-    if keys is None:
-        return LineBatch([], [], [], [], [[], [], [], []], [], [], decoded)
-    subjects = list(map(lane.subjects.get, subject_references, repeat(_UNSEEN)))
+    read = _Read()
+    for start in range(0, len(lines), DECODE_LINES):
+        read.take(lane, lines[start:start + DECODE_LINES], start, date, decoded)
+    places, statuses, keys, lines = read.places, read.statuses, read.keys, read.lines
+    subjects = list(map(lane.subjects.get, read.references, repeat(_UNSEEN)))
     if any(map(is_, subjects, repeat(_UNSEEN))):
         subjects = [lane.subject_of(reference) if subject is _UNSEEN else subject
-                    for subject, reference in zip(subjects, subject_references, strict=True)]
+                    for subject, reference in zip(subjects, read.references, strict=True)]
     entries: list[Any] = list(map(lane.batch_entries.get, keys))
     if any(map(is_, entries, repeat(None))):
-        entries = [lane.batch_entry(key, obj, line) if entry is None else entry
-                   for entry, key, obj, line in zip(entries, keys, objs, lines, strict=True)]
-    values = list(map(_VALUE, quantities))
-    dates = dtc_values(list(map(attrgetter(date), objs)))
-    texts, numbers = _results(values)
+        entries = [lane.batch_entry(key, line) if entry is None else entry
+                   for entry, key, line in zip(entries, keys, lines, strict=True)]
+    dates = dtc_values(read.dates)
+    texts, numbers = _results(read.values)
     # a line read here besides: an enrolled subject, a template kept for batches, a
     # result as own_values reads it without a comparator, a date it takes
     keep = list(map(is_not, subjects, repeat(None)))
     for column in (entries, texts, dates):
         if any(map(is_, column, repeat(None))):
             keep = list(map(and_, keep, map(is_not, column, repeat(None))))
-    comparators = list(map(_COMPARATOR, quantities))
-    if any(map(is_not, comparators, repeat(None))):
-        keep = list(map(and_, keep, map(is_, comparators, repeat(None))))
-    visits: list[Any] = [None] * len(objs)
-    encounters = list(map(_ENCOUNTER, objs))
+    if any(map(is_not, read.comparators, repeat(None))):
+        keep = list(map(and_, keep, map(is_, read.comparators, repeat(None))))
+    visits: list[Any] = [None] * len(places)
+    encounters = read.encounters
     if any(map(is_not, encounters, repeat(None))):
-        for at in compress(range(len(objs)), map(is_not, encounters, repeat(None))):
+        for at in compress(range(len(places)), map(is_not, encounters, repeat(None))):
             if keep[at]:
                 domain, _, spec = entries[at]
-                visits[at] = visit = lane.line_visit(objs[at], domain, spec)
+                visits[at] = visit = lane.visit_of(encounters[at], domain, spec)
                 keep[at] = visit is not DECLINED
+    ids = read.ids
     if not all(keep):
-        places, objs, statuses, subjects, entries, dates, texts, numbers, visits = _where(
-            keep, places, objs, statuses, subjects, entries, dates, texts, numbers, visits)
-    flags: list[Any] = [None] * len(objs)
+        places, statuses, subjects, entries, dates, texts, numbers, visits, ids = _where(
+            keep, places, statuses, subjects, entries, dates, texts, numbers, visits, ids)
+    flags: list[Any] = [None] * len(places)
     if "cancelled" in statuses:
         flags = ["NOT DONE" if status == "cancelled" else None for status in statuses]
     return LineBatch(places, list(map(_DOMAIN, entries)), list(map(_TEMPLATE, entries)),
-                     subjects, [flags, dates, texts, numbers], list(map(_ID, objs)),
-                     visits, decoded)
+                     subjects, [flags, dates, texts, numbers], ids, visits, decoded)
+
+
+class _Read:
+    """What a batch reads of its lines, decoded a part at a time: per line that can be
+    read in a batch (an Observation of a status that maps, with a subject reference and
+    a quantity), its place, text, key, and the columns ``read_batch`` works on."""
+
+    def __init__(self) -> None:
+        self.places: list[int] = []
+        self.lines: list[bytes] = []
+        self.keys: list[tuple[Any, ...]] = []
+        self.statuses: list[Any] = []
+        self.references: list[Any] = []
+        self.values: list[Any] = []
+        self.comparators: list[Any] = []
+        self.dates: list[Any] = []
+        self.ids: list[str | None] = []
+        self.encounters: list[Any] = []
+
+    def take(self, lane: ObservationLane, lines: list[bytes], first: int, date: str,
+             decoded: dict[int, Any]) -> None:
+        """Decode ``lines`` (from place ``first`` of the batch) and keep what is read of
+        them; a line that cannot be read in a batch goes into ``decoded`` by place."""
+        objs = lane.shape.decode_all(lines)
+        places = list(range(first, first + len(lines)))
+        # what the columns below are read from: a decoded line, its subject and quantity
+        if any(map(is_, objs, repeat(None))):
+            keep = list(map(is_not, objs, repeat(None)))
+            decoded.update((place, None) for place in compress(places, map(not_, keep)))
+            places, objs, lines = _where(keep, places, objs, lines)
+        references, quantities = list(map(_SUBJECT, objs)), list(map(_QUANTITY, objs))
+        statuses = list(map(_STATUS, objs))
+        subject_references = [None if subject is None else subject.reference
+                              for subject in references] \
+            if any(map(is_, references, repeat(None))) else list(map(_REFERENCE, references))
+        # read_line reads on past its first checks: Observations of a status that maps,
+        # with a subject reference; a batch, with a quantity too
+        keep = [kind == "Observation" for kind in map(_TYPE, objs)]
+        for column in (subject_references, quantities):
+            if any(map(is_, column, repeat(None))):
+                keep = list(map(and_, keep, map(is_not, column, repeat(None))))
+        if any(status in statuses for status in EXCLUDED_STATUS):
+            keep = [good and status not in EXCLUDED_STATUS
+                    for good, status in zip(keep, statuses, strict=True)]
+        if not all(keep):
+            decoded.update(zip(compress(places, map(not_, keep)),
+                               compress(objs, map(not_, keep)), strict=True))
+            places, objs, lines, statuses, subject_references, quantities = _where(
+                keep, places, objs, lines, statuses, subject_references, quantities)
+        keys = lane.shape.unit_keys(objs, lines)
+        assert keys is not None
+        encounters = list(map(_ENCOUNTER, objs))
+        if not all(map(is_, encounters, repeat(None))):
+            encounters = [None if encounter is None else encounter.reference
+                          for encounter in encounters]
+        self.places += places
+        self.lines += lines
+        self.keys += keys
+        self.statuses += statuses
+        self.references += subject_references
+        self.values += map(_VALUE, quantities)
+        self.comparators += map(_COMPARATOR, quantities)
+        self.dates += map(attrgetter(date), objs)
+        self.ids += map(_ID, objs)
+        self.encounters += encounters
 
 
 def _results(values: list[Any]) -> tuple[list[str | None], list[float | None]]:

@@ -208,9 +208,9 @@ class ObservationLane:
             _keep(self.templates, key, entry)
         return entry
 
-    def _line_template(self, obs: Any, line: bytes, key: tuple[Any, ...]
+    def _line_template(self, line: bytes, key: tuple[Any, ...]
                        ) -> tuple[str, PlainTemplate, CompiledSpec] | _Failed | None:
-        """The domain, template and spec of the line ``obs`` was decoded from, under its
+        """The domain, template and spec of a line decoded by the lane's shape, under its
         ``key`` (``LineShape.key``), or why such lines do not map."""
         try:
             data = orjson.loads(line)
@@ -225,16 +225,16 @@ class ObservationLane:
         _keep(self.line_templates, key, found)
         return found
 
-    def batch_entry(self, key: tuple[Any, ...], obs: Any, line: bytes
+    def batch_entry(self, key: tuple[Any, ...], line: bytes
                     ) -> tuple[str, PlainTemplate, CompiledSpec] | None:
-        """The line template of the line ``obs`` was decoded from (``line``, whose key is
-        ``key``), worked out as ``read_line`` works it out when no line has made it yet,
-        when lines of it can be read in a batch: it maps, has no value issues, and its
-        spec's own values are a not-done flag, the date element :attr:`batch_date`, the
-        result as text and as a number. Kept in :attr:`batch_entries`; None otherwise."""
+        """The line template of ``line`` (whose key is ``key``; worked out as ``read_line``
+        works it out when no line has made it yet) when lines of it can be read in a
+        batch: it maps, has no value issues, and its spec's own values are a not-done
+        flag, the date element :attr:`batch_date`, the result as text and as a number.
+        Kept in :attr:`batch_entries`; None otherwise."""
         entry = self.line_templates.get(key, _MISSING)
         if entry is _MISSING:
-            entry = self._line_template(obs, line, key)
+            entry = self._line_template(line, key)
         if entry is None or entry.__class__ is not tuple:
             return None
         _, template, spec = entry
@@ -262,7 +262,7 @@ class ObservationLane:
         key = self.shape.key(obs, line)
         entry = self.line_templates.get(key, _MISSING)
         if entry is _MISSING:
-            entry = self._line_template(obs, line, key)
+            entry = self._line_template(line, key)
         if entry is None:
             return None
         if subject is None:                  # checked right after the elements' shapes
@@ -310,7 +310,7 @@ class ObservationLane:
         encounter = obs.encounter
         if encounter is None or encounter.reference is None:
             return None
-        return self._visit(encounter.reference, domain, spec)
+        return self.visit_of(encounter.reference, domain, spec)
 
     def _coded(self, text: bytes, domain: str, spec: CompiledSpec) -> Any:
         """The result text of a coded result (its JSON ``text``), worked out once."""
@@ -400,7 +400,7 @@ class ObservationLane:
         _keep(self.line_templates, key, found)
         return found
 
-    def _visit(self, reference: str, domain: str, spec: CompiledSpec) -> Any:
+    def visit_of(self, reference: str, domain: str, spec: CompiledSpec) -> Any:
         """The visit values of the encounter ``reference`` points at (None when it does
         not resolve, :data:`DECLINED` when the line needs the general engine)."""
         key = self.visit_keys.get(reference, _MISSING)
@@ -462,7 +462,7 @@ class ObservationLane:
         visit = None
         encounter = data.get("encounter")
         if isinstance(encounter, dict) and encounter.get("reference") is not None:
-            visit = self._visit(encounter["reference"], domain, spec)
+            visit = self.visit_of(encounter["reference"], domain, spec)
             if visit is DECLINED:
                 return None
         row = spec.fill_plain(template, data, subject)

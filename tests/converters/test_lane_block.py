@@ -305,26 +305,30 @@ def assert_chunk_blocks(context: StudyContext, lines_read: list[bytes]) -> None:
 @settings(max_examples=150, deadline=None, suppress_health_check=[
     HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(st.lists(lines() | usual_lines() | usual_lines() | panels(), min_size=1,
-                max_size=30), st.integers(1, 8))
+                max_size=30), st.integers(1, 8), st.integers(1, 8))
 def test_a_chunk_s_blocks_are_its_lines_read_one_by_one(
         monkeypatch: pytest.MonkeyPatch, context: StudyContext, batch: list[bytes],
-        size: int) -> None:
+        size: int, decoded: int) -> None:
     """The blocks ``convert_lines`` makes, a batch of lines at a time (a line of a batch
     either read with the others or, in its place, on its own), hold the rows of every
     line ``read_line`` or ``read_panel`` reads, in order: each line twice, the second
-    time from warm caches, in batches of any size."""
+    time from warm caches, in batches of any size, decoded in parts of any size."""
     monkeypatch.setattr(observation_batch, "BATCH_LINES", size)
+    monkeypatch.setattr(observation_batch, "DECODE_LINES", decoded)
     assert_chunk_blocks(context, batch + batch)
 
 
-@pytest.mark.parametrize("size", [1, 3, 4, 1024])
+@pytest.mark.parametrize(("size", "decoded"), [(1, 1), (3, 2), (4, 4), (1024, 3),
+                                               (1024, 256)])
 def test_panels_among_a_batch_keep_their_places(monkeypatch: pytest.MonkeyPatch,
-                                                context: StudyContext, size: int) -> None:
+                                                context: StudyContext, size: int,
+                                                decoded: int) -> None:
     """Panels (read on their own) among lab results and pulses (read as a batch): each
     domain's rows in line order, a panel's components in order."""
     from tests.converters.test_streaming import _panel
 
     monkeypatch.setattr(observation_batch, "BATCH_LINES", size)
+    monkeypatch.setattr(observation_batch, "DECODE_LINES", decoded)
     lab = [dumps(typical(n, id=f"l{n}")) for n in range(3)]
     pulse = dumps(typical(4, id="v4", **PULSE))
     panel = dumps(_panel("bp1", subject={"reference": "Patient/p0000002"}))

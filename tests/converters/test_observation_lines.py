@@ -484,8 +484,8 @@ def _as_read(batch: LineBatch, at: int) -> tuple[Any, ...]:
 def test_a_batch_of_lines_reads_each_as_read_line_does(lanes: Any, batch: list[bytes]
                                                        ) -> None:
     """Every line a batch takes is what ``read_line`` reads of it, read before the lane has
-    seen the lines and again after (its caches then warm); a line left out is decoded as
-    ``LineShape.decode`` decodes it."""
+    seen the lines and again after (its caches then warm); a line left out with what it
+    decoded to holds what ``LineShape.decode`` gives."""
     lane = lanes[0]
     for _ in range(2):
         read = read_batch(lane, batch)
@@ -494,11 +494,10 @@ def test_a_batch_of_lines_reads_each_as_read_line_does(lanes: Any, batch: list[b
                                                read.ids, read.visits, *read.own)}) == 1
         for at, place in enumerate(read.taken):
             assert lane.read_line(batch[place]) == _as_read(read, at), batch[place]
-        for place in set(range(len(batch))).difference(read.taken):
-            decoded = lane.shape.decode(batch[place])
-            assert read.decoded[place] == decoded
-            assert lane.read_line(batch[place], read.decoded[place]) == \
-                lane.read_line(batch[place])
+        assert set(read.decoded).isdisjoint(read.taken)
+        for place, decoded in read.decoded.items():
+            assert decoded == lane.shape.decode(batch[place])
+            assert lane.read_line(batch[place], decoded) == lane.read_line(batch[place])
 
 
 def test_a_batch_takes_the_typical_lines_once_seen(lanes: Any) -> None:
