@@ -118,7 +118,12 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
     :func:`finish_block` once.
     """
     from fhircdisc.converters.fhir_to_sdtm import COMPILED
-    from fhircdisc.converters.observation_batch import BATCH_LINES, read_batch
+    from fhircdisc.converters.observation_batch import (
+        ALONE_BATCHES,
+        BATCH_LINES,
+        BATCH_SHARE,
+        read_batch,
+    )
     from fhircdisc.converters.observation_lane import (
         DECLINED,
         LineFailure,
@@ -226,13 +231,34 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
 
     taken = failed = 0
     source = iter(lines)
+    one_by_one = 0                      # batches' worth of lines to read one by one
     while chunk := list(islice(source, BATCH_LINES)):
+        if one_by_one:
+            one_by_one -= 1
+            for number, line in chunk:
+                outcome = one_line(number, line, DECLINED)
+                if isinstance(outcome, list):
+                    for row in outcome:
+                        block_of(row[0]).add(*row[1:])
+                    taken += 1
+                else:
+                    failed += outcome < 0
+            continue
         numbers = list(map(_NUMBER, chunk))
         texts = list(map(_TEXT, chunk))
         batch = read_batch(lane, texts)
+        if len(batch.taken) < len(chunk) * BATCH_SHARE:
+            # lines of other kinds cost more in a batch than one by one
+            one_by_one = ALONE_BATCHES
         alone: list[tuple[int, BlockRow]] = []
         if len(batch.taken) < len(chunk):
             for place in sorted(set(range(len(chunk))).difference(batch.taken)):
+                failure = batch.failures.get(place)
+                if failure is not None:
+                    number = numbers[place]
+                    fail(file, number, line_key(failure.rid, file, number), failure.error)
+                    failed += 1
+                    continue
                 outcome = one_line(numbers[place], texts[place],
                                    batch.decoded.get(place, DECLINED))
                 if isinstance(outcome, list):

@@ -17,7 +17,7 @@ from operator import and_, attrgetter, is_, is_not, itemgetter, not_
 from typing import Any, NamedTuple
 
 from fhircdisc.converters.fhir_to_sdtm import EXCLUDED_STATUS
-from fhircdisc.converters.observation_lane import DECLINED, ObservationLane
+from fhircdisc.converters.observation_lane import DECLINED, LineFailure, ObservationLane
 from fhircdisc.converters.observation_lines import orjson_number
 from fhircdisc.mappings.algorithms import number_text, number_texts
 from fhircdisc.mappings.compiled import PlainTemplate
@@ -30,6 +30,12 @@ from fhircdisc.mappings.dates import dtc_values
 #: with two processes converting (benchmarks/compare.py, 2 workers: +9 %).
 BATCH_LINES = 1024
 DECODE_LINES = 256
+#: a batch that reads less than this share of its lines is followed by this many
+#: batches' worth of lines read one by one: the lines a batch leaves out cost more than
+#: read one by one from the start (an export of which half the Patients are enrolled,
+#: with panels and local test codes: pass 2 +13 % in batches)
+BATCH_SHARE = 0.5
+ALONE_BATCHES = 15
 
 _TYPE = attrgetter("resourceType")
 _STATUS = attrgetter("status")
@@ -51,7 +57,9 @@ class LineBatch(NamedTuple):
     ``CompiledSpec.own_values`` gives them (a column each: not-done flag, date, result as
     text, as a number), id and visit values (None: the template's). ``decoded``: lines
     left out as ``LineShape.decode`` gives them, by place, where that is known (a line
-    that does not decode: None)."""
+    that does not decode: None); ``failures``: by place, the lines left out that
+    ``read_line`` reports as not mapping from their subject or template alone, and
+    why."""
 
     taken: list[int]
     domains: list[str]
@@ -61,6 +69,7 @@ class LineBatch(NamedTuple):
     ids: list[str | None]
     visits: list[tuple[Any, ...] | None]
     decoded: dict[int, Any]
+    failures: dict[int, LineFailure]
 
 
 def read_batch(lane: ObservationLane, lines: list[bytes]) -> LineBatch:
@@ -71,29 +80,41 @@ def read_batch(lane: ObservationLane, lines: list[bytes]) -> LineBatch:
     date = lane.batch_date
     decoded: dict[int, Any] = {}
     if date is None or lane.shape.unit_keys([], []) is None:
-        return LineBatch([], [], [], [], [[], [], [], []], [], [], decoded)
+        return LineBatch([], [], [], [], [[], [], [], []], [], [], decoded, {})
     read = _Read()
     for start in range(0, len(lines), DECODE_LINES):
         read.take(lane, lines[start:start + DECODE_LINES], start, date, decoded)
     places, statuses, keys, lines = read.places, read.statuses, read.keys, read.lines
-    subjects = list(map(lane.subjects.get, read.references, repeat(_UNSEEN)))
-    if any(map(is_, subjects, repeat(_UNSEEN))):
-        subjects = [lane.subject_of(reference) if subject is _UNSEEN else subject
-                    for subject, reference in zip(subjects, read.references, strict=True)]
+    subjects = read.subjects
+    # the lines read_line reports from their subject or template
+    failures: dict[int, LineFailure] = {}
+    for place, key, line, reference, rid in read.not_enrolled:
+        failure = lane.line_failure(key, line, None, reference, rid, False, None)
+        if failure is not None:
+            failures[place] = failure
     entries: list[Any] = list(map(lane.batch_entries.get, keys))
     if any(map(is_, entries, repeat(None))):
         entries = [lane.batch_entry(key, line) if entry is None else entry
                    for entry, key, line in zip(entries, keys, lines, strict=True)]
     dates = dtc_values(read.dates)
     texts, numbers = _results(read.values)
-    # a line read here besides: an enrolled subject, a template kept for batches, a
-    # result as own_values reads it without a comparator, a date it takes
-    keep = list(map(is_not, subjects, repeat(None)))
-    for column in (entries, texts, dates):
+    # own values as own_values reads them: a result without a comparator, a date
+    own_read = [True] * len(places)
+    for column in (texts, dates):
         if any(map(is_, column, repeat(None))):
-            keep = list(map(and_, keep, map(is_not, column, repeat(None))))
+            own_read = list(map(and_, own_read, map(is_not, column, repeat(None))))
     if any(map(is_not, read.comparators, repeat(None))):
-        keep = list(map(and_, keep, map(is_, read.comparators, repeat(None))))
+        own_read = list(map(and_, own_read, map(is_, read.comparators, repeat(None))))
+    # a line read here besides: a template kept for batches
+    keep = list(own_read)
+    if any(map(is_, entries, repeat(None))):
+        keep = list(map(and_, keep, map(is_not, entries, repeat(None))))
+        for at in compress(range(len(places)), map(is_, entries, repeat(None))):
+            failure = lane.line_failure(keys[at], lines[at], subjects[at],
+                                        read.references[at], read.ids[at], own_read[at],
+                                        read.encounters[at])
+            if failure is not None:
+                failures[places[at]] = failure
     visits: list[Any] = [None] * len(places)
     encounters = read.encounters
     if any(map(is_not, encounters, repeat(None))):
@@ -110,13 +131,16 @@ def read_batch(lane: ObservationLane, lines: list[bytes]) -> LineBatch:
     if "cancelled" in statuses:
         flags = ["NOT DONE" if status == "cancelled" else None for status in statuses]
     return LineBatch(places, list(map(_DOMAIN, entries)), list(map(_TEMPLATE, entries)),
-                     subjects, [flags, dates, texts, numbers], ids, visits, decoded)
+                     subjects, [flags, dates, texts, numbers], ids, visits, decoded,
+                     failures)
+
 
 
 class _Read:
     """What a batch reads of its lines, decoded a part at a time: per line that can be
-    read in a batch (an Observation of a status that maps, with a subject reference and
-    a quantity), its place, text, key, and the columns ``read_batch`` works on."""
+    read in a batch (an Observation of a status that maps, with a quantity and an
+    enrolled subject), its place, text, key, and the columns ``read_batch`` works on;
+    per line of a subject not enrolled, its place, key, text, subject reference and id."""
 
     def __init__(self) -> None:
         self.places: list[int] = []
@@ -129,6 +153,8 @@ class _Read:
         self.dates: list[Any] = []
         self.ids: list[str | None] = []
         self.encounters: list[Any] = []
+        self.subjects: list[Any] = []
+        self.not_enrolled: list[tuple[int, tuple[Any, ...], bytes, str, str | None]] = []
 
     def take(self, lane: ObservationLane, lines: list[bytes], first: int, date: str,
              decoded: dict[int, Any]) -> None:
@@ -143,9 +169,9 @@ class _Read:
             places, objs, lines = _where(keep, places, objs, lines)
         references, quantities = list(map(_SUBJECT, objs)), list(map(_QUANTITY, objs))
         statuses = list(map(_STATUS, objs))
-        subject_references = [None if subject is None else subject.reference
-                              for subject in references] \
-            if any(map(is_, references, repeat(None))) else list(map(_REFERENCE, references))
+        subject_references: list[Any] = list(map(_REFERENCE, references)) \
+            if not any(map(is_, references, repeat(None))) \
+            else [None if subject is None else subject.reference for subject in references]
         # read_line reads on past its first checks: Observations of a status that maps,
         # with a subject reference; a batch, with a quantity too
         keep = [kind == "Observation" for kind in map(_TYPE, objs)]
@@ -162,6 +188,20 @@ class _Read:
                 keep, places, objs, lines, statuses, subject_references, quantities)
         keys = lane.shape.unit_keys(objs, lines)
         assert keys is not None
+        ids = list(map(_ID, objs))
+        subjects = list(map(lane.subjects.get, subject_references, repeat(_UNSEEN)))
+        if any(map(is_, subjects, repeat(_UNSEEN))):
+            subjects = [lane.subject_of(reference) if subject is _UNSEEN else subject
+                        for subject, reference in zip(subjects, subject_references,
+                                                      strict=True)]
+        if any(map(is_, subjects, repeat(None))):
+            enrolled = list(map(is_not, subjects, repeat(None)))
+            others = list(map(not_, enrolled))
+            self.not_enrolled += zip(*(compress(column, others) for column in (
+                places, keys, lines, subject_references, ids)), strict=True)
+            places, objs, lines, statuses, subject_references, quantities, keys, ids, \
+                subjects = _where(enrolled, places, objs, lines, statuses, subject_references,
+                                  quantities, keys, ids, subjects)
         encounters = list(map(_ENCOUNTER, objs))
         if not all(map(is_, encounters, repeat(None))):
             encounters = [None if encounter is None else encounter.reference
@@ -174,8 +214,9 @@ class _Read:
         self.values += map(_VALUE, quantities)
         self.comparators += map(_COMPARATOR, quantities)
         self.dates += map(attrgetter(date), objs)
-        self.ids += map(_ID, objs)
+        self.ids += ids
         self.encounters += encounters
+        self.subjects += subjects
 
 
 def _results(values: list[Any]) -> tuple[list[str | None], list[float | None]]:

@@ -243,6 +243,36 @@ class ObservationLane:
         _keep(self.batch_entries, key, entry)
         return entry
 
+    def line_failure(self, key: tuple[Any, ...], line: bytes, subject: Any,
+                     reference: str, rid: str | None, own_read: bool,
+                     encounter: str | None) -> LineFailure | None:
+        """Why ``read_line`` reports ``line`` as not mapping when a batch can tell it: from
+        the line's subject (one not enrolled) or its template (a domain and no more, or
+        none); None when ``read_line`` would read it otherwise. The line passed the checks
+        before those (an Observation of a status that maps, with the subject reference
+        ``reference``, of ``subject``, whose line key is ``key``); ``own_read``: whether
+        its own values are what a batch reads (:attr:`batch_date` and a result without a
+        comparator that ``own_values`` takes); ``encounter``: its encounter reference."""
+        entry = self.line_templates.get(key, _MISSING)
+        if entry is _MISSING:
+            entry = self._line_template(line, key)
+        if entry is None:
+            return None
+        if subject is None:
+            return self._subject_failure(reference, rid)
+        if entry.__class__ is not _Failed:
+            return None
+        if entry.domain is None:
+            return LineFailure(entry.error, rid or "")
+        spec = COMPILED[entry.domain]
+        if not own_read or spec.batch_date() != self.batch_date:
+            return None
+        visit = None if encounter is None else self.visit_of(encounter, entry.domain, spec)
+        if visit is DECLINED:
+            return None
+        error = entry.error if visit is None else entry.at_encounter
+        return None if error is None else LineFailure(error, rid or "")
+
     def read_line(self, line: bytes, decoded: Any = DECLINED
                   ) -> LineParts | LineFailure | None:
         """What the row of a plain Observation NDJSON line is made of, read without

@@ -13,6 +13,7 @@ checking it. A line it refuses is not an error: it goes the ordinary way.
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import repeat
 from operator import attrgetter
 from typing import Annotated, Any
 
@@ -43,8 +44,6 @@ class LineShape:
         if overlap:
             raise ValueError(f"elements both keyed and read as values: {sorted(overlap)}")
         self._keyed = tuple_getter(keyed)
-        #: separators a key's joined texts hold, and one between two keys
-        self._separators = len(keyed)
         self._units = tuple_getter(units)
         #: the one Quantity element's getter, when there is one (most lanes: valueQuantity)
         self._unit = attrgetter(units[0]) if len(units) == 1 else None
@@ -93,10 +92,9 @@ class LineShape:
         ``lines``) of a shape with one Quantity element; None for a shape with several."""
         if self._unit is None:
             return None
-        heads = list(map(_SEPARATOR.join, map(self._keyed, objs)))
-        if _SEPARATOR.join(heads).count(_SEPARATOR) != len(heads) * self._separators - 1:
-            # some keyed text holds a separator itself
+        if any(map(bytes.__contains__, lines, repeat(_SEPARATOR))):
             return list(map(self.key, objs, lines))
+        heads = list(map(_SEPARATOR.join, map(self._keyed, objs)))
         return [(head, None) if quantity is None
                 else (head, quantity.code, quantity.system, quantity.unit)
                 for head, quantity in zip(heads, map(self._unit, objs), strict=True)]

@@ -485,7 +485,8 @@ def test_a_batch_of_lines_reads_each_as_read_line_does(lanes: Any, batch: list[b
                                                        ) -> None:
     """Every line a batch takes is what ``read_line`` reads of it, read before the lane has
     seen the lines and again after (its caches then warm); a line left out with what it
-    decoded to holds what ``LineShape.decode`` gives."""
+    decoded to holds what ``LineShape.decode`` gives, one reported as not mapping
+    (subject not enrolled, no domain) what ``read_line`` reports."""
     lane = lanes[0]
     for _ in range(2):
         read = read_batch(lane, batch)
@@ -495,6 +496,13 @@ def test_a_batch_of_lines_reads_each_as_read_line_does(lanes: Any, batch: list[b
         for at, place in enumerate(read.taken):
             assert lane.read_line(batch[place]) == _as_read(read, at), batch[place]
         assert set(read.decoded).isdisjoint(read.taken)
+        assert set(read.failures).isdisjoint(read.taken)
+        for place, failure in read.failures.items():
+            found = lane.read_line(batch[place])
+            assert isinstance(found, LineFailure), batch[place]
+            assert (found.rid, found.error.reason_code, str(found.error),
+                    found.error.element) == (failure.rid, failure.error.reason_code,
+                                             str(failure.error), failure.error.element)
         for place, decoded in read.decoded.items():
             assert decoded == lane.shape.decode(batch[place])
             assert lane.read_line(batch[place], decoded) == lane.read_line(batch[place])
@@ -539,3 +547,24 @@ def test_a_batch_s_results_are_each_result_s_own_values(values: list[Any]) -> No
     texts, numbers = _results(values)
     assert list(zip(texts, numbers, strict=True)) == expected
     assert [type(number) for number in numbers] == [type(number) for _, number in expected]
+
+
+def test_a_batch_reports_lines_of_other_patients_and_unknown_tests(lanes: Any) -> None:
+    """Lines of a Patient not enrolled, and lines whose test code no table maps, are
+    reported from the batch as ``read_line`` reports them; the others are read."""
+    lane = lanes[0]
+    unknown = {"coding": [{"system": LOINC, "code": "99999-9"}]}
+    batch = [dumps(typical(1, id="a")),
+             dumps(typical(2, id="b", subject={"reference": "Patient/nobody"})),
+             dumps(typical(3, id="c", code=unknown)),
+             dumps(typical(4, id="d"))]
+    for _ in range(2):
+        read = read_batch(lane, batch)
+        assert read.taken == [0, 3]
+        assert sorted(read.failures) == [1, 2]
+        assert (read.failures[1].rid, read.failures[1].error.reason_code) == (
+            "b", "subject-not-enrolled")
+        failure = lane.read_line(batch[2])
+        assert isinstance(failure, LineFailure)
+        assert (read.failures[2].rid, read.failures[2].error.reason_code) == (
+            "c", failure.error.reason_code)
