@@ -111,7 +111,9 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
 
     Rows come back finished but for --SEQ: values carried in ``sdtm-variable``
     extensions applied, study days derived, ``_order`` set to the read order; the lines
-    read from their text as one :class:`LaneBlock` per domain, the others as dicts.
+    read from their text (a batch at a time, ``observation_batch.read_batch``, those a
+    batch leaves one by one in their places) as one :class:`LaneBlock` per domain, the
+    others as dicts.
     Without ``finish``, the blocks come back unfrozen, with neither study days nor
     column facts (their domains hold an empty place in ``stats``, before the dict rows'
     facts): the caller joins the blocks of several files, then calls
