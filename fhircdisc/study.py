@@ -172,10 +172,10 @@ def _csv_texts(series: pd.Series) -> list[str] | None:
         return floats
     if series.dtype != object and not isinstance(series.dtype, pd.StringDtype):
         return None
-    cells = series.to_numpy(dtype=object, copy=True)
-    everyone: list[Any] = cells.tolist()
+    everyone: list[Any] = series.to_numpy(dtype=object).tolist()
     if set(map(type, everyone)) == {str}:      # the usual column: text in every row
         return everyone
+    cells = series.to_numpy(dtype=object, copy=True)
     missing = pd.isna(cells)
     if pd.api.types.infer_dtype(cells[~missing], skipna=False) not in ("string", "empty"):
         return None

@@ -1103,7 +1103,7 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
     files = file if plan.out is None else relative_files(file, plan.out)
     provenance = csv_rows(pd.DataFrame({"DOMAIN": domain, "USUBJID": raw["USUBJID"],
                                         "SEQ": raw[seq_var], "SOURCE": source,
-                                        "FILE": files, "LOCATION": location}))
+                                        "FILE": files, "LOCATION": location}, copy=False))
     frame = typed_frame(domain, raw, plan.columns[domain])
     meta = plan.meta(domain)
     # typing keeps a Char value as it is (a missing one becomes None): the codes still hold
