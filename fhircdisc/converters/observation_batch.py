@@ -4,9 +4,11 @@
 a Bulk Data export are alike: a quantity result, one date, a subject and a line key
 already seen. So a batch of lines is read column by column: each step runs once over the
 batch, in C where it can (``map`` with attribute getters and dict look-ups, the dates with
-numpy). A line that is not of that common kind, or whose subject, template or visit is
-not in the lane's caches yet, is left to ``read_line`` and the ways after it, in its place
-among the others: a batch gives exactly the rows ``read_line`` would.
+numpy). Subjects and line templates not in the lane's caches yet are worked out as
+``read_line`` works them out, and the lines ``read_line`` reports from their subject or
+template alone are reported from the batch. A line of another kind is left to
+``read_line`` and the ways after it, in its place among the others: a batch gives
+exactly the rows and reports ``read_line`` would.
 """
 
 from __future__ import annotations
