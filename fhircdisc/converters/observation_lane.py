@@ -225,6 +225,15 @@ class ObservationLane:
         _keep(self.line_templates, key, found)
         return found
 
+    def _line_entry(self, key: tuple[Any, ...], line: bytes
+                    ) -> tuple[str, PlainTemplate, CompiledSpec] | _Failed | None:
+        """What :attr:`line_templates` holds under ``key``, worked out from ``line`` (whose
+        key it is) when no line has made it yet (``read_line`` does the same inline)."""
+        entry = self.line_templates.get(key, _MISSING)
+        if entry is _MISSING:
+            entry = self._line_template(line, key)
+        return entry
+
     def batch_entry(self, key: tuple[Any, ...], line: bytes
                     ) -> tuple[str, PlainTemplate, CompiledSpec] | None:
         """The line template of ``line`` (whose key is ``key``; worked out as ``read_line``
@@ -232,9 +241,7 @@ class ObservationLane:
         batch: it maps, has no value issues, and its spec's own values are a not-done
         flag, the date element :attr:`batch_date`, the result as text and as a number.
         Kept in :attr:`batch_entries`; None otherwise."""
-        entry = self.line_templates.get(key, _MISSING)
-        if entry is _MISSING:
-            entry = self._line_template(line, key)
+        entry = self._line_entry(key, line)
         if entry is None or entry.__class__ is not tuple:
             return None
         _, template, spec = entry
@@ -253,9 +260,7 @@ class ObservationLane:
         ``reference``, of ``subject``, whose line key is ``key``); ``own_read``: whether
         its own values are what a batch reads (:attr:`batch_date` and a result without a
         comparator that ``own_values`` takes); ``encounter``: its encounter reference."""
-        entry = self.line_templates.get(key, _MISSING)
-        if entry is _MISSING:
-            entry = self._line_template(line, key)
+        entry = self._line_entry(key, line)
         if entry is None:
             return None
         if subject is None:

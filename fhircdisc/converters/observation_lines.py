@@ -95,6 +95,7 @@ class LineShape:
         if any(map(bytes.__contains__, lines, repeat(_SEPARATOR))):
             return list(map(self.key, objs, lines))
         heads = list(map(_SEPARATOR.join, map(self._keyed, objs)))
+        # the tuples :meth:`key` makes, spelled out here: a call a line is what batches save
         return [(head, None) if quantity is None
                 else (head, quantity.code, quantity.system, quantity.unit)
                 for head, quantity in zip(heads, map(self._unit, objs), strict=True)]
