@@ -104,31 +104,65 @@ def _dtc_or_none(value: Any) -> str | None:
 #: first 19 characters)
 _OFFSET_FORM = np.array(["2000-01-01T00:00:00+00:00"])
 _LOCAL_FORM = np.dtype("<U19")
-_DIGITS = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 23, 24]
-_MARKS = {4: "-", 7: "-", 10: "T", 13: ":", 16: ":", 22: ":"}
-#: days in each month of a common year (index 0 and 13-15: none)
-_MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31, 0, 0, 0])
 
 
 def _offset_form(texts: np.ndarray) -> np.ndarray:
-    """Per text of a ``<U25`` array: whether it is a calendar date, a valid time with
-    seconds and an offset ``fhir_to_dtc`` takes, in exactly that form (ASCII digits, no
-    fraction, no blanks)."""
+    """Per text of a ``<U25`` array: whether it is a calendar date and a time with
+    seconds (:func:`complete_dates`) and then an offset ``fhir_to_dtc`` takes, in exactly
+    that form (ASCII digits, no fraction, no blanks). A leap second (``:60``), which
+    ``fhir_to_dtc`` takes, is left to it."""
     codes = texts.view(np.uint32).reshape(len(texts), 25)
-    digits = codes[:, _DIGITS].astype(np.int64) - 48
-    good = ((digits >= 0) & (digits <= 9)).all(axis=1)
-    for place, mark in _MARKS.items():
-        good &= codes[:, place] == ord(mark)
-    good &= (codes[:, 19] == ord("+")) | (codes[:, 19] == ord("-"))
-    pairs = digits[:, 0::2] * 10 + digits[:, 1::2]
-    year = pairs[:, 0] * 100 + pairs[:, 1]
-    month, day, hour, minute, second, off_hour, off_minute = pairs[:, 2:].T
-    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-    days = _MONTH_DAYS[np.clip(month, 0, 15)] + (leap & (month == 2))
-    good &= (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= days)
-    good &= (hour <= 23) & (minute <= 59) & (second <= 60)
-    good &= ((off_hour <= 13) & (off_minute <= 59)) | ((off_hour == 14) & (off_minute == 0))
+    good = complete_dates(codes[:, :19])
+    sign, hours, minutes = codes[:, 19], codes[:, 20:22] - 48, codes[:, 23:25] - 48
+    good &= ((sign == ord("+")) | (sign == ord("-"))) & (codes[:, 22] == ord(":"))
+    good &= (hours <= 9).all(axis=1) & (minutes <= 9).all(axis=1)  # unsigned: digits only
+    hour = hours[:, 0].astype(np.int64) * 10 + hours[:, 1]
+    minute = minutes[:, 0].astype(np.int64) * 10 + minutes[:, 1]
+    good &= ((hour <= 13) & (minute <= 59)) | ((hour == 14) & (minute == 0))
     return np.asarray(good)
+
+
+#: complete dates and date/times by length: where the digits are, and the marks between
+COMPLETE_FORMS = {10: "dddd-dd-dd", 16: "dddd-dd-ddTdd:dd", 19: "dddd-dd-ddTdd:dd:dd"}
+_CALENDAR_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def _form_bounds(form: str) -> tuple[np.ndarray, np.ndarray]:
+    """The lowest and highest digit value each character place of ``form`` takes (a
+    mark: its own), as columns."""
+    marks = [None if mark == "d" else ord(mark) - ord("0") for mark in form]
+    low = np.array([[0 if mark is None else mark] for mark in marks], dtype=np.int32)
+    high = np.array([[9 if mark is None else mark] for mark in marks], dtype=np.int32)
+    return low, high
+
+
+_FORM_BOUNDS = {length: _form_bounds(form) for length, form in COMPLETE_FORMS.items()}
+
+
+def complete_dates(chars: np.ndarray) -> np.ndarray:
+    """Rows of character codes that are a valid complete date or date/time of their form."""
+    form = COMPLETE_FORMS[chars.shape[1]]
+    # one contiguous row of digit values a character place: each test reads it in order
+    places = np.ascontiguousarray(chars.T).astype(np.int32) - ord("0")
+    low, high = _FORM_BOUNDS[len(form)]
+    ok = ((places >= low) & (places <= high)).all(axis=0)
+
+    def number(first: int, size: int) -> np.ndarray:
+        total = places[first].copy()
+        for place in range(first + 1, first + size):
+            total *= 10
+            total += places[place]
+        return total
+
+    year, month, day = number(0, 4), number(5, 2), number(8, 2)
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    days = _CALENDAR_DAYS[np.clip(month, 0, 12)] + ((month == 2) & leap)
+    ok &= (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= days)
+    if len(form) >= 16:
+        ok &= (number(11, 2) <= 23) & (number(14, 2) <= 59)
+    if len(form) == 19:
+        ok &= number(17, 2) <= 59
+    return ok
 
 
 def _full_date(day: str) -> bool:

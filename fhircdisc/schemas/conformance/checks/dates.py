@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from fhircdisc.converters.datasets import is_missing
-from fhircdisc.mappings.dates import is_dtc
+from fhircdisc.mappings.dates import COMPLETE_FORMS, complete_dates, is_dtc
 from fhircdisc.schemas.conformance.checks.registry import check, rows
 from fhircdisc.schemas.conformance.context import Dataset, Hit, Params, Skip, Study
 
@@ -36,11 +36,6 @@ def valid_dtc(value: str) -> bool:
     return dashed and bool(_MISSING_MIDDLE.match(value)) and not value.endswith("-")
 
 
-#: complete dates and date/times by length: where the digits are, and the marks between
-_COMPLETE_FORMS = {10: "dddd-dd-dd", 16: "dddd-dd-ddTdd:dd", 19: "dddd-dd-ddTdd:dd:dd"}
-_MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
-
-
 def valid_dtcs(values: list[str]) -> np.ndarray:
     """:func:`valid_dtc` of each value; complete dates and date/times checked all at once
     as arrays of characters, the other values one by one."""
@@ -48,44 +43,14 @@ def valid_dtcs(values: list[str]) -> np.ndarray:
     texts = np.empty(len(values), dtype=object)
     texts[:] = values
     lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
-    for length in _COMPLETE_FORMS:
+    for length in COMPLETE_FORMS:
         places = np.flatnonzero(lengths == length)
         if len(places):
             chars = texts[places].astype(f"<U{length}")
-            verdicts[places] = _complete(chars.view(np.uint32).reshape(len(places), length))
+            verdicts[places] = complete_dates(chars.view(np.uint32).reshape(len(places), length))
     for place in np.flatnonzero(~verdicts).tolist():
         verdicts[place] = valid_dtc(values[place])
     return verdicts
-
-
-def _complete(chars: np.ndarray) -> np.ndarray:
-    """Rows of character codes that are a valid complete date or date/time of their form."""
-    form = _COMPLETE_FORMS[chars.shape[1]]
-    # one contiguous row of digit values a character place: each test reads it in order
-    places = np.ascontiguousarray(chars.T).astype(np.int32) - ord("0")
-    ok = np.ones(chars.shape[0], dtype=bool)
-    for place, mark in enumerate(form):
-        if mark == "d":
-            ok &= (places[place] >= 0) & (places[place] <= 9)
-        else:
-            ok &= places[place] == ord(mark) - ord("0")
-
-    def number(first: int, size: int) -> np.ndarray:
-        total = places[first].copy()
-        for place in range(first + 1, first + size):
-            total *= 10
-            total += places[place]
-        return total
-
-    year, month, day = number(0, 4), number(5, 2), number(8, 2)
-    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
-    days = _MONTH_DAYS[np.clip(month, 0, 12)] + ((month == 2) & leap)
-    ok &= (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= days)
-    if len(form) >= 16:
-        ok &= (number(11, 2) <= 23) & (number(14, 2) <= 59)
-    if len(form) == 19:
-        ok &= number(17, 2) <= 59
-    return ok
 
 
 @check("iso8601_dates")
