@@ -236,21 +236,23 @@ def typed_frame(domain: str, frame: pd.DataFrame, columns: list[str]) -> pd.Data
     if not frame.columns.is_unique or len(set(columns)) < len(columns):
         frame = frame.reindex(columns=columns).copy()
         for name in columns:
-            spec = sdtmig.variable(domain, name)
-            if spec is not None:
-                frame[name] = num_column(frame[name]) if spec.type == "Num" \
-                    else char_column(frame[name])
+            if sdtmig.variable(domain, name) is not None:
+                frame[name] = _typed(domain, name, frame[name])
         return frame
     # each column typed on its own, the frame made once (no frame-wide copy and setting)
-    data: dict[str, pd.Series] = {}
-    for name in columns:
-        series = frame[name] if name in frame.columns \
-            else pd.Series(np.nan, index=frame.index, dtype=np.float64)  # as reindex adds it
-        spec = sdtmig.variable(domain, name)
-        if spec is not None:
-            series = num_column(series) if spec.type == "Num" else char_column(series)
-        data[name] = series
+    data = {name: _typed(domain, name, frame[name] if name in frame.columns
+                         else pd.Series(np.nan, index=frame.index, dtype=np.float64))
+            for name in columns}                            # (a missing one as reindex adds it)
     return pd.DataFrame(data, index=frame.index, columns=columns, copy=False)
+
+
+def _typed(domain: str, name: str, series: pd.Series) -> pd.Series:
+    """A column of ``domain`` with the type SDTMIG gives ``name`` (as it is when SDTMIG
+    does not know it)."""
+    spec = sdtmig.variable(domain, name)
+    if spec is None:
+        return series
+    return num_column(series) if spec.type == "Num" else char_column(series)
 
 
 def num_column(series: pd.Series) -> pd.Series:

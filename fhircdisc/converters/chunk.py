@@ -151,13 +151,16 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
             block = blocks[domain] = LaneBlock(COMPILED[domain], file, file_rank)
         return block
 
+    def report(number: int, failure: LineFailure) -> None:
+        fail(file, number, line_key(failure.rid, file, number), failure.error)
+
     def one_line(number: int, line: bytes, decoded: Any) -> list[BlockRow] | int:
         """One line of a batch read on its own: its lane rows; else -1 when it is
         reported as unmapped, 0 when it went another way."""
         parts = lane.read_line(line, decoded)
         if parts is not None:
             if parts.__class__ is LineFailure:
-                fail(file, number, line_key(parts.rid, file, number), parts.error)
+                report(number, parts)
                 return -1
             domain, template, subject, own, rid, visit = parts
             return [(domain, template, subject, own,
@@ -165,7 +168,7 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
                      if template.issues else line_key(rid, file, number), number, visit, None)]
         panel = lane.read_panel(line) if b'"component"' in line else None
         if panel.__class__ is LineFailure:
-            fail(file, number, line_key(panel.rid, file, number), panel.error)
+            report(number, panel)
             return -1
         if panel is not None:
             return [(domain, template, subject, own,
@@ -207,18 +210,18 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
                 first[row[0]] = min(first.get(row[0], place), place)
             kinds = dict.fromkeys(sorted(kinds, key=first.__getitem__))
         columns: list[list[Any]] = [batch.templates, batch.subjects, sources, lines_of,
-                                    batch.visits, places]
+                                    batch.visits]
         for domain in kinds:
             pick = _picker([at for at, d in enumerate(batch.domains) if d == domain]) \
                 if len(kinds) > 1 else _whole
-            templates, subjects, sources_of, lines_at, visits, at = map(pick, columns)
+            templates, subjects, sources_of, lines_at, visits = map(pick, columns)
             own = list(map(pick, batch.own))
             components: list[int | None] | None = None
             rows_alone = [(place, row) for place, row in alone if row[0] == domain]
             if rows_alone:
                 # the rows of lines read on their own in their places (a panel's in order)
                 more = list(zip(*(row for _, row in rows_alone), strict=True))
-                at = at + [place for place, _ in rows_alone]
+                at = pick(places) + [place for place, _ in rows_alone]
                 order = _picker(sorted(range(len(at)), key=at.__getitem__))
                 templates, subjects, sources_of, lines_at, visits = (
                     order(first + list(more[place])) for first, place in zip(
@@ -226,6 +229,7 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
                         strict=True))
                 components = order([None] * len(own[0]) + list(more[7]))
                 extra = list(zip(*more[3], strict=True))
+                # a domain with no row of the batch's own: its places may be others
                 own = [order(values + list(added)) for values, added in zip(
                     own if own[0] else [[]] * len(extra), extra, strict=True)]
             block_of(domain).extend(templates, subjects, own, sources_of, lines_at, visits,
@@ -257,8 +261,7 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
             for place in sorted(set(range(len(chunk))).difference(batch.taken)):
                 failure = batch.failures.get(place)
                 if failure is not None:
-                    number = numbers[place]
-                    fail(file, number, line_key(failure.rid, file, number), failure.error)
+                    report(numbers[place], failure)
                     failed += 1
                     continue
                 outcome = one_line(numbers[place], texts[place],

@@ -81,7 +81,7 @@ def read_batch(lane: ObservationLane, lines: list[bytes]) -> LineBatch:
     them out, so that a batch takes the first lines of a subject or a test too."""
     date = lane.batch_date
     decoded: dict[int, Any] = {}
-    if date is None or lane.shape.unit_keys([], []) is None:
+    if date is None or not lane.shape.one_unit:
         return LineBatch([], [], [], [], [[], [], [], []], [], [], decoded, {})
     read = _Read()
     for start in range(0, len(lines), DECODE_LINES):
@@ -101,22 +101,18 @@ def read_batch(lane: ObservationLane, lines: list[bytes]) -> LineBatch:
     dates = dtc_values(read.dates)
     texts, numbers = _results(read.values)
     # own values as own_values reads them: a result without a comparator, a date
-    own_read = [True] * len(places)
-    for column in (texts, dates):
-        if any(map(is_, column, repeat(None))):
-            own_read = list(map(and_, own_read, map(is_not, column, repeat(None))))
-    if any(map(is_not, read.comparators, repeat(None))):
-        own_read = list(map(and_, own_read, map(is_, read.comparators, repeat(None))))
+    own_read = _where_none(_where_set(_where_set([True] * len(places), texts), dates),
+                           read.comparators)
     # a line read here besides: a template kept for batches
-    keep = list(own_read)
-    if any(map(is_, entries, repeat(None))):
-        keep = list(map(and_, keep, map(is_not, entries, repeat(None))))
+    keep = _where_set(own_read, entries)
+    if keep is not own_read:
         for at in compress(range(len(places)), map(is_, entries, repeat(None))):
             failure = lane.line_failure(keys[at], lines[at], subjects[at],
                                         read.references[at], read.ids[at], own_read[at],
                                         read.encounters[at])
             if failure is not None:
                 failures[places[at]] = failure
+    keep = list(keep)                   # its own: the visits below change it
     visits: list[Any] = [None] * len(places)
     encounters = read.encounters
     if any(map(is_not, encounters, repeat(None))):
@@ -176,10 +172,8 @@ class _Read:
             else [None if subject is None else subject.reference for subject in references]
         # read_line reads on past its first checks: Observations of a status that maps,
         # with a subject reference; a batch, with a quantity too
-        keep = [kind == "Observation" for kind in map(_TYPE, objs)]
-        for column in (subject_references, quantities):
-            if any(map(is_, column, repeat(None))):
-                keep = list(map(and_, keep, map(is_not, column, repeat(None))))
+        keep = _where_set(_where_set([kind == "Observation" for kind in map(_TYPE, objs)],
+                                     subject_references), quantities)
         if any(status in statuses for status in EXCLUDED_STATUS):
             keep = [good and status not in EXCLUDED_STATUS
                     for good, status in zip(keep, statuses, strict=True)]
@@ -247,6 +241,22 @@ def _results(values: list[Any]) -> tuple[list[str | None], list[float | None]]:
 
 
 _NUMBER_TYPES = frozenset({float, int})
+
+
+def _where_set(mask: list[bool], column: list[Any]) -> list[bool]:
+    """``mask``, false too where ``column`` holds None (``mask`` itself when it holds
+    none)."""
+    if not any(map(is_, column, repeat(None))):
+        return mask
+    return list(map(and_, mask, map(is_not, column, repeat(None))))
+
+
+def _where_none(mask: list[bool], column: list[Any]) -> list[bool]:
+    """``mask``, false too where ``column`` holds something else than None (``mask``
+    itself when it holds None only)."""
+    if not any(map(is_not, column, repeat(None))):
+        return mask
+    return list(map(and_, mask, map(is_, column, repeat(None))))
 
 
 def _where(keep: list[bool], *columns: list[Any]) -> Any:

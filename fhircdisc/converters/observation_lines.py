@@ -87,6 +87,11 @@ class LineShape:
                 continue
             return decoded
 
+    @property
+    def one_unit(self) -> bool:
+        """Whether the shape has one Quantity element (:meth:`unit_keys` keys its lines)."""
+        return self._unit is not None
+
     def unit_keys(self, objs: list[Any], lines: list[bytes]) -> list[tuple[Any, ...]] | None:
         """:meth:`key` of each decoded line (``objs``, none of them None, decoded from
         ``lines``) of a shape with one Quantity element; None for a shape with several."""
