@@ -140,25 +140,42 @@ def _csv_rows(frame: pd.DataFrame) -> bytes | None:
         return None
     columns = []
     for _, series in frame.items():
-        texts = _csv_texts(series)
+        texts = csv_texts(series)
         if texts is None:
             return None
         joined = "".join(texts)
         if any(mark in joined for mark in _CSV_MARKS):
             return None
         columns.append(texts)
-    if not len(frame):
+    return _joined_fields(columns, [], len(frame))
+
+
+def csv_fields(columns: list[list[str]], tails: list[list[str]]) -> bytes | None:
+    """CSV rows without a header from columns of field texts (as :func:`csv_texts` gives
+    them), the last field of each row followed by each of ``tails`` (texts joined to it
+    without a separator: known not to need quotes); None when a field needs quotes."""
+    for texts in columns:
+        joined = "".join(texts)
+        if any(mark in joined for mark in _CSV_MARKS):
+            return None
+    return _joined_fields(columns, tails, len(columns[0]) if columns else 0)
+
+
+def _joined_fields(columns: list[list[str]], tails: list[list[str]], rows: int) -> bytes:
+    if not rows:
         return b""
     # every field and separator in one list, joined once: no tuple and join a row
-    width, rows = 2 * len(columns), len(frame)
+    width = 2 * len(columns) + len(tails)
     pieces = [","] * (width * rows)
     for place, texts in enumerate(columns):
         pieces[2 * place::width] = texts
+    for place, texts in enumerate(tails, 2 * len(columns) - 1):
+        pieces[place::width] = texts
     pieces[width - 1::width] = [os.linesep] * rows
     return "".join(pieces).encode("utf-8")
 
 
-def _csv_texts(series: pd.Series) -> list[str] | None:
+def csv_texts(series: pd.Series) -> list[str] | None:
     """The fields of one column as pandas writes them to CSV: float64 by numpy's ``str``,
     text as it is, missing values empty; None for columns of other values."""
     if series.dtype == np.float64:

@@ -14,6 +14,7 @@ tests compare the output of both ways byte for byte.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -129,8 +130,11 @@ class LaneBlock:
             people = _context_values([subjects[i] for i in firsts.tolist()], self.context)
             self.lines = np.array(lines, dtype=np.int64)
             self.sources = object_array(sources, size)
-            for var, place in self.own_places:
-                self.own[var] = object_array(settled.own[place], size)
+            by_place: dict[int, np.ndarray] = {}
+            for var, place in self.own_places:    # variables of one value share its array
+                if place not in by_place:
+                    by_place[place] = object_array(settled.own[place], size)
+                self.own[var] = by_place[place]
             if visits.count(None) != size:
                 # rows with an encounter have visit values of their own (the lane's
                 # cached tuples: one object a visit)
@@ -243,7 +247,12 @@ class LaneBlock:
         part.origins = None if self.origins is None else self.origins[rows]
         part.components = None if self.components is None else self.components[rows]
         part.sources = self.sources[rows]
-        part.own = {var: values[rows] for var, values in self.own.items()}
+        part.own = {}
+        taken: dict[int, np.ndarray] = {}          # variables sharing an array still do
+        for var, values in self.own.items():
+            if id(values) not in taken:
+                taken[id(values)] = values[rows]
+            part.own[var] = taken[id(values)]
         if self.visit is not None:
             numbers = self.visit[rows]
             has = numbers >= 0
@@ -279,6 +288,91 @@ def gathered(blocks: list[LaneBlock]) -> LaneBlock:
     out.files = list(files)
     out.origins = np.concatenate(origins)
     return out
+
+
+def joined(blocks: list[LaneBlock]) -> LaneBlock:
+    """Frozen blocks of one domain (a bucket's parts from every job) as one frozen block
+    of their rows, one block after the other: pass 3 then works on each column once, not
+    once per part. Tables are joined as they are (a template or subject in several
+    blocks is in the table several times, as the parts' tables joined in
+    ``streaming.ordered_column`` would have it)."""
+    if len(blocks) == 1:
+        return blocks[0]
+    if not blocks or any(block._added or len(block._settled.lines) for block in blocks):
+        raise ValueError("blocks to join are frozen, and there is at least one")
+    out = LaneBlock.__new__(LaneBlock)
+    out.__dict__.update(blocks[0].__dict__)
+    sizes = [len(block.template) for block in blocks]
+    out.templates = [row for block in blocks for row in block.templates]
+    out.template = _offset([block.template for block in blocks],
+                           [len(block.templates) for block in blocks])
+    out.subject = _offset([block.subject for block in blocks],
+                          [_table_size(block.subjects, block.subject) for block in blocks])
+    out.subjects = {var: np.concatenate([block.subjects[var] for block in blocks])
+                    for var in blocks[0].subjects}
+    out.lines = np.concatenate([block.lines for block in blocks])
+    out.sources = np.concatenate([block.sources for block in blocks])
+    out.own = _joined_own(blocks)
+    files: dict[tuple[str, int], int] = {}
+    origins = []
+    for block, size in zip(blocks, sizes, strict=True):
+        places = np.asarray([files.setdefault(file, len(files)) for file in block.files],
+                            dtype=np.int32)
+        origins.append(np.full(size, places[0], dtype=np.int32) if block.origins is None
+                       else places[block.origins])
+    out.files = list(files)
+    out.file, out.rank = out.files[0]
+    out.origins = np.concatenate(origins)
+    out.components = None if all(block.components is None for block in blocks) else \
+        np.concatenate([np.full(size, -1, dtype=np.int32) if block.components is None
+                        else block.components for block, size in zip(blocks, sizes,
+                                                                     strict=True)])
+    out.visit, out.visits = None, {}
+    if any(block.visit is not None for block in blocks):
+        numbers, counts = [], []
+        for block, size in zip(blocks, sizes, strict=True):
+            numbers.append(np.full(size, -1, dtype=np.int32) if block.visit is None
+                           else block.visit)
+            counts.append(0 if block.visit is None else
+                          _table_size(block.visits, block.visit))
+        out.visit = _offset(numbers, counts, keep_negative=True)
+        out.visits = {var: np.concatenate([block.visits[var] for block in blocks
+                                           if block.visit is not None])
+                      for var in out.visit_vars}
+    return out
+
+
+def _joined_own(blocks: list[LaneBlock]) -> dict[str, np.ndarray]:
+    """The blocks' own columns joined; variables that share one array in every block (the
+    result as text in --ORRES and --STRESC) share the joined one too."""
+    own: dict[str, np.ndarray] = {}
+    made: dict[tuple[int, ...], np.ndarray] = {}
+    for var in blocks[0].own:
+        arrays = [block.own[var] for block in blocks]
+        key = tuple(map(id, arrays))
+        found = made.get(key)
+        if found is None:
+            found = made[key] = np.concatenate(arrays)
+        own[var] = found
+    return own
+
+
+def _table_size(columns: dict[str, np.ndarray], places: np.ndarray) -> int:
+    """How many entries a block's table (subjects, visits) has: its columns' length, or,
+    without columns, one past the highest place a row takes."""
+    for values in columns.values():
+        return len(values)
+    return int(places.max(initial=-1)) + 1
+
+
+def _offset(numbers: list[np.ndarray], counts: list[int], keep_negative: bool = False
+            ) -> np.ndarray:
+    """Per-block places into per-block tables as places into the tables joined in block
+    order (``keep_negative``: -1, no place, stays -1)."""
+    starts = np.cumsum([0, *counts[:-1]]).tolist()
+    moved = [places + start if not keep_negative else np.where(places >= 0, places + start, -1)
+             for places, start in zip(numbers, starts, strict=True)]
+    return np.concatenate(moved).astype(np.int32)
 
 
 #: rows a block adds before it settles them into columns (see ``LaneBlock._settle``)
@@ -320,6 +414,40 @@ class _Settled:
         self.lines += lines
         self.visits += visits
         self.components += components
+
+
+def line_texts(lines: np.ndarray) -> tuple[list[str], list[str]]:
+    """The ``_location`` texts of rows read from lines ``lines`` (no component) in two
+    pieces, ``heads[i] + tails[i] == f"line {lines[i]}"``, taken from tables: a text a
+    row costs more than the rest of its provenance row."""
+    numbers = np.asarray(lines, dtype=np.int64)
+    if len(numbers) and numbers.min() < 0:
+        raise ValueError("line numbers are not negative")
+    below, last = np.divmod(numbers, _PER_HEAD)
+    whole, digits = _line_tables()
+    if not len(below) or below.max() == 0:
+        return whole[last].tolist(), [""] * len(last)
+    top = int(below.max()) + 1
+    if top <= len(below) + _PER_HEAD:            # a head per value up to the highest
+        heads = object_array((f"line {n}" for n in range(top)), top)[below]
+    else:                                        # (far apart: a head per one in use)
+        used, places = np.unique(below, return_inverse=True)
+        heads = object_array((f"line {n}" for n in used.tolist()), len(used))[places]
+    short = below == 0
+    return (np.where(short, whole[last], heads).tolist(),
+            np.where(short, "", digits[last]).tolist())
+
+
+#: how many line numbers share a head in :func:`line_texts`
+_PER_HEAD = 10_000
+
+
+@cache
+def _line_tables() -> tuple[np.ndarray, np.ndarray]:
+    """``"line n"`` for n below :data:`_PER_HEAD`, and n in as many digits as it takes."""
+    width = len(str(_PER_HEAD - 1))
+    return (object_array((f"line {n}" for n in range(_PER_HEAD)), _PER_HEAD),
+            object_array((f"{n:0{width}d}" for n in range(_PER_HEAD)), _PER_HEAD))
 
 
 def _location(line: int, part: int) -> str:

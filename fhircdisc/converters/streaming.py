@@ -80,7 +80,14 @@ from fhircdisc.converters.fhir_reader import (
     read_file,
 )
 from fhircdisc.converters.fhir_to_sdtm import SPECS, Converter, read_context
-from fhircdisc.converters.lane_block import ABSENT, LaneBlock, gathered, object_array
+from fhircdisc.converters.lane_block import (
+    ABSENT,
+    LaneBlock,
+    gathered,
+    joined,
+    line_texts,
+    object_array,
+)
 from fhircdisc.converters.processes import forked_pool
 from fhircdisc.errors import InputError
 from fhircdisc.finding_runs import BankedFindings, FindingRuns, StreamedValidation, bank
@@ -94,7 +101,9 @@ from fhircdisc.study import (
     PROVENANCE_NAME,
     REPORT_NAME,
     Study,
+    csv_fields,
     csv_rows,
+    csv_texts,
     dataset_meta,
     relative_files,
     relative_path,
@@ -1064,6 +1073,7 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
     names = plan.all_columns[domain]
     keys = SPECS[domain].seq_keys
     fixed = plan.fixed_seq[domain]
+    parts = _joined_parts(parts)
     starts = np.cumsum([0, *map(len, parts)]).tolist()
 
     def read_key(i: int) -> tuple[Any, Any]:  # asked only for rows equal in every key
@@ -1091,19 +1101,28 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
                                  seq_var]))
     columns: dict[str, np.ndarray] = {}
     coded: dict[str, ColumnValues] = {}
-    for name in (*wanted, *_PROVENANCE):
+    # variables holding one array of own values (the result as text: --ORRES, --STRESC)
+    # are taken in order, and coded, once
+    shared = _shared_own(parts, wanted)
+    ordered: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for name in (*wanted, "_source"):
         if name == seq_var and numbers is not None:
             columns[name] = object_array(numbers, len(numbers))
             continue
-        columns[name], values = ordered_column(parts, name, at)
+        first = shared.get(name)
+        if first is not None and first in columns:
+            columns[name] = columns[first]
+            if first in coded:
+                coded[name] = coded[first]
+            continue
+        columns[name], values = ordered_column(parts, name, at, ordered)
         if values is not None or name in ranked:
             coded[name] = values if values is not None else ranked[name]
+        elif first is not None and text_or_none(columns[name].tolist()):
+            coded[name] = ColumnValues.of(pd.Series(columns[name], dtype=object, copy=False))
     raw = raw_frame(domain, wanted, columns, exact=("USUBJID", seq_var))
-    source, file, location = (pd.Series(columns[name], dtype=object) for name in _PROVENANCE)
-    files = file if plan.out is None else relative_files(file, plan.out)
-    provenance = csv_rows(pd.DataFrame({"DOMAIN": domain, "USUBJID": raw["USUBJID"],
-                                        "SEQ": raw[seq_var], "SOURCE": source,
-                                        "FILE": files, "LOCATION": location}, copy=False))
+    provenance = _provenance(domain, parts, at, raw["USUBJID"], raw[seq_var],
+                             pd.Series(columns["_source"], dtype=object, copy=False), plan.out)
     frame = typed_frame(domain, raw, plan.columns[domain])
     meta = plan.meta(domain)
     # typing keeps a Char value as it is (a missing one becomes None): the codes still hold
@@ -1126,6 +1145,69 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
     finished.encoded = encode_apart(frame, meta, finished.stats, finished.coded, plan.formats)
     finished.needs_frame = len(finished.encoded) < len(plan.formats)
     return finished
+
+
+def _joined_parts(parts: Parts) -> Parts:
+    """``parts`` with each run of lane blocks joined into one block (rows in the same
+    order): the columns are then made once, not once per part."""
+    out: Parts = []
+    run: list[LaneBlock] = []
+    for part in parts:
+        if isinstance(part, LaneBlock):
+            if len(part):
+                run.append(part)
+            continue
+        if run:
+            out.append(joined(run))
+            run = []
+        out.append(part)
+    if run:
+        out.append(joined(run))
+    return out
+
+
+def _shared_own(parts: Parts, names: list[str]) -> dict[str, str]:
+    """Of ``names``, those a single lane block holds as one array of own values with some
+    other name, each mapped to the first of ``names`` holding that array."""
+    if len(parts) != 1 or not isinstance(parts[0], LaneBlock):
+        return {}
+    own = parts[0].own
+    first: dict[int, str] = {}
+    shared: dict[str, str] = {}
+    for name in names:
+        values = own.get(name)
+        if values is None:
+            continue
+        first.setdefault(id(values), name)
+        shared[name] = first[id(values)]
+    return {name: origin for name, origin in shared.items()
+            if sum(1 for other in shared.values() if other == origin) > 1}
+
+
+def _provenance(domain: str, parts: Parts, at: np.ndarray, subjects: pd.Series,
+                seqs: pd.Series, sources: pd.Series, out: Path | None) -> bytes:
+    """The provenance rows of a bucket (rows in the order ``at``) as CSV: from one lane
+    block's line numbers and files when it is the only part, without a text a row."""
+    block = parts[0] if len(parts) == 1 else None
+    if isinstance(block, LaneBlock) and block.components is None:
+        names = [file for file, _ in block.files]
+        if out is not None:
+            names = relative_files(pd.Series(names, dtype=object), out).tolist()
+        files = names * len(at) if block.origins is None or len(names) == 1 else \
+            object_array(names, len(names))[block.origins[at]].tolist()
+        texts = [found for column in (subjects, seqs, sources)
+                 if (found := csv_texts(column)) is not None]
+        if len(texts) == 3:
+            heads, tails = line_texts(block.lines[at])
+            data = csv_fields([[domain] * len(at), *texts, files, heads], [tails])
+            if data is not None:
+                return data
+    file = pd.Series(ordered_column(parts, "_file", at)[0], dtype=object)
+    location = pd.Series(ordered_column(parts, "_location", at)[0], dtype=object)
+    return csv_rows(pd.DataFrame({"DOMAIN": domain, "USUBJID": subjects, "SEQ": seqs,
+                                  "SOURCE": sources,
+                                  "FILE": file if out is None else relative_files(file, out),
+                                  "LOCATION": location}, copy=False))
 
 
 #: where each row came from: its resource's report key, file and place in the file
@@ -1164,6 +1246,8 @@ def _joined_tables(parts: Parts, name: str) -> tuple[np.ndarray, np.ndarray] | N
     tabled = [table for table in found if table is not None]
     if not tabled or len(tabled) < len(parts):
         return None
+    if len(tabled) == 1:        # one block: its own places (the same array for every column)
+        return tabled[0]
     offsets = np.cumsum([0, *(len(table) for table, _ in tabled)]).tolist()
     rows = np.concatenate([places.astype(np.intp) + offset
                            for (_, places), offset in zip(tabled, offsets[:-1], strict=True)])
@@ -1178,33 +1262,44 @@ def _part_column(part: LaneBlock | Rows, name: str) -> np.ndarray:
     return object_array((row.get(name, ABSENT) for row in part), len(part))
 
 
-def ordered_column(parts: Parts, name: str, at: np.ndarray
+def ordered_column(parts: Parts, name: str, at: np.ndarray,
+                   ordered: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
                    ) -> tuple[np.ndarray, ColumnValues | None]:
     """The values of ``name`` over the rows of ``parts`` taken in the order ``at`` (as
     ``gather(parts, [name])[name][at]``), and, when every part holds it as numbers into a
     table of values (the templates, the subjects), the column as codes into its distinct
-    values, found from the tables alone."""
+    values, found from the tables alone. ``ordered``: kept between the calls of one
+    ``at``, the places of each table's rows in that order, taken once."""
     joined = _joined_tables(parts, name)
     if joined is None:
         return gather(parts, [name])[name][at], None
-    table, rows = joined
-    rows = rows[at]
+    table, places = joined
+    done = None if ordered is None else ordered.get(id(places))
+    if done is None:
+        # the rows' places in order, and which entries of the table some row takes
+        done = (places, places[at], np.bincount(places, minlength=len(table)) > 0)
+        if ordered is not None:               # (the places kept: their id stays theirs)
+            ordered[id(places)] = done
+    _, rows, taken = done
     try:
         codes, uniques = pd.factorize(table)
     except TypeError:  # unhashable values: let the checks make the codes from the rows
         return table[rows], None
-    return table[rows], _used(np.asarray(codes, dtype=np.intp)[rows], uniques.tolist())
+    codes, kept = _used(np.asarray(codes, dtype=np.intp), uniques.tolist(), taken)
+    return table[rows], ColumnValues(codes[rows], kept)
 
 
-def _used(codes: np.ndarray, uniques: list[Any]) -> ColumnValues:
-    """``codes`` into ``uniques`` with the values no row takes left out."""
-    taken = np.bincount(codes + 1, minlength=len(uniques) + 1)[1:] > 0
-    if taken.all():
-        return ColumnValues(codes, uniques)
-    places = np.cumsum(taken) - 1
-    renumber = np.append(places, -1)  # code -1 (missing) stays -1
-    return ColumnValues(renumber[codes], [u for u, t in zip(uniques, taken.tolist(),
-                                                             strict=True) if t])
+def _used(codes: np.ndarray, uniques: list[Any], taken: np.ndarray
+          ) -> tuple[np.ndarray, list[Any]]:
+    """The codes of a table's entries into ``uniques`` and ``uniques`` itself, with the
+    values of no entry some row takes (``taken``) left out."""
+    used = np.zeros(len(uniques) + 1, dtype=bool)
+    used[codes[taken] + 1] = True                # code -1 (missing) at 0
+    used = used[1:]
+    if used.all():
+        return codes, uniques
+    renumber = np.append(np.cumsum(used) - 1, -1)   # code -1 stays -1
+    return renumber[codes], [u for u, t in zip(uniques, used.tolist(), strict=True) if t]
 
 
 def _present(values: np.ndarray, absent: Any, parts: Parts, name: str) -> list[Any]:

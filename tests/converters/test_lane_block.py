@@ -18,7 +18,7 @@ from fhircdisc.column_values import ColumnValues, first_rows
 from fhircdisc.converters import observation_batch, streaming
 from fhircdisc.converters.chunk import StudyContext, block_stats, column_stats, convert_lines
 from fhircdisc.converters.fhir_to_sdtm import COMPILED
-from fhircdisc.converters.lane_block import ABSENT, LaneBlock, gathered
+from fhircdisc.converters.lane_block import ABSENT, LaneBlock, gathered, joined, line_texts
 from fhircdisc.converters.observation_lane import LineFailure, ObservationLane
 from fhircdisc.mappings import derivations
 from fhircdisc.mappings.compiled import PlainTemplate
@@ -121,6 +121,59 @@ def test_blocks_gathered_are_their_rows_one_after_the_other(lane: ObservationLan
         picked = sorted(rng.sample(range(len(rows)), rng.randint(0, len(rows))))
         part = block.take(np.asarray(picked, dtype=np.intp))
         assert_columns(pickle.loads(pickle.dumps(part)), [rows[i] for i in picked])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(lines(), max_size=12), min_size=1, max_size=4),
+       st.randoms(use_true_random=False))
+def test_frozen_blocks_joined_are_their_rows_one_after_the_other(
+        lane: ObservationLane, batches: list[list[bytes]], rng: Any) -> None:
+    """A bucket's parts from several jobs (frozen, some of several files, some taken,
+    some pickled) joined into one block: every column, read place and column fact of
+    their rows in order; variables sharing an array of own values still share one."""
+    parts, rows = [], []
+    for n, batch in enumerate(batches):
+        made = both_ways(lane, batch, f"f{n % 3}.ndjson", n % 3, freeze=n % 2 == 0)
+        for block, found in made.values():
+            if found and found[0]["DOMAIN"] == "LB":
+                if n % 2:                    # a job of two files, gathered, then frozen
+                    other = both_ways(lane, batch, "g.ndjson", 7, freeze=False)
+                    extra = [o for o in other.values() if o[1][0]["DOMAIN"] == "LB"]
+                    block = gathered([block, *(b for b, _ in extra)]).freeze()
+                    found = found + [r for _, f in extra for r in f]
+                picked = sorted(rng.sample(range(len(found)), rng.randint(0, len(found))))
+                part = block.take(np.asarray(picked, dtype=np.intp))
+                parts.append(pickle.loads(pickle.dumps(part)) if rng.random() < 0.5
+                             else part)
+                rows += [found[i] for i in picked]
+    if not parts:
+        return
+    block = joined(parts)
+    assert_columns(block, rows)
+    if rows:
+        assert block_stats(block) == column_stats(rows)
+        assert block.own["LBORRES"] is block.own["LBSTRESC"]
+    assert_columns(block.take(np.arange(len(rows))[::-1].copy()), rows[::-1])
+
+
+def test_joined_blocks_keep_each_rows_visit_file_and_subject(lane: ObservationLane) -> None:
+    """Parts whose tables differ (other visits, files, subjects, templates): each row of
+    the joined block keeps its own."""
+    first = [dumps(typical(n, encounter={"reference": "Encounter/e1"})) for n in (0, 1)]
+    [(one, rows_one)] = both_ways(lane, first, "a.ndjson", 0).values()
+    second = [dumps(typical(n, encounter={"reference": "Encounter/e2"}
+                            if n % 2 else None)) for n in (2, 3, 4)]
+    [(two, rows_two)] = both_ways(lane, second, "b.ndjson", 1, freeze=False).values()
+    third = [dumps(typical(n, encounter={"reference": "Encounter/e1"})) for n in (5, 6)]
+    [(three, rows_three)] = both_ways(lane, third, "c.ndjson", 2, freeze=False).values()
+    block = joined([one, gathered([two, three]).freeze()])
+    assert_columns(block, rows_one + rows_two + rows_three)
+    assert block.column("VISITNUM").tolist() == [1.0, 1.0, None, 2.5, None, 1.0, 1.0]
+    assert block.column("_file").tolist() == ["a.ndjson"] * 2 + ["b.ndjson"] * 3 + \
+        ["c.ndjson"] * 2
+    assert block.column("USUBJID").tolist() == [row["USUBJID"] for row in
+                                                rows_one + rows_two + rows_three]
 
 
 def test_gathered_blocks_keep_each_rows_visit_and_subject(lane: ObservationLane) -> None:
@@ -246,12 +299,39 @@ def test_templates_are_told_apart_after_the_lane_forgets_them(lane: ObservationL
     assert block.column("LBTESTCD").tolist() == [f"T{n}" for n in range(50)]
 
 
+@given(st.lists(st.one_of(st.integers(0, 10**12), st.integers(0, 30_000)), max_size=40))
+def test_line_texts_are_the_locations_in_two_pieces(numbers: list[int]) -> None:
+    heads, tails = line_texts(np.asarray(numbers, dtype=np.int64))
+    assert [head + tail for head, tail in zip(heads, tails, strict=True)] == [
+        f"line {n}" for n in numbers]
+
+
+def test_provenance_of_files_whose_names_need_quotes(lane: ObservationLane) -> None:
+    """A bucket's provenance rows from one block are those of its rows as dicts, when the
+    file names are plain and when one needs quotes in CSV."""
+    batch = [dumps(typical(n)) for n in range(12)]
+    for file in ("export/a.ndjson", 'export/b,"c".ndjson'):
+        [(block, rows)] = both_ways(lane, batch, file).values()
+        at = np.arange(len(rows))[::-1].copy()
+        ordered = [rows[i] for i in at.tolist()]
+        subjects = pd.Series([row["USUBJID"] for row in ordered], dtype=object)
+        seqs = pd.Series([float(n) for n in range(len(rows))])
+        sources = pd.Series([row["_source"] for row in ordered], dtype=object)
+        got = streaming._provenance("LB", [block], at, subjects, seqs, sources, None)
+        want = streaming._provenance("LB", [ordered], np.arange(len(rows)), subjects,
+                                     seqs, sources, None)
+        assert got == want
+        assert got.decode().splitlines()[0].endswith(f"line {len(rows)}")
+
+
 def test_codes_leave_out_the_values_no_row_takes() -> None:
-    coded = streaming._used(np.array([0, 2, -1, 2]), ["a", "b", "c"])
-    assert coded.codes.tolist() == [0, 1, -1, 1]
-    assert coded.uniques == ["a", "c"]
-    kept = streaming._used(np.array([1, 0]), ["a", "b"])
-    assert (kept.codes.tolist(), kept.uniques) == ([1, 0], ["a", "b"])
+    # table entries coded a, c, missing, c, b: the last one taken by no row
+    taken = np.array([True, True, True, True, False])
+    codes, uniques = streaming._used(np.array([0, 2, -1, 2, 1]), ["a", "b", "c"], taken)
+    assert codes[taken].tolist() == [0, 1, -1, 1]     # an entry no row takes: any code
+    assert uniques == ["a", "c"]
+    codes, uniques = streaming._used(np.array([1, 0]), ["a", "b"], np.array([True, True]))
+    assert (codes.tolist(), uniques) == ([1, 0], ["a", "b"])
 
 
 def test_only_unfrozen_blocks_of_one_file_are_gathered(lane: ObservationLane) -> None:
