@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import pandas as pd
@@ -80,6 +80,21 @@ class LaneBlock:
 
     def __len__(self) -> int:
         return len(self._added) + len(self._settled.lines) or len(self.template)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a column of texts (report keys, dates, results) goes to the spill as one text:
+        # pickling each of its texts costs more than joining and splitting them
+        state = dict(self.__dict__)
+        packed: dict[int, Any] = {}
+        state["sources"] = _packed(self.sources, packed)
+        state["own"] = {var: _packed(values, packed) for var, values in self.own.items()}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        unpacked: dict[int, np.ndarray] = {}
+        state["sources"] = _unpacked(state["sources"], unpacked)
+        state["own"] = {var: _unpacked(values, unpacked) for var, values in state["own"].items()}
+        self.__dict__.update(state)
 
     def add(self, template: PlainTemplate, subject: Any, own: tuple[Any, ...],
             source: str, line: int, visit: tuple[Any, ...] | None = None,
@@ -288,6 +303,47 @@ def gathered(blocks: list[LaneBlock]) -> LaneBlock:
     out.files = list(files)
     out.origins = np.concatenate(origins)
     return out
+
+
+class JoinedTexts(NamedTuple):
+    """An object array of texts as one text (:data:`TEXT_SEPARATOR` between them)."""
+
+    text: str
+    size: int
+
+
+#: what separates the texts of a :class:`JoinedTexts` (a column holding it is kept as is)
+TEXT_SEPARATOR = "\x00"
+
+
+def _packed(values: np.ndarray, packed: dict[int, Any]) -> Any:
+    """``values`` as :class:`JoinedTexts` when they are all texts without the separator
+    (else as they are); an array met before gives what it gave then (``packed``)."""
+    found = packed.get(id(values))
+    if found is not None:
+        return found
+    found = values
+    if values.dtype == object and len(values) > 1:
+        try:
+            text = TEXT_SEPARATOR.join(values.tolist())
+        except TypeError:                          # something else than text
+            pass
+        else:
+            if text.count(TEXT_SEPARATOR) == len(values) - 1:
+                found = JoinedTexts(text, len(values))
+    packed[id(values)] = found
+    return found
+
+
+def _unpacked(values: Any, unpacked: dict[int, np.ndarray]) -> np.ndarray:
+    """An array :func:`_packed` gave, as an array again (one array for one packing)."""
+    if not isinstance(values, JoinedTexts):
+        return cast(np.ndarray, values)
+    found = unpacked.get(id(values))
+    if found is None:
+        found = unpacked[id(values)] = object_array(values.text.split(TEXT_SEPARATOR),
+                                                    values.size)
+    return found
 
 
 def joined(blocks: list[LaneBlock]) -> LaneBlock:

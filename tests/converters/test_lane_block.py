@@ -18,7 +18,15 @@ from fhircdisc.column_values import ColumnValues, first_rows
 from fhircdisc.converters import observation_batch, streaming
 from fhircdisc.converters.chunk import StudyContext, block_stats, column_stats, convert_lines
 from fhircdisc.converters.fhir_to_sdtm import COMPILED
-from fhircdisc.converters.lane_block import ABSENT, LaneBlock, gathered, joined, line_texts
+from fhircdisc.converters.lane_block import (
+    ABSENT,
+    JoinedTexts,
+    LaneBlock,
+    gathered,
+    joined,
+    line_texts,
+    object_array,
+)
 from fhircdisc.converters.observation_lane import LineFailure, ObservationLane
 from fhircdisc.mappings import derivations
 from fhircdisc.mappings.compiled import PlainTemplate
@@ -322,6 +330,23 @@ def test_provenance_of_files_whose_names_need_quotes(lane: ObservationLane) -> N
                                      seqs, sources, None)
         assert got == want
         assert got.decode().splitlines()[0].endswith(f"line {len(rows)}")
+
+
+def test_a_pickled_block_keeps_its_texts_as_they_were(lane: ObservationLane) -> None:
+    """Columns of texts travel joined into one text; one holding the separator, or
+    something else than text, travels as it is; columns sharing an array still do."""
+    [(block, rows)] = both_ways(lane, [dumps(typical(n)) for n in range(6)]).values()
+    block.own["LBSTAT"] = object_array(["a\x00b", "", "c", "d", "e", "f"], 6)
+    block.own["LBDTC"] = object_array(["x", None, "z", "", "", ""], 6)
+    copy = pickle.loads(pickle.dumps(block))
+    for name in ("LBSTAT", "LBDTC", "LBORRES", "_source"):
+        assert copy.column(name).tolist() == block.column(name).tolist(), name
+    assert copy.column("LBORRES").tolist() == [row["LBORRES"] for row in rows]
+    assert copy.own["LBORRES"] is copy.own["LBSTRESC"]
+    state = block.__getstate__()
+    assert isinstance(state["own"]["LBORRES"], JoinedTexts)
+    assert isinstance(state["sources"], JoinedTexts)
+    assert state["own"]["LBSTAT"] is block.own["LBSTAT"]
 
 
 def test_codes_leave_out_the_values_no_row_takes() -> None:
