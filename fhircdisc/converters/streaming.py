@@ -657,11 +657,11 @@ _HELD_AS_TEXT = frozenset({"Patient", "Encounter"})
 SCAN_BLOCK = 2**20
 #: how much of a gzipped file's text is decompressed between two progress calls
 TELL_EVERY = 64 * 2**20
-#: the usual start of an Observation line, counted over a whole block at once
+#: the usual start of an Observation line, checked for every line of a block at once
 _USUAL_START = b'{"resourceType":"Observation"'
-#: a line break followed by :data:`_USUAL_START`: counted over a block, it counts the
-#: usual lines after the first (occurrences cannot overlap: it holds one line break)
-_USUAL_BREAK = b"\n" + _USUAL_START
+#: its bytes, and their places after a line's start
+_USUAL_BYTES = np.frombuffer(_USUAL_START, dtype=np.uint8)
+_USUAL_PLACES = np.arange(len(_USUAL_START))
 
 
 class _ContextScan:
@@ -835,10 +835,16 @@ def _block_lines(data: bytes, end: int) -> tuple[np.ndarray, int, bool]:
     """Of the lines of ``data[:end]`` (a block of :func:`_blocks`): where its line breaks
     are, how many lines it holds, and whether every one of them is an Observation in its
     usual form (begins with :data:`_USUAL_START`)."""
-    breaks = np.flatnonzero(np.frombuffer(data, dtype=np.uint8, count=end) == 10)
+    text = np.frombuffer(data, dtype=np.uint8, count=end)
+    breaks = np.flatnonzero(text == 10)
     count = len(breaks) + (not data.endswith(b"\n", 0, end))
-    usual = data.count(_USUAL_BREAK, 0, end) + data.startswith(_USUAL_START, 0, end)
-    return breaks, count, usual == count
+    # the lines after the first start after a break (one at the very end starts none):
+    # their first bytes are gathered and compared at once, not searched for in the block
+    starts = breaks[:count - 1] + 1
+    usual = data.startswith(_USUAL_START, 0, end) and (
+        not len(starts) or (int(starts[-1]) + len(_USUAL_START) <= end and bool(
+            (text[starts[:, None] + _USUAL_PLACES] == _USUAL_BYTES).all())))
+    return breaks, count, usual
 
 
 def _wait_for(future: Future[Any], seconds: float) -> bool:
