@@ -115,7 +115,7 @@ if TYPE_CHECKING:
     from fhircdisc.converters.dataset_stream import EncodedRows, EncodedXpt
 
 #: Observation lines per chunk handed to a worker
-CHUNK_LINES = 20_000
+CHUNK_LINES = 40_000
 #: rows per bucket aimed at (a bucket is sorted and written in one piece)
 BUCKET_ROWS = 50_000
 _HIDDEN = list(derivations.HIDDEN)
