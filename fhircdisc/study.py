@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Container, Iterable
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from fhircdisc.column_values import text_or_none
+from fhircdisc.column_values import ColumnValues, text_or_none
 from fhircdisc.converters.atomic import publish, staging_folder, write_bytes_atomic
 from fhircdisc.report import ConversionReport
 from fhircdisc.schemas import sdtmig
@@ -247,9 +247,11 @@ def tidy_columns(domain: str, names: Iterable[str], present: Container[str]) -> 
     return sdtmig.order_columns(domain, keep)
 
 
-def typed_frame(domain: str, frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+def typed_frame(domain: str, frame: pd.DataFrame, columns: list[str],
+                known: Mapping[str, ColumnValues] | None = None) -> pd.DataFrame:
     """``frame`` with exactly ``columns`` (absent ones empty), SDTMIG Num variables as
-    float64 and Char variables as str/None."""
+    float64 and Char variables as str/None. ``known``: columns of ``frame`` already made
+    into codes; a Char one whose values are all text is typed from its codes."""
     if not frame.columns.is_unique or len(set(columns)) < len(columns):
         frame = frame.reindex(columns=columns).copy()
         for name in columns:
@@ -258,18 +260,31 @@ def typed_frame(domain: str, frame: pd.DataFrame, columns: list[str]) -> pd.Data
         return frame
     # each column typed on its own, the frame made once (no frame-wide copy and setting)
     data = {name: _typed(domain, name, frame[name] if name in frame.columns
-                         else pd.Series(np.nan, index=frame.index, dtype=np.float64))
+                         else pd.Series(np.nan, index=frame.index, dtype=np.float64),
+                         None if known is None else known.get(name))
             for name in columns}                            # (a missing one as reindex adds it)
     return pd.DataFrame(data, index=frame.index, columns=columns, copy=False)
 
 
-def _typed(domain: str, name: str, series: pd.Series) -> pd.Series:
+def _typed(domain: str, name: str, series: pd.Series, known: ColumnValues | None = None
+           ) -> pd.Series:
     """A column of ``domain`` with the type SDTMIG gives ``name`` (as it is when SDTMIG
-    does not know it)."""
+    does not know it); ``known``: the column's codes, when made."""
     spec = sdtmig.variable(domain, name)
     if spec is None:
         return series
-    return num_column(series) if spec.type == "Num" else char_column(series)
+    if spec.type == "Num":
+        return num_column(series)
+    if known is not None and series.dtype == object and len(known.codes) == len(series) \
+            and known.all_text:
+        # as char_column gives it, without looking at every row's type: text as it is,
+        # a missing value (None or NaN: code -1) None
+        values = series.to_numpy(dtype=object, copy=True)
+        missing = known.codes < 0
+        if missing.any():
+            values[missing] = None
+        return pd.Series(values, index=series.index, name=series.name, dtype=object)
+    return char_column(series)
 
 
 def num_column(series: pd.Series) -> pd.Series:

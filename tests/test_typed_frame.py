@@ -11,6 +11,7 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fhircdisc.column_values import ColumnValues
 from fhircdisc.study import char_column, num_column, typed_frame
 
 cells = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True),
@@ -53,3 +54,21 @@ def test_typed_frame_values() -> None:
     assert typed["LBSEQ"].tolist()[:2] == [1.0, 2.0] and np.isnan(typed["LBSEQ"].iat[2])
     assert typed["LBORRES"].tolist() == ["1.5", "x", "2"]
     assert typed["LBDY"].isna().all()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(st.none(), st.just(float("nan")), st.text(max_size=3)),
+                max_size=10))
+def test_char_columns_typed_from_their_codes_as_from_their_values(values: list[Any]) -> None:
+    """A Char column whose codes are known is typed from them: texts as they are, None
+    and NaN as None, exactly as from its values; a column holding something else than
+    text is typed from its values."""
+    raw = pd.DataFrame({"LBORRES": pd.Series(values, dtype=object),
+                        "LBTESTCD": pd.Series([*values[:-1], 7] if values else [],
+                                              dtype=object)})
+    known = {name: ColumnValues.of(raw[name]) for name in raw.columns}
+    names = ["LBORRES", "LBTESTCD"]
+    from_codes = typed_frame("LB", raw, names, known)
+    pd.testing.assert_frame_equal(from_codes, typed_frame("LB", raw, names))
+    missing = [value is None or value != value for value in values]
+    assert [value is None for value in from_codes["LBORRES"]] == missing

@@ -1129,7 +1129,7 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
     raw = raw_frame(domain, wanted, columns, exact=("USUBJID", seq_var))
     provenance = _provenance(domain, parts, at, raw["USUBJID"], raw[seq_var],
                              pd.Series(columns["_source"], dtype=object, copy=False), plan.out)
-    frame = typed_frame(domain, raw, plan.columns[domain])
+    frame = typed_frame(domain, raw, plan.columns[domain], coded)
     meta = plan.meta(domain)
     # typing keeps a Char value as it is (a missing one becomes None): the codes still hold
     finished = FinishedBucket(frame, provenance, None, [], [], coded={
