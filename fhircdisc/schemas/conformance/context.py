@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numpy as np
 import pandas as pd
 
 from fhircdisc.column_values import ColumnValues
@@ -116,6 +117,17 @@ class Dataset:
         if found is None:
             found = self._values[name] = ColumnValues.of(self.column(name))
         return found
+
+    def missing(self, name: str) -> np.ndarray:
+        """Rows where ``name`` is missing (None, NaN, NaT, NA), from its codes when they
+        are made, and for a column of numbers from the column itself (no codes made)."""
+        found = self._values.get(name)
+        if found is None:
+            column = self.column(name)
+            if column.dtype.kind in "fiu":
+                return np.asarray(column.isna(), dtype=bool)
+            found = self.values(name)
+        return found.missing()
 
     def adopt(self, values: Mapping[str, ColumnValues]) -> None:
         """Take columns already made into codes (by whoever built the frame), so that the

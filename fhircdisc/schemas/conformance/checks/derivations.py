@@ -89,8 +89,7 @@ def unit_with_result(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
     checked: a result collected without a unit is dimensionless or ordinal (pH, specific
     gravity, a 0-4 morphology grade) and has no standard unit either.
     """
-    result = ds.values(p.name("result"))
-    bad = result.present() & is_null(ds, p.name("unit"))
+    bad = ~ds.missing(p.name("result")) & is_null(ds, p.name("unit"))
     original = ds.column(p.name("original_unit")) if "original_unit" in p.raw else None
     if original is not None:
         bad &= ~is_null(ds, p.name("original_unit"))

@@ -12,6 +12,8 @@ from fhircdisc.schemas.conformance.context import Dataset, Hit, Params, Study
 
 def is_null(ds: Dataset, name: str) -> np.ndarray:
     """Rows where ``name`` is missing: None/NaN, and text that is empty or only blanks."""
+    if ds.column(name).dtype.kind in "fiu":                # numbers: no text to be blank
+        return ds.missing(name)
     values = ds.values(name)
     return values.missing() | values.text_where(_blank)
 
