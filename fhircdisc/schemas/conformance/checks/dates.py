@@ -40,14 +40,19 @@ def valid_dtcs(values: list[str]) -> np.ndarray:
     """:func:`valid_dtc` of each value; complete dates and date/times checked all at once
     as arrays of characters, the other values one by one."""
     verdicts = np.zeros(len(values), dtype=bool)
-    texts = np.empty(len(values), dtype=object)
-    texts[:] = values
     lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
-    for length in COMPLETE_FORMS:
-        places = np.flatnonzero(lengths == length)
-        if len(places):
-            chars = texts[places].astype(f"<U{length}")
-            verdicts[places] = complete_dates(chars.view(np.uint32).reshape(len(places), length))
+    joined = "".join(values)
+    if joined.isascii():           # (a complete date is ASCII: any other value is not one)
+        # the values' characters one after the other, each value's as a row of its own
+        data = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
+        starts = np.cumsum(lengths) - lengths
+        for length in COMPLETE_FORMS:
+            places = np.flatnonzero(lengths == length)
+            if len(places) == len(values):
+                verdicts[:] = complete_dates(data.reshape(len(values), length))
+            elif len(places):
+                chars = data[starts[places, None] + np.arange(length)]
+                verdicts[places] = complete_dates(chars)
     for place in np.flatnonzero(~verdicts).tolist():
         verdicts[place] = valid_dtc(values[place])
     return verdicts
