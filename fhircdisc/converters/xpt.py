@@ -116,7 +116,7 @@ def _check_name_label(domain: str, what: str, variable: str | None, name: str | 
 
 
 def check_xpt_v5(df: pd.DataFrame, meta: DatasetMeta,
-                 distinct: Callable[[str], list[Any]] | None = None) -> list[XptViolation]:
+                 distinct: Callable[[str], ColumnValues] | None = None) -> list[XptViolation]:
     """Every way ``df``/``meta`` break the XPT v5 limits (empty list: writable).
 
     Checks dataset and variable names (at most 8 characters; a dataset name is a letter
@@ -124,14 +124,15 @@ def check_xpt_v5(df: pd.DataFrame, meta: DatasetMeta,
     with a digit), labels (at most 40 characters, ASCII), Char values (at most 200 bytes,
     ASCII) and Num values (finite and within the range XPT keeps, see module docstring).
     Columns of ``meta`` absent from ``df`` are skipped here (``write_xpt`` reports them).
-    ``distinct`` gives a column's distinct values when the caller already has them; the
-    rows of a column are only gone through when one of those breaks a limit.
+    ``distinct`` gives a column's codes into its distinct values when the caller already
+    has them; the rows of a column are only gone through when one of those breaks a
+    limit.
     """
     return _check(df, meta, names=True, distinct=distinct) + _trailing_blank_rows(df, meta)
 
 
 def _check(df: pd.DataFrame | None, meta: DatasetMeta, *, names: bool, first_row: int = 1,
-           distinct: Callable[[str], list[Any]] | None = None) -> list[XptViolation]:
+           distinct: Callable[[str], ColumnValues] | None = None) -> list[XptViolation]:
     """Name/label violations (``names``) and value violations of ``df`` (if given), in order.
 
     ``first_row`` is the number of the first row of ``df`` in the whole dataset.
@@ -159,10 +160,12 @@ def _check(df: pd.DataFrame | None, meta: DatasetMeta, *, names: bool, first_row
                 if _clean(col, column.to_numpy()):   # at C speed, no distinct values needed
                     continue
             elif distinct is not None:
-                values = distinct(col.name)
-                key = (id(values), col.type)
-                if key not in clean:            # (the list kept: its id stays its own)
-                    clean[key] = (values, _clean(col, values, unique=True))
+                coded = distinct(col.name)
+                key = (id(coded), col.type)
+                if key not in clean:            # (the codes kept: their id stays theirs)
+                    texts = coded.all_text and col.type == "Char"
+                    clean[key] = (coded, _clean_texts(coded.uniques) if texts
+                                  else _clean(col, coded.uniques, unique=True))
                 if clean[key][1]:
                     continue
             out += _value_violations(domain, col, column.tolist(), first_row)
@@ -179,7 +182,7 @@ def _clean(col: ColumnMeta, values: list[Any] | np.ndarray, unique: bool = False
                 distinct = set(values)      # columns repeat their values: test each once
         texts = (distinct if pd.api.types.infer_dtype(distinct, skipna=False) == "string"
                  else [v for v in distinct if v.__class__ is str])
-        return "".join(texts).isascii() and max(map(len, texts), default=0) <= MAX_CHAR_BYTES
+        return _clean_texts(texts)
     try:
         numbers = np.asarray(values, dtype="float64")
     except (TypeError, ValueError):
@@ -188,6 +191,13 @@ def _clean(col: ColumnMeta, values: list[Any] | np.ndarray, unique: bool = False
     with np.errstate(invalid="ignore"):
         kept = (numbers == 0) | ((numbers >= XPT_MIN_MAGNITUDE) & (numbers < XPT_MAX_MAGNITUDE))
     return bool(kept.all())
+
+
+def _clean_texts(texts: list[str]) -> bool:
+    """Whether every one of ``texts`` is ASCII and fits a Char value."""
+    joined = "".join(texts)
+    return joined.isascii() and (len(joined) <= MAX_CHAR_BYTES
+                                 or max(map(len, texts), default=0) <= MAX_CHAR_BYTES)
 
 
 def _value_violations(domain: str, col: ColumnMeta, values: list[Any],

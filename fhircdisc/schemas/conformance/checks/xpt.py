@@ -27,7 +27,7 @@ def _meta(ds: Dataset) -> DatasetMeta:
 @check("xpt_v5_limits", fields=("problem",))
 def xpt_v5_limits(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
     """Names <= 8, labels <= 40, Char values <= 200 bytes, ASCII, Num representable."""
-    for v in check_xpt_v5(ds.df, _meta(ds), distinct=lambda name: ds.values(name).uniques):
+    for v in check_xpt_v5(ds.df, _meta(ds), distinct=ds.values):
         value = ds.df[v.variable].iat[v.row - 1] if v.row is not None and v.variable else None
         yield Hit(row=None if v.row is None else v.row - 1, variable=v.variable, value=value,
                   fields={"problem": v.message})
