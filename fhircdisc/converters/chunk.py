@@ -19,6 +19,9 @@ from itertools import chain, islice
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import pandas as pd
+
 from fhircdisc.converters.enrolment import Enrolment
 from fhircdisc.converters.fhir_reader import Origin, SourceResource, parse_ndjson_line
 from fhircdisc.converters.lane_block import LaneBlock
@@ -387,18 +390,40 @@ def block_stats(block: LaneBlock) -> dict[str, ColumnStats]:
     stats: dict[str, ColumnStats] = {}
     if not len(block):
         return stats
+    own: dict[int, ColumnStats] = {}        # variables sharing an array of own values
     for name in block.names:
         if name.startswith("_"):
             continue
         distinct = block.distinct(name)
-        values = block.own[name].tolist() if distinct is None else distinct
-        stats[name] = _column_stats(tuple(values))
+        if distinct is not None:
+            stats[name] = _column_stats(tuple(distinct))
+            continue
+        values = block.own[name]
+        found = own.get(id(values))
+        if found is None:
+            found = own[id(values)] = _own_stats(values)
+        stats[name] = ColumnStats(found.present, found.numeric)
     return stats
+
+
+def _own_stats(values: np.ndarray) -> ColumnStats:
+    """:func:`_column_stats` of an object column: a column of texts or of floats (what
+    most own values are) told at once."""
+    kind = pd.api.types.infer_dtype(values, skipna=True)   # (None and NaN skipped)
+    if kind == "string":                                  # texts, some maybe missing
+        return ColumnStats(True, False)
+    if kind == "empty":                                   # nothing but None and NaN
+        return ColumnStats(False)
+    if kind == "floating":                                # floats, some maybe missing
+        return ColumnStats(bool(pd.notna(values).any()))
+    return _column_stats(tuple(values.tolist()))
 
 
 def _column_stats(values: tuple[Any, ...]) -> ColumnStats:
     kinds = set(map(type, values))
     kinds.discard(type(None))
+    if not kinds:                                          # nothing but None (study days
+        return ColumnStats(False)                          # of subjects without a start)
     if kinds <= _NUMBERS:
         return ColumnStats(int in kinds or any(v == v for v in values if v.__class__ is float))
     if str in kinds and kinds <= _TEXT_OR_NUMBERS:

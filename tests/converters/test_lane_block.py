@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fhircdisc.column_values import ColumnValues, first_rows
-from fhircdisc.converters import observation_batch, streaming
+from fhircdisc.converters import chunk, observation_batch, streaming
 from fhircdisc.converters.chunk import StudyContext, block_stats, column_stats, convert_lines
 from fhircdisc.converters.fhir_to_sdtm import COMPILED
 from fhircdisc.converters.lane_block import (
@@ -305,6 +305,16 @@ def test_templates_are_told_apart_after_the_lane_forgets_them(lane: ObservationL
         del made
     block.freeze()
     assert block.column("LBTESTCD").tolist() == [f"T{n}" for n in range(50)]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.floats(allow_nan=True), st.text(max_size=2),
+                          st.integers(-3, 3), st.booleans(), st.just(np.float64(2.5)),
+                          st.just(float("nan"))), max_size=8))
+def test_facts_of_an_own_column_as_of_its_values(values: list[Any]) -> None:
+    """A column of own values (texts, floats, anything) has the facts its values give."""
+    column = object_array(values, len(values))
+    assert chunk._own_stats(column) == chunk._column_stats(tuple(values))
 
 
 @given(st.lists(st.one_of(st.integers(0, 10**12), st.integers(0, 30_000)), max_size=40))
