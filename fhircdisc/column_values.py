@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,14 @@ def text_or_none(values: Iterable[Any]) -> bool:
 
 
 _TEXT_OR_NONE = {str, type(None)}
+
+
+class TextFacts(NamedTuple):
+    """What the writers and checks ask of a column's distinct texts."""
+
+    longest: int
+    ascii: bool
+    nul: bool
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,15 @@ class ColumnValues:
             uniques.pop()
             codes[codes == len(uniques)] = -1
         return cls(codes, uniques)
+
+    @cached_property
+    def text_facts(self) -> TextFacts:
+        """Of distinct values that are all text (:attr:`all_text`): the length of the
+        longest, and whether they are ASCII and hold a NUL (found once, for the XPT check,
+        the column statistics and the XPT encoder)."""
+        joined = "".join(self.uniques)
+        return TextFacts(max(map(len, self.uniques), default=0), joined.isascii(),
+                         "\x00" in joined)
 
     def texts(self, rows: int) -> list[str] | None:
         """The distinct values when these are codes of ``rows`` rows and every distinct

@@ -118,3 +118,16 @@ def test_codes_from_sort_ranks_describe_the_column_in_that_order(values: list[An
         == column
     assert sorted(found.uniques) == sorted({value for value in values if value is not None})
     assert len(found.codes) == len(column)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), _TEXT, st.sampled_from(["é", "a\x00b", "x" * 201])),
+                max_size=12))
+def test_the_facts_of_the_distinct_texts_are_those_of_the_values(values: list[Any]) -> None:
+    """The longest text, ASCII-ness and NUL of a column, found once from its distinct
+    values, are those of its values."""
+    texts = [value for value in values if value is not None]
+    facts = ColumnValues.of(pd.Series(values, dtype=object)).text_facts
+    assert facts.longest == max(map(len, texts), default=0)
+    assert facts.ascii == all(text.isascii() for text in texts)
+    assert facts.nul == any("\x00" in text for text in texts)

@@ -135,8 +135,8 @@ def stats_of(df: pd.DataFrame, meta: DatasetMeta,
     for col in meta.columns:
         known = coded.get(col.name) if coded and col.type == "Char" else None
         texts = known.texts(len(df)) if known is not None else None
-        if texts is not None:
-            lengths[col.name] = max(map(len, texts), default=0)
+        if texts is not None and known is not None:
+            lengths[col.name] = known.text_facts.longest
             arrays.append(_NOTHING)
             continue
         try:

@@ -163,9 +163,11 @@ def _check(df: pd.DataFrame | None, meta: DatasetMeta, *, names: bool, first_row
                 coded = distinct(col.name)
                 key = (id(coded), col.type)
                 if key not in clean:            # (the codes kept: their id stays theirs)
-                    texts = coded.all_text and col.type == "Char"
-                    clean[key] = (coded, _clean_texts(coded.uniques) if texts
-                                  else _clean(col, coded.uniques, unique=True))
+                    facts = coded.text_facts if coded.all_text and col.type == "Char" \
+                        else None
+                    clean[key] = (coded, _clean(col, coded.uniques, unique=True)
+                                  if facts is None
+                                  else facts.ascii and facts.longest <= MAX_CHAR_BYTES)
                 if clean[key][1]:
                     continue
             out += _value_violations(domain, col, column.tolist(), first_row)
@@ -580,21 +582,23 @@ class XptPieceEncoder:
                 continue
             known = coded.get(col.name) if coded else None
             uniques = known.texts(n_rows) if known is not None else None
-            if uniques is not None:
+            if uniques is not None and known is not None:
                 texts: list[str] = [*uniques, ""]  # "": where the value is missing
-                distinct: Any = texts
+                facts = known.text_facts           # (the checks may have found them)
+                longest[col.name], ascii, nul = facts.longest, facts.ascii, facts.nul
             else:
                 known = None
                 filled = values.copy()
                 filled[none_mask(values)] = ""
                 texts = filled.tolist()
                 distinct = set(texts)
-            longest[col.name] = max(map(len, distinct), default=0)
-            joined = "".join(distinct)
-            if longest[col.name] > MAX_CHAR_BYTES or not joined.isascii():
+                longest[col.name] = max(map(len, distinct), default=0)
+                joined = "".join(distinct)
+                ascii, nul = joined.isascii(), "\x00" in joined
+            if longest[col.name] > MAX_CHAR_BYTES or not ascii:
                 suspect = True
                 continue
-            if "\x00" in joined:  # readstat copies a value up to its first NUL
+            if nul:  # readstat copies a value up to its first NUL
                 texts = [text.partition("\x00")[0] for text in texts]
             block = np.array(texts, dtype=f"S{width}")  # NUL-padded ASCII
             padded = block.view(np.uint8)
