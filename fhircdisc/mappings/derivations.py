@@ -335,22 +335,59 @@ def _byte_ranks(texts: list[str | None]) -> np.ndarray | None:
     """:func:`_text_ranks` of ASCII texts without NUL, by sorting them as fixed-width
     bytes (in 8-byte big-endian words: byte order is code point order); None for any
     other column (None among the texts too)."""
-    if not set(map(type, texts)) <= {str} or "\x00" in "".join(cast(list[str], texts)):
+    if not set(map(type, texts)) <= {str}:
         return None
-    try:
+    joined = "".join(cast(list[str], texts))
+    if "\x00" in joined or not joined.isascii():
+        return None
+    lengths = set(map(len, cast(list[str], texts)))
+    if len(lengths) == 1:        # texts of one length (an export's dates): rows of bytes
+        size = lengths.pop()
+        width = -(-max(size, 1) // 8) * 8
+        rows = np.zeros((len(texts), width), dtype=np.uint8)
+        rows[:, :size] = np.frombuffer(joined.encode("ascii"), dtype=np.uint8).reshape(
+            len(texts), size)
+        data = rows.view(f"S{width}").reshape(len(texts))
+    else:
         data = np.fromiter(texts, dtype=object, count=len(texts)).astype(bytes)
-    except UnicodeEncodeError:             # not ASCII
-        return None
-    width = -(-max(data.dtype.itemsize, 1) // 8) * 8
-    data = data.astype(f"S{width}")
-    words = data.view(">u8").reshape(len(data), width // 8)
-    order = np.lexsort(words.T[::-1])
-    ordered = data[order]
+        width = -(-max(data.dtype.itemsize, 1) // 8) * 8
+        data = data.astype(f"S{width}")
+    key = _packed_key(data.view(np.uint8).reshape(len(data), width))
+    if key is not None:          # one number a text: one sort (equal numbers, equal texts)
+        order = np.argsort(key)
+        ordered_key = key[order]
+        changes = ordered_key[1:] != ordered_key[:-1]
+    else:
+        words = data.view(">u8").reshape(len(data), width // 8)
+        order = np.lexsort(words.T[::-1])
+        ordered = data[order]
+        changes = ordered[1:] != ordered[:-1]
     dense = np.zeros(len(data), dtype=np.int64)
-    np.cumsum(ordered[1:] != ordered[:-1], out=dense[1:])
+    np.cumsum(changes, out=dense[1:])
     ranks = np.empty(len(data), dtype=np.int64)
     ranks[order] = dense
     return ranks
+
+
+def _packed_key(rows: np.ndarray) -> np.ndarray | None:
+    """Rows of bytes as numbers in the same order, when they fit 64 bits: each byte place
+    takes the bits its values span among the rows (a place of one value none; the
+    digits of a date four), the first place the highest bits. None when they do not
+    fit (the rows are then compared word by word)."""
+    if not len(rows):
+        return None
+    places = np.ascontiguousarray(rows.T)          # a byte place's values side by side
+    low, high = places.min(axis=1), places.max(axis=1)
+    bits = [span.bit_length() for span in (high.astype(np.int64) - low).tolist()]
+    if sum(bits) > 64:
+        return None
+    key = np.zeros(len(rows), dtype=np.uint64)
+    shift = sum(bits)
+    for place, size in enumerate(bits):
+        if size:
+            shift -= size
+            key |= (places[place] - low[place]).astype(np.uint64) << np.uint64(shift)
+    return key
 
 
 def _stable_order(codes: list[np.ndarray]) -> np.ndarray:

@@ -157,9 +157,15 @@ TEXTS = st.one_of(st.none(), st.text(alphabet="ab09-:T \x00é", max_size=8),
                   st.sampled_from(["\ud800", "2020-01-10T08:00", "2020-01-10"]))
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(TEXTS, max_size=60))
+@settings(max_examples=600, deadline=None)
+@given(st.one_of(st.lists(TEXTS, max_size=60),
+                 st.lists(st.text(alphabet="abz09~-:T", max_size=30), max_size=40),
+                 st.integers(0, 20).flatmap(lambda size: st.lists(
+                     st.text(alphabet="ab09-:T\x00é", min_size=size, max_size=size),
+                     max_size=40))))
 def test_byte_ranks_order_texts_as_python_does_or_decline(texts: list[Any]) -> None:
+    """Texts of many lengths, or all of one (read as rows of bytes); few enough kinds
+    of byte at each place to be sorted as one number each, or too many."""
     ranks = derivations._byte_ranks(texts)
     plain = all(text is not None and text.isascii() and "\x00" not in text for text in texts)
     assert (ranks is not None) == plain
@@ -203,3 +209,16 @@ def test_sequence_order_of_tabled_columns_is_that_of_the_rows(
         _tabled(subjects) if tabled_subjects else subjects, [dates, _tabled(codes)], None,
         lambda i: i)
     assert got == expected
+
+
+def test_dates_sorted_as_one_number_each() -> None:
+    """The dates of an export (one length, a few digits that vary) are ranked through a
+    number a date; a column of too many kinds of byte through its words."""
+    dates = [f"20{20 + n % 5}-0{1 + n % 9}-{10 + n % 19}T0{n % 10}:{10 + n % 50}:00"
+             for n in range(2000)]
+    rows = np.frombuffer("".join(dates).encode(), dtype=np.uint8).reshape(2000, 19)
+    assert derivations._packed_key(rows) is not None
+    distinct = sorted(set(dates))
+    assert derivations._byte_ranks(dates).tolist() == [distinct.index(d) for d in dates]
+    wide = np.arange(256, dtype=np.uint8).repeat(9).reshape(256, 9)
+    assert derivations._packed_key(wide) is None              # 9 places of 8 bits each
