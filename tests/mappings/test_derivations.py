@@ -110,7 +110,8 @@ def test_study_days_match_their_definition(rows: list[dict[str, Any]],
     assert rows == expected
 
 
-@pytest.mark.parametrize("size", [3, 2**21, 2**40])
+# sorted with the row place as a key (3, 2**21), stably (2**29), by lexsort (2**40)
+@pytest.mark.parametrize("size", [3, 2**21, 2**29, 2**40])
 def test_stable_order_of_codes_is_lexsort(size: int) -> None:
     rng = np.random.default_rng(size)
     codes = [rng.integers(0, size, 500), rng.integers(0, 3, 500), rng.integers(0, size, 500)]
