@@ -251,7 +251,7 @@ def typed_frame(domain: str, frame: pd.DataFrame, columns: list[str],
                 known: Mapping[str, ColumnValues] | None = None) -> pd.DataFrame:
     """``frame`` with exactly ``columns`` (absent ones empty), SDTMIG Num variables as
     float64 and Char variables as str/None. ``known``: columns of ``frame`` already made
-    into codes; a Char one whose values are all text is typed from its codes."""
+    into codes, typed from them (a Char one when its values are all text)."""
     if not frame.columns.is_unique or len(set(columns)) < len(columns):
         frame = frame.reindex(columns=columns).copy()
         for name in columns:
@@ -274,6 +274,11 @@ def _typed(domain: str, name: str, series: pd.Series, known: ColumnValues | None
     if spec is None:
         return series
     if spec.type == "Num":
+        if known is not None and len(known.codes) == len(series) \
+                and set(map(type, known.uniques)) <= _NUMBER_TYPES:
+            # each distinct number made a float once (missing: code -1, the last, NaN)
+            table = np.array([*known.uniques, math.nan], dtype=np.float64)
+            return pd.Series(table[known.codes], index=series.index, name=series.name)
         return num_column(series)
     if known is not None and series.dtype == object and len(known.codes) == len(series) \
             and known.all_text:
@@ -306,6 +311,7 @@ def num_column(series: pd.Series) -> pd.Series:
 
 
 _FLOAT_OR_NONE = {float, type(None)}
+_NUMBER_TYPES = {float, int}
 
 
 def char_column(series: pd.Series) -> pd.Series:

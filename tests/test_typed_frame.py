@@ -72,3 +72,16 @@ def test_char_columns_typed_from_their_codes_as_from_their_values(values: list[A
     pd.testing.assert_frame_equal(from_codes, typed_frame("LB", raw, names))
     missing = [value is None or value != value for value in values]
     assert [value is None for value in from_codes["LBORRES"]] == missing
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True),
+                          st.integers(-10**20, 10**20), st.just("2.5"), st.booleans()),
+                max_size=10))
+def test_num_columns_typed_from_their_codes_as_from_their_values(values: list[Any]) -> None:
+    """A Num column whose codes are known is typed from its distinct numbers when they
+    are all numbers; from its values otherwise; the same floats either way."""
+    raw = pd.DataFrame({"LBSTNRLO": pd.Series(values, dtype=object)})
+    known = {"LBSTNRLO": ColumnValues.of(raw["LBSTNRLO"])}
+    pd.testing.assert_frame_equal(typed_frame("LB", raw, ["LBSTNRLO"], known),
+                                  typed_frame("LB", raw, ["LBSTNRLO"]))
