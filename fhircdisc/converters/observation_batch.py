@@ -182,7 +182,7 @@ class _Read:
                                compress(objs, map(not_, keep)), strict=True))
             places, objs, lines, statuses, subject_references, quantities = _where(
                 keep, places, objs, lines, statuses, subject_references, quantities)
-        keys = lane.shape.unit_keys(objs, lines)
+        keys = lane.shape.unit_keys(objs)
         assert keys is not None
         ids = list(map(_ID, objs))
         subjects = list(map(lane.subjects.get, subject_references, repeat(_UNSEEN)))

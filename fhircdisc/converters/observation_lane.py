@@ -294,7 +294,7 @@ class ObservationLane:
         subject = self.subjects.get(reference, _MISSING)
         if subject is _MISSING:
             subject = self.subject_of(reference)
-        key = self.shape.key(obs, line)
+        key = self.shape.key(obs)
         entry = self.line_templates.get(key, _MISSING)
         if entry is _MISSING:
             entry = self._line_template(line, key)

@@ -13,7 +13,6 @@ checking it. A line it refuses is not an error: it goes the ordinary way.
 from __future__ import annotations
 
 from collections.abc import Callable
-from itertools import repeat
 from operator import attrgetter
 from typing import Annotated, Any
 
@@ -24,6 +23,9 @@ from fhircdisc.mappings.element_types import RESOURCES, element_type
 #: an element type no JSON value satisfies (not even null): the element must be absent
 _ABSENT = Annotated[int, msgspec.Meta(ge=1, le=0)]
 _NO_TEXT = msgspec.Raw()
+#: what joins the texts of a line's keyed elements: a control character, which msgspec
+#: refuses anywhere in a line (in strings, raw and skipped elements too), so the texts
+#: of a line it decodes never hold it and their join splits back unambiguously
 _SEPARATOR = b"\x1f"
 #: what keys a Quantity's unit
 _UNIT = attrgetter("code", "system", "unit")
@@ -92,27 +94,21 @@ class LineShape:
         """Whether the shape has one Quantity element (:meth:`unit_keys` keys its lines)."""
         return self._unit is not None
 
-    def unit_keys(self, objs: list[Any], lines: list[bytes]) -> list[tuple[Any, ...]] | None:
-        """:meth:`key` of each decoded line (``objs``, none of them None, decoded from
-        ``lines``) of a shape with one Quantity element; None for a shape with several."""
+    def unit_keys(self, objs: list[Any]) -> list[tuple[Any, ...]] | None:
+        """:meth:`key` of each decoded line (``objs``, none of them None) of a shape with
+        one Quantity element; None for a shape with several."""
         if self._unit is None:
             return None
-        if any(map(bytes.__contains__, lines, repeat(_SEPARATOR))):
-            return list(map(self.key, objs, lines))
         heads = list(map(_SEPARATOR.join, map(self._keyed, objs)))
         # the tuples :meth:`key` makes, spelled out here: a call a line is what batches save
         return [(head, None) if quantity is None
                 else (head, quantity.code, quantity.system, quantity.unit)
                 for head, quantity in zip(heads, map(self._unit, objs), strict=True)]
 
-    def key(self, obs: Any, line: bytes) -> tuple[Any, ...]:
+    def key(self, obs: Any) -> tuple[Any, ...]:
         """The exact text of the keyed elements, and the code, system and unit of each
-        Quantity element: lines with equal keys have equal values there. ``line`` is the
-        text ``obs`` was decoded from."""
-        texts = self._keyed(obs)
-        # JSON text has no raw control character, so the separator splits the joined
-        # texts back unambiguously; a line that holds one anyway is keyed by the tuple
-        head: Any = tuple(map(bytes, texts)) if _SEPARATOR in line else _SEPARATOR.join(texts)
+        Quantity element: lines with equal keys have equal values there."""
+        head = _SEPARATOR.join(self._keyed(obs))
         if self._unit is not None:
             # one Quantity element (most lanes): its parts in the key itself, a tuple
             # less to make and hash on every line

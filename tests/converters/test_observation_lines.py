@@ -568,3 +568,24 @@ def test_a_batch_reports_lines_of_other_patients_and_unknown_tests(lanes: Any) -
         assert isinstance(failure, LineFailure)
         assert (read.failures[2].rid, read.failures[2].error.reason_code) == (
             "c", failure.error.reason_code)
+
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[
+    HealthCheck.function_scoped_fixture])
+@given(st.integers(0, 10**6), st.sampled_from([b"\x1f", b"\x00", b"\x01"]))
+def test_no_line_the_lane_decodes_holds_the_key_separator(
+        lanes: tuple[ObservationLane, ObservationLane], place: int, control: bytes) -> None:
+    """The keyed elements' texts are joined with a control character: a line holding one
+    anywhere (in a keyed element, a skipped one, a string, between tokens) does not
+    decode, so a key's texts split back as they were."""
+    lane = lanes[0]
+    line = dumps(typical(1, note=[{"text": "n"}]))
+    assert lane.shape.decode(line) is not None
+    at = place % (len(line) + 1)
+    assert lane.shape.decode(line[:at] + control + line[at:]) is None
+    objs = [lane.shape.decode(dumps(typical(n))) for n in range(3)]
+    keys = lane.shape.unit_keys(objs)
+    assert keys == [lane.shape.key(obj) for obj in objs]
+    assert all(b"\x1f".join(lane.shape._keyed(obj)).count(b"\x1f") ==
+               len(lane.shape._keyed(obj)) - 1 for obj in objs)
