@@ -58,7 +58,9 @@ class LineShape:
         fields += [(name, kind, None) for name, kind in extra]
         taken = {name for name, _, _ in fields}
         fields += [(name, _ABSENT, None) for name in sorted((known | absent) - taken)]
-        self.struct = msgspec.defstruct("PlainObservationLine", fields)
+        # decoded lines are trees, never in a reference cycle: the garbage collector
+        # need not track them (creating and freeing a line's objects is what it saves)
+        self.struct = msgspec.defstruct("PlainObservationLine", fields, gc=False)
         self.decoder = msgspec.json.Decoder(self.struct)
 
     def decode(self, line: bytes) -> Any | None:
@@ -130,7 +132,8 @@ def component_type(keyed: tuple[str, ...], absent: frozenset[str]) -> Any:
     fields += [(name, msgspec.Raw, _NO_TEXT) for name in keyed]
     taken = {name for name, _, _ in fields}
     fields += [(name, _ABSENT, None) for name in sorted(absent - taken)]
-    return list[msgspec.defstruct("PanelComponent", fields)] | None  # type: ignore[misc]
+    return list[msgspec.defstruct("PanelComponent", fields,  # type: ignore[misc]
+                                  gc=False)] | None
 
 
 def tuple_getter(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:

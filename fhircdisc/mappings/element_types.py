@@ -132,12 +132,14 @@ _PYTHON: dict[str, Any] = {"string": str, "code": str, "uri": str, "dateTime": s
 
 @cache
 def _struct(shape: str) -> Any:
-    """The msgspec type checking a shape (unknown fields ignored, null read as absent)."""
+    """The msgspec type checking a shape (unknown fields ignored, null read as absent).
+    Not tracked by the garbage collector: what msgspec decodes is a tree, never a cycle."""
     if shape in _PYTHON:
         return _PYTHON[shape]
     fields = COMPLEX.get(shape) or RESOURCES[shape]
     return msgspec.defstruct(f"{shape}Shape", [
-        (name, _annotation(inner) | None, None) for name, inner in fields.items()])
+        (name, _annotation(inner) | None, None) for name, inner in fields.items()],
+        gc=False)
 
 
 def _annotation(shape: Shape) -> Any:
