@@ -1113,7 +1113,8 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
     ordered: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for name in (*wanted, "_source"):
         if name == seq_var and numbers is not None:
-            columns[name] = object_array(numbers, len(numbers))
+            columns[name] = numbers if isinstance(numbers, np.ndarray) \
+                else object_array(numbers, len(numbers))
             continue
         first = shared.get(name)
         if first is not None and first in columns:

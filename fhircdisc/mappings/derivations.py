@@ -235,17 +235,20 @@ def sequence_order(subjects: Column, keys: list[Column], carried: list[Any] | No
     tabled column is ranked by its table alone.
     """
     ranking = sequence_ranking(subjects, keys, carried, read_key)
-    return ranking.order, ranking.numbers
+    numbers = ranking.numbers
+    return (np.asarray(ranking.order).tolist(),
+            None if numbers is None else np.asarray(numbers, dtype=np.float64).tolist())
 
 
 @dataclass(frozen=True)
 class Ranking:
     """What :func:`sequence_ranking` found: the order of the rows, their --SEQ in that
     order (None: carried), and, when the rows were sorted by ranks, each sort key's rank
-    of every row (in read order; equal ranks for equal key texts, None's the highest)."""
+    of every row (in read order; equal ranks for equal key texts, None's the highest).
+    Sorted by ranks, the order and numbers are arrays (row places, floats)."""
 
-    order: list[int]
-    numbers: list[float] | None
+    order: list[int] | np.ndarray
+    numbers: list[float] | np.ndarray | None
     key_ranks: list[np.ndarray] | None = None
 
 
@@ -263,8 +266,8 @@ def sequence_ranking(subjects: Column, keys: list[Column], carried: list[Any] | 
         return Ranking(order, _numbers([listed[i] for i in order]))
     codes = [_column_ranks(subjects, subject=True),
              *(_column_ranks(key, subject=False) for key in keys)]
-    order = _read_order_ties(read_key, _stable_order(codes), codes)
-    return Ranking(order, _run_numbers(codes[0][order]), codes[1:])
+    places = _read_order_ties(read_key, _stable_order(codes), codes)
+    return Ranking(places, _run_numbers(codes[0][places]), codes[1:])
 
 
 def _all_text(subjects: Column) -> bool:
@@ -409,32 +412,31 @@ def _stable_order(codes: list[np.ndarray]) -> np.ndarray:
 
 
 def _read_order_ties(read_key: Callable[[int], Any], order: np.ndarray,
-                     codes: list[np.ndarray]) -> list[int]:
+                     codes: list[np.ndarray]) -> np.ndarray:
     """``order`` (a stable sort by ``codes``) with each run of rows equal in every code
     sorted by read order (``read_key``)."""
     tied = np.ones(max(len(order) - 1, 0), dtype=bool)
     for column in codes:
         ranked = column[order]
         tied &= ranked[1:] == ranked[:-1]
-    result: list[int] = order.tolist()
     if not tied.any():
-        return result
+        return order
+    result: list[int] = order.tolist()
     edges = np.flatnonzero(np.diff(np.concatenate(([False], tied, [False])).astype(np.int8)))
     for first, last in zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True):
         run = result[first:last + 1]
         run.sort(key=read_key)
         result[first:last + 1] = run
-    return result
+    return np.asarray(result, dtype=np.intp)
 
 
-def _run_numbers(subjects: np.ndarray) -> list[float]:
+def _run_numbers(subjects: np.ndarray) -> np.ndarray:
     """--SEQ of rows sorted by subject (their codes): 1.0, 2.0, ... within each subject."""
     position = np.arange(len(subjects))
     starts = np.ones(len(subjects), dtype=bool)
     starts[1:] = subjects[1:] != subjects[:-1]
     first = np.maximum.accumulate(np.where(starts, position, 0))
-    numbers: list[float] = (position - first + 1).astype(np.float64).tolist()
-    return numbers
+    return (position - first + 1).astype(np.float64)
 
 
 def _numbers(subjects: list[Any]) -> list[float]:
