@@ -167,8 +167,11 @@ def first_rows(columns: list[ColumnValues], size: int) -> np.ndarray:
             span = int(key.max()) + 1 if size else 1
         key = key * width + (column.codes + 1)
         span *= width
-    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    return np.asarray(first[inverse.reshape(-1)], dtype=np.intp)
+    # pandas numbers the keys in the order they first come (by hashing, not sorting):
+    # the code reached so far grows by one exactly at each key's first row
+    codes, _ = pd.factorize(key)
+    firsts = np.flatnonzero(np.diff(np.maximum.accumulate(codes), prepend=-1) > 0)
+    return np.asarray(firsts[codes], dtype=np.intp)
 
 
 @dataclass(frozen=True)
