@@ -35,6 +35,13 @@ class TextFacts(NamedTuple):
     nul: bool
 
 
+def text_facts(texts: Collection[str]) -> TextFacts:
+    """Of ``texts``: the length of the longest, and whether they are all ASCII and
+    whether one holds a NUL."""
+    joined = "".join(texts)
+    return TextFacts(max(map(len, texts), default=0), joined.isascii(), "\x00" in joined)
+
+
 @dataclass(frozen=True)
 class ColumnValues:
     """A column as codes into its distinct values, so that a check asks about each
@@ -77,12 +84,9 @@ class ColumnValues:
 
     @cached_property
     def text_facts(self) -> TextFacts:
-        """Of distinct values that are all text (:attr:`all_text`): the length of the
-        longest, and whether they are ASCII and hold a NUL (found once, for the XPT check,
-        the column statistics and the XPT encoder)."""
-        joined = "".join(self.uniques)
-        return TextFacts(max(map(len, self.uniques), default=0), joined.isascii(),
-                         "\x00" in joined)
+        """:func:`text_facts` of distinct values that are all text (:attr:`all_text`),
+        found once for the XPT check, the column statistics and the XPT encoder."""
+        return text_facts(self.uniques)
 
     def texts(self, rows: int) -> list[str] | None:
         """The distinct values when these are codes of ``rows`` rows and every distinct

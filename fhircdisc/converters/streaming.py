@@ -1217,10 +1217,6 @@ def _provenance(domain: str, parts: Parts, at: np.ndarray, subjects: pd.Series,
                                   "LOCATION": location}, copy=False))
 
 
-#: where each row came from: its resource's report key, file and place in the file
-_PROVENANCE = ("_source", "_file", "_location")
-
-
 def gather(parts: Parts, names: Iterable[str]) -> dict[str, np.ndarray]:
     """The values of each of ``names`` over the rows of ``parts``, in order, as object
     arrays (:data:`ABSENT` where a row does not have the variable)."""

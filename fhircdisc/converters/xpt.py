@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fhircdisc.column_values import ColumnValues
+from fhircdisc.column_values import ColumnValues, text_facts
 from fhircdisc.converters.datasets import (
     build_frame,
     char_array,
@@ -184,7 +184,8 @@ def _clean(col: ColumnMeta, values: list[Any] | np.ndarray, unique: bool = False
                 distinct = set(values)      # columns repeat their values: test each once
         texts = (distinct if pd.api.types.infer_dtype(distinct, skipna=False) == "string"
                  else [v for v in distinct if v.__class__ is str])
-        return _clean_texts(texts)
+        facts = text_facts(texts)
+        return facts.ascii and facts.longest <= MAX_CHAR_BYTES
     try:
         numbers = np.asarray(values, dtype="float64")
     except (TypeError, ValueError):
@@ -193,13 +194,6 @@ def _clean(col: ColumnMeta, values: list[Any] | np.ndarray, unique: bool = False
     with np.errstate(invalid="ignore"):
         kept = (numbers == 0) | ((numbers >= XPT_MIN_MAGNITUDE) & (numbers < XPT_MAX_MAGNITUDE))
     return bool(kept.all())
-
-
-def _clean_texts(texts: list[str]) -> bool:
-    """Whether every one of ``texts`` is ASCII and fits a Char value."""
-    joined = "".join(texts)
-    return joined.isascii() and (len(joined) <= MAX_CHAR_BYTES
-                                 or max(map(len, texts), default=0) <= MAX_CHAR_BYTES)
 
 
 def _value_violations(domain: str, col: ColumnMeta, values: list[Any],
@@ -591,10 +585,7 @@ class XptPieceEncoder:
                 filled = values.copy()
                 filled[none_mask(values)] = ""
                 texts = filled.tolist()
-                distinct = set(texts)
-                longest[col.name] = max(map(len, distinct), default=0)
-                joined = "".join(distinct)
-                ascii, nul = joined.isascii(), "\x00" in joined
+                longest[col.name], ascii, nul = text_facts(set(texts))
             if longest[col.name] > MAX_CHAR_BYTES or not ascii:
                 suspect = True
                 continue
