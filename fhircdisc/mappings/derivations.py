@@ -336,8 +336,9 @@ _PROBE = 256
 
 def _byte_ranks(texts: list[str | None]) -> np.ndarray | None:
     """:func:`_text_ranks` of ASCII texts without NUL, by sorting them as fixed-width
-    bytes (in 8-byte big-endian words: byte order is code point order); None for any
-    other column (None among the texts too)."""
+    bytes (byte order is code point order): packed into one number each when they fit
+    (:func:`_packed_key`), else in 8-byte big-endian words; None for any other column
+    (None among the texts too)."""
     if not set(map(type, texts)) <= {str}:
         return None
     joined = "".join(cast(list[str], texts))
