@@ -1136,7 +1136,8 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
     finished = FinishedBucket(frame, provenance, None, [], [], coded={
         name: values for name, values in coded.items()
         if (column := meta.column(name)) is not None and column.type == "Char"},
-        rows=len(frame), subjects=int(frame["USUBJID"].nunique()))
+        rows=len(frame), subjects=len(coded["USUBJID"].uniques) if "USUBJID" in coded
+        else int(frame["USUBJID"].nunique()))        # (codes name only values rows take)
     if plan.validate and plan.dm is not None:
         from fhircdisc.schemas.conformance import validate_sdtm
         from fhircdisc.schemas.conformance.context import Dataset
