@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pandas as pd
 import pytest
 
 from benchmarks.generate import CATEGORY, generate
@@ -154,6 +155,9 @@ def test_stream_writes_the_same_files_as_memory(export: Path, memory_output: dic
     report = orjson.loads(streamed["conversion-report.json"])
     assert report["reconciles"]
     assert report["rows"]["LB"] == result.datasets["LB"][0] > 1500
+    # each bucket's subjects, counted from their codes, add up to the dataset's
+    lb = pd.read_csv(tmp_path / "out" / "lb.csv", dtype=str)
+    assert result.datasets["LB"][1] == lb["USUBJID"].nunique() > 1
     reasons = report["unmapped_reasons"]
     for reason in ("entered-in-error", "unknown-code", "invalid-date", "subject-not-enrolled",
                    "unsupported-category", "unsupported-resource-type"):
