@@ -319,7 +319,7 @@ class ObservationLane:
             own = spec.own_values_of_text(text[0], obs.status, obs.__getattribute__)
         if own is None:
             return None
-        visit = None if obs.encounter is None else self.line_visit(obs, domain, spec)
+        visit = None if obs.encounter is None else self._line_visit(obs, domain, spec)
         if visit is DECLINED:
             return None
         if template is None:
@@ -339,7 +339,7 @@ class ObservationLane:
             return None
         return spec.own_values(value, quantity.comparator, obs.status, obs.__getattribute__)
 
-    def line_visit(self, obs: Any, domain: str, spec: CompiledSpec) -> Any:
+    def _line_visit(self, obs: Any, domain: str, spec: CompiledSpec) -> Any:
         """The visit values of a line's encounter: None without one (or one that does not
         resolve), :data:`DECLINED` when the line needs the general engine."""
         encounter = obs.encounter
@@ -404,7 +404,7 @@ class ObservationLane:
             own = self._own_of_quantity(spec, quantity, obs)
             if own is None:
                 return None
-            visit = self.line_visit(obs, domain, spec)
+            visit = self._line_visit(obs, domain, spec)
             if visit is DECLINED:
                 return None
             parts.append((domain, template, subject, own, obs.id or "", visit, number))
