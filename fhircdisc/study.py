@@ -112,8 +112,13 @@ class Study:
 def relative_files(files: pd.Series, out: Path) -> pd.Series:
     """:func:`relative_path` of a column of file names (worked out once per distinct name,
     and kept: the streaming engines ask it of every bucket of rows)."""
-    return files.map({name: _relative_text(name, out) if isinstance(name, str) else name
-                      for name in files.dropna().unique()})
+    return files.map(dict(zip(names := files.dropna().unique().tolist(),
+                              relative_names(names, out), strict=True)))
+
+
+def relative_names(names: list[Any], out: Path) -> list[Any]:
+    """:func:`relative_path` of each of ``names`` (each worked out once, and kept)."""
+    return [_relative_text(name, out) if isinstance(name, str) else name for name in names]
 
 
 @lru_cache(maxsize=65_536)
@@ -130,7 +135,8 @@ def csv_rows(frame: pd.DataFrame) -> bytes:
     return data
 
 
-_CSV_MARKS = (",", '"', "\r", "\n", "\x00")
+#: what makes a CSV field need quotes (or, NUL, not be written by the fast ways)
+CSV_MARKS = (",", '"', "\r", "\n", "\x00")
 
 
 def _csv_rows(frame: pd.DataFrame) -> bytes | None:
@@ -144,33 +150,20 @@ def _csv_rows(frame: pd.DataFrame) -> bytes | None:
         if texts is None:
             return None
         joined = "".join(texts)
-        if any(mark in joined for mark in _CSV_MARKS):
+        if any(mark in joined for mark in CSV_MARKS):
             return None
         columns.append(texts)
-    return _joined_fields(columns, [], len(frame))
+    return _joined_fields(columns, len(frame))
 
 
-def csv_fields(columns: list[list[str]], tails: list[list[str]]) -> bytes | None:
-    """CSV rows without a header from columns of field texts (as :func:`csv_texts` gives
-    them), the last field of each row followed by each of ``tails`` (texts joined to it
-    without a separator: known not to need quotes); None when a field needs quotes."""
-    for texts in columns:
-        joined = "".join(texts)
-        if any(mark in joined for mark in _CSV_MARKS):
-            return None
-    return _joined_fields(columns, tails, len(columns[0]) if columns else 0)
-
-
-def _joined_fields(columns: list[list[str]], tails: list[list[str]], rows: int) -> bytes:
+def _joined_fields(columns: list[list[str]], rows: int) -> bytes:
     if not rows:
         return b""
     # every field and separator in one list, joined once: no tuple and join a row
-    width = 2 * len(columns) + len(tails)
+    width = 2 * len(columns)
     pieces = [","] * (width * rows)
     for place, texts in enumerate(columns):
         pieces[2 * place::width] = texts
-    for place, texts in enumerate(tails, 2 * len(columns) - 1):
-        pieces[place::width] = texts
     pieces[width - 1::width] = [os.linesep] * rows
     return "".join(pieces).encode("utf-8")
 
@@ -204,17 +197,35 @@ def csv_texts(series: pd.Series) -> list[str] | None:
 def _whole_number_texts(values: np.ndarray) -> list[str] | None:
     """numpy's ``str`` of float64 values that are all whole numbers below 1e15 or missing
     (``3.0``, empty for NaN), without its shortest-repr search; None for other values."""
-    present = values[~np.isnan(values)]
+    table = whole_number_table(values)
+    if table is None:
+        return None
+    texts, places = table
+    found: list[str] = np.array(texts, dtype=object)[places].tolist()
+    return found
+
+
+def whole_number_table(values: np.ndarray) -> tuple[list[str], np.ndarray] | None:
+    """:func:`_whole_number_texts` as a table and places into it: each number's text
+    once (a --SEQ column repeats 1, 2, 3 ... per subject; the table may hold numbers no
+    value is), then the empty text (the place of a NaN); None when a value is not a
+    whole number below 1e15 (or is -0.0)."""
+    missing = np.isnan(values)
+    present = values[~missing]
     if not (np.all(np.abs(present) < 1e15) and np.all(present == np.floor(present))) \
             or np.any(np.signbit(present) & (present == 0)):
         return None
-    # each distinct number written once (a --SEQ column repeats 1, 2, 3 ... per subject)
-    distinct, places = np.unique(np.nan_to_num(values).astype(np.int64), return_inverse=True)
-    texts = np.array([f"{number}.0" for number in distinct.tolist()] or [""],
-                     dtype=object)[places.reshape(-1)]
-    texts[np.isnan(values)] = ""
-    found: list[str] = texts.tolist()
-    return found
+    numbers = np.nan_to_num(values).astype(np.int64)
+    low, high = (int(numbers.min()), int(numbers.max())) if len(numbers) else (0, -1)
+    if high - low <= len(numbers) + 1024:        # a text per number from the lowest up
+        texts = [f"{number}.0" for number in range(low, high + 1)]
+        places = numbers - low
+    else:
+        distinct, places = np.unique(numbers, return_inverse=True)
+        texts = [f"{number}.0" for number in distinct.tolist()]
+        places = places.reshape(-1)
+    places[missing] = len(texts)
+    return [*texts, ""], places
 
 
 def relative_path(source: object, out: Path) -> object:

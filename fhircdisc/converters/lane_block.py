@@ -14,7 +14,6 @@ tests compare the output of both ways byte for byte.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import cache
 from typing import Any, NamedTuple, cast
 
 import numpy as np
@@ -470,40 +469,6 @@ class _Settled:
         self.lines += lines
         self.visits += visits
         self.components += components
-
-
-def line_texts(lines: np.ndarray) -> tuple[list[str], list[str]]:
-    """The ``_location`` texts of rows read from lines ``lines`` (no component) in two
-    pieces, ``heads[i] + tails[i] == f"line {lines[i]}"``, taken from tables: a text a
-    row costs more than the rest of its provenance row."""
-    numbers = np.asarray(lines, dtype=np.int64)
-    if len(numbers) and numbers.min() < 0:
-        raise ValueError("line numbers are not negative")
-    below, last = np.divmod(numbers, _PER_HEAD)
-    whole, digits = _line_tables()
-    if not len(below) or below.max() == 0:
-        return whole[last].tolist(), [""] * len(last)
-    top = int(below.max()) + 1
-    if top <= len(below) + _PER_HEAD:            # a head per value up to the highest
-        heads = object_array((f"line {n}" for n in range(top)), top)[below]
-    else:                                        # (far apart: a head per one in use)
-        used, places = np.unique(below, return_inverse=True)
-        heads = object_array((f"line {n}" for n in used.tolist()), len(used))[places]
-    short = below == 0
-    return (np.where(short, whole[last], heads).tolist(),
-            np.where(short, "", digits[last]).tolist())
-
-
-#: how many line numbers share a head in :func:`line_texts`
-_PER_HEAD = 10_000
-
-
-@cache
-def _line_tables() -> tuple[np.ndarray, np.ndarray]:
-    """``"line n"`` for n below :data:`_PER_HEAD`, and n in as many digits as it takes."""
-    width = len(str(_PER_HEAD - 1))
-    return (object_array((f"line {n}" for n in range(_PER_HEAD)), _PER_HEAD),
-            object_array((f"{n:0{width}d}" for n in range(_PER_HEAD)), _PER_HEAD))
 
 
 def _location(line: int, part: int) -> str:

@@ -85,10 +85,10 @@ from fhircdisc.converters.lane_block import (
     LaneBlock,
     gathered,
     joined,
-    line_texts,
     object_array,
 )
 from fhircdisc.converters.processes import forked_pool
+from fhircdisc.converters.provenance_rows import tabled_provenance
 from fhircdisc.errors import InputError
 from fhircdisc.finding_runs import BankedFindings, FindingRuns, StreamedValidation, bank
 from fhircdisc.mappings import derivations
@@ -101,11 +101,11 @@ from fhircdisc.study import (
     PROVENANCE_NAME,
     REPORT_NAME,
     Study,
-    csv_fields,
     csv_rows,
     csv_texts,
     dataset_meta,
     relative_files,
+    relative_names,
     relative_path,
     tidy_columns,
     typed_frame,
@@ -1129,7 +1129,8 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
             coded[name] = ColumnValues.of(pd.Series(columns[name], dtype=object, copy=False))
     raw = raw_frame(domain, wanted, columns, exact=("USUBJID", seq_var))
     provenance = _provenance(domain, parts, at, raw["USUBJID"], raw[seq_var],
-                             pd.Series(columns["_source"], dtype=object, copy=False), plan.out)
+                             pd.Series(columns["_source"], dtype=object, copy=False), plan.out,
+                             coded.get("USUBJID"))
     frame = typed_frame(domain, raw, plan.columns[domain], coded)
     meta = plan.meta(domain)
     # typing keeps a Char value as it is (a missing one becomes None): the codes still hold
@@ -1193,23 +1194,22 @@ def _shared_own(parts: Parts, names: list[str]) -> dict[str, str]:
 
 
 def _provenance(domain: str, parts: Parts, at: np.ndarray, subjects: pd.Series,
-                seqs: pd.Series, sources: pd.Series, out: Path | None) -> bytes:
-    """The provenance rows of a bucket (rows in the order ``at``) as CSV: from one lane
-    block's line numbers and files when it is the only part, without a text a row."""
+                seqs: pd.Series, sources: pd.Series, out: Path | None,
+                subject_codes: ColumnValues | None = None) -> bytes:
+    """The provenance rows of a bucket (rows in the order ``at``) as CSV: from tables
+    (:func:`tabled_provenance`) when one lane block is the only part (``subject_codes``:
+    the subjects' codes, when known)."""
     block = parts[0] if len(parts) == 1 else None
-    if isinstance(block, LaneBlock) and block.components is None:
+    if isinstance(block, LaneBlock) and block.components is None \
+            and seqs.dtype == np.float64 and (texts := csv_texts(sources)) is not None:
         names = [file for file, _ in block.files]
         if out is not None:
-            names = relative_files(pd.Series(names, dtype=object), out).tolist()
-        files = names * len(at) if block.origins is None or len(names) == 1 else \
-            object_array(names, len(names))[block.origins[at]].tolist()
-        texts = [found for column in (subjects, seqs, sources)
-                 if (found := csv_texts(column)) is not None]
-        if len(texts) == 3:
-            heads, tails = line_texts(block.lines[at])
-            data = csv_fields([[domain] * len(at), *texts, files, heads], [tails])
-            if data is not None:
-                return data
+            names = relative_names(names, out)
+        data = tabled_provenance(
+            domain, subject_codes or ColumnValues.of(subjects), seqs.to_numpy(), texts,
+            names, None if block.origins is None else block.origins[at], block.lines[at])
+        if data is not None:
+            return data
     file = pd.Series(ordered_column(parts, "_file", at)[0], dtype=object)
     location = pd.Series(ordered_column(parts, "_location", at)[0], dtype=object)
     return csv_rows(pd.DataFrame({"DOMAIN": domain, "USUBJID": subjects, "SEQ": seqs,

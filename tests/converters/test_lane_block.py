@@ -24,7 +24,6 @@ from fhircdisc.converters.lane_block import (
     LaneBlock,
     gathered,
     joined,
-    line_texts,
     object_array,
 )
 from fhircdisc.converters.observation_lane import LineFailure, ObservationLane
@@ -315,13 +314,6 @@ def test_facts_of_an_own_column_as_of_its_values(values: list[Any]) -> None:
     """A column of own values (texts, floats, anything) has the facts its values give."""
     column = object_array(values, len(values))
     assert chunk._own_stats(column) == chunk._column_stats(tuple(values))
-
-
-@given(st.lists(st.one_of(st.integers(0, 10**12), st.integers(0, 30_000)), max_size=40))
-def test_line_texts_are_the_locations_in_two_pieces(numbers: list[int]) -> None:
-    heads, tails = line_texts(np.asarray(numbers, dtype=np.int64))
-    assert [head + tail for head, tail in zip(heads, tails, strict=True)] == [
-        f"line {n}" for n in numbers]
 
 
 def test_provenance_of_files_whose_names_need_quotes(lane: ObservationLane) -> None:
