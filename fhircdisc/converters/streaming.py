@@ -33,12 +33,13 @@ import math
 import multiprocessing
 import os
 import pickle
+import queue
 import shutil
 import threading
 import time
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from contextlib import contextmanager
@@ -1348,7 +1349,8 @@ def _as_records_type(values: np.ndarray) -> Any:
 
 def write_output(setup: Setup, staging: Path, pieces: Mapping[str, list[Piece]],
                  load: Callable[[Piece], FinishedBucket], workers: int = 1,
-                 checked: Callable[[], ValidationResult] | None = None) -> StreamResult:
+                 checked: Callable[[], ValidationResult] | None = None,
+                 early: Collection[str] = ()) -> StreamResult:
     """Write every output file into ``staging``, then move them into the output folder.
 
     ``pieces``: per streamed domain, its non-empty buckets in bucket order; ``load``
@@ -1357,7 +1359,8 @@ def write_output(setup: Setup, staging: Path, pieces: Mapping[str, list[Piece]],
     (``load`` must work there), each with its share of the provenance table.
     ``checked`` gives the small datasets' conformance results when they were checked
     ahead (:class:`_CheckAhead`; asked before any process is forked), else they are
-    checked here.
+    checked here. ``early``: streamed datasets already in ``staging`` in every format,
+    with their provenance shares (:class:`_EarlyWriting`).
     """
     small, report, out = setup.small, setup.report, setup.out
     streamed = setup.streamed()
@@ -1376,7 +1379,9 @@ def write_output(setup: Setup, staging: Path, pieces: Mapping[str, list[Piece]],
         # the small datasets are written by the same workers, first: DM has a row per
         # Patient, and can take as long as a streamed dataset
         jobs: list[tuple[str, Path | None]] = [*((name, None) for name in small.domains),
-                                               *zip(streamed, shares, strict=True)]
+                                               *((domain, share) for domain, share in zip(
+                                                   streamed, shares, strict=True)
+                                                 if domain not in early)]
         with _started(_write_domain, jobs, workers) as finish:
             if ahead is None and setup.plan.validate and small.domains:
                 ahead = _small_checked(setup, *_banked_rows(setup, small.validate()))
@@ -1649,21 +1654,39 @@ def _stream(setup: Setup, staging: Path, workers: int,
         keys = setup.bucket_keys()
         finished = tick.buckets(len(keys))
 
+        lasts = {domain: key for key in keys for domain in (key[0],)}
+
         def arrived(key: Key, piece: Piece | None) -> None:
             bank_findings(setup, piece)
             finished(key, piece)
+            if piece is not None:
+                pieces.setdefault(piece.domain, []).append(piece)
+            if early is not None and lasts[key[0]] == key and key != keys[-1]:
+                early.write(key[0], pieces.get(key[0], []))
 
         ahead = _CheckAhead(setup) if workers > 1 and setup.plan.validate \
             and setup.small.domains else None
-        for piece in _run(_finish_bucket, keys, workers, arrived,
-                          None if ahead is None else ahead.start):
-            if piece is not None:
-                pieces.setdefault(piece.domain, []).append(piece)
+        load = partial(_load_bucket, spill_dir)
+        early = _EarlyWriting(setup, staging, load) if workers > 1 else None
+
+        def started() -> None:
+            if ahead is not None:
+                ahead.start()
+            if early is not None:
+                early.start()
+
+        try:
+            _run(_finish_bucket, keys, workers, arrived, started)
+        except BaseException:
+            if early is not None:
+                early.abandon()
+            raise
+        written = set() if early is None else early.finish()
         marks.append(time.perf_counter())
         spent.append(_cpu_seconds())
         tick.step("writing the output files")
-        result = write_output(setup, staging, pieces, partial(_load_bucket, spill_dir),
-                              workers, None if ahead is None else ahead.result)
+        result = write_output(setup, staging, pieces, load, workers,
+                              None if ahead is None else ahead.result, written)
         marks.append(time.perf_counter())
         spent.append(_cpu_seconds())
         result.timings = dict(zip(("observations", "datasets", "writing"),
@@ -1813,6 +1836,57 @@ class _CheckAhead:
             raise self.error
         assert self.outcome is not None
         return _small_checked(self.setup, self.outcome, self.banked)
+
+
+class _EarlyWriting:
+    """The streamed datasets written on a thread of the main process as soon as their
+    last bucket is finished, while the forked workers finish the next dataset's buckets
+    (the last dataset is written after them, beside the small ones). Started once the
+    workers are forked, and finished before any other process is (as
+    :class:`_CheckAhead`)."""
+
+    def __init__(self, setup: Setup, staging: Path,
+                 load: Callable[[Piece], FinishedBucket]) -> None:
+        self.setup, self.staging, self.load = setup, staging, load
+        self.jobs: queue.SimpleQueue[tuple[str, list[Piece]] | None] = queue.SimpleQueue()
+        self.written: set[str] = set()
+        self.error: BaseException | None = None
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._work, name="early-writing", daemon=True)
+        self.thread.start()
+
+    def write(self, domain: str, parts: list[Piece]) -> None:
+        """Write ``domain`` from its finished buckets ``parts`` (every one of them)."""
+        self.jobs.put((domain, list(parts)))
+
+    def _work(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            if self.error is not None:
+                continue                        # (a failed dataset: the rest is not written)
+            domain, parts = job
+            try:
+                share = self.staging / f".{domain}.{PROVENANCE_NAME}"
+                share.touch()
+                _write_streamed(self.setup, self.staging, domain, parts, self.load, share)
+                self.written.add(domain)
+            except BaseException as exc:  # raised in the main thread, by finish()
+                self.error = exc
+
+    def finish(self) -> set[str]:
+        """The datasets written, once the thread is over (its error raised here)."""
+        self.abandon()
+        if self.error is not None:
+            raise self.error
+        return self.written
+
+    def abandon(self) -> None:
+        """Wait for the dataset being written, and write no other."""
+        if self.thread is not None:
+            self.jobs.put(None)
+            self.thread.join()
+            self.thread = None
 
 
 def _bucket_path(spill_dir: Path, key: Key) -> Path:

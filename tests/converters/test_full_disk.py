@@ -46,6 +46,18 @@ def test_streaming_on_a_full_disk_is_an_output_error(export: Path, tmp_path: Pat
     assert not out.exists()
 
 
+def test_a_full_disk_while_datasets_are_written_beside_the_workers(
+        export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With two workers LB is written on a thread while VS is finished: a full disk
+    there is the same output error."""
+    monkeypatch.setattr(streaming, "_write_streamed", _full)
+    out = tmp_path / "out"
+    with pytest.raises(OutputError) as caught:
+        streaming.stream_to_sdtm([export], out, study_id="S", workers=2, chunk_lines=500)
+    assert str(caught.value) == f"cannot write in {out}: No space left on device"
+    assert not out.exists()
+
+
 def test_the_command_line_says_so_without_a_traceback(export: Path, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch
                                                       ) -> None:

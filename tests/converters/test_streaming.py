@@ -428,3 +428,44 @@ def test_the_small_datasets_checked_ahead_fail_the_conversion_as_inline(
                            creation_datetime=STAMP, chunk_lines=700, bucket_rows=400)
         assert not out.exists() or list(out.iterdir()) == []
     assert threads == ["check-ahead", "MainThread"]
+
+
+def test_datasets_written_while_the_last_one_is_finished(
+        export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With several workers, LB is written on a thread of the main process once its last
+    bucket is finished, while the workers finish VS: the output is the one-process
+    output; an error there stops the conversion, and no output is left behind."""
+    import threading
+
+    from fhircdisc.converters import streaming
+
+    writing = streaming._write_streamed
+    threads: dict[str, str] = {}
+
+    def spied(setup: Any, staging: Path, domain: str, *args: Any) -> None:
+        threads[domain] = threading.current_thread().name
+        writing(setup, staging, domain, *args)
+
+    monkeypatch.setattr(streaming, "_write_streamed", spied)
+    outputs = {}
+    for workers in (1, 2):
+        threads.clear()
+        out = tmp_path / f"out{workers}"
+        stream_to_sdtm([export], out, FORMATS, study_id="BENCH", workers=workers,
+                       creation_datetime=STAMP, chunk_lines=700, bucket_rows=400)
+        outputs[workers] = _files(out)
+    # (VS is written in a forked worker, beside DM: its thread is not seen here)
+    assert threads == {"LB": "early-writing"}
+    assert outputs[1] == outputs[2]
+
+    def broken(setup: Any, staging: Path, domain: str, *args: Any) -> None:
+        if threading.current_thread().name == "early-writing":
+            raise RuntimeError("cannot encode LB")
+        writing(setup, staging, domain, *args)
+
+    monkeypatch.setattr(streaming, "_write_streamed", broken)
+    out = tmp_path / "broken"
+    with pytest.raises(RuntimeError, match="cannot encode LB"):
+        stream_to_sdtm([export], out, FORMATS, study_id="BENCH", workers=2,
+                       creation_datetime=STAMP, chunk_lines=700, bucket_rows=400)
+    assert not out.exists() or list(out.iterdir()) == []

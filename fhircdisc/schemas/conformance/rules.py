@@ -13,6 +13,7 @@ import io
 import re
 import string
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import cast
@@ -151,8 +152,19 @@ def read_rules_text(text: str, source: str = "<rules>") -> list[Rule]:
 
 
 def load_rules(path: Path | str | None = None) -> list[Rule]:
-    """Read and validate the rule table (the packaged SDTM rules when ``path`` is None)."""
-    file = Path(path) if path is not None else default_rules_path()
+    """Read and validate the rule table (the packaged SDTM rules when ``path`` is None:
+    read once a process, a streamed conversion checking each bucket of rows with them)."""
+    if path is None:
+        return list(_packaged_rules())
+    return _read_rules(Path(path))
+
+
+@cache
+def _packaged_rules() -> tuple[Rule, ...]:
+    return tuple(_read_rules(default_rules_path()))
+
+
+def _read_rules(file: Path) -> list[Rule]:
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
