@@ -48,12 +48,18 @@ from datetime import UTC, datetime
 from functools import cache, partial
 from itertools import repeat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from fhircdisc.column_values import ColumnValues, PackedFrame, pack_frame, text_or_none
+
+# Pass 2 reads lines with observation_batch; pass 3 and the writers use dataset_stream,
+# conformance and these encoders: imported here, not where first used, the forked
+# workers have them from the start (each would import them again otherwise: 0.2 s a
+# worker when Python keeps no bytecode)
+from fhircdisc.converters import csv_io, dataset_json, observation_batch, xpt  # noqa: F401
 from fhircdisc.converters.atomic import cannot_write, publish, staging_folder
 from fhircdisc.converters.chunk import (
     STREAMED_DOMAINS,
@@ -66,6 +72,15 @@ from fhircdisc.converters.chunk import (
     finish_block,
     finish_rows,
     is_streamed_line,
+)
+from fhircdisc.converters.dataset_stream import (
+    EncodedRows,
+    EncodedXpt,
+    encode_apart,
+    merge_stats,
+    open_dataset_writer,
+    stats_of,
+    write_piece,
 )
 from fhircdisc.converters.datasets import write_dataset
 from fhircdisc.converters.fhir_reader import (
@@ -96,6 +111,8 @@ from fhircdisc.mappings import derivations
 from fhircdisc.mappings import terminology as terminology_module
 from fhircdisc.report import ConversionReport
 from fhircdisc.report_runs import SharedRuns
+from fhircdisc.schemas.conformance import validate_sdtm
+from fhircdisc.schemas.conformance.context import Dataset
 from fhircdisc.schemas.findings import Finding, RuleRun, RunStatus, ValidationResult
 from fhircdisc.streamed_json import write_streamed
 from fhircdisc.study import (
@@ -111,9 +128,6 @@ from fhircdisc.study import (
     tidy_columns,
     typed_frame,
 )
-
-if TYPE_CHECKING:
-    from fhircdisc.converters.dataset_stream import EncodedRows, EncodedXpt
 
 #: Observation lines per chunk handed to a worker
 CHUNK_LINES = 40_000
@@ -1074,8 +1088,6 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
     """The rows of one bucket (every row of its subjects, in ``parts`` in read order) as
     a typed dataset piece: sorted, --SEQ numbered, provenance split off, conformance
     rules run with DM beside it."""
-    from fhircdisc.converters.dataset_stream import encode_apart, stats_of
-
     seq_var = f"{domain}SEQ"
     names = plan.all_columns[domain]
     keys = SPECS[domain].seq_keys
@@ -1141,9 +1153,6 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
         rows=len(frame), subjects=len(coded["USUBJID"].uniques) if "USUBJID" in coded
         else int(frame["USUBJID"].nunique()))        # (codes name only values rows take)
     if plan.validate and plan.dm is not None:
-        from fhircdisc.schemas.conformance import validate_sdtm
-        from fhircdisc.schemas.conformance.context import Dataset
-
         dataset = Dataset(domain, frame, meta)
         dataset.adopt(finished.coded)
         result = validate_sdtm({"DM": plan.dm_dataset(), domain: dataset},
@@ -1465,8 +1474,6 @@ def _write_domain(job: tuple[str, Path | None]) -> None:
 
 def _write_streamed(setup: Setup, staging: Path, domain: str, parts: list[Piece],
                     load: Callable[[Piece], FinishedBucket], prov_path: Path) -> None:
-    from fhircdisc.converters.dataset_stream import merge_stats, open_dataset_writer, write_piece
-
     meta = setup.plan.meta(domain)
     stats = merge_stats(part.stats for part in parts)
     writers = [open_dataset_writer(staging, meta, fmt, stats,
