@@ -591,9 +591,11 @@ class XptPieceEncoder:
                 continue
             if nul:  # readstat copies a value up to its first NUL
                 texts = [text.partition("\x00")[0] for text in texts]
-            block = np.array(texts, dtype=f"S{width}")  # NUL-padded ASCII
-            padded = block.view(np.uint8)
-            np.copyto(padded, 0x20, where=padded == 0)
+            block = _full_width_block(texts, width) if known is not None and not nul else None
+            if block is None:
+                block = np.array(texts, dtype=f"S{width}")  # NUL-padded ASCII
+                padded = block.view(np.uint8)
+                np.copyto(padded, 0x20, where=padded == 0)
             if known is not None:
                 block = block[known.codes]  # code -1 takes the last: a missing value's blank
             fields.append(block.view(f"V{width}").reshape(n_rows, 1))
@@ -625,6 +627,17 @@ class XptPieceEncoder:
                           for row in range(rows - self._blank_run + 1, rows + 1)]
             raise ConversionError(_violation_message(self.path, violations))
         return b" " * (-(rows * self.row_length) % 80)
+
+
+def _full_width_block(texts: list[str], width: int) -> np.ndarray | None:
+    """A Char column's distinct ASCII texts (the last the empty one, for a missing
+    value) as fields of ``width`` bytes, the empty one blank, when every other one is
+    that long (complete dates, a test code of fixed length): joined and read as fields
+    at once, not made bytes one by one. None when they are not all that long."""
+    joined = "".join(texts)
+    if not width or len(joined) != width * (len(texts) - 1) or texts[-1]:
+        return None
+    return np.frombuffer((joined + " " * width).encode("ascii"), dtype=f"S{width}")
 
 
 def _representable(values: np.ndarray) -> np.ndarray:
