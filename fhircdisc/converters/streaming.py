@@ -113,6 +113,7 @@ from fhircdisc.report import ConversionReport
 from fhircdisc.report_runs import SharedRuns
 from fhircdisc.schemas.conformance import validate_sdtm
 from fhircdisc.schemas.conformance.context import Dataset
+from fhircdisc.schemas.ct import codelists
 from fhircdisc.schemas.findings import Finding, RuleRun, RunStatus, ValidationResult
 from fhircdisc.streamed_json import write_streamed
 from fhircdisc.study import (
@@ -236,8 +237,6 @@ class DatasetPlan:
         after the first, instead of 100,000 subjects coded again for each."""
         made = self.__dict__.get("_dm_dataset")
         if made is None:
-            from fhircdisc.schemas.conformance.context import Dataset
-
             assert self.dm is not None
             made = self.__dict__["_dm_dataset"] = Dataset(
                 "DM", self.dm.reset_index(drop=True), self.dm_meta)
@@ -1671,6 +1670,8 @@ def _stream(setup: Setup, staging: Path, workers: int,
             if early is not None and lasts[key[0]] == key and key != keys[-1]:
                 early.write(key[0], pieces.get(key[0], []))
 
+        if setup.plan.validate:
+            codelists()                 # read here once, not by each worker checking buckets
         ahead = _CheckAhead(setup) if workers > 1 and setup.plan.validate \
             and setup.small.domains else None
         load = partial(_load_bucket, spill_dir)
