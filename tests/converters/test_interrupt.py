@@ -46,7 +46,11 @@ def test_ctrl_c_in_the_middle_of_a_conversion_stops_everything_cleanly(
     os.killpg(process.pid, signal.SIGINT)
     _, err = process.communicate(timeout=120)
     message = err.decode()
-    assert process.returncode == 130                # as a shell reports SIGINT
+    # as a shell reports SIGINT (else: what the command said, and how this process, whose
+    # signal state the command inherits, handles and blocks SIGINT)
+    assert process.returncode == 130, (process.returncode, message[-3000:],
+                                       signal.getsignal(signal.SIGINT),
+                                       signal.pthread_sigmask(signal.SIG_BLOCK, []))
     assert "Aborted" in message
     assert "Traceback" not in message and "ForkPoolWorker" not in message, message
     assert not out.exists()
