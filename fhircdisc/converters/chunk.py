@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import chain, islice
@@ -191,7 +191,7 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
         result.outcomes[("Observation", "mapped")] += 1
         return 0
 
-    def block_rows(batch: LineBatch, numbers: list[int], alone: list[tuple[int, BlockRow]]
+    def block_rows(batch: LineBatch, numbers: Sequence[int], alone: list[tuple[int, BlockRow]]
                    ) -> None:
         """A batch's lane rows into their blocks, in line order: those read together, and
         ``alone``, those of lines read on their own (with each line's place)."""
@@ -239,12 +239,11 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
                                     components)
 
     taken = failed = 0
-    source = iter(lines)
     one_by_one = 0                      # batches' worth of lines to read one by one
-    while chunk := list(islice(source, BATCH_LINES)):
+    for numbers, texts in _batches(lines, BATCH_LINES):
         if one_by_one:
             one_by_one -= 1
-            for number, line in chunk:
+            for number, line in zip(numbers, texts, strict=True):
                 outcome = one_line(number, line, DECLINED)
                 if isinstance(outcome, list):
                     for row in outcome:
@@ -253,15 +252,13 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
                 else:
                     failed += outcome < 0
             continue
-        numbers = list(map(_NUMBER, chunk))
-        texts = list(map(_TEXT, chunk))
         batch = read_batch(lane, texts)
-        if len(batch.taken) < len(chunk) * BATCH_SHARE:
+        if len(batch.taken) < len(texts) * BATCH_SHARE:
             # lines of other kinds cost more in a batch than one by one
             one_by_one = ALONE_BATCHES
         alone: list[tuple[int, BlockRow]] = []
-        if len(batch.taken) < len(chunk):
-            for place in sorted(set(range(len(chunk))).difference(batch.taken)):
+        if len(batch.taken) < len(texts):
+            for place in sorted(set(range(len(texts))).difference(batch.taken)):
                 failure = batch.failures.get(place)
                 if failure is not None:
                     report(numbers[place], failure)
@@ -300,6 +297,37 @@ def convert_lines(lines: Iterable[tuple[int, bytes]], file: str, file_rank: int,
 
 _NUMBER = itemgetter(0)
 _TEXT = itemgetter(1)
+
+
+class NumberedLines:
+    """The lines of a file from line ``first`` on, one after the other (``lines``):
+    iterated as ``(number, line)``, and read by :func:`convert_lines` a batch at a time
+    as a range of numbers and a list of lines, without a tuple a line."""
+
+    def __init__(self, first: int, lines: Iterator[bytes]) -> None:
+        self.first = first
+        self.lines = lines
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        return enumerate(self.lines, self.first)
+
+    def batches(self, size: int) -> Iterator[tuple[range, list[bytes]]]:
+        """The lines ``size`` at a time, with their numbers."""
+        first = self.first
+        while texts := list(islice(self.lines, size)):
+            yield range(first, first + len(texts)), texts
+            first += len(texts)
+
+
+def _batches(lines: Iterable[tuple[int, bytes]], size: int
+             ) -> Iterator[tuple[Sequence[int], list[bytes]]]:
+    """Numbered lines ``size`` at a time, as their numbers and their texts."""
+    if isinstance(lines, NumberedLines):
+        yield from lines.batches(size)
+        return
+    source = iter(lines)
+    while chunk := list(islice(source, size)):
+        yield list(map(_NUMBER, chunk)), list(map(_TEXT, chunk))
 
 
 def _whole(values: list[Any]) -> list[Any]:

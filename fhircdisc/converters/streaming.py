@@ -65,6 +65,7 @@ from fhircdisc.converters.chunk import (
     STREAMED_DOMAINS,
     ChunkResult,
     ColumnStats,
+    NumberedLines,
     Ordinal,
     StudyContext,
     column_stats,
@@ -936,7 +937,7 @@ def _early_rows(early: dict[str, Rows], ordinals: list[Ordinal],
 
 
 # -- pass 2: Observations ------------------------------------------------------------------------
-def task_lines(task: Task) -> Iterator[tuple[int, bytes]]:
+def task_lines(task: Task) -> Iterable[tuple[int, bytes]]:
     """The Observation lines of a task, numbered, read from its file's byte range."""
     try:
         with open(task.path or task.file, "rb") as handle:
@@ -946,8 +947,8 @@ def task_lines(task: Task) -> Iterator[tuple[int, bytes]]:
         raise InputError(f"cannot read file: {exc}", task.file) from exc
     # a line holds one line break, at its end: stripping \r\n takes it and any \r before;
     # lines found with memchr and stripped one at a time, by iterators written in C
-    lines = enumerate(map(bytes.rstrip, io.BytesIO(block), repeat(b"\r\n")),
-                      start=task.first_line)
+    lines = NumberedLines(task.first_line,
+                          map(bytes.rstrip, io.BytesIO(block), repeat(b"\r\n")))
     if not task.mixed:                 # nothing but Observation lines
         return lines
     return ((number, line) for number, line in lines if is_streamed_line(line))
