@@ -1215,9 +1215,10 @@ def _provenance(domain: str, parts: Parts, at: np.ndarray, subjects: pd.Series,
         names = [file for file, _ in block.files]
         if out is not None:
             names = relative_names(names, out)
+        codes = subject_codes if subject_codes is not None else ColumnValues.of(subjects)
         data = tabled_provenance(
-            domain, subject_codes or ColumnValues.of(subjects), seqs.to_numpy(), texts,
-            names, None if block.origins is None else block.origins[at], block.lines[at])
+            domain, codes, seqs.to_numpy(), texts, names,
+            None if block.origins is None else block.origins[at], block.lines[at])
         if data is not None:
             return data
     file = pd.Series(ordered_column(parts, "_file", at)[0], dtype=object)
@@ -1661,7 +1662,7 @@ def _stream(setup: Setup, staging: Path, workers: int,
         keys = setup.bucket_keys()
         finished = tick.buckets(len(keys))
 
-        lasts = {domain: key for key in keys for domain in (key[0],)}
+        lasts = {key[0]: key for key in keys}          # each dataset's last bucket
 
         def arrived(key: Key, piece: Piece | None) -> None:
             bank_findings(setup, piece)
@@ -1860,6 +1861,7 @@ class _EarlyWriting:
         self.jobs: queue.SimpleQueue[tuple[str, list[Piece]] | None] = queue.SimpleQueue()
         self.written: set[str] = set()
         self.error: BaseException | None = None
+        self.stopped = False
         self.thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -1872,7 +1874,7 @@ class _EarlyWriting:
 
     def _work(self) -> None:
         while (job := self.jobs.get()) is not None:
-            if self.error is not None:
+            if self.error is not None or self.stopped:
                 continue                        # (a failed dataset: the rest is not written)
             domain, parts = job
             try:
@@ -1884,14 +1886,18 @@ class _EarlyWriting:
                 self.error = exc
 
     def finish(self) -> set[str]:
-        """The datasets written, once the thread is over (its error raised here)."""
-        self.abandon()
+        """The datasets written, once every one asked for is (an error raised here)."""
+        self._join()
         if self.error is not None:
             raise self.error
         return self.written
 
     def abandon(self) -> None:
         """Wait for the dataset being written, and write no other."""
+        self.stopped = True
+        self._join()
+
+    def _join(self) -> None:
         if self.thread is not None:
             self.jobs.put(None)
             self.thread.join()

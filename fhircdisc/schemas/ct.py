@@ -71,8 +71,9 @@ def codelists() -> dict[str, Codelist]:
     # datasets reads the table once)
     reader = csv.reader(io.StringIO("\n".join(lines)))
     header = next(reader, [])
-    width = len(header)                     # (a column the table lacks: a row's last cell,
-    fields = itemgetter(*(header.index(name) if name in header else width   # empty)
+    width = len(header)
+    # a column the table lacks is read from the empty cell added after each row's last
+    fields = itemgetter(*(header.index(name) if name in header else width
                           for name in ("codelist", "codelist_name", "extensible",
                                        "submission_value", "nci_code", "preferred_term")))
     for row in reader:
