@@ -469,3 +469,28 @@ def test_datasets_written_while_the_last_one_is_finished(
         stream_to_sdtm([export], out, FORMATS, study_id="BENCH", workers=2,
                        creation_datetime=STAMP, chunk_lines=700, bucket_rows=400)
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_a_bucket_failing_while_a_dataset_is_written_early_stops_the_conversion(
+        export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A VS bucket failing in a worker while LB is written on the main process's thread:
+    the conversion stops with that error, the thread is waited for, and no output is
+    left behind."""
+    import threading
+
+    from fhircdisc.converters import streaming
+
+    finish = streaming.finish_bucket
+
+    def failing(domain: str, *args: Any) -> Any:
+        if domain == "VS":
+            raise RuntimeError("VS bucket cannot be finished")
+        return finish(domain, *args)
+
+    monkeypatch.setattr(streaming, "finish_bucket", failing)
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="VS bucket cannot be finished"):
+        stream_to_sdtm([export], out, ("xpt",), study_id="BENCH", workers=2,
+                       creation_datetime=STAMP, chunk_lines=700, bucket_rows=400)
+    assert not out.exists() or list(out.iterdir()) == []
+    assert "early-writing" not in [thread.name for thread in threading.enumerate()]
