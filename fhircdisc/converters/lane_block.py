@@ -84,15 +84,13 @@ class LaneBlock:
         # a column of texts (report keys, dates, results) goes to the spill as one text:
         # pickling each of its texts costs more than joining and splitting them
         state = dict(self.__dict__)
-        packed: dict[int, Any] = {}
-        state["sources"] = _packed(self.sources, packed)
-        state["own"] = {var: _packed(values, packed) for var, values in self.own.items()}
+        state["sources"] = _packed(self.sources)
+        state["own"] = _once_an_array(self.own, _packed)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        unpacked: dict[int, np.ndarray] = {}
-        state["sources"] = _unpacked(state["sources"], unpacked)
-        state["own"] = {var: _unpacked(values, unpacked) for var, values in state["own"].items()}
+        state["sources"] = _unpacked(state["sources"])
+        state["own"] = _once_an_array(state["own"], _unpacked)
         self.__dict__.update(state)
 
     def add(self, template: PlainTemplate, subject: Any, own: tuple[Any, ...],
@@ -261,12 +259,7 @@ class LaneBlock:
         part.origins = None if self.origins is None else self.origins[rows]
         part.components = None if self.components is None else self.components[rows]
         part.sources = self.sources[rows]
-        part.own = {}
-        taken: dict[int, np.ndarray] = {}          # variables sharing an array still do
-        for var, values in self.own.items():
-            if id(values) not in taken:
-                taken[id(values)] = values[rows]
-            part.own[var] = taken[id(values)]
+        part.own = _once_an_array(self.own, lambda values: values[rows])
         if self.visit is not None:
             numbers = self.visit[rows]
             has = numbers >= 0
@@ -315,34 +308,37 @@ class JoinedTexts(NamedTuple):
 TEXT_SEPARATOR = "\x00"
 
 
-def _packed(values: np.ndarray, packed: dict[int, Any]) -> Any:
-    """``values`` as :class:`JoinedTexts` when they are all texts without the separator
-    (else as they are); an array met before gives what it gave then (``packed``)."""
-    found = packed.get(id(values))
-    if found is not None:
-        return found
-    found = values
+def _packed(values: np.ndarray) -> Any:
+    """``values`` as :class:`JoinedTexts` when they are all texts without the separator,
+    else as they are."""
     if values.dtype == object and len(values) > 1:
         try:
             text = TEXT_SEPARATOR.join(values.tolist())
         except TypeError:                          # something else than text
-            pass
-        else:
-            if text.count(TEXT_SEPARATOR) == len(values) - 1:
-                found = JoinedTexts(text, len(values))
-    packed[id(values)] = found
-    return found
+            return values
+        if text.count(TEXT_SEPARATOR) == len(values) - 1:
+            return JoinedTexts(text, len(values))
+    return values
 
 
-def _unpacked(values: Any, unpacked: dict[int, np.ndarray]) -> np.ndarray:
-    """An array :func:`_packed` gave, as an array again (one array for one packing)."""
+def _unpacked(values: Any) -> np.ndarray:
+    """An array :func:`_packed` gave, as an array again."""
     if not isinstance(values, JoinedTexts):
         return cast(np.ndarray, values)
-    found = unpacked.get(id(values))
-    if found is None:
-        found = unpacked[id(values)] = object_array(values.text.split(TEXT_SEPARATOR),
-                                                    values.size)
-    return found
+    return object_array(values.text.split(TEXT_SEPARATOR), values.size)
+
+
+def _once_an_array(columns: dict[str, Any], make: Callable[[Any], Any]) -> dict[str, Any]:
+    """``make`` of each of ``columns``, once an array (or packed array): variables that
+    share one (the result as text in --ORRES and --STRESC) share what it makes."""
+    made: dict[int, Any] = {}
+    out: dict[str, Any] = {}
+    for var, values in columns.items():
+        found = made.get(id(values))
+        if found is None:
+            found = made[id(values)] = make(values)
+        out[var] = found
+    return out
 
 
 def joined(blocks: list[LaneBlock]) -> LaneBlock:
