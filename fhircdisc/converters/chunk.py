@@ -429,7 +429,9 @@ def block_stats(block: LaneBlock) -> dict[str, ColumnStats]:
         values = block.own[name]
         found = own.get(id(values))
         if found is None:
-            found = own[id(values)] = _own_stats(values)
+            # a result text still to make is a text: the column has one
+            found = own[id(values)] = ColumnStats(True, False) \
+                if block.derived and name in block.text_vars else _own_stats(values)
         stats[name] = ColumnStats(found.present, found.numeric)
     return stats
 

@@ -14,17 +14,39 @@ tests compare the output of both ways byte for byte.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import repeat
+from operator import is_
 from typing import Any, NamedTuple, cast
 
 import numpy as np
 import pandas as pd
 
+from fhircdisc.column_values import ColumnValues
 from fhircdisc.converters.observation_lines import tuple_getter
+from fhircdisc.mappings.algorithms import number_texts
 from fhircdisc.mappings.compiled import CompiledSpec, PlainTemplate
 
 #: the value of a variable a row does not have (NaN, as ``DataFrame.from_records`` of row
 #: dicts puts it, and told apart by identity from a NaN a row holds)
 ABSENT = float("nan")
+
+
+class _DerivedText:
+    """See :data:`DERIVED_TEXT` (pickled as a reference to it, so it stays the one)."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> str:
+        return "DERIVED_TEXT"
+
+    def __repr__(self) -> str:
+        return "DERIVED_TEXT"
+
+
+#: the result as text of a row whose text is its result number's (``number_text``): a
+#: block holds this in its place, and makes the texts when a column of them is asked
+#: for, once per distinct number (most results: a float without a comparator)
+DERIVED_TEXT: Any = _DerivedText()
 
 
 def object_array(values: Any, size: int) -> np.ndarray:
@@ -51,6 +73,14 @@ class LaneBlock:
         self.context_vars = frozenset(var for var, _ in plan.context)
         self.own_places = plan.own
         self.visit_vars = spec.visit_vars
+        #: the variables of the result as text, and the one of the result as a number
+        #: (what a :data:`DERIVED_TEXT` is made from)
+        self.text_vars: tuple[str, ...] = plan.text
+        self.number_var: str | None = plan.number[0] if plan.number else None
+        #: whether some own text is still :data:`DERIVED_TEXT` (made by :meth:`column`);
+        #: once made, the texts as codes when every one was (:meth:`coded_texts`)
+        self.derived = False
+        self.text_values: ColumnValues | None = None
         self.templates: list[dict[str, Any]] = []
         #: the rows added since the last :meth:`_settle`: (template, subject, own values,
         #: key, line, visit values, component number)
@@ -86,6 +116,7 @@ class LaneBlock:
         state = dict(self.__dict__)
         state["sources"] = _packed(self.sources)
         state["own"] = _once_an_array(self.own, _packed)
+        state["text_values"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -146,6 +177,8 @@ class LaneBlock:
             for var, place in self.own_places:    # variables of one value share its array
                 if place not in by_place:
                     by_place[place] = object_array(settled.own[place], size)
+                    if var in self.text_vars and self.number_var is not None:
+                        self.derived = DERIVED_TEXT in settled.own[place]
                 self.own[var] = by_place[place]
             if visits.count(None) != size:
                 # rows with an encounter have visit values of their own (the lane's
@@ -177,6 +210,8 @@ class LaneBlock:
         ``_order``), row by row, as an object array; :data:`ABSENT` for a variable the
         rows do not have."""
         size = len(self.template)
+        if self.derived and name in self.text_vars:
+            self._make_texts()
         own = self.own.get(name)
         if own is not None:
             return own
@@ -200,6 +235,28 @@ class LaneBlock:
             return object_array(zip(self._ranks().tolist(), self.lines.tolist(),
                                     [0] * size, strict=True), size)
         return object_array([ABSENT] * size, size)
+
+    def _make_texts(self) -> None:
+        """Put the result texts in place of :data:`DERIVED_TEXT` (in every variable sharing
+        the array)."""
+        assert self.number_var is not None
+        texts = self.own[self.text_vars[0]]
+        made, self.text_values = derived_texts(texts, self.own[self.number_var])
+        for var in self.text_vars:
+            if self.own[var] is texts:
+                self.own[var] = made
+        self.derived = False
+
+    def coded_texts(self, name: str, order: np.ndarray) -> ColumnValues | None:
+        """The result as text (``name``, one of :attr:`text_vars`) of the rows taken in
+        ``order`` as codes into its distinct values, when the block made every text of
+        it from its number (:data:`DERIVED_TEXT`); None otherwise."""
+        if self.derived and name in self.text_vars:
+            self._make_texts()
+        if self.text_values is None or name not in self.text_vars \
+                or self.own.get(name) is not self.own[self.text_vars[0]]:
+            return None
+        return ColumnValues(self.text_values.codes[order], self.text_values.uniques)
 
     def read_place(self, row: int) -> tuple[tuple[int, int, int], str]:
         """Where one row was read: its ``_order`` and ``_location`` (as :meth:`column`
@@ -260,6 +317,7 @@ class LaneBlock:
         part.components = None if self.components is None else self.components[rows]
         part.sources = self.sources[rows]
         part.own = _once_an_array(self.own, lambda values: values[rows])
+        part.text_values = None
         if self.visit is not None:
             numbers = self.visit[rows]
             has = numbers >= 0
@@ -297,6 +355,32 @@ def gathered(blocks: list[LaneBlock]) -> LaneBlock:
     return out
 
 
+def derived_texts(texts: np.ndarray, numbers: np.ndarray
+                  ) -> tuple[np.ndarray, ColumnValues | None]:
+    """``texts`` with each :data:`DERIVED_TEXT` made the text of the row's number (a
+    float), each distinct number's once; and, when every text was one, the texts as codes
+    into their distinct values (each number has a text of its own, 0 and -0 one)."""
+    values = texts.tolist()
+    every = values.count(DERIVED_TEXT) == len(values)
+    places = None if every else np.flatnonzero(np.fromiter(
+        map(is_, values, repeat(DERIVED_TEXT)), dtype=bool, count=len(values)))
+    floats = (numbers if places is None else numbers[places]).astype(np.float64)
+    codes, uniques = pd.factorize(floats)
+    distinct = number_texts(uniques.tolist())
+    table = object_array(distinct, len(distinct))
+    if places is None:
+        return table[codes], ColumnValues(np.asarray(codes, dtype=np.intp), distinct)
+    made = texts.copy()
+    made[places] = table[codes]
+    return made, None
+
+
+class AllDerived(NamedTuple):
+    """An object array of nothing but :data:`DERIVED_TEXT` (its length)."""
+
+    size: int
+
+
 class JoinedTexts(NamedTuple):
     """An object array of texts as one text (:data:`TEXT_SEPARATOR` between them)."""
 
@@ -310,11 +394,14 @@ TEXT_SEPARATOR = "\x00"
 
 def _packed(values: np.ndarray) -> Any:
     """``values`` as :class:`JoinedTexts` when they are all texts without the separator,
-    else as they are."""
+    as :class:`AllDerived` when they are all :data:`DERIVED_TEXT`, else as they are."""
     if values.dtype == object and len(values) > 1:
+        listed = values.tolist()
         try:
-            text = TEXT_SEPARATOR.join(values.tolist())
+            text = TEXT_SEPARATOR.join(listed)
         except TypeError:                          # something else than text
+            if listed.count(DERIVED_TEXT) == len(listed):
+                return AllDerived(len(listed))
             return values
         if text.count(TEXT_SEPARATOR) == len(values) - 1:
             return JoinedTexts(text, len(values))
@@ -323,6 +410,8 @@ def _packed(values: np.ndarray) -> Any:
 
 def _unpacked(values: Any) -> np.ndarray:
     """An array :func:`_packed` gave, as an array again."""
+    if isinstance(values, AllDerived):
+        return np.full(values.size, DERIVED_TEXT, dtype=object)
     if not isinstance(values, JoinedTexts):
         return cast(np.ndarray, values)
     return object_array(values.text.split(TEXT_SEPARATOR), values.size)
@@ -364,6 +453,8 @@ def joined(blocks: list[LaneBlock]) -> LaneBlock:
     out.lines = np.concatenate([block.lines for block in blocks])
     out.sources = np.concatenate([block.sources for block in blocks])
     out.own = _joined_own(blocks)
+    out.derived = any(block.derived for block in blocks)
+    out.text_values = None
     files: dict[tuple[str, int], int] = {}
     origins = []
     for block, size in zip(blocks, sizes, strict=True):

@@ -16,12 +16,13 @@ from __future__ import annotations
 from itertools import compress, repeat
 from math import isfinite
 from operator import and_, attrgetter, is_, is_not, itemgetter, not_
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from fhircdisc.converters.fhir_to_sdtm import EXCLUDED_STATUS
+from fhircdisc.converters.lane_block import DERIVED_TEXT
 from fhircdisc.converters.observation_lane import DECLINED, LineFailure, ObservationLane
 from fhircdisc.converters.observation_lines import orjson_number
-from fhircdisc.mappings.algorithms import number_text, number_texts
+from fhircdisc.mappings.algorithms import number_text
 from fhircdisc.mappings.compiled import PlainTemplate
 from fhircdisc.mappings.dates import dtc_values
 
@@ -57,7 +58,8 @@ class LineBatch(NamedTuple):
     """The lines of a batch read here, as columns: their places in the batch (in order)
     and, per line, its domain, template, subject, own values in the order
     ``CompiledSpec.own_values`` gives them (a column each: not-done flag, date, result as
-    text, as a number), id and visit values (None: the template's). ``decoded``: lines
+    text, as a number; the text :data:`~fhircdisc.converters.lane_block.DERIVED_TEXT`
+    where it is the number's), id and visit values (None: the template's). ``decoded``: lines
     left out as ``LineShape.decode`` gives them, by place, where that is known (a line
     that does not decode: None); ``failures``: by place, the lines left out that
     ``read_line`` reports as not mapping from their subject or template alone, and
@@ -217,14 +219,17 @@ class _Read:
 
 def _results(values: list[Any]) -> tuple[list[str | None], list[float | None]]:
     """Per ``valueQuantity.value`` (a float, an int or None) with no comparator: the
-    result as text and as a number as ``CompiledSpec.own_values`` gives them; text None
-    where it declines the value."""
+    result as text and as a number as ``CompiledSpec.own_values`` gives them (the text
+    :data:`~fhircdisc.converters.lane_block.DERIVED_TEXT` when it is the number's); text
+    None where it declines the value."""
     if values and not any(map(is_, values, repeat(None))) \
             and set(map(type, values)) <= _NUMBER_TYPES:
         floats = list(map(float, values))
-        # finite, and an int below 1e15 is exactly its float, written alike ("140")
+        # finite, and an int below 1e15 is exactly its float, written alike ("140"): the
+        # texts are the numbers', made for each distinct number once the rows are in a
+        # dataset piece (``LaneBlock.column``)
         if max(map(abs, floats)) < 1e15:
-            return [*number_texts(floats)], [*floats]
+            return [DERIVED_TEXT] * len(floats), cast("list[float | None]", floats)
     texts: list[str | None] = []
     numbers: list[float | None] = []
     for value in values:

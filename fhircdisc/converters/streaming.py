@@ -1136,6 +1136,8 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
                 coded[name] = coded[first]
             continue
         columns[name], values = ordered_column(parts, name, at, ordered)
+        if values is None and len(parts) == 1 and isinstance(parts[0], LaneBlock):
+            values = parts[0].coded_texts(name, at)       # the result texts it made
         if values is not None or name in ranked:
             coded[name] = values if values is not None else ranked[name]
         elif first is not None and text_or_none(columns[name].tolist()):

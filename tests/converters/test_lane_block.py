@@ -20,6 +20,8 @@ from fhircdisc.converters.chunk import StudyContext, block_stats, column_stats, 
 from fhircdisc.converters.fhir_to_sdtm import COMPILED
 from fhircdisc.converters.lane_block import (
     ABSENT,
+    DERIVED_TEXT,
+    AllDerived,
     JoinedTexts,
     LaneBlock,
     gathered,
@@ -406,7 +408,21 @@ def assert_chunk_blocks(context: StudyContext, lines_read: list[bytes]) -> None:
     expected = read_one_by_one(context.lane, lines_read)
     assert list(result.blocks) == list(expected)
     for domain, block in result.blocks.items():
-        assert_columns(block.freeze(), expected[domain])
+        rows = expected[domain]
+        block.freeze()
+        # the facts before the result texts are made (DERIVED_TEXT), a pickled copy (the
+        # spill's), and the texts as codes in another order
+        assert block_stats(block) == column_stats(rows)
+        copy = pickle.loads(pickle.dumps(block))
+        assert_columns(block, rows)
+        assert_columns(copy, rows)
+        backwards = np.arange(len(rows))[::-1]
+        for name in copy.text_vars:
+            coded = copy.coded_texts(name, backwards)
+            if coded is not None:
+                assert [coded.uniques[code] for code in coded.codes.tolist()] == [
+                    rows[at][name] for at in backwards.tolist()]
+                assert len(set(coded.uniques)) == len(coded.uniques)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[
@@ -423,6 +439,39 @@ def test_a_chunk_s_blocks_are_its_lines_read_one_by_one(
     monkeypatch.setattr(observation_batch, "BATCH_LINES", size)
     monkeypatch.setattr(observation_batch, "DECODE_LINES", decoded)
     assert_chunk_blocks(context, batch + batch)
+
+
+def test_a_batch_s_result_texts_are_made_once_per_number(context: StudyContext) -> None:
+    """Typical lines read as a batch leave their result texts to make: the block holds
+    :data:`DERIVED_TEXT` until a column is asked for, then each distinct number's text
+    (whole numbers without ``.0``; 0 and -0 alike), the column as codes into them."""
+    values = [101.5, 7.0, 101.5, 0.0, -0.0, 1e-05, 7]
+    batch = [dumps(typical(n, id=f"t{n}", valueQuantity={
+        "value": value, "unit": "mg/dL", "system": "http://unitsofmeasure.org",
+        "code": "mg/dL"})) for n, value in enumerate(values)]
+    result = convert_lines(list(enumerate(batch * 2, 1)), "f.ndjson", 2, context)
+    block = result.blocks["LB"]
+    assert block.derived and block.own["LBORRES"].tolist()[-7:] == [DERIVED_TEXT] * 7
+    state = block.__getstate__()
+    assert state["own"]["LBORRES"] == AllDerived(14)
+    copy = pickle.loads(pickle.dumps(block))
+    texts = ["101.5", "7", "101.5", "0", "0", "1e-05", "7"] * 2
+    assert copy.column("LBSTRESC").tolist() == texts
+    assert copy.own["LBORRES"] is copy.own["LBSTRESC"] and not copy.derived
+    coded = copy.coded_texts("LBORRES", np.arange(14))
+    assert coded is not None and sorted(coded.uniques) == ["0", "101.5", "1e-05", "7"]
+    assert [coded.uniques[code] for code in coded.codes.tolist()] == texts
+    # a part taken from it keeps no codes of other rows; parts joined (as a bucket's,
+    # from the spills) make them for all their rows; with texts made before, for none
+    part = copy.take(np.array([1, 0]))
+    assert part.coded_texts("LBORRES", np.arange(2)) is None
+    assert part.column("LBORRES").tolist() == ["7", "101.5"]
+    both = joined([pickle.loads(pickle.dumps(block)) for _ in range(2)])
+    coded = both.coded_texts("LBSTRESC", np.array([27, 0]))
+    assert coded is not None and [coded.uniques[c] for c in coded.codes] == ["7", "101.5"]
+    mixed = joined([pickle.loads(pickle.dumps(block)), copy])
+    assert mixed.coded_texts("LBSTRESC", np.arange(28)) is None
+    assert mixed.column("LBSTRESC").tolist() == texts * 2
 
 
 @pytest.mark.parametrize(("size", "decoded"), [(1, 1), (3, 2), (4, 4), (1024, 3),

@@ -17,8 +17,10 @@ from benchmarks.generate import CATEGORY, generate
 from fhircdisc.converters import observation_lane, streaming
 from fhircdisc.converters.chunk import ChunkResult, StudyContext, _reference, convert_lines
 from fhircdisc.converters.fhir_reader import Origin, SourceResource
+from fhircdisc.converters.lane_block import DERIVED_TEXT, derived_texts, object_array
 from fhircdisc.converters.observation_batch import LineBatch, read_batch
 from fhircdisc.converters.observation_lane import LineFailure, ObservationLane
+from fhircdisc.mappings.algorithms import number_text
 from fhircdisc.report import unmapped_order
 
 LOINC = "http://loinc.org"
@@ -473,9 +475,13 @@ def test_panels_of_patients_not_enrolled_are_reported_by_the_lane(lanes: Any) ->
 
 
 def _as_read(batch: LineBatch, at: int) -> tuple[Any, ...]:
-    """Row ``at`` of a batch as ``read_line`` gives a line's parts."""
+    """Row ``at`` of a batch as ``read_line`` gives a line's parts (a result text the batch
+    leaves to make, :data:`DERIVED_TEXT`, made from the row's number)."""
+    *own, text, number = (column[at] for column in batch.own)
+    if text is DERIVED_TEXT:
+        text = number_text(number)
     return (batch.domains[at], batch.templates[at], batch.subjects[at],
-            tuple(column[at] for column in batch.own), batch.ids[at] or "", batch.visits[at])
+            (*own, text, number), batch.ids[at] or "", batch.visits[at])
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[
@@ -522,8 +528,10 @@ def test_a_batch_takes_the_typical_lines_once_seen(lanes: Any) -> None:
     assert read.domains == ["LB"] * 10
     assert read.ids == [f"t{n}" for n in range(10)]
     flags, dates, texts, numbers = read.own
+    # the result as text is left to make from the number, where the rows are put in a
+    # dataset piece
     assert (flags[0], dates[0], texts[0], numbers[0]) == (
-        None, "2021-05-06T07:08:00", "101.5", 101.5)
+        None, "2021-05-06T07:08:00", DERIVED_TEXT, 101.5)
     assert read.subjects[1].usubjid == "S-p0000001"
 
 
@@ -545,7 +553,10 @@ def test_a_batch_s_results_are_each_result_s_own_values(values: list[Any]) -> No
             value) else None
         expected.append((None, None) if own is None else own[2:])
     texts, numbers = _results(values)
-    assert list(zip(texts, numbers, strict=True)) == expected
+    # the texts left to make (DERIVED_TEXT), made as a dataset piece makes them
+    made, _ = derived_texts(object_array(texts, len(texts)),
+                            object_array(numbers, len(numbers)))
+    assert list(zip(made.tolist(), numbers, strict=True)) == expected
     assert [type(number) for number in numbers] == [type(number) for _, number in expected]
 
 
