@@ -332,6 +332,10 @@ def char_column(series: pd.Series) -> pd.Series:
         if pd.api.types.infer_dtype(values, skipna=False) == "string" \
                 or text_or_none(values.tolist()):                  # None: missing already
             return pd.Series(values, index=series.index, name=series.name, dtype=object)
+    elif series.dtype == np.float64 and not series.notna().any():
+        # nothing but NaN (a variable no row has): None in every row, made at once
+        return pd.Series(np.full(len(series), None, dtype=object), index=series.index,
+                         name=series.name, dtype=object)
     return series.astype(object).where(series.notna(), None)
 
 
