@@ -396,12 +396,16 @@ def _packed(values: np.ndarray) -> Any:
     """``values`` as :class:`JoinedTexts` when they are all texts without the separator,
     as :class:`AllDerived` when they are all :data:`DERIVED_TEXT`, else as they are."""
     if values.dtype == object and len(values) > 1:
-        listed = values.tolist()
+        first = values[0]
+        if first is DERIVED_TEXT:
+            listed = values.tolist()
+            return AllDerived(len(listed)) if listed.count(DERIVED_TEXT) == len(listed) \
+                else values
+        if not isinstance(first, str):             # (a join would fail)
+            return values
         try:
-            text = TEXT_SEPARATOR.join(listed)
+            text = TEXT_SEPARATOR.join(values.tolist())
         except TypeError:                          # something else than text
-            if listed.count(DERIVED_TEXT) == len(listed):
-                return AllDerived(len(listed))
             return values
         if text.count(TEXT_SEPARATOR) == len(values) - 1:
             return JoinedTexts(text, len(values))
