@@ -115,7 +115,9 @@ class LaneBlock:
         # pickling each of its texts costs more than joining and splitting them
         state = dict(self.__dict__)
         state["sources"] = _packed(self.sources)
-        state["own"] = _once_an_array(self.own, _packed)
+        state["own"] = own = _once_an_array(self.own, _packed)
+        if self.number_var in self.own:
+            own[self.number_var] = _packed_numbers(self.own[self.number_var])
         state["text_values"] = None
         return state
 
@@ -375,10 +377,18 @@ def derived_texts(texts: np.ndarray, numbers: np.ndarray
     return made, None
 
 
-class AllDerived(NamedTuple):
-    """An object array of nothing but :data:`DERIVED_TEXT` (its length)."""
+class OneValue(NamedTuple):
+    """An object array of nothing but one value (:data:`DERIVED_TEXT`, None) and its
+    length."""
 
+    value: Any
     size: int
+
+
+class Floats(NamedTuple):
+    """An object array of nothing but floats, as a float64 array."""
+
+    values: np.ndarray
 
 
 class JoinedTexts(NamedTuple):
@@ -394,12 +404,13 @@ TEXT_SEPARATOR = "\x00"
 
 def _packed(values: np.ndarray) -> Any:
     """``values`` as :class:`JoinedTexts` when they are all texts without the separator,
-    as :class:`AllDerived` when they are all :data:`DERIVED_TEXT`, else as they are."""
+    as :class:`OneValue` when they are all :data:`DERIVED_TEXT` or all None, else as they
+    are."""
     if values.dtype == object and len(values) > 1:
         first = values[0]
-        if first is DERIVED_TEXT:
+        if first is DERIVED_TEXT or first is None:
             listed = values.tolist()
-            return AllDerived(len(listed)) if listed.count(DERIVED_TEXT) == len(listed) \
+            return OneValue(first, len(listed)) if listed.count(first) == len(listed) \
                 else values
         if not isinstance(first, str):             # (a join would fail)
             return values
@@ -412,10 +423,22 @@ def _packed(values: np.ndarray) -> Any:
     return values
 
 
+def _packed_numbers(values: np.ndarray) -> Any:
+    """The result numbers of a block (floats and None: ``own_values`` gives no other) as
+    :class:`Floats` when none is None (nor NaN), else as :func:`_packed` packs them."""
+    if values.dtype == object and len(values) > 1 and values[0].__class__ is float:
+        floats = values.astype(np.float64)          # (None made NaN: told below)
+        if not np.isnan(floats).any():
+            return Floats(floats)
+    return _packed(values)
+
+
 def _unpacked(values: Any) -> np.ndarray:
     """An array :func:`_packed` gave, as an array again."""
-    if isinstance(values, AllDerived):
-        return np.full(values.size, DERIVED_TEXT, dtype=object)
+    if isinstance(values, OneValue):
+        return np.full(values.size, values.value, dtype=object)
+    if isinstance(values, Floats):
+        return values.values.astype(object)
     if not isinstance(values, JoinedTexts):
         return cast(np.ndarray, values)
     return object_array(values.text.split(TEXT_SEPARATOR), values.size)

@@ -21,9 +21,10 @@ from fhircdisc.converters.fhir_to_sdtm import COMPILED
 from fhircdisc.converters.lane_block import (
     ABSENT,
     DERIVED_TEXT,
-    AllDerived,
+    Floats,
     JoinedTexts,
     LaneBlock,
+    OneValue,
     gathered,
     joined,
     object_array,
@@ -345,6 +346,13 @@ def test_a_pickled_block_keeps_its_texts_as_they_were(lane: ObservationLane) -> 
     copy = pickle.loads(pickle.dumps(block))
     for name in ("LBSTAT", "LBDTC", "LBORRES", "_source"):
         assert copy.column(name).tolist() == block.column(name).tolist(), name
+    # result numbers travel as float64 when none is missing (-0.0 kept), else as they are
+    for numbers in ([1.5, -0.0, 3.0, 1e300, 2.0, 0.5], [1.5, None, 3.0, 4.0, 5.0, 6.0]):
+        block.own["LBSTRESN"] = object_array(numbers, 6)
+        state = block.__getstate__()
+        assert isinstance(state["own"]["LBSTRESN"], Floats) == (None not in numbers)
+        got = pickle.loads(pickle.dumps(block)).column("LBSTRESN").tolist()
+        assert [(type(n), repr(n)) for n in got] == [(type(n), repr(n)) for n in numbers]
     assert copy.column("LBORRES").tolist() == [row["LBORRES"] for row in rows]
     assert copy.own["LBORRES"] is copy.own["LBSTRESC"]
     state = block.__getstate__()
@@ -453,7 +461,9 @@ def test_a_batch_s_result_texts_are_made_once_per_number(context: StudyContext) 
     block = result.blocks["LB"]
     assert block.derived and block.own["LBORRES"].tolist()[-7:] == [DERIVED_TEXT] * 7
     state = block.__getstate__()
-    assert state["own"]["LBORRES"] == AllDerived(14)
+    assert state["own"]["LBORRES"] == OneValue(DERIVED_TEXT, 14)
+    assert isinstance(state["own"]["LBSTRESN"], Floats)
+    assert state["own"]["LBSTAT"] == OneValue(None, 14)
     copy = pickle.loads(pickle.dumps(block))
     texts = ["101.5", "7", "101.5", "0", "0", "1e-05", "7"] * 2
     assert copy.column("LBSTRESC").tolist() == texts
