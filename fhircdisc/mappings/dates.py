@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from typing import Any
+from itertools import compress
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -70,25 +71,47 @@ def dtc_values(values: list[Any]) -> list[str | None]:
     that is not a non-empty string.
 
     The usual dateTime of an export, ``YYYY-MM-DDThh:mm:ss`` and a ``+hh:mm`` offset, is
-    checked and cut for every value at once; any other value goes through
+    checked and cut for every value of that length at once; any other value goes through
     :func:`fhir_to_dtc` alone.
     """
     if not values:
         return []
     try:
-        # a value that is not text makes an object array, or text no date has
-        texts = np.array(values)
-    except (TypeError, ValueError):
-        texts = None
-    if texts is not None and texts.dtype == _OFFSET_FORM.dtype:
-        good = _offset_form(texts)
-        found: list[str | None] = texts.astype(_LOCAL_FORM).tolist()
-        if good.all():
-            return found
-        for place in np.flatnonzero(~good).tolist():
-            found[place] = _dtc_or_none(values[place])
-        return found
-    return [_dtc_or_none(value) for value in values]
+        lengths = list(map(len, values))
+    except TypeError:                               # something else than text
+        lengths = []
+    if lengths.count(_OFFSET_LENGTH) == len(values):
+        places = None                                  # (the usual export: every value)
+        usual = values
+    else:
+        places = [place for place, value in enumerate(values)
+                  if value.__class__ is str and len(value) == _OFFSET_LENGTH]
+        usual = [values[place] for place in places]
+    found: list[str | None]
+    try:
+        joined = "".join(usual)
+    except TypeError:                               # text of another kind than str
+        joined = ""
+    if not usual or not joined.isascii():
+        return [_dtc_or_none(value) for value in values]
+    chars = np.frombuffer(joined.encode("ascii"), dtype=np.uint8).reshape(
+        len(usual), _OFFSET_LENGTH)
+    good = _offset_form(chars)
+    # the first 19 characters of each row, as texts (made from 4-byte characters at once)
+    cut = chars[:, :19].astype(np.uint32).view(_LOCAL_FORM).ravel().tolist()
+    if places is None:
+        found = cut
+        rest = np.flatnonzero(~good).tolist()
+    else:
+        found = [None] * len(values)
+        for place, text, ok in zip(places, cut, good.tolist(), strict=True):
+            if ok:
+                found[place] = text
+        taken = set(compress(places, good.tolist()))
+        rest = [place for place in range(len(values)) if place not in taken]
+    for place in rest:
+        found[place] = _dtc_or_none(values[place])
+    return found
 
 
 def _dtc_or_none(value: Any) -> str | None:
@@ -102,67 +125,91 @@ def _dtc_or_none(value: Any) -> str | None:
 
 #: ``2021-07-05T02:48:00-05:00``: what :func:`_offset_form` checks, and its --DTC (the
 #: first 19 characters)
-_OFFSET_FORM = np.array(["2000-01-01T00:00:00+00:00"])
+_OFFSET_LENGTH = 25
 _LOCAL_FORM = np.dtype("<U19")
-
-
-def _offset_form(texts: np.ndarray) -> np.ndarray:
-    """Per text of a ``<U25`` array: whether it is a calendar date and a time with
-    seconds (:func:`complete_dates`) and then an offset ``fhir_to_dtc`` takes, in exactly
-    that form (ASCII digits, no fraction, no blanks). A leap second (``:60``), which
-    ``fhir_to_dtc`` takes, is left to it."""
-    codes = texts.view(np.uint32).reshape(len(texts), 25)
-    good = complete_dates(codes[:, :19])
-    sign, hours, minutes = codes[:, 19], codes[:, 20:22] - 48, codes[:, 23:25] - 48
-    good &= ((sign == ord("+")) | (sign == ord("-"))) & (codes[:, 22] == ord(":"))
-    good &= (hours <= 9).all(axis=1) & (minutes <= 9).all(axis=1)  # unsigned: digits only
-    hour = hours[:, 0].astype(np.int64) * 10 + hours[:, 1]
-    minute = minutes[:, 0].astype(np.int64) * 10 + minutes[:, 1]
-    good &= ((hour <= 13) & (minute <= 59)) | ((hour == 14) & (minute == 0))
-    return np.asarray(good)
 
 
 #: complete dates and date/times by length: where the digits are, and the marks between
 COMPLETE_FORMS = {10: "dddd-dd-dd", 16: "dddd-dd-ddTdd:dd", 19: "dddd-dd-ddTdd:dd:dd"}
-_CALENDAR_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+def _two_digits() -> np.ndarray:
+    """Per two ASCII characters (first * 256 + second): the number they write when both
+    are digits, else -1."""
+    table = np.full(65536, -1, dtype=np.int16)
+    for number in range(100):
+        first, second = divmod(number, 10)
+        table[(48 + first) * 256 + 48 + second] = number
+    return table
 
 
-def _form_bounds(form: str) -> tuple[np.ndarray, np.ndarray]:
-    """The lowest and highest digit value each character place of ``form`` takes (a
-    mark: its own), as columns."""
-    marks = [None if mark == "d" else ord(mark) - ord("0") for mark in form]
-    low = np.array([[0 if mark is None else mark] for mark in marks], dtype=np.int32)
-    high = np.array([[9 if mark is None else mark] for mark in marks], dtype=np.int32)
-    return low, high
+_TWO_DIGITS = _two_digits()
 
 
-_FORM_BOUNDS = {length: _form_bounds(form) for length, form in COMPLETE_FORMS.items()}
+class _Form(NamedTuple):
+    """A fixed-width date/time form as rows of ASCII codes: where its two-digit numbers
+    start (century, year, month, day, then the time's) and the highest value of each;
+    where its marks are and which they are."""
+
+    pairs: np.ndarray
+    highs: np.ndarray
+    marks: np.ndarray
+    texts: np.ndarray
+
+
+def _form(form: str, highs: list[int]) -> _Form:
+    """``form`` written with ``d`` for a digit (in pairs) and ``s`` for a sign (not
+    checked here)."""
+    pairs: list[int] = []
+    place = 0
+    while place < len(form):
+        if form[place] == "d":
+            pairs.append(place)
+        place += 2 if form[place] == "d" else 1
+    return _Form(np.array(pairs), np.array(highs, dtype=np.int16),
+                 np.array([place for place, mark in enumerate(form) if mark not in "ds"]),
+                 np.frombuffer(form.replace("d", "").replace("s", "").encode(), dtype=np.uint8))
+
+
+_HIGHS = [99, 99, 12, 31, 23, 59, 59]
+_FORMS = {length: _form(form, _HIGHS[:form.count("d") // 2])
+          for length, form in COMPLETE_FORMS.items()}
+#: ``2021-07-05T02:48:00-05:00``: a complete date/time and an offset
+_OFFSET = _form("dddd-dd-ddTdd:dd:ddsdd:dd", [*_HIGHS, 14, 59])
+_MONTH_DAYS = np.array([0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int16)
+
+
+def _checked(chars: np.ndarray, form: _Form) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ASCII codes: whether it is ``form`` with digits in range, a calendar
+    date among them; and its two-digit numbers."""
+    numbers = _TWO_DIGITS[chars[:, form.pairs].astype(np.uint16) * 256
+                          + chars[:, form.pairs + 1]]
+    ok = ((numbers >= 0) & (numbers <= form.highs)).all(axis=1)
+    ok &= (chars[:, form.marks] == form.texts).all(axis=1)
+    century, year, month, day = numbers[:, 0], numbers[:, 1], numbers[:, 2], numbers[:, 3]
+    ok &= (month >= 1) & (day >= 1) & ((century > 0) | (year > 0))
+    ok &= day <= _MONTH_DAYS[np.clip(month, 0, 12)]
+    leap_days = np.flatnonzero(ok & (month == 2) & (day == 29))
+    if len(leap_days):                              # the 29th of February: a leap year's
+        full = century[leap_days].astype(np.int64) * 100 + year[leap_days]
+        ok[leap_days] = (full % 4 == 0) & ((full % 100 != 0) | (full % 400 == 0))
+    return ok, numbers
 
 
 def complete_dates(chars: np.ndarray) -> np.ndarray:
-    """Rows of character codes that are a valid complete date or date/time of their form."""
-    form = COMPLETE_FORMS[chars.shape[1]]
-    # one contiguous row of digit values a character place: each test reads it in order
-    places = np.ascontiguousarray(chars.T).astype(np.int32) - ord("0")
-    low, high = _FORM_BOUNDS[len(form)]
-    ok = ((places >= low) & (places <= high)).all(axis=0)
+    """Rows of ASCII codes (``uint8``, as many a row as the form's length) that are a
+    valid complete date or date/time of their form."""
+    return _checked(chars, _FORMS[chars.shape[1]])[0]
 
-    def number(first: int, size: int) -> np.ndarray:
-        total = places[first].copy()
-        for place in range(first + 1, first + size):
-            total *= 10
-            total += places[place]
-        return total
 
-    year, month, day = number(0, 4), number(5, 2), number(8, 2)
-    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
-    days = _CALENDAR_DAYS[np.clip(month, 0, 12)] + ((month == 2) & leap)
-    ok &= (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= days)
-    if len(form) >= 16:
-        ok &= (number(11, 2) <= 23) & (number(14, 2) <= 59)
-    if len(form) == 19:
-        ok &= number(17, 2) <= 59
-    return ok
+def _offset_form(chars: np.ndarray) -> np.ndarray:
+    """Per row of ASCII codes (25 a row): whether it is a calendar date and a time with
+    seconds (:func:`complete_dates`) and then an offset ``fhir_to_dtc`` takes, in exactly
+    that form (ASCII digits, no fraction, no blanks). A leap second (``:60``), which
+    ``fhir_to_dtc`` takes, is left to it."""
+    good, numbers = _checked(chars, _OFFSET)
+    sign = chars[:, 19]
+    good &= (sign == ord("+")) | (sign == ord("-"))
+    good &= (numbers[:, 7] < 14) | (numbers[:, 8] == 0)        # at most +-14:00
+    return good
 
 
 def _full_date(day: str) -> bool:

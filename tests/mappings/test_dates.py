@@ -127,6 +127,27 @@ def test_dates_of_a_batch_convert_one_by_one(values: list[object]) -> None:
     assert dtc_values(values) == [_dtc_or_none(value) for value in values]
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_offset_times, min_size=1, max_size=40))
+def test_a_batch_of_usual_length_converts_one_by_one(values: list[str]) -> None:
+    """A batch of values all of the usual length (checked together as rows of
+    characters) gives each value's ``fhir_to_dtc``."""
+    from fhircdisc.mappings.dates import dtc_values
+
+    assert dtc_values(values) == [_dtc_or_none(value) for value in values]
+
+
+def test_values_one_short_and_one_long_are_not_read_across() -> None:
+    """Two values whose text, joined, lines up as two usual dateTimes: each is still read
+    on its own (neither is one)."""
+    from fhircdisc.mappings.dates import dtc_values
+
+    short, long = "2021-01-01T00:00:00-05:0", "22021-01-01T00:00:00-05:00"
+    assert dtc_values([short, long]) == [None, None]
+    assert dtc_values([short, long, "2021-01-01T00:00:00-05:00"]) == [
+        None, None, "2021-01-01T00:00:00"]
+
+
 def test_usual_datetimes_of_a_batch() -> None:
     from fhircdisc.mappings.dates import dtc_values
 
