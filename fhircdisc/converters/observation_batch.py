@@ -174,7 +174,8 @@ class _Read:
             else [None if subject is None else subject.reference for subject in references]
         # read_line reads on past its first checks: Observations of a status that maps,
         # with a subject reference; a batch, with a quantity too
-        keep = _where_set(_where_set([kind == "Observation" for kind in map(_TYPE, objs)],
+        # (the shape takes no other resource type than Observation: the type is it or None)
+        keep = _where_set(_where_set(_where_set([True] * len(objs), list(map(_TYPE, objs))),
                                      subject_references), quantities)
         if any(status in statuses for status in EXCLUDED_STATUS):
             keep = [good and status not in EXCLUDED_STATUS

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from operator import attrgetter
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -29,6 +29,11 @@ _NO_TEXT = msgspec.Raw()
 _SEPARATOR = b"\x1f"
 #: what keys a Quantity's unit
 _UNIT = attrgetter("code", "system", "unit")
+_OBSERVATION = Literal["Observation"]
+#: the codes of Observation.status in FHIR R4 and R5
+_STATUS = Literal["registered", "specimen-in-process", "preliminary", "final", "amended",
+                  "corrected", "appended", "cancelled", "entered-in-error", "unknown",
+                  "cannot-be-obtained"]
 #: integers orjson keeps as integers; beyond them it reads a float
 _INT_RANGE = (-(2**63), 2**64)
 
@@ -50,9 +55,13 @@ class LineShape:
         #: the one Quantity element's getter, when there is one (most lanes: valueQuantity)
         self._unit = attrgetter(units[0]) if len(units) == 1 else None
         known = set(RESOURCES["Observation"])
-        fields: list[tuple[str, Any, Any]] = [("resourceType", str | None, None),
+        # a resource of another type, or of a status no FHIR version has, is refused here
+        # (the ordinary way takes it): the type and status of the others are the
+        # literals themselves, not a text made for each line
+        fields: list[tuple[str, Any, Any]] = [("resourceType", _OBSERVATION | None, None),
                                               ("id", str | None, None)]
-        fields += [(name, element_type("Observation", name), None)
+        fields += [(name, _STATUS | None if name == "status"
+                    else element_type("Observation", name), None)
                    for name in dict.fromkeys((*typed, *units))]
         fields += [(name, msgspec.Raw, _NO_TEXT) for name in keyed]
         fields += [(name, kind, None) for name, kind in extra]
