@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, NamedTuple
 
@@ -55,6 +55,9 @@ class ColumnValues:
 
     codes: np.ndarray
     uniques: list[Any]
+    #: when the distinct values are texts made from numbers (results written from their
+    #: float): the number each writes, as a float64 array beside ``uniques``
+    numbers: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, series: pd.Series) -> ColumnValues:

@@ -258,7 +258,8 @@ class LaneBlock:
         if self.text_values is None or name not in self.text_vars \
                 or self.own.get(name) is not self.own[self.text_vars[0]]:
             return None
-        return ColumnValues(self.text_values.codes[order], self.text_values.uniques)
+        return ColumnValues(self.text_values.codes[order], self.text_values.uniques,
+                            self.text_values.numbers)
 
     def read_place(self, row: int) -> tuple[tuple[int, int, int], str]:
         """Where one row was read: its ``_order`` and ``_location`` (as :meth:`column`
@@ -371,7 +372,9 @@ def derived_texts(texts: np.ndarray, numbers: np.ndarray
     distinct = number_texts(uniques.tolist())
     table = object_array(distinct, len(distinct))
     if places is None:
-        return table[codes], ColumnValues(np.asarray(codes, dtype=np.intp), distinct)
+        # each text writes its number back (-0.0 written "0": read back as 0.0)
+        return table[codes], ColumnValues(np.asarray(codes, dtype=np.intp), distinct,
+                                          uniques + 0.0)
     made = texts.copy()
     made[places] = table[codes]
     return made, None

@@ -25,6 +25,7 @@ from fhircdisc.converters.lane_block import (
     JoinedTexts,
     LaneBlock,
     OneValue,
+    derived_texts,
     gathered,
     joined,
     object_array,
@@ -482,6 +483,26 @@ def test_a_batch_s_result_texts_are_made_once_per_number(context: StudyContext) 
     mixed = joined([pickle.loads(pickle.dumps(block)), copy])
     assert mixed.coded_texts("LBSTRESC", np.arange(28)) is None
     assert mixed.column("LBSTRESC").tolist() == texts * 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.floats(allow_nan=False, allow_infinity=False),
+                          st.integers(-10**6, 10**6).map(float),
+                          st.sampled_from([0.0, -0.0, 1e15, 1e16, 1e-05, 0.1])),
+                min_size=2, max_size=30))
+def test_result_texts_made_from_numbers_read_back_as_them(numbers: list[float]) -> None:
+    """The texts a block makes from its numbers are distinct per distinct number, and the
+    number each writes (what the conformance check reads: ``text_numbers``) is the one it
+    was made from, as parsing the text gives it."""
+    from fhircdisc.schemas.conformance.checks.terminology import text_numbers
+
+    texts = object_array([DERIVED_TEXT] * len(numbers), len(numbers))
+    made, coded = derived_texts(texts, object_array(numbers, len(numbers)))
+    assert coded is not None and coded.numbers is not None
+    assert len(set(coded.uniques)) == len(coded.uniques)
+    parsed = text_numbers(ColumnValues(coded.codes, coded.uniques))
+    assert text_numbers(coded).tolist() == parsed.tolist() == [n + 0.0 for n in numbers]
+    assert made.tolist() == [coded.uniques[c] for c in coded.codes.tolist()]
 
 
 @pytest.mark.parametrize(("size", "decoded"), [(1, 1), (3, 2), (4, 4), (1024, 3),

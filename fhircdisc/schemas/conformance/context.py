@@ -104,9 +104,17 @@ class Dataset:
         return self.df[name]
 
     def cell(self, name: str, row: int) -> object:
-        """The value of ``name`` at 0-based ``row`` (each column is read out once)."""
+        """The value of ``name`` at 0-based ``row``: from the column's codes when they are
+        made and their values are texts (a few findings then read no column out; equal
+        texts are the same value, where 0.0 and -0.0 would not be), else from the column
+        read out once."""
         values = self._cells.get(name)
         if values is None:
+            coded = self._values.get(name)
+            if coded is not None and len(coded.codes) == len(self.df) and coded.all_text:
+                code = int(coded.codes[row])
+                if code >= 0:
+                    return coded.uniques[code]
             values = self._cells[name] = self.df[name].tolist()
         return values[row]
 

@@ -24,7 +24,10 @@ def _is_result_number(value: str) -> bool:
 
 def text_numbers(values: ColumnValues) -> np.ndarray:
     """Per row, the number its text is when that text is a plain number (``39``,
-    ``-1.5``, ``.94``), else NaN (also for values that are not text)."""
+    ``-1.5``, ``.94``), else NaN (also for values that are not text); for texts made from
+    numbers (:attr:`ColumnValues.numbers`), those numbers."""
+    if values.numbers is not None:
+        return np.append(values.numbers, np.nan)[values.codes]
     texts = [value if isinstance(value, str) else None for value in values.uniques]
     numbers = pd.to_numeric(pd.Series(texts, dtype=object), errors="coerce")
     table = np.append(numbers.to_numpy(dtype=float, na_value=np.nan), np.nan)
