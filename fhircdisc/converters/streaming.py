@@ -1289,6 +1289,8 @@ def ordered_column(parts: Parts, name: str, at: np.ndarray,
     ``at``, the places of each table's rows in that order, taken once."""
     joined = _joined_tables(parts, name)
     if joined is None:
+        if len(parts) == 1:                      # (one part: its column taken as it is)
+            return _part_column(parts[0], name)[at], None
         return gather(parts, [name])[name][at], None
     table, places = joined
     done = None if ordered is None else ordered.get(id(places))
