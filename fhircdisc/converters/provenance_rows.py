@@ -61,7 +61,7 @@ def tabled_provenance(domain: str, subjects: ColumnValues, seqs: np.ndarray,
         heads, keys = np.unique(keys, return_inverse=True)
     middles = np.array([f",{files[head // spans]},line {head % spans or ''}"
                         for head in heads.tolist()], dtype=object)
-    tails = _tails()[last + _PER_HEAD * (below > 0)]
+    tails = line_tails()[last + _PER_HEAD * (below > 0)]
     pieces: list[object] = [None] * (5 * rows)
     pieces[0::5] = firsts[np.where(subjects.codes < 0, len(firsts) - 1, subjects.codes)
                           ].tolist()
@@ -78,9 +78,10 @@ def _needs_quotes(texts: list[str]) -> bool:
 
 
 @cache
-def _tails() -> np.ndarray:
+def line_tails() -> np.ndarray:
     """The last digits of a line number and the line's end: first as the whole number
-    (a line below :data:`_PER_HEAD`), then in four digits (after a head)."""
+    (a line below :data:`_PER_HEAD`), then in four digits (after a head). Made once a
+    process (a process that forks workers makes it first: they share it)."""
     width = len(str(_PER_HEAD - 1))
     return np.array([f"{n}{os.linesep}" for n in range(_PER_HEAD)]
                     + [f"{n:0{width}d}{os.linesep}" for n in range(_PER_HEAD)], dtype=object)

@@ -105,7 +105,7 @@ from fhircdisc.converters.lane_block import (
     object_array,
 )
 from fhircdisc.converters.processes import forked_pool
-from fhircdisc.converters.provenance_rows import tabled_provenance
+from fhircdisc.converters.provenance_rows import line_tails, tabled_provenance
 from fhircdisc.errors import InputError
 from fhircdisc.finding_runs import BankedFindings, FindingRuns, StreamedValidation, bank
 from fhircdisc.mappings import derivations
@@ -1678,6 +1678,7 @@ def _stream(setup: Setup, staging: Path, workers: int,
 
         if setup.plan.validate:
             codelists()                 # read here once, not by each worker checking buckets
+        line_tails()                    # (as the provenance rows' line ends)
         ahead = _CheckAhead(setup) if workers > 1 and setup.plan.validate \
             and setup.small.domains else None
         load = partial(_load_bucket, spill_dir)
