@@ -430,7 +430,10 @@ def _packed_numbers(values: np.ndarray) -> Any:
     """The result numbers of a block (floats and None: ``own_values`` gives no other) as
     :class:`Floats` when none is None (nor NaN), else as :func:`_packed` packs them."""
     if values.dtype == object and len(values) > 1 and values[0].__class__ is float:
-        floats = values.astype(np.float64)          # (None made NaN: told below)
+        try:
+            floats = values.astype(np.float64)      # (None made NaN: told below)
+        except (TypeError, ValueError):
+            return _packed(values)
         if not np.isnan(floats).any():
             return Floats(floats)
     return _packed(values)

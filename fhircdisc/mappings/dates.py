@@ -131,6 +131,8 @@ _LOCAL_FORM = np.dtype("<U19")
 
 #: complete dates and date/times by length: where the digits are, and the marks between
 COMPLETE_FORMS = {10: "dddd-dd-dd", 16: "dddd-dd-ddTdd:dd", 19: "dddd-dd-ddTdd:dd:dd"}
+
+
 def _two_digits() -> np.ndarray:
     """Per two ASCII characters (first * 256 + second): the number they write when both
     are digits, else -1."""

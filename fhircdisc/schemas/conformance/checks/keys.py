@@ -80,9 +80,7 @@ def single_studyid(study: Study, p: Params) -> Iterator[Hit]:
             present = values.present()
             tally = np.bincount(values.codes[present], minlength=len(values.uniques)).tolist()
             first = np.full(len(values.uniques), len(ds), dtype=np.intp)
-            rows_present = np.flatnonzero(present)
-            # each value's first row: written last to first, the first row's write stays
-            first[values.codes[rows_present[::-1]]] = rows_present[::-1]
+            np.minimum.at(first, values.codes[present], np.flatnonzero(present))
             # in the order the values first appear, as counting the cells would meet them
             counts.update({values.uniques[place]: tally[place]
                            for place in np.argsort(first, kind="stable").tolist()
