@@ -44,7 +44,7 @@ def keep_freed_memory() -> None:
     its settings); nothing where the C library is not glibc."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):     # no such C library, or no mallopt
         return
     mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
     mallopt(_M_TOP_PAD, 256 * 2**20)
