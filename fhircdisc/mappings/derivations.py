@@ -339,18 +339,24 @@ def _byte_ranks(texts: list[str | None]) -> np.ndarray | None:
     bytes (byte order is code point order): packed into one number each when they fit
     (:func:`_packed_key`), else in 8-byte big-endian words; None for any other column
     (None among the texts too)."""
-    if not set(map(type, texts)) <= {str}:
+    if not texts:
+        return np.zeros(0, dtype=np.int64)
+    try:
+        # a NUL after each text: the NULs of the joined text are those, and no other,
+        # exactly when no text holds one (a value that is not text fails the join)
+        joined = "\x00".join(cast(list[str], texts)) + "\x00"
+    except TypeError:
         return None
-    joined = "".join(cast(list[str], texts))
-    if "\x00" in joined or not joined.isascii():
+    if not joined.isascii() or joined.count("\x00") != len(texts):
         return None
-    lengths = set(map(len, cast(list[str], texts)))
-    if len(lengths) == 1:        # texts of one length (an export's dates): rows of bytes
-        size = lengths.pop()
+    size = len(texts[0])
+    chars = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
+    if len(chars) == len(texts) * (size + 1) and not chars[size::size + 1].any():
+        # texts of one length (an export's dates), each NUL where the rows end: rows of
+        # bytes
         width = -(-max(size, 1) // 8) * 8
         rows = np.zeros((len(texts), width), dtype=np.uint8)
-        rows[:, :size] = np.frombuffer(joined.encode("ascii"), dtype=np.uint8).reshape(
-            len(texts), size)
+        rows[:, :size] = chars.reshape(len(texts), size + 1)[:, :size]
         data = rows.view(f"S{width}").reshape(len(texts))
     else:
         data = np.fromiter(texts, dtype=object, count=len(texts)).astype(bytes)
