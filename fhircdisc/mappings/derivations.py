@@ -349,7 +349,7 @@ def _byte_ranks(texts: list[str | None]) -> np.ndarray | None:
         return None
     if not joined.isascii() or joined.count("\x00") != len(texts):
         return None
-    size = len(texts[0])
+    size = joined.index("\x00")                  # the first text's length
     chars = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
     if len(chars) == len(texts) * (size + 1) and not chars[size::size + 1].any():
         # texts of one length (an export's dates), each NUL where the rows end: rows of
