@@ -1136,8 +1136,6 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
                 coded[name] = coded[first]
             continue
         columns[name], values = ordered_column(parts, name, at, ordered)
-        if values is None and len(parts) == 1 and isinstance(parts[0], LaneBlock):
-            values = parts[0].coded_texts(name, at)       # the result texts it made
         if values is not None or name in ranked:
             coded[name] = values if values is not None else ranked[name]
         elif first is not None and text_or_none(columns[name].tolist()):
@@ -1285,12 +1283,16 @@ def ordered_column(parts: Parts, name: str, at: np.ndarray,
     """The values of ``name`` over the rows of ``parts`` taken in the order ``at`` (as
     ``gather(parts, [name])[name][at]``), and, when every part holds it as numbers into a
     table of values (the templates, the subjects), the column as codes into its distinct
-    values, found from the tables alone. ``ordered``: kept between the calls of one
-    ``at``, the places of each table's rows in that order, taken once."""
+    values, found from the tables alone; or, from a lane block alone that made its result
+    texts from their numbers, as codes into those texts (``LaneBlock.coded_texts``).
+    ``ordered``: kept between the calls of one ``at``, the places of each table's rows in
+    that order, taken once."""
     joined = _joined_tables(parts, name)
     if joined is None:
         if len(parts) == 1:                      # (one part: its column taken as it is)
-            return _part_column(parts[0], name)[at], None
+            part = parts[0]
+            return _part_column(part, name)[at], \
+                part.coded_texts(name, at) if isinstance(part, LaneBlock) else None
         return gather(parts, [name])[name][at], None
     table, places = joined
     done = None if ordered is None else ordered.get(id(places))
@@ -1384,7 +1386,7 @@ def write_output(setup: Setup, staging: Path, pieces: Mapping[str, list[Piece]],
     for parts in pieces.values():
         for piece in parts:
             bank_findings(setup, piece)
-    shares = [staging / f".{domain}.{PROVENANCE_NAME}" for domain in streamed]
+    shares = [_share_path(staging, domain) for domain in streamed]
     prov_path = staging / PROVENANCE_NAME
     ahead = None if checked is None else checked()
     global _WRITING
@@ -1458,6 +1460,11 @@ def _subjects(frame: pd.DataFrame) -> int:
 
 _WRITING: tuple[Setup, Path, Mapping[str, list[Piece]], Callable[[Piece], FinishedBucket]] \
     | None = None
+
+
+def _share_path(staging: Path, domain: str) -> Path:
+    """Where a streamed dataset's provenance rows wait until the table is put together."""
+    return staging / f".{domain}.{PROVENANCE_NAME}"
 
 
 def _write_domain(job: tuple[str, Path | None]) -> None:
@@ -1883,7 +1890,7 @@ class _EarlyWriting:
                 continue                        # (a failed dataset: the rest is not written)
             domain, parts = job
             try:
-                share = self.staging / f".{domain}.{PROVENANCE_NAME}"
+                share = _share_path(self.staging, domain)
                 share.touch()
                 _write_streamed(self.setup, self.staging, domain, parts, self.load, share)
                 self.written.add(domain)

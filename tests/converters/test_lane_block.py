@@ -471,6 +471,11 @@ def test_a_batch_s_result_texts_are_made_once_per_number(context: StudyContext) 
     assert copy.own["LBORRES"] is copy.own["LBSTRESC"] and not copy.derived
     coded = copy.coded_texts("LBORRES", np.arange(14))
     assert coded is not None and sorted(coded.uniques) == ["0", "101.5", "1e-05", "7"]
+    # a bucket of this block alone gets the column in order and its codes together
+    backwards = np.arange(14)[::-1]
+    values, in_order = streaming.ordered_column([copy], "LBSTRESC", backwards)
+    assert values.tolist() == texts[::-1] and in_order is not None
+    assert [in_order.uniques[c] for c in in_order.codes.tolist()] == texts[::-1]
     assert [coded.uniques[code] for code in coded.codes.tolist()] == texts
     # a part taken from it keeps no codes of other rows; parts joined (as a bucket's,
     # from the spills) make them for all their rows; with texts made before, for none
