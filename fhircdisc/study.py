@@ -136,7 +136,7 @@ def csv_rows(frame: pd.DataFrame) -> bytes:
 
 
 #: what makes a CSV field need quotes (or, NUL, not be written by the fast ways)
-CSV_MARKS = (",", '"', "\r", "\n", "\x00")
+_CSV_MARKS = (",", '"', "\r", "\n", "\x00")
 
 
 def _csv_rows(frame: pd.DataFrame) -> bytes | None:
@@ -147,13 +147,16 @@ def _csv_rows(frame: pd.DataFrame) -> bytes | None:
     columns = []
     for _, series in frame.items():
         texts = csv_texts(series)
-        if texts is None:
-            return None
-        joined = "".join(texts)
-        if any(mark in joined for mark in CSV_MARKS):
+        if texts is None or needs_quotes(texts):
             return None
         columns.append(texts)
     return _joined_fields(columns, len(frame))
+
+
+def needs_quotes(texts: list[str]) -> bool:
+    """Whether some of ``texts`` holds one of :data:`_CSV_MARKS`."""
+    joined = "".join(texts)
+    return any(mark in joined for mark in _CSV_MARKS)
 
 
 def _joined_fields(columns: list[list[str]], rows: int) -> bytes:

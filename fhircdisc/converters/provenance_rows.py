@@ -18,7 +18,7 @@ from functools import cache
 import numpy as np
 
 from fhircdisc.column_values import ColumnValues
-from fhircdisc.study import CSV_MARKS, whole_number_table
+from fhircdisc.study import needs_quotes, whole_number_table
 
 #: how many line numbers share a head (the digits but the last four)
 _PER_HEAD = 10_000
@@ -39,7 +39,7 @@ def tabled_provenance(domain: str, subjects: ColumnValues, seqs: np.ndarray,
         return None
     texts += subjects.uniques
     seq_table = whole_number_table(seqs)
-    if seq_table is None or _needs_quotes(texts) or _needs_quotes(sources):
+    if seq_table is None or needs_quotes(texts) or needs_quotes(sources):
         return None
     # DOMAIN,USUBJID,  SEQ,  SOURCE  ,FILE,line HEAD  TAIL\n
     firsts = np.array([f"{domain},{subject}," for subject in subjects.uniques]
@@ -70,11 +70,6 @@ def tabled_provenance(domain: str, subjects: ColumnValues, seqs: np.ndarray,
     pieces[3::5] = middles[keys.reshape(-1)].tolist()
     pieces[4::5] = tails.tolist()
     return "".join(pieces).encode("utf-8")  # type: ignore[arg-type]
-
-
-def _needs_quotes(texts: list[str]) -> bool:
-    joined = "".join(texts)
-    return any(mark in joined for mark in CSV_MARKS)
 
 
 @cache
