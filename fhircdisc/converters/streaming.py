@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache, partial
 from itertools import repeat
+from multiprocessing.pool import AsyncResult, Pool
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,7 @@ from fhircdisc.converters.dataset_stream import (
     write_piece,
 )
 from fhircdisc.converters.datasets import write_dataset
+from fhircdisc.converters.enrolment import Enrolment
 from fhircdisc.converters.fhir_reader import (
     GZIP_READ_ERRORS,
     LineResource,
@@ -106,10 +108,12 @@ from fhircdisc.converters.lane_block import (
 )
 from fhircdisc.converters.processes import forked_pool
 from fhircdisc.converters.provenance_rows import line_tails, tabled_provenance
+from fhircdisc.converters.resource_index import ResourceIndex
 from fhircdisc.errors import InputError
 from fhircdisc.finding_runs import BankedFindings, FindingRuns, StreamedValidation, bank
 from fhircdisc.mappings import derivations
 from fhircdisc.mappings import terminology as terminology_module
+from fhircdisc.mappings.terminology import Terminology
 from fhircdisc.report import ConversionReport
 from fhircdisc.report_runs import SharedRuns
 from fhircdisc.schemas.conformance import validate_sdtm
@@ -460,11 +464,56 @@ def prepare(sources: Iterable[str | Path], out_dir: str | Path,
     sources = list(sources)
     stamp = creation_datetime or datetime.now(UTC).replace(microsecond=0).isoformat()
     terms = terminology_module.load(terminology)
-    items, ordinals, tasks, streamed = _read_context(expand_sources(sources), chunk_lines,
-                                                     progress, work)
+
+    def mapped(items: list[SourceResource | ReadProblem]) -> _MappedContext:
+        return _map_context(items, [str(s) for s in sources], terms, study_id=study_id,
+                            site_id=site_id, subjects=subjects, fhir_version=fhir_version,
+                            enrol_all=enrol_all)
+
+    with _reading_context(expand_sources(sources), chunk_lines, progress, work) as reading:
+        # mapped while the large files of Observations are cut on threads
+        context_map = mapped(reading.items)
+        if reading.finish():        # one of them held other resources too: in their place
+            context_map = mapped(reading.items)
+    report, enrolment = context_map.report, context_map.enrolment
+    usubjids = sorted(s.usubjid for s in enrolment.subjects.values())
+    expected = reading.streamed + sum(len(r) for r in context_map.early.values())
+    count = max(1, min(len(usubjids), math.ceil(expected / bucket_rows)))
+    formats = list(dict.fromkeys(formats))
+    small = context_map.small
+    plan = DatasetPlan(dm=small.domains.get("DM"), validate=validate, out=Path(out_dir),
+                       formats=tuple(formats))
+    if plan.dm is not None:
+        plan.dm_meta = small.meta("DM")
+    context = StudyContext(context_map.index, enrolment, terms, context_map.reference)
+    _ = context.starts                  # made once here, shared by the forked workers
+    gc.freeze()
+    return Setup(Path(out_dir), formats, stamp, reading.tasks, report, small, context,
+                 SubjectBuckets.make(usubjids, count), count, plan,
+                 _early_rows(context_map.early, reading.ordinals, context_map.reference),
+                 chunk_lines=chunk_lines)
+
+
+@dataclass
+class _MappedContext:
+    """What pass 1 makes of the resources it reads: the report so far, the index and
+    enrolment, the small datasets, the LB/VS rows of resources read here (Observations in
+    Bundles), and each subject's reference start date."""
+
+    report: ConversionReport
+    index: ResourceIndex
+    enrolment: Enrolment
+    small: Study
+    early: dict[str, Rows]
+    reference: dict[str, str | None]
+
+
+def _map_context(items: list[SourceResource | ReadProblem], sources: list[str],
+                 terms: Terminology, **options: Any) -> _MappedContext:
+    """Map the resources pass 1 read (``options``: the subjects' and study's, as
+    :func:`~fhircdisc.converters.fhir_to_sdtm.read_context` takes them)."""
     report, resources, index, enrolment = read_context(
-        items, sources=[str(s) for s in sources], terminology=terms, study_id=study_id,
-        site_id=site_id, subjects=subjects, fhir_version=fhir_version, enrol_all=enrol_all)
+        items, sources=sources, terminology=terms, **options)
     rows = Converter(index, enrolment, terms, report).run(resources, 1)
     early = {domain: rows.pop(domain, []) for domain in STREAMED_DOMAINS}
     frames = derivations.derive(rows, SPECS)
@@ -473,22 +522,7 @@ def prepare(sources: Iterable[str | Path], out_dir: str | Path,
     del rows, resources
     small = Study.from_frames(frames, report=report)
     del frames
-
-    usubjids = sorted(s.usubjid for s in enrolment.subjects.values())
-    expected = streamed + sum(len(r) for r in early.values())
-    count = max(1, min(len(usubjids), math.ceil(expected / bucket_rows)))
-    formats = list(dict.fromkeys(formats))
-    plan = DatasetPlan(dm=small.domains.get("DM"), validate=validate, out=Path(out_dir),
-                       formats=tuple(formats))
-    if plan.dm is not None:
-        plan.dm_meta = small.meta("DM")
-    context = StudyContext(index, enrolment, terms, reference)
-    _ = context.starts                  # made once here, shared by the forked workers
-    gc.freeze()
-    return Setup(Path(out_dir), formats, stamp, tasks, report, small, context,
-                 SubjectBuckets.make(usubjids, count),
-                 count, plan, _early_rows(early, ordinals, reference),
-                 chunk_lines=chunk_lines)
+    return _MappedContext(report, index, enrolment, small, early, reference)
 
 
 def input_folder(staging: Path) -> Path:
@@ -501,34 +535,108 @@ def _read_context(files: list[Path], chunk_lines: int,
                   progress: Callable[[str, int], None] | None, work: Path | None = None
                   ) -> tuple[list[SourceResource | ReadProblem], list[Ordinal], list[Task], int]:
     """Read everything but the Observation lines; cut those into tasks (``work``: as in
-    :func:`prepare`). Files of nothing but Observation lines (of at least
-    :data:`CUT_MIN_BYTES`) are cut on threads of their own, ahead of the scan (reading a
-    file and finding its line breaks let other threads run)."""
+    :func:`prepare`): the resources read, their ordinals, the tasks and how many lines
+    they hold."""
+    with _reading_context(files, chunk_lines, progress, work) as reading:
+        reading.finish()
+    return reading.items, reading.ordinals, reading.tasks, reading.streamed
+
+
+@contextmanager
+def _reading_context(files: list[Path], chunk_lines: int,
+                     progress: Callable[[str, int], None] | None, work: Path | None = None
+                     ) -> Iterator[_ContextReading]:
+    """Pass 1's read of ``files`` (as :func:`_read_context`), the files that may hold
+    nothing but Observation lines in their usual form (of at least :data:`CUT_MIN_BYTES`)
+    cut on threads of their own (reading a file and finding its line breaks let other
+    threads run): every other file is read on entering, the cuts are taken by
+    :meth:`_ContextReading.finish`; those not yet taken are given up on leaving."""
     zipped = [(rank, path) for rank, path in enumerate(files)
               if is_ndjson(path) and path.name.lower().endswith(".gz")]
     plain = [(rank, path) for rank, path in enumerate(files)
              if is_ndjson(path) and not path.name.lower().endswith(".gz")
-             and _size(path) >= CUT_MIN_BYTES]
-    with _Decompressions(zipped, work) as unzipping, \
-            _TaskCuts(plain, chunk_lines) as cutting:
-        scan = _ContextScan(chunk_lines, progress, work, unzipping)
-        for rank, path in enumerate(files):
-            if not is_ndjson(path):
-                number_in_file = 0
-                for item in read_file(path):
-                    scan.items.append(item)
-                    if isinstance(item, SourceResource):
-                        number_in_file += 1
-                        scan.ordinals.append((rank, 0, number_in_file))
-            elif path.name.lower().endswith(".gz"):
-                scan.gzipped(path, rank)
-            else:
-                cut = cutting.cut(rank)
+             and _size(path) >= CUT_MIN_BYTES and _starts_usual(path)]
+    # the cutting processes forked first, while this process runs no other thread
+    with _TaskCuts(plain, chunk_lines) as cutting, \
+            _Decompressions(zipped, work) as unzipping:
+        reading = _ContextReading(files, _ContextScan(chunk_lines, progress, work, unzipping),
+                                  cutting)
+        reading.scan_others()
+        yield reading
+
+
+def _starts_usual(path: Path) -> bool:
+    """Whether the file begins with an Observation line in its usual form."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(len(_USUAL_START)) == _USUAL_START
+    except OSError:
+        return False                    # its scan reports why
+
+
+class _ContextReading:
+    """The resources, ordinals and tasks of pass 1, read in two steps:
+    :meth:`scan_others` reads every file that is not being cut on a thread,
+    :meth:`finish` takes the cuts, scanning in its place a file that held other lines,
+    and puts everything in file order (the order a scan of one file after the other
+    gives)."""
+
+    def __init__(self, files: list[Path], scan: _ContextScan, cutting: _TaskCuts) -> None:
+        self.files = files
+        self.scan = scan
+        self.cutting = cutting
+        #: each scanned file's rank and the range of ``scan.items`` it read
+        self.spans: list[tuple[int, int, int]] = []
+        self.items: list[SourceResource | ReadProblem] = scan.items
+        self.ordinals: list[Ordinal] = []
+        self.tasks: list[Task] = []
+        self.streamed = 0
+
+    def scan_others(self) -> None:
+        for rank, path in enumerate(self.files):
+            if not self.cutting.cuts(rank):
+                self._scan(rank, path)
+
+    def finish(self) -> bool:
+        """Take the cuts and put the resources, ordinals and tasks in file order; whether
+        the resources read changed (a file being cut held lines other than Observations,
+        then scanned)."""
+        scan = self.scan
+        before = len(scan.items)
+        for rank, path in enumerate(self.files):
+            if self.cutting.cuts(rank):
+                cut = self.cutting.cut(rank)
                 if cut is not None:
                     scan.cut(path, rank, cut)
                 else:
-                    scan.plain(path, rank)
-    return scan.items, scan.ordinals, scan.tasks, scan.streamed
+                    self._scan(rank, path)
+        changed = len(scan.items) > before
+        if changed:
+            self.spans.sort(key=lambda span: span[0])
+            self.items = [item for _, start, stop in self.spans
+                          for item in scan.items[start:stop]]
+        self.ordinals = sorted(scan.ordinals, key=lambda ordinal: ordinal[0])
+        self.tasks = sorted(scan.tasks, key=lambda task: task.rank)
+        for number, task in enumerate(self.tasks):
+            task.number = number
+        self.streamed = scan.streamed
+        return changed
+
+    def _scan(self, rank: int, path: Path) -> None:
+        scan = self.scan
+        start = len(scan.items)
+        if not is_ndjson(path):
+            number_in_file = 0
+            for item in read_file(path):
+                scan.items.append(item)
+                if isinstance(item, SourceResource):
+                    number_in_file += 1
+                    scan.ordinals.append((rank, 0, number_in_file))
+        elif path.name.lower().endswith(".gz"):
+            scan.gzipped(path, rank)
+        else:
+            scan.plain(path, rank)
+        self.spans.append((rank, start, len(scan.items)))
 
 
 @dataclass(frozen=True)
@@ -563,36 +671,44 @@ def _cut_observations(path: Path, chunk_lines: int) -> _Cut | None:
 
 
 class _TaskCuts:
-    """The uncompressed NDJSON files of a run, each cut into tasks on a thread
-    (:func:`_cut_observations`), in file order, ahead of the scan; those not yet needed
-    are given up when the scan fails."""
+    """The uncompressed NDJSON files of a run, each cut into tasks
+    (:func:`_cut_observations`) in forked processes, in file order, while the main
+    process reads the other files and maps the context (on threads, the cuts would wait
+    for the interpreter lock at each of their steps); those not yet taken are given up
+    when the read fails."""
 
     def __init__(self, plain: list[tuple[int, Path]], chunk_lines: int) -> None:
         self.plain = plain
         self.chunk_lines = chunk_lines
-        self.pool: ThreadPoolExecutor | None = None
-        self.jobs: dict[int, Future[_Cut | None]] = {}
+        self.pool: Pool | None = None
+        self.jobs: dict[int, AsyncResult[_Cut | None]] = {}
 
     def __enter__(self) -> _TaskCuts:
         if self.plain:
-            self.pool = ThreadPoolExecutor(CUT_THREADS, thread_name_prefix="cut")
+            self.pool = forked_pool(min(CUT_PROCESSES, len(self.plain)))
             for rank, path in self.plain:
-                self.jobs[rank] = self.pool.submit(_cut_observations, path, self.chunk_lines)
+                self.jobs[rank] = self.pool.apply_async(_cut_observations,
+                                                        (path, self.chunk_lines))
         return self
+
+    def cuts(self, rank: int) -> bool:
+        """Whether the ``rank``-th file is being cut (and its cut not taken yet)."""
+        return rank in self.jobs
 
     def cut(self, rank: int) -> _Cut | None:
         """The cut of the ``rank``-th file; None when it is to be scanned line by line."""
         job = self.jobs.pop(rank, None)
-        return None if job is None else job.result()
+        return None if job is None else job.get()
 
     def __exit__(self, *failure: object) -> None:
         if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool.terminate()
+            self.pool.join()
 
 
 #: how many files are cut into tasks at once (see :class:`_TaskCuts`), and the smallest
-#: file worth it (handing a small file to a thread costs more than scanning it)
-CUT_THREADS = 2
+#: file worth it (handing a small file to a process costs more than scanning it)
+CUT_PROCESSES = 2
 CUT_MIN_BYTES = 4 * 2**20
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import gzip
 import pickle
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +66,7 @@ def test_a_file_cut_on_a_thread_has_the_tasks_of_the_block_scan(
         block: int, crlf: bool, last_end: bool, other: int | None) -> None:
     """A file of Observation lines only is cut into tasks on a thread: the same tasks
     (byte ranges, first lines, sizes) as the block scan; a file with one other line
-    (``other``: its place) is left to the block scan."""
+    (``other``: its place) is left to the block scan, at once when it is the first."""
     monkeypatch.setattr(streaming, "SCAN_BLOCK", block)
     monkeypatch.setattr(streaming, "CUT_MIN_BYTES", 0)     # small files on threads too
     lines = [OBSERVATION.replace(b'"o"', b'"o%d"' % n) for n in ids]
@@ -73,17 +75,32 @@ def test_a_file_cut_on_a_thread_has_the_tasks_of_the_block_scan(
     text = (b"\r\n" if crlf else b"\n").join(lines) + (b"\n" if last_end and lines else b"")
     path = tmp_path / f"x{len(text)}-{other}.ndjson"
     path.write_bytes(text)
-    real = streaming._cut_observations
-    cuts: list[Any] = []
-    with pytest.MonkeyPatch.context() as patch:     # the cut made on the thread
-        patch.setattr(streaming, "_cut_observations",
-                      lambda *args: cuts.append(real(*args)) or cuts[-1])
+    with _cuts_taken() as cuts:                     # the cuts made in another process
         threaded = streaming._read_context([path], chunk_lines, None)
-    assert len(cuts) == 1 and (cuts[0] is None) == (other is not None and bool(lines))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(streaming, "_cut_observations", lambda path, chunk_lines: None)
+    begins_usual = bool(lines) and not (other is not None and other in (0, -len(lines)))
+    assert len(cuts) == begins_usual
+    assert not cuts or (cuts[0] is None) == (other is not None)
+    with pytest.MonkeyPatch.context() as patch:     # each file scanned, none cut
+        patch.setattr(streaming, "_starts_usual", lambda path: False)
         assert threaded == streaming._read_context([path], chunk_lines, None)
     assert threaded[3] == len(lines) - (other is not None and bool(lines))
+
+
+@contextmanager
+def _cuts_taken() -> Iterator[list[Any]]:
+    """The cuts pass 1 takes from the cutting processes, as it takes them."""
+    cuts: list[Any] = []
+    real = streaming._TaskCuts.cut
+
+    def recorded(self: streaming._TaskCuts, rank: int) -> Any:
+        if self.cuts(rank):
+            cuts.append(real(self, rank))
+            return cuts[-1]
+        return real(self, rank)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(streaming._TaskCuts, "cut", recorded)
+        yield cuts
 
 
 def test_a_file_of_observations_is_cut_without_reading_each_line(tmp_path: Path) -> None:
@@ -169,3 +186,97 @@ def test_a_held_resource_still_tells_its_version(tmp_path: Path) -> None:
     assert isinstance(items[0], LineResource)
     with pytest.raises(InputError, match=r"R5 element ResearchSubject.subject in .*line 1"):
         read_context(items, sources=[str(path)], terminology=terminology.load(()))
+
+
+def _patient(number: int) -> bytes:
+    return orjson.dumps({"resourceType": "Patient", "id": f"p{number}", "gender": "female",
+                         "birthDate": f"19{50 + number}-03-01"})
+
+
+def _observations(patient: int, count: int) -> list[bytes]:
+    return [orjson.dumps({"resourceType": "Observation", "id": f"o{patient}-{n}",
+                          "status": "final",
+                          "code": {"coding": [{"system": "http://loinc.org",
+                                               "code": "8867-4"}]},
+                          "subject": {"reference": f"Patient/p{patient}"},
+                          "effectiveDateTime": "2021-03-04T10:00:00Z",
+                          "valueQuantity": {"value": 60 + n, "unit": "/min",
+                                            "system": "http://unitsofmeasure.org",
+                                            "code": "/min"}})
+            for n in range(count)]
+
+
+@pytest.mark.parametrize("cut_fails", [False, True])
+def test_files_cut_on_threads_keep_the_file_order(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  cut_fails: bool) -> None:
+    """The files of Observations are cut while the others are read: the resources,
+    ordinals and tasks come in file order all the same, as a read of one file after the
+    other gives them; a file that began with Observations but held a Patient further on
+    (``cut_fails``) is read in its place, its Patient between the files around it."""
+    monkeypatch.setattr(streaming, "CUT_MIN_BYTES", 0)
+    first = tmp_path / "a.ndjson"
+    first.write_bytes(b"\n".join([_patient(1), *_observations(1, 3)]) + b"\n")
+    cut = tmp_path / "b.ndjson"
+    cut.write_bytes(b"\n".join([*_observations(2, 5), *([_patient(2)] if cut_fails else []),
+                                *_observations(3, 4)]) + b"\n")
+    last = tmp_path / "c.ndjson"
+    last.write_bytes(b"\n".join([_patient(3), *_observations(3, 2), _patient(4)]) + b"\n")
+    files = [first, cut, last]
+
+    def read() -> tuple[Any, ...]:
+        items, ordinals, tasks, streamed = streaming._read_context(files, 3, None)
+        return ([item.data["id"] for item in items], ordinals,
+                [(task.number, task.rank, task.first_line, task.size, task.mixed,
+                  [number for number, _ in streaming.task_lines(task)]) for task in tasks],
+                streamed)
+
+    with _cuts_taken() as cuts:
+        both = read()
+    assert len(cuts) == 1 and (cuts[0] is None) == cut_fails     # only b is cut
+    with pytest.MonkeyPatch.context() as patch:                  # one file after the other
+        patch.setattr(streaming, "_starts_usual", lambda path: False)
+        assert both == read()
+    ids, _, tasks, streamed = both
+    assert ids == ["p1", *(["p2"] if cut_fails else []), "p3", "p4"]
+    assert [task[0] for task in tasks] == list(range(len(tasks)))
+    assert [task[1] for task in tasks] == sorted(task[1] for task in tasks)
+    assert streamed == 3 + 9 + 2
+
+
+@pytest.mark.parametrize("cut_fails", [False, True])
+def test_the_context_is_mapped_from_every_file_in_order(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        cut_fails: bool) -> None:
+    """Pass 1 maps the context while the files of Observations are cut; when one of them
+    turns out to hold a Patient too, the context is mapped again with it: DM, the report
+    and the tasks are those of a read of one file after the other."""
+    monkeypatch.setattr(streaming, "CUT_MIN_BYTES", 0)
+    cut = tmp_path / "a.ndjson"
+    cut.write_bytes(b"\n".join([*_observations(1, 4), *([_patient(1)] if cut_fails else []),
+                                *_observations(2, 3)]) + b"\n")
+    patients = tmp_path / "b.ndjson"
+    patients.write_bytes(b"\n".join([_patient(2), _patient(3)]) + b"\n")
+
+    def setup(name: str) -> tuple[Any, ...]:
+        with streaming.fewer_collections():
+            made = streaming.prepare([cut, patients], tmp_path / name, study_id="S",
+                                     chunk_lines=3)
+        dm = made.small.domains["DM"]
+        return (dm.astype(object).where(dm.notna(), None).to_dict("records"),
+                made.report.counts(),
+                [(task.rank, task.first_line, task.size) for task in made.tasks],
+                sorted(made.context.enrolment.subjects))
+
+    mapped: list[int] = []
+    real = streaming._map_context
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(streaming, "_map_context",
+                      lambda *args, **options: mapped.append(1) or real(*args, **options))
+        both = setup("both")
+    assert len(mapped) == 1 + cut_fails
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(streaming, "_starts_usual", lambda path: False)
+        assert both == setup("in-order")
+    assert [row["USUBJID"] for row in both[0]] == \
+        [f"S-p{n}" for n in ((1, 2, 3) if cut_fails else (2, 3))]
