@@ -71,11 +71,12 @@ class ColumnValues:
         return cls(np.asarray(codes, dtype=np.intp), uniques.tolist())
 
     @classmethod
-    def of_ranks(cls, values: list[Any], ranks: np.ndarray, order: np.ndarray
-                 ) -> ColumnValues:
+    def of_ranks(cls, values: list[Any], ranks: np.ndarray, order: np.ndarray,
+                 facts: TextFacts | None = None) -> ColumnValues:
         """The column ``values`` (texts or None) takes in the row ``order``, from each
         value's rank among them (``ranks``, beside ``values``: dense from 0, equal for
-        equal texts, None's above every text's), without hashing a value."""
+        equal texts, None's above every text's), without hashing a value. ``facts``:
+        the values' :attr:`text_facts` when known (every value a text then)."""
         firsts = np.empty(int(ranks.max(initial=-1)) + 1, dtype=np.intp)
         firsts[ranks[::-1]] = np.arange(len(ranks) - 1, -1, -1)  # each rank's first row
         uniques = [values[i] for i in firsts.tolist()]
@@ -83,7 +84,10 @@ class ColumnValues:
         if uniques and uniques[-1] is None:                      # missing: -1
             uniques.pop()
             codes[codes == len(uniques)] = -1
-        return cls(codes, uniques)
+        made = cls(codes, uniques)
+        if facts is not None:         # what the cached properties would find, found
+            made.__dict__.update(all_text=True, text_facts=facts)
+        return made
 
     @cached_property
     def text_facts(self) -> TextFacts:

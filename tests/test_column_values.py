@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -131,3 +132,34 @@ def test_the_facts_of_the_distinct_texts_are_those_of_the_values(values: list[An
     assert facts.longest == max(map(len, texts), default=0)
     assert facts.ascii == all(text.isascii() for text in texts)
     assert facts.nul == any("\x00" in text for text in texts)
+
+
+@pytest.mark.parametrize(("alphabet", "lengths", "missing"), [
+    ("0123456789-T:", (19, 20), False),      # dates: one length
+    ("0123456789-T:", (4, 19), False),       # partial and full dates
+    ("0123456789-T:", (19, 20), True),       # a None among them: not ranked by bytes
+    ("0123456789é", (3, 9), False),          # not ASCII: not ranked by bytes
+    ("01\x00", (5, 9), False),               # a NUL: not ranked by bytes
+])
+def test_codes_from_byte_ranks_carry_the_facts_of_their_texts(
+        alphabet: str, lengths: tuple[int, int], missing: bool) -> None:
+    """A long column of rarely repeated texts is ranked by its bytes; the codes made
+    from those ranks carry the texts' facts found on the way, equal to what finding them
+    from the distinct texts gives."""
+    from fhircdisc.mappings.derivations import _ranks_and_facts
+
+    rng = np.random.default_rng(lengths[0])
+    values: list[Any] = ["".join(rng.choice(list(alphabet), size=int(rng.integers(*lengths))))
+                         for _ in range(3000)]
+    if missing:
+        values[11] = None
+    ranks, facts = _ranks_and_facts(values)
+    order = rng.permutation(len(values))
+    carried = ColumnValues.of_ranks(values, ranks, order, facts)
+    fresh = ColumnValues.of_ranks(values, ranks, order)
+    assert (facts is not None) == (alphabet.isascii() and "\x00" not in alphabet
+                                   and not missing)
+    assert carried.all_text == fresh.all_text
+    assert carried.text_facts == fresh.text_facts
+    if facts is not None:
+        assert facts.longest == max(map(len, values))

@@ -1227,9 +1227,10 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
     at = np.asarray(order, dtype=np.intp)
     # a sort key the rows hold as their own texts (--DTC) was ranked: its codes for the
     # checks come from the ranks, not from hashing every row's text again
-    ranked = {} if ranking.key_ranks is None else {
-        key: ColumnValues.of_ranks(column, ranks, at)
-        for key, column, ranks in zip(keys, sorting, ranking.key_ranks, strict=True)
+    ranked = {} if ranking.key_ranks is None or ranking.key_facts is None else {
+        key: ColumnValues.of_ranks(column, ranks, at, facts)
+        for key, column, ranks, facts in zip(keys, sorting, ranking.key_ranks,
+                                             ranking.key_facts, strict=True)
         if isinstance(column, list) and text_or_none(column)}
     kept = set(plan.columns[domain])
     wanted = list(dict.fromkeys([*(name for name in names if name in kept), "USUBJID",

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from fhircdisc.caches import remember
-from fhircdisc.column_values import text_or_none
+from fhircdisc.column_values import TextFacts, text_or_none
 from fhircdisc.mappings.dates import age_in_years, date_part
 from fhircdisc.mappings.spec import DomainSpec
 
@@ -250,6 +250,9 @@ class Ranking:
     order: list[int] | np.ndarray
     numbers: list[float] | np.ndarray | None
     key_ranks: list[np.ndarray] | None = None
+    #: per sort key, when it was ranked by its bytes (texts, every one of them):
+    #: :class:`~fhircdisc.column_values.TextFacts` of its texts, found on the way
+    key_facts: list[TextFacts | None] | None = None
 
 
 def sequence_ranking(subjects: Column, keys: list[Column], carried: list[Any] | None,
@@ -264,10 +267,12 @@ def sequence_ranking(subjects: Column, keys: list[Column], carried: list[Any] | 
         listed = [subject or "" for subject in listed]
         order = _sorted_by_tuples(listed, texts, read_key)
         return Ranking(order, _numbers([listed[i] for i in order]))
-    codes = [_column_ranks(subjects, subject=True),
-             *(_column_ranks(key, subject=False) for key in keys)]
+    ranked = [_column_ranks(subjects, subject=True),
+              *(_column_ranks(key, subject=False) for key in keys)]
+    codes = [ranks for ranks, _ in ranked]
     places = _read_order_ties(read_key, _stable_order(codes), codes)
-    return Ranking(places, _run_numbers(codes[0][places]), codes[1:])
+    return Ranking(places, _run_numbers(codes[0][places]), codes[1:],
+                   [facts for _, facts in ranked[1:]])
 
 
 def _all_text(subjects: Column) -> bool:
@@ -278,14 +283,18 @@ def _all_text(subjects: Column) -> bool:
     return set(map(type, (value or "" for value in values))) <= {str}
 
 
-def _column_ranks(column: Column, subject: bool) -> np.ndarray:
+def _column_ranks(column: Column, subject: bool) -> tuple[np.ndarray, TextFacts | None]:
     """Each row's rank by its value of ``column`` (:func:`_text_ranks` of the key texts;
-    ``subject``: None ranks as "")."""
+    ``subject``: None ranks as ""), and the facts of its values when they are texts that
+    were ranked by their bytes."""
     values = column.values if isinstance(column, Tabled) else column
     texts = [value or "" for value in values] if subject else _key_texts(values)
+    ranks, facts = _ranks_and_facts(texts)
+    if texts is not values:             # the facts are of the texts, not of the values
+        facts = None
     if isinstance(column, Tabled):
-        return _text_ranks(texts)[column.places]
-    return _text_ranks(texts)
+        return ranks[column.places], facts
+    return ranks, facts
 
 
 def _key_texts(values: list[Any]) -> list[str | None]:
@@ -310,10 +319,17 @@ def _sorted_by_tuples(subjects: list[Any], texts: list[list[str | None]],
 
 def _text_ranks(texts: list[str | None]) -> np.ndarray:
     """Rank of each text among the distinct texts; ``None`` ranks after every text."""
+    return _ranks_and_facts(texts)[0]
+
+
+def _ranks_and_facts(texts: list[str | None]) -> tuple[np.ndarray, TextFacts | None]:
+    """:func:`_text_ranks`, and the texts' :class:`~fhircdisc.column_values.TextFacts`
+    when they were ranked by their bytes (every one of them a text then)."""
     if len(texts) >= _BYTES_FROM and len(set(texts[:_PROBE])) > _PROBE // 2:
-        ranks = _byte_ranks(texts)         # texts that rarely repeat (dates): sorted as is
-        if ranks is not None:
-            return ranks
+        found = _byte_ranks(texts)         # texts that rarely repeat (dates): sorted as is
+        if found is not None:
+            ranks, longest = found
+            return ranks, TextFacts(longest, True, False)
     codes, uniques = pd.factorize(np.fromiter(texts, dtype=object, count=len(texts)))
     distinct: list[str] = uniques.tolist()
     places: Any
@@ -325,7 +341,7 @@ def _text_ranks(texts: list[str | None]) -> np.ndarray:
     rank = np.empty(len(distinct) + 1, dtype=np.int64)
     rank[places] = np.arange(len(distinct), dtype=np.int64)
     rank[-1] = len(distinct)                        # code -1: None, after every text
-    return rank[codes]
+    return rank[codes], None
 
 
 #: a column of at least this many texts, half of whose first :data:`_PROBE` differ, is
@@ -334,13 +350,13 @@ _BYTES_FROM = 1024
 _PROBE = 256
 
 
-def _byte_ranks(texts: list[str | None]) -> np.ndarray | None:
+def _byte_ranks(texts: list[str | None]) -> tuple[np.ndarray, int] | None:
     """:func:`_text_ranks` of ASCII texts without NUL, by sorting them as fixed-width
     bytes (byte order is code point order): packed into one number each when they fit
-    (:func:`_packed_key`), else in 8-byte big-endian words; None for any other column
-    (None among the texts too)."""
+    (:func:`_packed_key`), else in 8-byte big-endian words; and the length of the longest
+    text. None for any other column (None among the texts too)."""
     if not texts:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.int64), 0
     try:
         # a NUL after each text: the NULs of the joined text are those, and no other,
         # exactly when no text holds one (a value that is not text fails the join)
@@ -358,9 +374,11 @@ def _byte_ranks(texts: list[str | None]) -> np.ndarray | None:
         rows = np.zeros((len(texts), width), dtype=np.uint8)
         rows[:, :size] = chars.reshape(len(texts), size + 1)[:, :size]
         data = rows.view(f"S{width}").reshape(len(texts))
+        longest = size
     else:
         data = np.fromiter(texts, dtype=object, count=len(texts)).astype(bytes)
-        width = -(-max(data.dtype.itemsize, 1) // 8) * 8
+        longest = data.dtype.itemsize              # in bytes: characters, all ASCII
+        width = -(-max(longest, 1) // 8) * 8
         data = data.astype(f"S{width}")
     key = _packed_key(data.view(np.uint8).reshape(len(data), width))
     if key is not None:          # one number a text: one sort (equal numbers, equal texts)
@@ -376,7 +394,7 @@ def _byte_ranks(texts: list[str | None]) -> np.ndarray | None:
     np.cumsum(changes, out=dense[1:])
     ranks = np.empty(len(data), dtype=np.int64)
     ranks[order] = dense
-    return ranks
+    return ranks, longest
 
 
 def _packed_key(rows: np.ndarray) -> np.ndarray | None:

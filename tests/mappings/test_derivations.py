@@ -167,12 +167,14 @@ TEXTS = st.one_of(st.none(), st.text(alphabet="ab09-:T \x00é", max_size=8),
 def test_byte_ranks_order_texts_as_python_does_or_decline(texts: list[Any]) -> None:
     """Texts of many lengths, or all of one (read as rows of bytes); few enough kinds
     of byte at each place to be sorted as one number each, or too many."""
-    ranks = derivations._byte_ranks(texts)
+    found = derivations._byte_ranks(texts)
     plain = all(text is not None and text.isascii() and "\x00" not in text for text in texts)
-    assert (ranks is not None) == plain
-    if ranks is not None:
+    assert (found is not None) == plain
+    if found is not None:
+        ranks, longest = found
         distinct = sorted(set(texts))
         assert ranks.tolist() == [distinct.index(text) for text in texts]
+        assert longest == max(map(len, texts), default=0)
 
 
 @pytest.mark.parametrize("alphabet", ["0123456789-T:", "0123456789é", "01\x00"])
@@ -220,6 +222,8 @@ def test_dates_sorted_as_one_number_each() -> None:
     rows = np.frombuffer("".join(dates).encode(), dtype=np.uint8).reshape(2000, 19)
     assert derivations._packed_key(rows) is not None
     distinct = sorted(set(dates))
-    assert derivations._byte_ranks(dates).tolist() == [distinct.index(d) for d in dates]
+    ranks, longest = derivations._byte_ranks(dates) or (None, None)
+    assert ranks is not None and ranks.tolist() == [distinct.index(d) for d in dates]
+    assert longest == 19
     wide = np.arange(256, dtype=np.uint8).repeat(9).reshape(256, 9)
     assert derivations._packed_key(wide) is None              # 9 places of 8 bits each
