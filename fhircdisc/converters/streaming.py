@@ -1779,7 +1779,15 @@ def _stream(setup: Setup, staging: Path, workers: int,
             bank_items(setup.report, done[0])
             tick(job[-1], done[0])
 
-        results = _run(_map_tasks, task_groups(setup.tasks, setup.chunk_lines), workers, each)
+        def pass_3_tables() -> None:
+            # read while the workers map the Observations (the main process only waits
+            # then), not between the passes; the pass-3 workers are forked with them
+            if setup.plan.validate:
+                codelists()             # read here once, not by each worker checking buckets
+            line_tails()                # (as the provenance rows' line ends)
+
+        results = _run(_map_tasks, task_groups(setup.tasks, setup.chunk_lines), workers, each,
+                       pass_3_tables)
         shutil.rmtree(input_folder(staging), ignore_errors=True)   # read by pass 2 alone
         shared.spills += [spill for _, spill, _ in results]
         settle(setup, [result for result, _, _ in results])
@@ -1800,9 +1808,6 @@ def _stream(setup: Setup, staging: Path, workers: int,
             if early is not None and lasts[key[0]] == key and key != keys[-1]:
                 early.write(key[0], pieces.get(key[0], []))
 
-        if setup.plan.validate:
-            codelists()                 # read here once, not by each worker checking buckets
-        line_tails()                    # (as the provenance rows' line ends)
         ahead = _CheckAhead(setup) if workers > 1 and setup.plan.validate \
             and setup.small.domains else None
         load = partial(_load_bucket, spill_dir)
@@ -2087,9 +2092,9 @@ def _run(function: Callable[[Any], Any], jobs: list[Any], workers: int,
     (before the first job when there are none)."""
     results: list[Any] = []
     with _pool(workers, jobs) as pool:
-        if started is not None:
-            started()
         mapped = map(function, jobs) if pool is None else pool.imap(function, jobs)
+        if started is not None:             # (the workers have their jobs by then)
+            started()
         for job, result in zip(jobs, mapped, strict=True):
             results.append(result)
             if each is not None:
