@@ -46,10 +46,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache, partial
-from itertools import repeat
+from itertools import chain, islice, repeat
 from multiprocessing.pool import AsyncResult, Pool
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -1056,24 +1056,49 @@ def _early_rows(early: dict[str, Rows], ordinals: list[Ordinal],
 def task_lines(task: Task) -> Iterable[tuple[int, bytes]]:
     """The Observation lines of a task, numbered, read from its file's byte range."""
     try:
-        with open(task.path or task.file, "rb") as handle:
-            handle.seek(task.start)
-            block = handle.read(task.stop - task.start)
+        handle = open(task.path or task.file, "rb", buffering=TASK_READ)  # noqa: SIM115
+        handle.seek(task.start)
     except OSError as exc:
         raise InputError(f"cannot read file: {exc}", task.file) from exc
+    if not task.mixed:
+        # nothing but Observation lines, task.size of them: read a buffer at a time (a
+        # line is split off while its bytes are still in the processor's cache), the
+        # handle closed once they are read, the range checked to end there
+        lines: Iterator[bytes] = chain(islice(handle, task.size), _range_end(handle, task))
+    else:
+        with handle:
+            block = handle.read(task.stop - task.start)
+        lines = io.BytesIO(block)
     # a line holds one line break, at its end: stripping \r\n takes it and any \r before;
     # lines found with memchr and stripped one at a time, by iterators written in C
-    lines = NumberedLines(task.first_line,
-                          map(bytes.rstrip, io.BytesIO(block), repeat(b"\r\n")))
-    if not task.mixed:                 # nothing but Observation lines
-        return lines
-    return ((number, line) for number, line in lines if is_streamed_line(line))
+    numbered = NumberedLines(task.first_line, map(bytes.rstrip, lines, repeat(b"\r\n")))
+    if not task.mixed:
+        return numbered
+    return ((number, line) for number, line in numbered if is_streamed_line(line))
+
+
+#: how much of a task's file is read at a time
+TASK_READ = 2**20
+
+
+def _range_end(handle: BinaryIO, task: Task) -> Iterator[bytes]:
+    """No line: closes ``handle`` once the task's lines are read from it, and checks that
+    they ended where the task's range does (they do unless the file changed since
+    pass 1 read it)."""
+    with handle:
+        if handle.tell() != task.stop:
+            raise InputError("the file changed while it was being converted", task.file,
+                             f"line {task.first_line + task.size - 1}")
+    yield from ()
 
 
 def map_task(task: Task, context: StudyContext, finish: bool = True) -> ChunkResult:
     """Pass 2 of one chunk: its lines mapped to rows (``finish``: as
     :func:`~fhircdisc.converters.chunk.convert_lines` takes it)."""
-    return convert_lines(task_lines(task), task.file, task.rank, context, finish)
+    try:
+        return convert_lines(task_lines(task), task.file, task.rank, context, finish)
+    except OSError as exc:                      # the file failed while its lines were read
+        raise InputError(f"cannot read file: {exc}", task.file) from exc
 
 
 def by_bucket(result: ChunkResult, buckets: SubjectBuckets) -> Iterator[tuple[Key, Parts]]:

@@ -53,7 +53,12 @@ def test_blocks_cut_tasks_as_a_line_by_line_read(tmp_path: Path, monkeypatch: py
     plain.write_bytes(text)
     zipped = tmp_path / f"x{len(text)}.ndjson.gz"
     zipped.write_bytes(gzip.compress(text))
-    assert scan(plain, chunk_lines) == scan(zipped, chunk_lines)
+    found = scan(plain, chunk_lines)
+    assert found == scan(zipped, chunk_lines)
+    read = [(number, line.rstrip(b"\r\n"))
+            for number, line in enumerate(text.split(b"\n"), 1)]
+    assert [line for task in found[0] for line in task] == \
+        [(number, line) for number, line in read if streaming.is_streamed_line(line)]
 
 
 @settings(max_examples=150, deadline=None,
@@ -280,3 +285,19 @@ def test_the_context_is_mapped_from_every_file_in_order(tmp_path: Path,
         assert both == setup("in-order")
     assert [row["USUBJID"] for row in both[0]] == \
         [f"S-p{n}" for n in ((1, 2, 3) if cut_fails else (2, 3))]
+
+
+def test_a_file_changed_between_the_passes_is_refused(tmp_path: Path) -> None:
+    """The tasks of pass 1 are read in pass 2: a file whose lines no longer end where a
+    task's range does (it changed in between) is refused, naming the file and the line,
+    rather than its lines taken from the wrong places."""
+    from fhircdisc.errors import InputError
+
+    path = tmp_path / "Observation.ndjson"
+    path.write_bytes(b"\n".join([OBSERVATION] * 10) + b"\n")
+    _, _, tasks, _ = streaming._read_context([path], 4, None)
+    assert [len(list(streaming.task_lines(task))) for task in tasks] == [4, 4, 2]
+    path.write_bytes(b"\n".join([OBSERVATION + b" "] * 10) + b"\n")   # longer lines
+    with pytest.raises(InputError, match=r"changed while it was being converted") as error:
+        list(streaming.task_lines(tasks[1]))
+    assert error.value.source == str(path) and error.value.location == "line 8"
