@@ -1548,27 +1548,42 @@ def write_output(setup: Setup, staging: Path, pieces: Mapping[str, list[Piece]],
             provenance["FILE"] = relative_files(provenance["FILE"], out)
             before = provenance[provenance["DOMAIN"].isin(("DM", "EX", "AE"))]
             before.to_csv(prov_path, index=False)
+            # the report while the workers write the datasets: it needs none of them
+            datasets = _write_report(setup, staging, pieces, validation)
             finish()
     finally:
         _WRITING = None
-    datasets = {name: (len(frame), _subjects(frame)) for name, frame in small.domains.items()}
-    report.rows = {name: len(frame) for name, frame in small.domains.items()}
-    report.sort_items()
     with prov_path.open("ab") as handle:
         for share in shares:
             with share.open("rb") as part:
                 shutil.copyfileobj(part, handle)
             share.unlink()
+    provenance[provenance["DOMAIN"] == "TS"].to_csv(prov_path, index=False, header=False,
+                                                    mode="a")
+    report.items_written()
+    written = publish(staging, out)
+    return StreamResult(report, written, validation,
+                        {name: datasets[name] for name in _ordered(datasets)})
+
+
+def _write_report(setup: Setup, staging: Path, pieces: Mapping[str, list[Piece]],
+                  validation: StreamedValidation | None) -> dict[str, tuple[int, int]]:
+    """Write the conversion report into ``staging`` (row counts, items, and the
+    conformance findings, merged from disk in dataset and row order); each dataset's rows
+    and subjects."""
+    small, report, out = setup.small, setup.report, setup.out
+    assert setup.finding_runs is not None
+    datasets = {name: (len(frame), _subjects(frame)) for name, frame in small.domains.items()}
+    report.rows = {name: len(frame) for name, frame in small.domains.items()}
+    report.sort_items()
     starts: list[tuple[Key, int]] = [(_SMALL_FINDINGS, 0)]  # rows from each dataset's start
-    for domain in streamed:
+    for domain in setup.streamed():
         parts = pieces.get(domain, [])
         total = sum(part.rows for part in parts)
         report.rows[domain] = total
         datasets[domain] = (total, sum(part.subjects for part in parts))
         if validation is not None:
             starts += _add_findings(validation, domain, parts)
-    provenance[provenance["DOMAIN"] == "TS"].to_csv(prov_path, index=False, header=False,
-                                                    mode="a")
     report.rows = dict(sorted(report.rows.items()))
     document = report.to_dict(objects=True, lazy=True)
     streams: dict[str | tuple[str, ...], Iterable[Any]] = {
@@ -1584,10 +1599,7 @@ def write_output(setup: Setup, staging: Path, pieces: Mapping[str, list[Piece]],
     document["sources"] = [relative_path(s, out) for s in document["sources"]]
     with (staging / REPORT_NAME).open("wb") as handle:
         write_streamed(handle, document, streams)
-    report.items_written()
-    written = publish(staging, out)
-    return StreamResult(report, written, validation,
-                        {name: datasets[name] for name in _ordered(datasets)})
+    return datasets
 
 
 def _ordered(datasets: dict[str, Any]) -> list[str]:
