@@ -443,8 +443,8 @@ def _unpacked(values: Any) -> np.ndarray:
     """An array :func:`_packed` gave, as an array again."""
     if isinstance(values, OneValue):
         return np.full(values.size, values.value, dtype=object)
-    if isinstance(values, Floats):
-        return values.values.astype(object)
+    if isinstance(values, Floats):          # (kept float64: each becomes a Num column)
+        return values.values
     if not isinstance(values, JoinedTexts):
         return cast(np.ndarray, values)
     return object_array(values.text.split(TEXT_SEPARATOR), values.size)

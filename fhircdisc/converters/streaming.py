@@ -1373,7 +1373,8 @@ def _provenance(domain: str, parts: Parts, at: np.ndarray, subjects: pd.Series,
 
 def gather(parts: Parts, names: Iterable[str]) -> dict[str, np.ndarray]:
     """The values of each of ``names`` over the rows of ``parts``, in order, as object
-    arrays (:data:`ABSENT` where a row does not have the variable)."""
+    arrays (:data:`ABSENT` where a row does not have the variable); a column every part
+    holds as float64 (a lane block's result numbers) as float64."""
     columns: dict[str, list[np.ndarray]] = {name: [] for name in names}
     for part in parts:
         for name, found in columns.items():
@@ -1483,8 +1484,16 @@ def raw_frame(domain: str, names: list[str], columns: dict[str, np.ndarray],
 
     inferred = {name for name in names if name in exact or sdtmig.variable(domain, name) is None}
     data = {name: _as_records_type(columns[name]) if name in inferred
-            else pd.Series(columns[name], dtype=object, copy=False) for name in names}
+            else _as_given(columns[name], sdtmig.variable(domain, name)) for name in names}
     return pd.DataFrame(data, columns=names, copy=False)
+
+
+def _as_given(values: np.ndarray, spec: Any) -> pd.Series:
+    """A column SDTMIG types, as it is: an object column, or the float64 column of a Num
+    variable (the numbers of a lane block's results), which ``typed_frame`` keeps."""
+    if values.dtype == np.float64 and spec.type == "Num":
+        return pd.Series(values, copy=False)
+    return pd.Series(values, dtype=object, copy=False)
 
 
 @cache

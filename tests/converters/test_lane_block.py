@@ -352,7 +352,9 @@ def test_a_pickled_block_keeps_its_texts_as_they_were(lane: ObservationLane) -> 
         block.own["LBSTRESN"] = object_array(numbers, 6)
         state = block.__getstate__()
         assert isinstance(state["own"]["LBSTRESN"], Floats) == (None not in numbers)
-        got = pickle.loads(pickle.dumps(block)).column("LBSTRESN").tolist()
+        column = pickle.loads(pickle.dumps(block)).column("LBSTRESN")
+        assert column.dtype == (np.float64 if None not in numbers else object)
+        got = column.tolist()
         assert [(type(n), repr(n)) for n in got] == [(type(n), repr(n)) for n in numbers]
     assert copy.column("LBORRES").tolist() == [row["LBORRES"] for row in rows]
     assert copy.own["LBORRES"] is copy.own["LBSTRESC"]
@@ -526,3 +528,22 @@ def test_panels_among_a_batch_keep_their_places(monkeypatch: pytest.MonkeyPatch,
     panel = dumps(_panel("bp1", subject={"reference": "Patient/p0000002"}))
     assert_chunk_blocks(context, [lab[0], panel, lab[1], pulse, panel, lab[2]] * 2)
     assert_chunk_blocks(context, [panel, lab[0], lab[1], panel])
+
+
+def test_a_num_column_of_floats_goes_into_the_frame_as_float64() -> None:
+    """The result numbers come out of a spill as float64: the bucket's frame keeps them
+    so for a Num variable (typed as the object column of the same floats would be), and
+    a Char variable or a column of other values is an object column as before."""
+    from fhircdisc.study import typed_frame
+
+    floats = np.array([1.5, -0.0, 3.0])
+    columns = {"LBSTRESN": floats, "LBORRES": floats.copy(),
+               "LBSTNRLO": object_array([1.0, None, 2.5], 3)}
+    frame = streaming.raw_frame("LB", list(columns), columns, exact=())
+    assert [str(frame[name].dtype) for name in columns] == ["float64", "object", "object"]
+    typed = typed_frame("LB", frame, list(columns))
+    as_objects = typed_frame("LB", pd.DataFrame(
+        {name: pd.Series(values, dtype=object) for name, values in columns.items()}),
+        list(columns))
+    pd.testing.assert_frame_equal(typed, as_objects)
+    assert [repr(v) for v in typed["LBSTRESN"].tolist()] == ["1.5", "-0.0", "3.0"]
