@@ -261,23 +261,36 @@ def tidy_columns(domain: str, names: Iterable[str], present: Container[str]) -> 
     return sdtmig.order_columns(domain, keep)
 
 
-def typed_frame(domain: str, frame: pd.DataFrame, columns: list[str],
-                known: Mapping[str, ColumnValues] | None = None) -> pd.DataFrame:
+def typed_frame(domain: str, frame: pd.DataFrame | Mapping[str, pd.Series],
+                columns: list[str], known: Mapping[str, ColumnValues] | None = None
+                ) -> pd.DataFrame:
     """``frame`` with exactly ``columns`` (absent ones empty), SDTMIG Num variables as
     float64 and Char variables as str/None. ``known``: columns of ``frame`` already made
-    into codes, typed from them (a Char one when its values are all text)."""
+    into codes, typed from them (a Char one when its values are all text). ``frame`` may
+    be its columns, by name (Series of one index): no frame is made of them first."""
+    if not isinstance(frame, pd.DataFrame):
+        if frame and len(set(columns)) == len(columns):
+            index = next(iter(frame.values())).index
+            return _typed_columns(domain, frame, index, columns, known)
+        frame = pd.DataFrame(frame, copy=False)
     if not frame.columns.is_unique or len(set(columns)) < len(columns):
         frame = frame.reindex(columns=columns).copy()
         for name in columns:
             if sdtmig.variable(domain, name) is not None:
                 frame[name] = _typed(domain, name, frame[name])
         return frame
+    return _typed_columns(domain, frame, frame.index, columns, known)
+
+
+def _typed_columns(domain: str, given: pd.DataFrame | Mapping[str, pd.Series],
+                   index: pd.Index, columns: list[str],
+                   known: Mapping[str, ColumnValues] | None) -> pd.DataFrame:
     # each column typed on its own, the frame made once (no frame-wide copy and setting)
-    data = {name: _typed(domain, name, frame[name] if name in frame.columns
-                         else pd.Series(np.nan, index=frame.index, dtype=np.float64),
+    data = {name: _typed(domain, name, given[name] if name in given
+                         else pd.Series(np.nan, index=index, dtype=np.float64),
                          None if known is None else known.get(name))
             for name in columns}                            # (a missing one as reindex adds it)
-    return pd.DataFrame(data, index=frame.index, columns=columns, copy=False)
+    return pd.DataFrame(data, index=index, columns=columns, copy=False)
 
 
 def _typed(domain: str, name: str, series: pd.Series, known: ColumnValues | None = None
@@ -297,12 +310,15 @@ def _typed(domain: str, name: str, series: pd.Series, known: ColumnValues | None
     if known is not None and series.dtype == object and len(known.codes) == len(series) \
             and known.all_text:
         # as char_column gives it, without looking at every row's type: text as it is,
-        # a missing value (None or NaN: code -1) None
-        values = series.to_numpy(dtype=object, copy=True)
+        # a missing value (None or NaN: code -1) None; the values copied only to be
+        # changed (an object column's copy increments every value's count)
+        values = series.to_numpy(dtype=object)
         missing = known.codes < 0
         if missing.any():
+            values = values.copy()
             values[missing] = None
-        return pd.Series(values, index=series.index, name=series.name, dtype=object)
+        return pd.Series(values, index=series.index, name=series.name, dtype=object,
+                         copy=False)
     return char_column(series)
 
 
@@ -334,7 +350,8 @@ def char_column(series: pd.Series) -> pd.Series:
         values = series.to_numpy(dtype=object, copy=True)
         if pd.api.types.infer_dtype(values, skipna=False) == "string" \
                 or text_or_none(values.tolist()):                  # None: missing already
-            return pd.Series(values, index=series.index, name=series.name, dtype=object)
+            return pd.Series(values, index=series.index, name=series.name, dtype=object,
+                             copy=False)                           # (the copy above)
     elif series.dtype == np.float64 and not series.notna().any():
         # nothing but NaN (a variable no row has): None in every row, made at once
         return pd.Series(np.full(len(series), None, dtype=object), index=series.index,

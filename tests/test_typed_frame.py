@@ -72,6 +72,11 @@ def test_char_columns_typed_from_their_codes_as_from_their_values(values: list[A
     pd.testing.assert_frame_equal(from_codes, typed_frame("LB", raw, names))
     missing = [value is None or value != value for value in values]
     assert [value is None for value in from_codes["LBORRES"]] == missing
+    # given as its columns, by name (one absent): the same frame
+    given = {name: raw[name] for name in names}
+    for columns in (names, ["LBTESTCD", "LBDY", "LBORRES"]):
+        pd.testing.assert_frame_equal(typed_frame("LB", given, columns, known),
+                                      typed_frame("LB", raw, columns, known))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

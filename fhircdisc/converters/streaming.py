@@ -1282,7 +1282,7 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
             coded[name] = values if values is not None else ranked[name]
         elif first is not None and text_or_none(columns[name].tolist()):
             coded[name] = ColumnValues.of(pd.Series(columns[name], dtype=object, copy=False))
-    raw = raw_frame(domain, wanted, columns, exact=("USUBJID", seq_var))
+    raw = raw_columns(domain, wanted, columns, exact=("USUBJID", seq_var))
     provenance = _provenance(domain, parts, at, raw["USUBJID"], raw[seq_var],
                              pd.Series(columns["_source"], dtype=object, copy=False), plan.out,
                              coded.get("USUBJID"))
@@ -1480,20 +1480,28 @@ def raw_frame(domain: str, names: list[str], columns: dict[str, np.ndarray],
     variables SDTMIG types as they are (``typed_frame`` gives them their type), the
     others, and those of ``exact``, typed as ``DataFrame.from_records`` of the rows
     would type them."""
+    return pd.DataFrame(raw_columns(domain, names, columns, exact), columns=names,
+                        copy=False)
+
+
+def raw_columns(domain: str, names: list[str], columns: dict[str, np.ndarray],
+                exact: tuple[str, ...]) -> dict[str, pd.Series]:
+    """The columns of :func:`raw_frame`, by name, without the frame (``typed_frame``
+    takes them so)."""
     from fhircdisc.schemas import sdtmig
 
     inferred = {name for name in names if name in exact or sdtmig.variable(domain, name) is None}
-    data = {name: _as_records_type(columns[name]) if name in inferred
-            else _as_given(columns[name], sdtmig.variable(domain, name)) for name in names}
-    return pd.DataFrame(data, columns=names, copy=False)
+    return {name: _as_records_type(columns[name]).rename(name) if name in inferred
+            else _as_given(columns[name], sdtmig.variable(domain, name), name)
+            for name in names}
 
 
-def _as_given(values: np.ndarray, spec: Any) -> pd.Series:
+def _as_given(values: np.ndarray, spec: Any, name: str) -> pd.Series:
     """A column SDTMIG types, as it is: an object column, or the float64 column of a Num
     variable (the numbers of a lane block's results), which ``typed_frame`` keeps."""
     if values.dtype == np.float64 and spec.type == "Num":
-        return pd.Series(values, copy=False)
-    return pd.Series(values, dtype=object, copy=False)
+        return pd.Series(values, copy=False, name=name)
+    return pd.Series(values, dtype=object, copy=False, name=name)
 
 
 @cache
