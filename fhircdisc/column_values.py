@@ -58,6 +58,9 @@ class ColumnValues:
     #: when the distinct values are texts made from numbers (results written from their
     #: float): the number each writes, as a float64 array beside ``uniques``
     numbers: np.ndarray | None = field(default=None, compare=False, repr=False)
+    #: when the distinct values are ASCII texts of one length (dates) and their bytes were
+    #: at hand: their characters as rows of ``uint8`` codes beside ``uniques``
+    chars: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, series: pd.Series) -> ColumnValues:
@@ -72,11 +75,13 @@ class ColumnValues:
 
     @classmethod
     def of_ranks(cls, values: list[Any], ranks: np.ndarray, order: np.ndarray,
-                 facts: TextFacts | None = None) -> ColumnValues:
+                 facts: TextFacts | None = None, chars: np.ndarray | None = None
+                 ) -> ColumnValues:
         """The column ``values`` (texts or None) takes in the row ``order``, from each
         value's rank among them (``ranks``, beside ``values``: dense from 0, equal for
         equal texts, None's above every text's), without hashing a value. ``facts``:
-        the values' :attr:`text_facts` when known (every value a text then)."""
+        the values' :attr:`text_facts` when known (every value a text then); ``chars``:
+        their characters as rows (:attr:`chars`), a value a row beside ``values``."""
         firsts = np.empty(int(ranks.max(initial=-1)) + 1, dtype=np.intp)
         firsts[ranks[::-1]] = np.arange(len(ranks) - 1, -1, -1)  # each rank's first row
         uniques = [values[i] for i in firsts.tolist()]
@@ -84,9 +89,11 @@ class ColumnValues:
         if uniques and uniques[-1] is None:                      # missing: -1
             uniques.pop()
             codes[codes == len(uniques)] = -1
-        made = cls(codes, uniques)
-        if facts is not None:         # what the cached properties would find, found
-            made.__dict__.update(all_text=True, text_facts=facts)
+        if facts is None:
+            return cls(codes, uniques)
+        made = cls(codes, uniques, chars=None if chars is None else chars[firsts])
+        # what the cached properties would find, found
+        made.__dict__.update(all_text=True, text_facts=facts)
         return made
 
     @cached_property
@@ -221,7 +228,7 @@ class PackedFrame:
         data = {name: pd.Series(column.column(), dtype=object, copy=False)
                 if isinstance(column, _Coded) else column
                 for name, column in zip(self.names, self.columns, strict=True)}
-        return pd.DataFrame(data, columns=self.names)
+        return pd.DataFrame(data, columns=self.names, copy=False)  # (its own columns)
 
 
 def pack_frame(frame: pd.DataFrame, coded: Mapping[Any, ColumnValues]) -> PackedFrame | None:

@@ -153,13 +153,18 @@ def test_codes_from_byte_ranks_carry_the_facts_of_their_texts(
                          for _ in range(3000)]
     if missing:
         values[11] = None
-    ranks, facts = _ranks_and_facts(values)
+    ranks, found = _ranks_and_facts(values)
     order = rng.permutation(len(values))
-    carried = ColumnValues.of_ranks(values, ranks, order, facts)
+    carried = ColumnValues.of_ranks(values, ranks, order, *(found or (None, None)))
     fresh = ColumnValues.of_ranks(values, ranks, order)
-    assert (facts is not None) == (alphabet.isascii() and "\x00" not in alphabet
+    assert (found is not None) == (alphabet.isascii() and "\x00" not in alphabet
                                    and not missing)
     assert carried.all_text == fresh.all_text
     assert carried.text_facts == fresh.text_facts
-    if facts is not None:
-        assert facts.longest == max(map(len, values))
+    if found is not None:
+        assert found.facts.longest == max(map(len, values))
+        # the characters as rows beside the distinct texts, when all are of one length
+        one_length = len(set(map(len, values))) == 1
+        assert (carried.chars is not None) == one_length
+        assert carried.chars is None or \
+            [bytes(row).decode() for row in carried.chars] == carried.uniques

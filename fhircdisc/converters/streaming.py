@@ -1253,8 +1253,8 @@ def finish_bucket(domain: str, parts: Parts, plan: DatasetPlan) -> FinishedBucke
     # a sort key the rows hold as their own texts (--DTC) was ranked: its codes for the
     # checks come from the ranks, not from hashing every row's text again
     ranked = {} if ranking.key_ranks is None or ranking.key_facts is None else {
-        key: ColumnValues.of_ranks(column, ranks, at, facts)
-        for key, column, ranks, facts in zip(keys, sorting, ranking.key_ranks,
+        key: ColumnValues.of_ranks(column, ranks, at, *(found or (None, None)))
+        for key, column, ranks, found in zip(keys, sorting, ranking.key_ranks,
                                              ranking.key_facts, strict=True)
         if isinstance(column, list) and text_or_none(column)}
     kept = set(plan.columns[domain])

@@ -591,7 +591,9 @@ class XptPieceEncoder:
                 continue
             if nul:  # readstat copies a value up to its first NUL
                 texts = [text.partition("\x00")[0] for text in texts]
-            block = _full_width_block(texts, width) if known is not None and not nul else None
+            block = None if known is None or nul else (
+                _char_rows_block(known.chars, width) if known.chars is not None
+                else _full_width_block(texts, width))
             if block is None:
                 block = np.array(texts, dtype=f"S{width}")  # NUL-padded ASCII
                 padded = block.view(np.uint8)
@@ -627,6 +629,18 @@ class XptPieceEncoder:
                           for row in range(rows - self._blank_run + 1, rows + 1)]
             raise ConversionError(_violation_message(self.path, violations))
         return b" " * (-(rows * self.row_length) % 80)
+
+
+def _char_rows_block(chars: np.ndarray, width: int) -> np.ndarray | None:
+    """A Char column's distinct ASCII texts given as rows of characters
+    (``ColumnValues.chars``), then the empty one, as blank-padded fields of ``width``
+    bytes; None when they do not fit."""
+    size = chars.shape[1]
+    if not width or size > width:
+        return None
+    rows = np.full((len(chars) + 1, width), 0x20, dtype=np.uint8)
+    rows[:-1, :size] = chars
+    return rows.view(f"S{width}").reshape(len(rows))
 
 
 def _full_width_block(texts: list[str], width: int) -> np.ndarray | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import pandas as pd
@@ -250,9 +250,18 @@ class Ranking:
     order: list[int] | np.ndarray
     numbers: list[float] | np.ndarray | None
     key_ranks: list[np.ndarray] | None = None
-    #: per sort key, when it was ranked by its bytes (texts, every one of them):
-    #: :class:`~fhircdisc.column_values.TextFacts` of its texts, found on the way
-    key_facts: list[TextFacts | None] | None = None
+    #: per sort key, when it was ranked by its bytes (texts, every one of them): what
+    #: was found of its texts on the way (:class:`TextRows`)
+    key_facts: list[TextRows | None] | None = None
+
+
+class TextRows(NamedTuple):
+    """What ranking texts by their bytes finds of them: their
+    :class:`~fhircdisc.column_values.TextFacts`, and, when they are all of one length,
+    their characters as rows of ``uint8`` codes (a text a row, in the texts' order)."""
+
+    facts: TextFacts
+    chars: np.ndarray | None
 
 
 def sequence_ranking(subjects: Column, keys: list[Column], carried: list[Any] | None,
@@ -283,7 +292,7 @@ def _all_text(subjects: Column) -> bool:
     return set(map(type, (value or "" for value in values))) <= {str}
 
 
-def _column_ranks(column: Column, subject: bool) -> tuple[np.ndarray, TextFacts | None]:
+def _column_ranks(column: Column, subject: bool) -> tuple[np.ndarray, TextRows | None]:
     """Each row's rank by its value of ``column`` (:func:`_text_ranks` of the key texts;
     ``subject``: None ranks as ""), and the facts of its values when they are texts that
     were ranked by their bytes."""
@@ -322,14 +331,14 @@ def _text_ranks(texts: list[str | None]) -> np.ndarray:
     return _ranks_and_facts(texts)[0]
 
 
-def _ranks_and_facts(texts: list[str | None]) -> tuple[np.ndarray, TextFacts | None]:
-    """:func:`_text_ranks`, and the texts' :class:`~fhircdisc.column_values.TextFacts`
-    when they were ranked by their bytes (every one of them a text then)."""
+def _ranks_and_facts(texts: list[str | None]) -> tuple[np.ndarray, TextRows | None]:
+    """:func:`_text_ranks`, and what was found of the texts (:class:`TextRows`) when they
+    were ranked by their bytes (every one of them a text then)."""
     if len(texts) >= _BYTES_FROM and len(set(texts[:_PROBE])) > _PROBE // 2:
         found = _byte_ranks(texts)         # texts that rarely repeat (dates): sorted as is
         if found is not None:
-            ranks, longest = found
-            return ranks, TextFacts(longest, True, False)
+            ranks, longest, chars = found
+            return ranks, TextRows(TextFacts(longest, True, False), chars)
     codes, uniques = pd.factorize(np.fromiter(texts, dtype=object, count=len(texts)))
     distinct: list[str] = uniques.tolist()
     places: Any
@@ -350,13 +359,14 @@ _BYTES_FROM = 1024
 _PROBE = 256
 
 
-def _byte_ranks(texts: list[str | None]) -> tuple[np.ndarray, int] | None:
+def _byte_ranks(texts: list[str | None]) -> tuple[np.ndarray, int, np.ndarray | None] | None:
     """:func:`_text_ranks` of ASCII texts without NUL, by sorting them as fixed-width
     bytes (byte order is code point order): packed into one number each when they fit
-    (:func:`_packed_key`), else in 8-byte big-endian words; and the length of the longest
-    text. None for any other column (None among the texts too)."""
+    (:func:`_packed_key`), else in 8-byte big-endian words; the length of the longest
+    text; and, when they are all of that length, their characters as rows (``uint8``).
+    None for any other column (None among the texts too)."""
     if not texts:
-        return np.zeros(0, dtype=np.int64), 0
+        return np.zeros(0, dtype=np.int64), 0, None
     try:
         # a NUL after each text: the NULs of the joined text are those, and no other,
         # exactly when no text holds one (a value that is not text fails the join)
@@ -375,7 +385,9 @@ def _byte_ranks(texts: list[str | None]) -> tuple[np.ndarray, int] | None:
         rows[:, :size] = chars.reshape(len(texts), size + 1)[:, :size]
         data = rows.view(f"S{width}").reshape(len(texts))
         longest = size
+        one_length: np.ndarray | None = rows[:, :size]
     else:
+        one_length = None
         data = np.fromiter(texts, dtype=object, count=len(texts)).astype(bytes)
         longest = data.dtype.itemsize              # in bytes: characters, all ASCII
         width = -(-max(longest, 1) // 8) * 8
@@ -394,7 +406,7 @@ def _byte_ranks(texts: list[str | None]) -> tuple[np.ndarray, int] | None:
     np.cumsum(changes, out=dense[1:])
     ranks = np.empty(len(data), dtype=np.int64)
     ranks[order] = dense
-    return ranks, longest
+    return ranks, longest, one_length
 
 
 def _packed_key(rows: np.ndarray) -> np.ndarray | None:

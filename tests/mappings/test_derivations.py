@@ -171,10 +171,13 @@ def test_byte_ranks_order_texts_as_python_does_or_decline(texts: list[Any]) -> N
     plain = all(text is not None and text.isascii() and "\x00" not in text for text in texts)
     assert (found is not None) == plain
     if found is not None:
-        ranks, longest = found
+        ranks, longest, chars = found
         distinct = sorted(set(texts))
         assert ranks.tolist() == [distinct.index(text) for text in texts]
         assert longest == max(map(len, texts), default=0)
+        # the characters as rows exactly when every text is of that length
+        assert (chars is not None) == (bool(texts) and len(set(map(len, texts))) == 1)
+        assert chars is None or [bytes(row).decode() for row in chars] == texts
 
 
 @pytest.mark.parametrize("alphabet", ["0123456789-T:", "0123456789é", "01\x00"])
@@ -222,7 +225,7 @@ def test_dates_sorted_as_one_number_each() -> None:
     rows = np.frombuffer("".join(dates).encode(), dtype=np.uint8).reshape(2000, 19)
     assert derivations._packed_key(rows) is not None
     distinct = sorted(set(dates))
-    ranks, longest = derivations._byte_ranks(dates) or (None, None)
+    ranks, longest, _ = derivations._byte_ranks(dates) or (None, None, None)
     assert ranks is not None and ranks.tolist() == [distinct.index(d) for d in dates]
     assert longest == 19
     wide = np.arange(256, dtype=np.uint8).repeat(9).reshape(256, 9)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from fhircdisc.column_values import ColumnValues
 from fhircdisc.converters.datasets import is_missing
 from fhircdisc.mappings.dates import COMPLETE_FORMS, complete_dates, is_dtc
 from fhircdisc.schemas.conformance.checks.registry import check, rows
@@ -53,9 +54,24 @@ def valid_dtcs(values: list[str]) -> np.ndarray:
             elif len(places):
                 chars = data[starts[places, None] + np.arange(length)]
                 verdicts[places] = complete_dates(chars)
+    return _rest_one_by_one(values, verdicts)
+
+
+def _rest_one_by_one(values: list[str], verdicts: np.ndarray) -> np.ndarray:
+    """``verdicts``, each value not found valid yet checked with :func:`valid_dtc`."""
     for place in np.flatnonzero(~verdicts).tolist():
         verdicts[place] = valid_dtc(values[place])
     return verdicts
+
+
+def valid_values(values: ColumnValues) -> np.ndarray:
+    """Where the column's value is a valid ISO 8601 text (:func:`valid_dtcs` of its
+    distinct texts); checked from their characters when the codes carry them (dates of
+    one length, as sorted for --SEQ), without reading each text again."""
+    chars = values.chars
+    if chars is None or chars.shape[1] not in COMPLETE_FORMS or not values.all_text:
+        return values.texts_where(valid_dtcs)
+    return values.spread(_rest_one_by_one(values.uniques, complete_dates(chars)))
 
 
 @check("iso8601_dates")
@@ -66,7 +82,7 @@ def iso8601_dates(ds: Dataset, p: Params, study: Study) -> Iterator[Hit]:
         raise Skip("no *DTC variable")
     for name in names:
         values = ds.values(name)
-        for row in rows(values.present() & ~values.texts_where(valid_dtcs)):
+        for row in rows(values.present() & ~valid_values(values)):
             value = ds.cell(name, row)
             if not is_missing(value):
                 yield Hit(row=row, variable=name, value=value)
