@@ -471,7 +471,7 @@ def prepare(sources: Iterable[str | Path], out_dir: str | Path,
                             enrol_all=enrol_all)
 
     with _reading_context(expand_sources(sources), chunk_lines, progress, work) as reading:
-        # mapped while the large files of Observations are cut on threads
+        # mapped while the large files of Observations are cut in other processes
         context_map = mapped(reading.items)
         if reading.finish():        # one of them held other resources too: in their place
             context_map = mapped(reading.items)
@@ -547,10 +547,10 @@ def _reading_context(files: list[Path], chunk_lines: int,
                      progress: Callable[[str, int], None] | None, work: Path | None = None
                      ) -> Iterator[_ContextReading]:
     """Pass 1's read of ``files`` (as :func:`_read_context`), the files that may hold
-    nothing but Observation lines in their usual form (of at least :data:`CUT_MIN_BYTES`)
-    cut on threads of their own (reading a file and finding its line breaks let other
-    threads run): every other file is read on entering, the cuts are taken by
-    :meth:`_ContextReading.finish`; those not yet taken are given up on leaving."""
+    nothing but Observation lines in their usual form (of at least :data:`CUT_MIN_BYTES`,
+    beginning with such a line) cut in forked processes (:class:`_TaskCuts`): every other
+    file is read on entering, the cuts are taken by :meth:`_ContextReading.finish`; those
+    not yet taken are given up on leaving."""
     zipped = [(rank, path) for rank, path in enumerate(files)
               if is_ndjson(path) and path.name.lower().endswith(".gz")]
     plain = [(rank, path) for rank, path in enumerate(files)
@@ -576,7 +576,7 @@ def _starts_usual(path: Path) -> bool:
 
 class _ContextReading:
     """The resources, ordinals and tasks of pass 1, read in two steps:
-    :meth:`scan_others` reads every file that is not being cut on a thread,
+    :meth:`scan_others` reads every file that is not being cut in another process,
     :meth:`finish` takes the cuts, scanning in its place a file that held other lines,
     and puts everything in file order (the order a scan of one file after the other
     gives)."""
@@ -1057,8 +1057,12 @@ def task_lines(task: Task) -> Iterable[tuple[int, bytes]]:
     """The Observation lines of a task, numbered, read from its file's byte range."""
     try:
         handle = open(task.path or task.file, "rb", buffering=TASK_READ)  # noqa: SIM115
+    except OSError as exc:
+        raise InputError(f"cannot read file: {exc}", task.file) from exc
+    try:
         handle.seek(task.start)
     except OSError as exc:
+        handle.close()
         raise InputError(f"cannot read file: {exc}", task.file) from exc
     if not task.mixed:
         # nothing but Observation lines, task.size of them: read a buffer at a time (a

@@ -294,16 +294,15 @@ def _all_text(subjects: Column) -> bool:
 
 def _column_ranks(column: Column, subject: bool) -> tuple[np.ndarray, TextRows | None]:
     """Each row's rank by its value of ``column`` (:func:`_text_ranks` of the key texts;
-    ``subject``: None ranks as ""), and the facts of its values when they are texts that
-    were ranked by their bytes."""
+    ``subject``: None ranks as ""), and what was found of its values (:class:`TextRows`)
+    when they are a row's each, and texts that were ranked by their bytes."""
     values = column.values if isinstance(column, Tabled) else column
     texts = [value or "" for value in values] if subject else _key_texts(values)
     ranks, facts = _ranks_and_facts(texts)
-    if texts is not values:             # the facts are of the texts, not of the values
-        facts = None
-    if isinstance(column, Tabled):
-        return ranks[column.places], facts
-    return ranks, facts
+    if isinstance(column, Tabled):      # (what was found is of the table, not the rows)
+        return ranks[column.places], None
+    # what was found is of the texts: of the values only when they are the texts
+    return ranks, facts if texts is values else None
 
 
 def _key_texts(values: list[Any]) -> list[str | None]:

@@ -66,14 +66,14 @@ def test_blocks_cut_tasks_as_a_line_by_line_read(tmp_path: Path, monkeypatch: py
 @given(st.lists(st.integers(0, 10**6), min_size=0, max_size=60), st.integers(1, 9),
        st.sampled_from([40, 64, 200, 4096]), st.booleans(), st.booleans(),
        st.sampled_from([None, 0, -1]))
-def test_a_file_cut_on_a_thread_has_the_tasks_of_the_block_scan(
+def test_a_file_cut_in_another_process_has_the_tasks_of_the_block_scan(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ids: list[int], chunk_lines: int,
         block: int, crlf: bool, last_end: bool, other: int | None) -> None:
-    """A file of Observation lines only is cut into tasks on a thread: the same tasks
-    (byte ranges, first lines, sizes) as the block scan; a file with one other line
+    """A file of Observation lines only is cut into tasks in another process: the same
+    tasks (byte ranges, first lines, sizes) as the block scan; a file with one other line
     (``other``: its place) is left to the block scan, at once when it is the first."""
     monkeypatch.setattr(streaming, "SCAN_BLOCK", block)
-    monkeypatch.setattr(streaming, "CUT_MIN_BYTES", 0)     # small files on threads too
+    monkeypatch.setattr(streaming, "CUT_MIN_BYTES", 0)     # small files cut apart too
     lines = [OBSERVATION.replace(b'"o"', b'"o%d"' % n) for n in ids]
     if other is not None and lines:
         lines[other] = PATIENT
@@ -81,14 +81,14 @@ def test_a_file_cut_on_a_thread_has_the_tasks_of_the_block_scan(
     path = tmp_path / f"x{len(text)}-{other}.ndjson"
     path.write_bytes(text)
     with _cuts_taken() as cuts:                     # the cuts made in another process
-        threaded = streaming._read_context([path], chunk_lines, None)
+        apart = streaming._read_context([path], chunk_lines, None)
     begins_usual = bool(lines) and not (other is not None and other in (0, -len(lines)))
     assert len(cuts) == begins_usual
     assert not cuts or (cuts[0] is None) == (other is not None)
     with pytest.MonkeyPatch.context() as patch:     # each file scanned, none cut
         patch.setattr(streaming, "_starts_usual", lambda path: False)
-        assert threaded == streaming._read_context([path], chunk_lines, None)
-    assert threaded[3] == len(lines) - (other is not None and bool(lines))
+        assert apart == streaming._read_context([path], chunk_lines, None)
+    assert apart[3] == len(lines) - (other is not None and bool(lines))
 
 
 @contextmanager
@@ -212,7 +212,7 @@ def _observations(patient: int, count: int) -> list[bytes]:
 
 
 @pytest.mark.parametrize("cut_fails", [False, True])
-def test_files_cut_on_threads_keep_the_file_order(tmp_path: Path,
+def test_files_cut_apart_keep_the_file_order(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch,
                                                   cut_fails: bool) -> None:
     """The files of Observations are cut while the others are read: the resources,
