@@ -553,9 +553,11 @@ def _reading_context(files: list[Path], chunk_lines: int,
     not yet taken are given up on leaving."""
     zipped = [(rank, path) for rank, path in enumerate(files)
               if is_ndjson(path) and path.name.lower().endswith(".gz")]
+    # (where the system does not fork, every file is scanned here, block by block)
     plain = [(rank, path) for rank, path in enumerate(files)
              if is_ndjson(path) and not path.name.lower().endswith(".gz")
-             and _size(path) >= CUT_MIN_BYTES and _starts_usual(path)]
+             and _size(path) >= CUT_MIN_BYTES and _starts_usual(path)] \
+        if "fork" in multiprocessing.get_all_start_methods() else []
     # the cutting processes forked first, while this process runs no other thread
     with _TaskCuts(plain, chunk_lines) as cutting, \
             _Decompressions(zipped, work) as unzipping:

@@ -301,3 +301,21 @@ def test_a_file_changed_between_the_passes_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"changed while it was being converted") as error:
         list(streaming.task_lines(tasks[1]))
     assert error.value.source == str(path) and error.value.location == "line 8"
+
+
+def test_without_fork_every_file_is_scanned_here(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the system cannot fork, no file is cut in another process: the block scan
+    reads them all, with the same resources, ordinals and tasks."""
+    monkeypatch.setattr(streaming, "CUT_MIN_BYTES", 0)
+    cut = tmp_path / "a.ndjson"
+    cut.write_bytes(b"\n".join([*_observations(1, 5), _patient(1), *_observations(2, 4)])
+                    + b"\n")
+    with _cuts_taken() as cuts:
+        forked = streaming._read_context([cut], 3, None)
+    assert len(cuts) == 1
+    monkeypatch.setattr(streaming.multiprocessing, "get_all_start_methods",
+                        lambda: ["spawn"])
+    with _cuts_taken() as cuts:
+        assert streaming._read_context([cut], 3, None) == forked
+    assert cuts == []
