@@ -8,7 +8,6 @@ study-level derivations (RF dates, --DY, --SEQ, AGE) -> ``Study``.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from fhircdisc.converters.enrolment import (
 )
 from fhircdisc.converters.fhir_reader import LineResource, ReadProblem, SourceResource, read_sources
 from fhircdisc.converters.fhir_version import VersionVote
-from fhircdisc.converters.processes import forked_pool
+from fhircdisc.converters.processes import can_fork, forked_pool
 from fhircdisc.converters.resource_index import ResourceIndex
 from fhircdisc.mappings import ae, derivations, dm, ex, lb, paths, ts, vs
 from fhircdisc.mappings import terminology as terminology_module
@@ -212,7 +211,7 @@ class Converter:
     def run(self, resources: list[SourceResource], workers: int = 1
             ) -> dict[str, list[dict[str, Any]]]:
         """Map every resource; over ``workers`` forked processes when asked (same output)."""
-        if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        if workers <= 1 or not can_fork():
             return self._map_range(resources, 0, len(resources))
         global _ACTIVE
         _ACTIVE = (self, resources)

@@ -51,6 +51,12 @@ def keep_freed_memory() -> None:
     mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)
 
 
+def can_fork() -> bool:
+    """Whether this system starts processes by forking (the forked pools and processes
+    here need it; elsewhere the work runs in the calling process)."""
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
 def forked_pool(workers: int) -> Pool:
     """A pool of ``workers`` forked processes that ignore Ctrl-C (the caller must
     terminate it on leaving, as ``with`` does); a Ctrl-C pressed while they are forked

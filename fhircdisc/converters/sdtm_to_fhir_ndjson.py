@@ -35,7 +35,7 @@ import pandas as pd
 from fhircdisc.converters.atomic import publish, staging_folder
 from fhircdisc.converters.fhir_to_sdtm import SPECS
 from fhircdisc.converters.fhir_writer import write_ndjson
-from fhircdisc.converters.processes import forked_process
+from fhircdisc.converters.processes import can_fork, forked_process
 from fhircdisc.converters.sdtm_to_fhir import (
     FhirReport,
     RejectedRow,
@@ -97,7 +97,7 @@ def to_fhir_ndjson(sdtm: str | Path | dict[str, pd.DataFrame], out_dir: str | Pa
     datasets = _input_datasets(sdtm)
     terms = terminology_module.load(terminology)
     workers = max(1, workers or os.cpu_count() or 1)
-    if "fork" not in multiprocessing.get_all_start_methods():
+    if not can_fork():
         workers = 1
     job = _prepare(datasets, terms, version, workers)
     if job is not None:

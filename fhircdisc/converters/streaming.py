@@ -30,7 +30,6 @@ import gc
 import gzip
 import io
 import math
-import multiprocessing
 import os
 import pickle
 import queue
@@ -106,7 +105,7 @@ from fhircdisc.converters.lane_block import (
     joined,
     object_array,
 )
-from fhircdisc.converters.processes import forked_pool
+from fhircdisc.converters.processes import can_fork, forked_pool
 from fhircdisc.converters.provenance_rows import line_tails, tabled_provenance
 from fhircdisc.converters.resource_index import ResourceIndex
 from fhircdisc.errors import InputError
@@ -557,7 +556,7 @@ def _reading_context(files: list[Path], chunk_lines: int,
     plain = [(rank, path) for rank, path in enumerate(files)
              if is_ndjson(path) and not path.name.lower().endswith(".gz")
              and _size(path) >= CUT_MIN_BYTES and _starts_usual(path)] \
-        if "fork" in multiprocessing.get_all_start_methods() else []
+        if can_fork() else []
     # the cutting processes forked first, while this process runs no other thread
     with _TaskCuts(plain, chunk_lines) as cutting, \
             _Decompressions(zipped, work) as unzipping:
@@ -1480,20 +1479,11 @@ def _present(values: np.ndarray, absent: Any, parts: Parts, name: str) -> list[A
     return [absent if value is ABSENT else value for value in values.tolist()]
 
 
-def raw_frame(domain: str, names: list[str], columns: dict[str, np.ndarray],
-              exact: tuple[str, ...]) -> pd.DataFrame:
-    """The frame of ``columns`` (``names``, in that order) as ``typed_frame`` needs it:
-    variables SDTMIG types as they are (``typed_frame`` gives them their type), the
-    others, and those of ``exact``, typed as ``DataFrame.from_records`` of the rows
-    would type them."""
-    return pd.DataFrame(raw_columns(domain, names, columns, exact), columns=names,
-                        copy=False)
-
-
 def raw_columns(domain: str, names: list[str], columns: dict[str, np.ndarray],
                 exact: tuple[str, ...]) -> dict[str, pd.Series]:
-    """The columns of :func:`raw_frame`, by name, without the frame (``typed_frame``
-    takes them so)."""
+    """``columns`` (``names``) as Series, by name, as ``typed_frame`` takes them: variables
+    SDTMIG types as they are (``typed_frame`` gives them their type), the others, and
+    those of ``exact``, typed as ``DataFrame.from_records`` of the rows would type them."""
     from fhircdisc.schemas import sdtmig
 
     inferred = {name for name in names if name in exact or sdtmig.variable(domain, name) is None}
@@ -2114,7 +2104,7 @@ def _load_bucket(spill_dir: Path, piece: Piece) -> FinishedBucket:
 def _pool(workers: int, jobs: list[Any]) -> Iterator[Any]:
     """Forked worker processes for ``jobs`` when there are several of both and the system
     forks; else None. Stopped on leaving."""
-    if workers <= 1 or len(jobs) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+    if workers <= 1 or len(jobs) <= 1 or not can_fork():
         yield None
         return
     pool = forked_pool(min(workers, len(jobs)))

@@ -5,6 +5,7 @@ same file (gzipped) gives, however the blocks fall."""
 from __future__ import annotations
 
 import gzip
+import multiprocessing
 import pickle
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -314,8 +315,7 @@ def test_without_fork_every_file_is_scanned_here(tmp_path: Path,
     with _cuts_taken() as cuts:
         forked = streaming._read_context([cut], 3, None)
     assert len(cuts) == 1
-    monkeypatch.setattr(streaming.multiprocessing, "get_all_start_methods",
-                        lambda: ["spawn"])
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
     with _cuts_taken() as cuts:
         assert streaming._read_context([cut], 3, None) == forked
     assert cuts == []

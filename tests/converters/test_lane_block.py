@@ -283,13 +283,13 @@ cells = st.one_of(st.none(), st.text(max_size=3), st.floats(allow_nan=True),
 @given(st.lists(st.dictionaries(st.sampled_from(
     ["USUBJID", "LBTESTCD", "LBSTRESN", "LBORRES", "LBSEQ", "XXCUSTOM", "_source"]),
     cells, max_size=7), min_size=1, max_size=12))
-def test_raw_frame_types_as_records_do(rows: list[dict[str, Any]]) -> None:
+def test_raw_columns_type_as_records_do(rows: list[dict[str, Any]]) -> None:
     """Columns gathered from rows and typed give what ``DataFrame.from_records`` of the
     rows gives: the typed frame, and the untyped columns exactly."""
     names = ["USUBJID", "LBTESTCD", "LBSTRESN", "LBORRES", "LBSEQ", "XXCUSTOM", "_source"]
     columns = streaming.gather([rows], names)
     exact = ("USUBJID", "LBSEQ", "_source")
-    raw = streaming.raw_frame("LB", names, columns, exact=exact)
+    raw = streaming.raw_columns("LB", names, columns, exact=exact)
     records = pd.DataFrame.from_records(rows, columns=names)
     for name in (*exact, "XXCUSTOM"):
         pd.testing.assert_series_equal(raw[name], records[name])
@@ -539,7 +539,7 @@ def test_a_num_column_of_floats_goes_into_the_frame_as_float64() -> None:
     floats = np.array([1.5, -0.0, 3.0])
     columns = {"LBSTRESN": floats, "LBORRES": floats.copy(),
                "LBSTNRLO": object_array([1.0, None, 2.5], 3)}
-    frame = streaming.raw_frame("LB", list(columns), columns, exact=())
+    frame = streaming.raw_columns("LB", list(columns), columns, exact=())
     assert [str(frame[name].dtype) for name in columns] == ["float64", "object", "object"]
     typed = typed_frame("LB", frame, list(columns))
     as_objects = typed_frame("LB", pd.DataFrame(
